@@ -1,0 +1,281 @@
+/*  envelope.c - sign, seal, decode, verify, open. */
+#include "envelope.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define S_SHARED_CACHE_MAX 4096
+
+struct sbi_crypto_t {
+    sbi_keys_t keys;
+    zhashx_t *shared;   /* Z85 peer box key -> 32-byte precomputed key */
+};
+
+static void s_shared_free(void **item_p)
+{
+    if (*item_p) {
+        sodium_memzero(*item_p, crypto_box_BEFORENMBYTES);
+        free(*item_p);
+        *item_p = NULL;
+    }
+}
+
+sbi_crypto_t *sbi_crypto_new(const sbi_keys_t *keys)
+{
+    sbi_crypto_t *self = calloc(1, sizeof *self);
+    assert(self);
+    self->keys = *keys;
+    self->shared = zhashx_new();
+    zhashx_set_destructor(self->shared, s_shared_free);
+    return self;
+}
+
+void sbi_crypto_destroy(sbi_crypto_t **self_p)
+{
+    sbi_crypto_t *self = *self_p;
+    if (!self)
+        return;
+    zhashx_destroy(&self->shared);
+    sbi_keys_wipe(&self->keys);
+    free(self);
+    *self_p = NULL;
+}
+
+const sbi_keys_t *sbi_crypto_keys(sbi_crypto_t *self)
+{
+    return &self->keys;
+}
+
+static const uint8_t *s_shared_key(sbi_crypto_t *self, const uint8_t peer[32])
+{
+    char z85[41];
+    zmq_z85_encode(z85, peer, 32);
+    uint8_t *key = zhashx_lookup(self->shared, z85);
+    if (key)
+        return key;
+    if (zhashx_size(self->shared) >= S_SHARED_CACHE_MAX)
+        zhashx_purge(self->shared);
+    key = malloc(crypto_box_BEFORENMBYTES);
+    assert(key);
+    if (crypto_box_beforenm(key, peer, self->keys.box_secret) != 0) {
+        free(key);
+        return NULL;    /* a low-order point: not a key anyone holds */
+    }
+    zhashx_insert(self->shared, z85, key);
+    return key;
+}
+
+void sbi_header_init(sbi_header_t *self, Sharebus__Kind kind, const char *from,
+                     const char *to)
+{
+    sharebus__header__init(&self->header);
+    sbi_id_new(self->message_id);
+    self->header.version = 1;
+    self->header.kind = kind;
+    self->header.message_id.data = self->message_id;
+    self->header.message_id.len = SBI_ID_SIZE;
+    self->header.from = (char *) from;
+    self->header.to = (char *) to;
+    self->header.created_ms = sbi_now_ms();
+}
+
+int sbi_envelope_seal(sbi_crypto_t *me, const sbi_cert_t *to, Sharebus__Header *header,
+                      const Sharebus__Payload *payload, zframe_t **frame_p)
+{
+    uint8_t *sealed = NULL, hash[SBI_HASH_SIZE];
+    size_t sealed_size = 0;
+    if (payload) {
+        const uint8_t *key = s_shared_key(me, to->box_public);
+        if (!key)
+            return SB_EBADCERT;
+        size_t plain_size = sharebus__payload__get_packed_size(payload);
+        if (plain_size > SBI_FRAME_MAX - SBI_HEADER_MAX - 256)
+            return SB_ETOOBIG;
+        uint8_t *plain = malloc(plain_size + 1);
+        sealed_size = SBI_NONCE_SIZE + crypto_box_MACBYTES + plain_size;
+        sealed = malloc(sealed_size);
+        assert(plain && sealed);
+        sharebus__payload__pack(payload, plain);
+        randombytes_buf(sealed, SBI_NONCE_SIZE);
+        crypto_box_easy_afternm(sealed + SBI_NONCE_SIZE, plain, plain_size, sealed, key);
+        sodium_memzero(plain, plain_size);
+        free(plain);
+        crypto_generichash(hash, sizeof hash, sealed, sealed_size, NULL, 0);
+        header->payload_hash.data = hash;
+        header->payload_hash.len = sizeof hash;
+    }
+    else {
+        header->payload_hash.data = NULL;
+        header->payload_hash.len = 0;
+    }
+
+    size_t header_size = sharebus__header__get_packed_size(header);
+    if (header_size > SBI_HEADER_MAX) {
+        free(sealed);
+        return SB_ETOOBIG;
+    }
+    uint8_t header_bytes[SBI_HEADER_MAX], signature[crypto_sign_BYTES];
+    sharebus__header__pack(header, header_bytes);
+    crypto_sign_detached(signature, NULL, header_bytes, header_size, me->keys.sign_secret);
+
+    Sharebus__Envelope envelope = SHAREBUS__ENVELOPE__INIT;
+    envelope.header = (ProtobufCBinaryData){header_size, header_bytes};
+    envelope.signature = (ProtobufCBinaryData){sizeof signature, signature};
+    envelope.payload = (ProtobufCBinaryData){sealed_size, sealed};
+    zframe_t *frame = zframe_new(NULL, sharebus__envelope__get_packed_size(&envelope));
+    sharebus__envelope__pack(&envelope, zframe_data(frame));
+    free(sealed);
+    /* The header now points into this stack frame: detach it. */
+    header->payload_hash.data = NULL;
+    header->payload_hash.len = 0;
+    *frame_p = frame;
+    return SB_OK;
+}
+
+static bool s_optional_name(const char *name)
+{
+    return !name || !*name || sbi_name_valid(name);
+}
+
+static bool s_bytes_len(ProtobufCBinaryData b, size_t len)
+{
+    return b.len == 0 || b.len == len;
+}
+
+static int s_check_header(const Sharebus__Header *h)
+{
+    if (h->version != 1 || h->kind <= SHAREBUS__KIND__KIND_NONE
+        || h->kind > SHAREBUS__KIND__KIND_CHECKPOINT)
+        return SB_EMALFORMED;
+    if (h->message_id.len != SBI_ID_SIZE || !s_bytes_len(h->correlation_id, SBI_ID_SIZE)
+        || !s_bytes_len(h->subject_ref, SBI_HASH_SIZE)
+        || !s_bytes_len(h->payload_hash, SBI_HASH_SIZE)
+        || !s_bytes_len(h->policy_version, SBI_HASH_SIZE))
+        return SB_EMALFORMED;
+    if (!sbi_agency_valid(h->from, true) || !sbi_agency_valid(h->to, true))
+        return SB_EMALFORMED;
+    if (!s_optional_name(h->dataset) || !s_optional_name(h->purpose)
+        || !s_optional_name(h->rule_id) || !s_optional_name(h->consent_id))
+        return SB_EMALFORMED;
+    if (h->n_fields > SBI_FIELDS_MAX || strlen(h->reason) > 1024)
+        return SB_EMALFORMED;
+    for (size_t i = 0; i < h->n_fields; i++)
+        if (!sbi_name_valid(h->fields[i]))
+            return SB_EMALFORMED;
+    return SB_OK;
+}
+
+int sbi_envelope_decode(sbi_envelope_t *self, const uint8_t *data, size_t size)
+{
+    memset(self, 0, sizeof *self);
+    if (size > SBI_FRAME_MAX)
+        return SB_ETOOBIG;
+    sbi_unpack_t budget;
+    self->envelope = sharebus__envelope__unpack(sbi_unpack_init(&budget, size), size, data);
+    if (!self->envelope)
+        return SB_EMALFORMED;
+    Sharebus__Envelope *e = self->envelope;
+    if (e->header.len == 0 || e->header.len > SBI_HEADER_MAX
+        || e->signature.len != crypto_sign_BYTES) {
+        sbi_envelope_clear(self);
+        return SB_EMALFORMED;
+    }
+    self->header = sharebus__header__unpack(sbi_unpack_init(&budget, e->header.len),
+                                            e->header.len, e->header.data);
+    int rc = self->header ? s_check_header(self->header) : SB_EMALFORMED;
+    if (rc == SB_OK && (e->payload.len > 0) != (self->header->payload_hash.len > 0))
+        rc = SB_EMALFORMED;
+    if (rc == SB_OK && e->payload.len > 0
+        && e->payload.len < SBI_NONCE_SIZE + crypto_box_MACBYTES)
+        rc = SB_EMALFORMED;
+    if (rc != SB_OK)
+        sbi_envelope_clear(self);
+    return rc;
+}
+
+/* The sender's certificate by name: newest unrevoked, else why not. */
+static int s_sender_cert(sbi_trust_t *trust, const char *agency, const sbi_cert_t **cert_p)
+{
+    *cert_p = sbi_trust_find(trust, agency);
+    if (*cert_p)
+        return SB_OK;
+    for (size_t i = 0; i < sbi_trust_count(trust); i++)
+        if (strcmp(sbi_trust_at(trust, i)->agency, agency) == 0)
+            return SB_EREVOKED;
+    return SB_EUNKNOWN;
+}
+
+int sbi_envelope_verify(sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert_t *cert,
+                        uint64_t now_ms)
+{
+    Sharebus__Header *h = self->header;
+    int rc = SB_OK;
+    if (cert && strcmp(cert->agency, h->from) != 0)
+        return SB_ESENDER;
+    if (!cert)
+        rc = s_sender_cert(trust, h->from, &cert);
+    if (rc == SB_OK)
+        rc = sbi_trust_check(trust, cert, now_ms);
+    if (rc != SB_OK)
+        return rc;
+    const Sharebus__Envelope *e = self->envelope;
+    if (crypto_sign_verify_detached(e->signature.data, e->header.data, e->header.len,
+                                    cert->sign_public) != 0)
+        return SB_EBADSIG;
+    if (e->payload.len > 0) {
+        uint8_t hash[SBI_HASH_SIZE];
+        crypto_generichash(hash, sizeof hash, e->payload.data, e->payload.len, NULL, 0);
+        if (sodium_memcmp(hash, h->payload_hash.data, sizeof hash) != 0)
+            return SB_EBADSIG;
+    }
+    self->sender = cert;
+    return SB_OK;
+}
+
+int sbi_envelope_open(sbi_envelope_t *self, sbi_crypto_t *me, Sharebus__Payload **payload_p)
+{
+    assert(self->sender);
+    *payload_p = NULL;
+    const ProtobufCBinaryData *sealed = &self->envelope->payload;
+    if (sealed->len == 0) {
+        *payload_p = malloc(sizeof(Sharebus__Payload));
+        assert(*payload_p);
+        sharebus__payload__init(*payload_p);
+        return SB_OK;
+    }
+    const uint8_t *key = s_shared_key(me, self->sender->box_public);
+    if (!key)
+        return SB_EBADSIG;
+    size_t plain_size = sealed->len - SBI_NONCE_SIZE - crypto_box_MACBYTES;
+    uint8_t *plain = malloc(plain_size + 1);
+    assert(plain);
+    int rc = SB_OK;
+    if (crypto_box_open_easy_afternm(plain, sealed->data + SBI_NONCE_SIZE,
+                                     sealed->len - SBI_NONCE_SIZE, sealed->data, key) != 0)
+        rc = SB_EBADSIG;
+    if (rc == SB_OK) {
+        sbi_unpack_t budget;
+        *payload_p = sharebus__payload__unpack(sbi_unpack_init(&budget, plain_size),
+                                               plain_size, plain);
+        rc = *payload_p ? SB_OK : SB_EMALFORMED;
+    }
+    sodium_memzero(plain, plain_size);
+    free(plain);
+    return rc;
+}
+
+void sbi_envelope_clear(sbi_envelope_t *self)
+{
+    if (self->header)
+        sharebus__header__free_unpacked(self->header, NULL);
+    if (self->envelope)
+        sharebus__envelope__free_unpacked(self->envelope, NULL);
+    memset(self, 0, sizeof *self);
+}
+
+const char *sbi_id_hex(ProtobufCBinaryData id, char out[2 * SBI_ID_SIZE + 1])
+{
+    if (id.len == 0 || id.len > SBI_ID_SIZE)
+        return strcpy(out, "-");
+    return sbi_hex(id.data, id.len, out);
+}

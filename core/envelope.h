@@ -1,0 +1,81 @@
+/*  envelope.h - the signed, sealed unit of the bus.
+
+    Sending: sbi_header_init(), fill the header, sbi_envelope_seal() packs
+    the Payload, seals it for the recipient's X25519 key, hashes the
+    ciphertext into the header, signs the header bytes and returns one frame.
+
+    Receiving: sbi_envelope_decode() (bounded, any bytes at all give a code
+    or an envelope), sbi_envelope_verify() (sender certificate, signature,
+    payload hash), sbi_envelope_open() (only the recipient can).
+*/
+#ifndef SBI_ENVELOPE_H_INCLUDED
+#define SBI_ENVELOPE_H_INCLUDED
+
+#include "cert.h"
+
+#define SBI_NONCE_SIZE crypto_box_NONCEBYTES
+
+/* An agency's own keys with a cache of precomputed X25519 shared keys, so
+   that sealing and opening cost a symmetric operation, not a scalar mult. */
+typedef struct sbi_crypto_t sbi_crypto_t;
+
+/* Copies `keys` (the caller may wipe its copy). */
+sbi_crypto_t *sbi_crypto_new(const sbi_keys_t *keys);
+
+/* Wipes every secret and frees. */
+void sbi_crypto_destroy(sbi_crypto_t **self_p);
+
+/* The keys it holds, with the certificate loaded beside them. */
+const sbi_keys_t *sbi_crypto_keys(sbi_crypto_t *self);
+
+/* A header ready to fill, with its own storage for the message id. */
+typedef struct {
+    Sharebus__Header header;
+    uint8_t message_id[SBI_ID_SIZE];
+} sbi_header_t;
+
+/* Sets version, kind, a fresh message id, from, to and created time. The
+   strings are borrowed and must outlive the seal. */
+void sbi_header_init(sbi_header_t *self, Sharebus__Kind kind, const char *from,
+                     const char *to);
+
+/* Seals `payload` (NULL for none) for `to`, signs `header` and returns the
+   envelope frame in *frame_p. Sets header->payload_hash. */
+int sbi_envelope_seal(sbi_crypto_t *me, const sbi_cert_t *to, Sharebus__Header *header,
+                      const Sharebus__Payload *payload, zframe_t **frame_p)
+    SBI_UNUSED_RESULT;
+
+/* A received envelope, decoded. */
+typedef struct {
+    Sharebus__Envelope *envelope;  /* owns the header bytes and payload */
+    Sharebus__Header *header;
+    const sbi_cert_t *sender;      /* set by sbi_envelope_verify */
+} sbi_envelope_t;
+
+/* Decodes one frame. Returns SB_OK, SB_ETOOBIG or SB_EMALFORMED; never
+   allocates more than a fixed multiple of `size`. Checks shape only: ids,
+   names and lengths are well-formed. Clear with sbi_envelope_clear(). */
+int sbi_envelope_decode(sbi_envelope_t *self, const uint8_t *data, size_t size)
+    SBI_UNUSED_RESULT;
+
+/* Verifies against the trust store: the sender's certificate exists and is
+   valid (SB_EUNKNOWN, SB_EREVOKED, SB_EEXPIRED), the signature holds and the
+   payload matches its hash (SB_EBADSIG). With `cert` non-NULL, that
+   certificate must be the sender's (SB_ESENDER otherwise): the broker passes
+   the certificate the connection authenticated with. */
+int sbi_envelope_verify(sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert_t *cert,
+                        uint64_t now_ms) SBI_UNUSED_RESULT;
+
+/* Opens the payload of a verified envelope addressed to `me`: SB_EBADSIG
+   when it does not authenticate, SB_EMALFORMED when it does not decode.
+   An empty payload gives an empty Payload. Free with
+   sharebus__payload__free_unpacked(payload, NULL). */
+int sbi_envelope_open(sbi_envelope_t *self, sbi_crypto_t *me, Sharebus__Payload **payload_p)
+    SBI_UNUSED_RESULT;
+
+void sbi_envelope_clear(sbi_envelope_t *self);
+
+/* Hex of a message id for logs ("-" when empty), into out[33]. */
+const char *sbi_id_hex(ProtobufCBinaryData id, char out[2 * SBI_ID_SIZE + 1]);
+
+#endif

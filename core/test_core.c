@@ -1,0 +1,413 @@
+/*  test_core.c - certificates, revocation, trust and envelopes. */
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "envelope.h"
+#include "testing.h"
+
+typedef struct {
+    char dir[64];
+    sbi_keys_t root;
+    sbi_keys_t a, b;    /* agencies "nhis" and "koroad" */
+} fixture_t;
+
+static void s_issue(fixture_t *f, sbi_keys_t *keys, const char *agency, uint64_t serial,
+                    int64_t valid_from_s, int64_t valid_to_s)
+{
+    sbi_keys_generate(keys, SBI_CERT_AGENCY);
+    strcpy(keys->cert.agency, agency);
+    strcpy(keys->cert.name, agency);
+    keys->cert.serial = serial;
+    uint64_t now = sbi_now_ms() / 1000 * 1000;
+    keys->cert.not_before_ms = now + (uint64_t) (valid_from_s * 1000);
+    keys->cert.not_after_ms = now + (uint64_t) (valid_to_s * 1000);
+    sbi_cert_sign(&keys->cert, f->root.sign_secret);
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s.cert", f->dir, agency);
+    unlink(path);
+    CHECK_EQ(sbi_cert_save(&keys->cert, path), SB_OK);
+}
+
+static void s_fixture(fixture_t *f)
+{
+    strcpy(f->dir, "/tmp/sb-test-core-XXXXXX");
+    CHECK(mkdtemp(f->dir));
+    sbi_keys_generate(&f->root, SBI_CERT_ROOT);
+    strcpy(f->root.cert.agency, "root");
+    strcpy(f->root.cert.name, "root");
+    f->root.cert.not_before_ms = 0;
+    f->root.cert.not_after_ms = 4102444800000ull;
+    sbi_cert_sign(&f->root.cert, f->root.sign_secret);
+    char path[128];
+    snprintf(path, sizeof path, "%s/root.cert", f->dir);
+    CHECK_EQ(sbi_cert_save(&f->root.cert, path), SB_OK);
+    s_issue(f, &f->a, "nhis", 1, -10, 3600);
+    s_issue(f, &f->b, "koroad", 2, -10, 3600);
+}
+
+static void s_cleanup(fixture_t *f)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+    CHECK_EQ(system(cmd), 0);
+}
+
+static sbi_trust_t *s_trust(fixture_t *f)
+{
+    char err[256];
+    sbi_trust_t *trust = sbi_trust_new(f->dir, err, sizeof err);
+    if (!trust)
+        fprintf(stderr, "  trust: %s\n", err);
+    CHECK(trust);
+    return trust;
+}
+
+/* A sealed request from a to b carrying one text field. */
+static zframe_t *s_sealed(fixture_t *f, sbi_keys_t *from, sbi_keys_t *to)
+{
+    sbi_crypto_t *crypto = sbi_crypto_new(from);
+    sbi_header_t h;
+    sbi_header_init(&h, SHAREBUS__KIND__KIND_REQUEST, from->cert.agency, to->cert.agency);
+    h.header.dataset = "health.checkup";
+    h.header.purpose = "driver-licence-renewal";
+    Sharebus__Field field = SHAREBUS__FIELD__INIT, *fields[] = {&field};
+    field.name = "vision_left";
+    field.value_case = SHAREBUS__FIELD__VALUE_TEXT;
+    field.text = "1.0";
+    Sharebus__Record record = SHAREBUS__RECORD__INIT;
+    record.n_fields = 1;
+    record.fields = fields;
+    Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
+    payload.subject_id = "900101-1234567";
+    payload.body_case = SHAREBUS__PAYLOAD__BODY_RECORD;
+    payload.record = &record;
+    zframe_t *frame = NULL;
+    CHECK_EQ(sbi_envelope_seal(crypto, &to->cert, &h.header, &payload, &frame), SB_OK);
+    sbi_crypto_destroy(&crypto);
+    CHECK(crypto == NULL);
+    return frame;
+}
+
+/* Decode, verify and open as `me`: the first failing code, or SB_OK. */
+static int s_receive(sbi_trust_t *trust, sbi_keys_t *me, const uint8_t *data, size_t size)
+{
+    sbi_envelope_t env;
+    int rc = sbi_envelope_decode(&env, data, size);
+    if (rc != SB_OK)
+        return rc;
+    rc = sbi_envelope_verify(&env, trust, NULL, sbi_now_ms());
+    Sharebus__Payload *payload = NULL;
+    if (rc == SB_OK) {
+        sbi_crypto_t *crypto = sbi_crypto_new(me);
+        rc = sbi_envelope_open(&env, crypto, &payload);
+        sbi_crypto_destroy(&crypto);
+    }
+    if (payload)
+        sharebus__payload__free_unpacked(payload, NULL);
+    sbi_envelope_clear(&env);
+    return rc;
+}
+
+TEST(test_agency_ids_are_checked)
+{
+    CHECK(sbi_agency_valid("nhis", false));
+    CHECK(sbi_agency_valid("police.seoul-1", false));
+    CHECK(!sbi_agency_valid("NHIS", false));
+    CHECK(!sbi_agency_valid("-nhis", false));
+    CHECK(!sbi_agency_valid("", false));
+    CHECK(!sbi_agency_valid("a/b", false));
+    CHECK(!sbi_agency_valid("abcdefghijklmnopqrstuvwxyz0123456", false));
+    CHECK(!sbi_agency_valid("broker", false));
+    CHECK(sbi_agency_valid("broker", true));
+}
+
+TEST(test_subject_ref_ignores_formatting_but_not_the_key)
+{
+    uint8_t key[32] = {1}, other[32] = {2}, r1[32], r2[32], r3[32];
+    CHECK_EQ(sbi_subject_ref(key, "900101-1234567", r1), SB_OK);
+    CHECK_EQ(sbi_subject_ref(key, " 9001011234567 ", r2), SB_OK);
+    CHECK_EQ(sbi_subject_ref(other, "900101-1234567", r3), SB_OK);
+    CHECK(memcmp(r1, r2, 32) == 0);
+    CHECK(memcmp(r1, r3, 32) != 0);
+    CHECK_EQ(sbi_subject_ref(key, " - ", r1), SB_EINVAL);
+}
+
+TEST(test_certificate_round_trips_and_verifies)
+{
+    fixture_t f;
+    s_fixture(&f);
+    char path[128];
+    snprintf(path, sizeof path, "%s/nhis.cert", f.dir);
+    sbi_cert_t cert;
+    CHECK_EQ(sbi_cert_load(path, &cert), SB_OK);
+    CHECK_STR(cert.agency, "nhis");
+    CHECK(memcmp(cert.box_public, f.a.cert.box_public, 32) == 0);
+    CHECK_EQ(sbi_cert_verify(&cert, f.root.cert.sign_public), SB_OK);
+    /* zauth must be able to read it as a CURVE certificate. */
+    zcert_t *zcert = zcert_load(path);
+    CHECK(zcert && memcmp(zcert_public_key(zcert), cert.curve_public, 32) == 0);
+    zcert_destroy(&zcert);
+    s_cleanup(&f);
+}
+
+TEST(test_tampered_certificate_is_rejected)
+{
+    fixture_t f;
+    s_fixture(&f);
+    sbi_cert_t cert = f.a.cert;
+    strcpy(cert.agency, "koroad");
+    CHECK_EQ(sbi_cert_verify(&cert, f.root.cert.sign_public), SB_EBADCERT);
+    cert = f.a.cert;
+    cert.not_after_ms += 1000;
+    CHECK_EQ(sbi_cert_verify(&cert, f.root.cert.sign_public), SB_EBADCERT);
+    s_cleanup(&f);
+}
+
+TEST(test_certificate_from_another_root_is_rejected)
+{
+    fixture_t f, g;
+    s_fixture(&f);
+    s_fixture(&g);
+    CHECK_EQ(sbi_cert_verify(&g.a.cert, f.root.cert.sign_public), SB_EBADCERT);
+    /* and the trust store leaves it out */
+    char path[128];
+    snprintf(path, sizeof path, "%s/stranger.cert", f.dir);
+    sbi_cert_t stranger = g.a.cert;
+    strcpy(stranger.agency, "stranger");
+    CHECK_EQ(sbi_cert_save(&stranger, path), SB_OK);
+    sbi_trust_t *trust = s_trust(&f);
+    CHECK(trust && sbi_trust_find(trust, "stranger") == NULL);
+    sbi_trust_destroy(&trust);
+    s_cleanup(&f);
+    s_cleanup(&g);
+}
+
+TEST(test_garbage_certificate_text_is_malformed)
+{
+    sbi_cert_t cert;
+    CHECK_EQ(sbi_cert_parse("", &cert), SB_EMALFORMED);
+    CHECK_EQ(sbi_cert_parse("metadata\n    kind = \"agency\"\n", &cert), SB_EMALFORMED);
+    CHECK_EQ(sbi_cert_parse("\x01\x02\xff garbage", &cert), SB_EMALFORMED);
+    CHECK_EQ(sbi_cert_load("/nonexistent/x.cert", &cert), SB_EIO);
+}
+
+TEST(test_secret_keys_are_private_and_round_trip)
+{
+    fixture_t f;
+    s_fixture(&f);
+    char path[128];
+    snprintf(path, sizeof path, "%s/nhis.key", f.dir);
+    CHECK_EQ(sbi_keys_save(&f.a, path), SB_OK);
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+    CHECK_EQ(sbi_keys_save(&f.a, path), SB_EEXISTS);
+    sbi_keys_t keys;
+    CHECK_EQ(sbi_keys_load(path, &keys), SB_OK);
+    CHECK(memcmp(keys.sign_secret, f.a.sign_secret, 64) == 0);
+    CHECK(memcmp(keys.cert.box_public, f.a.cert.box_public, 32) == 0);
+    CHECK(memcmp(keys.cert.curve_public, f.a.cert.curve_public, 32) == 0);
+    sbi_keys_wipe(&keys);
+    uint8_t zero[64] = {0};
+    CHECK(memcmp(keys.sign_secret, zero, 64) == 0);
+    s_cleanup(&f);
+}
+
+TEST(test_revocation_list_is_signed_and_honoured)
+{
+    fixture_t f;
+    s_fixture(&f);
+    char path[128];
+    snprintf(path, sizeof path, "%s/revoked.crl", f.dir);
+    sbi_crl_t crl = {0};
+    CHECK_EQ(sbi_crl_add(&crl, "nhis", 1, sbi_now_ms()), SB_OK);
+    CHECK_EQ(sbi_crl_save(&crl, f.root.sign_secret, path), SB_OK);
+    sbi_crl_clear(&crl);
+    CHECK_EQ(sbi_crl_load(path, &crl), SB_OK);
+    CHECK_EQ(crl.count, 1);
+    CHECK_EQ(sbi_crl_verify(&crl, f.root.cert.sign_public), SB_OK);
+    crl.entries[0].serial = 2;
+    CHECK_EQ(sbi_crl_verify(&crl, f.root.cert.sign_public), SB_EBADCERT);
+    sbi_crl_clear(&crl);
+
+    sbi_trust_t *trust = s_trust(&f);
+    CHECK(sbi_trust_find(trust, "nhis") == NULL);
+    CHECK_EQ(sbi_trust_check(trust, &f.a.cert, sbi_now_ms()), SB_EREVOKED);
+    CHECK_EQ(sbi_trust_check(trust, &f.b.cert, sbi_now_ms()), SB_OK);
+    CHECK(sbi_trust_by_curve(trust, f.b.cert.curve_public) != NULL);
+    sbi_trust_destroy(&trust);
+    CHECK(trust == NULL);
+    sbi_trust_destroy(&trust);
+    s_cleanup(&f);
+}
+
+TEST(test_forged_revocation_list_stops_the_trust_store)
+{
+    fixture_t f, g;
+    s_fixture(&f);
+    s_fixture(&g);
+    char path[128];
+    snprintf(path, sizeof path, "%s/revoked.crl", f.dir);
+    sbi_crl_t crl = {0};
+    CHECK_EQ(sbi_crl_save(&crl, g.root.sign_secret, path), SB_OK);
+    char err[256];
+    sbi_trust_t *trust = sbi_trust_new(f.dir, err, sizeof err);
+    CHECK(trust == NULL);
+    CHECK(strstr(err, "not signed by the root") != NULL);
+    s_cleanup(&f);
+    s_cleanup(&g);
+}
+
+TEST(test_sealed_envelope_opens_for_its_recipient_only)
+{
+    fixture_t f;
+    s_fixture(&f);
+    sbi_trust_t *trust = s_trust(&f);
+    zframe_t *frame = s_sealed(&f, &f.b, &f.a);
+    CHECK_EQ(s_receive(trust, &f.a, zframe_data(frame), zframe_size(frame)), SB_OK);
+    /* koroad, the sender, cannot open what it sealed for nhis */
+    CHECK_EQ(s_receive(trust, &f.b, zframe_data(frame), zframe_size(frame)), SB_EBADSIG);
+
+    sbi_envelope_t env;
+    CHECK_EQ(sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame)), SB_OK);
+    CHECK_STR(env.header->from, "koroad");
+    CHECK_EQ(sbi_envelope_verify(&env, trust, NULL, sbi_now_ms()), SB_OK);
+    Sharebus__Payload *payload = NULL;
+    sbi_crypto_t *crypto = sbi_crypto_new(&f.a);
+    CHECK_EQ(sbi_envelope_open(&env, crypto, &payload), SB_OK);
+    CHECK(payload && payload->record && payload->record->n_fields == 1);
+    CHECK_STR(payload->subject_id, "900101-1234567");
+    sharebus__payload__free_unpacked(payload, NULL);
+    sbi_crypto_destroy(&crypto);
+    sbi_envelope_clear(&env);
+    zframe_destroy(&frame);
+    sbi_trust_destroy(&trust);
+    s_cleanup(&f);
+}
+
+TEST(test_every_flipped_bit_is_rejected)
+{
+    fixture_t f;
+    s_fixture(&f);
+    sbi_trust_t *trust = s_trust(&f);
+    zframe_t *frame = s_sealed(&f, &f.b, &f.a);
+    size_t size = zframe_size(frame);
+    uint8_t *copy = malloc(size);
+    int accepted = 0, tested = 0;
+    for (size_t bit = 0; bit < size * 8; bit++) {
+        memcpy(copy, zframe_data(frame), size);
+        copy[bit / 8] ^= (uint8_t) (1u << (bit % 8));
+        int rc = s_receive(trust, &f.a, copy, size);
+        tested++;
+        if (rc == SB_OK)
+            accepted++;
+        else if (rc != SB_EMALFORMED && rc != SB_EBADSIG && rc != SB_EUNKNOWN)
+            fprintf(stderr, "  bit %zu: unexpected %s\n", bit, sb_errname(rc)), accepted++;
+    }
+    CHECK(tested > 1000);
+    CHECK_EQ(accepted, 0);
+    free(copy);
+    zframe_destroy(&frame);
+    sbi_trust_destroy(&trust);
+    s_cleanup(&f);
+}
+
+TEST(test_truncated_and_garbage_buffers_are_rejected)
+{
+    fixture_t f;
+    s_fixture(&f);
+    sbi_trust_t *trust = s_trust(&f);
+    zframe_t *frame = s_sealed(&f, &f.b, &f.a);
+    for (size_t len = 0; len < zframe_size(frame); len++)
+        CHECK(s_receive(trust, &f.a, zframe_data(frame), len) != SB_OK);
+    uint8_t garbage[512];
+    for (int round = 0; round < 200; round++) {
+        randombytes_buf(garbage, sizeof garbage);
+        CHECK(s_receive(trust, &f.a, garbage, 1 + round * 2) != SB_OK);
+    }
+    sbi_envelope_t env;
+    CHECK_EQ(sbi_envelope_decode(&env, garbage, SBI_FRAME_MAX + 1), SB_ETOOBIG);
+    zframe_destroy(&frame);
+    sbi_trust_destroy(&trust);
+    s_cleanup(&f);
+}
+
+TEST(test_envelope_from_revoked_or_expired_sender_is_rejected)
+{
+    fixture_t f;
+    s_fixture(&f);
+    sbi_keys_t old;
+    s_issue(&f, &old, "mois", 3, -7200, -3600);     /* expired an hour ago */
+    zframe_t *expired = s_sealed(&f, &old, &f.a);
+    sbi_trust_t *trust = s_trust(&f);
+    CHECK_EQ(s_receive(trust, &f.a, zframe_data(expired), zframe_size(expired)), SB_EEXPIRED);
+    sbi_trust_destroy(&trust);
+
+    char path[128];
+    snprintf(path, sizeof path, "%s/revoked.crl", f.dir);
+    sbi_crl_t crl = {0};
+    CHECK_EQ(sbi_crl_add(&crl, "koroad", 2, sbi_now_ms()), SB_OK);
+    CHECK_EQ(sbi_crl_save(&crl, f.root.sign_secret, path), SB_OK);
+    sbi_crl_clear(&crl);
+    zframe_t *revoked = s_sealed(&f, &f.b, &f.a);
+    trust = s_trust(&f);
+    CHECK_EQ(s_receive(trust, &f.a, zframe_data(revoked), zframe_size(revoked)), SB_EREVOKED);
+    zframe_destroy(&expired);
+    zframe_destroy(&revoked);
+    sbi_trust_destroy(&trust);
+    s_cleanup(&f);
+}
+
+TEST(test_sender_must_match_the_authenticated_certificate)
+{
+    fixture_t f;
+    s_fixture(&f);
+    sbi_trust_t *trust = s_trust(&f);
+    zframe_t *frame = s_sealed(&f, &f.b, &f.a);
+    sbi_envelope_t env;
+    CHECK_EQ(sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame)), SB_OK);
+    const sbi_cert_t *nhis = sbi_trust_find(trust, "nhis");
+    CHECK_EQ(sbi_envelope_verify(&env, trust, nhis, sbi_now_ms()), SB_ESENDER);
+    CHECK_EQ(sbi_envelope_verify(&env, trust, sbi_trust_find(trust, "koroad"), sbi_now_ms()),
+             SB_OK);
+    sbi_envelope_clear(&env);
+    zframe_destroy(&frame);
+    sbi_trust_destroy(&trust);
+    s_cleanup(&f);
+}
+
+TEST(test_error_names_round_trip)
+{
+    for (int code = 0; code >= SB_ERROR_MIN; code--)
+        CHECK_EQ(sb_errcode(sb_errname(code)), code);
+    CHECK_STR(sb_errname(SB_ENOCONSENT), "no-consent");
+    CHECK_STR(sb_errname(SB_ERATE), "rate-limited");
+    CHECK_STR(sb_errname(12345), "internal");
+    CHECK_EQ(sbi_error_code(sbi_error_kind(SB_EDENIED)), SB_EDENIED);
+}
+
+TEST(test_atomic_write_leaves_no_partial_file)
+{
+    char dir[] = "/tmp/sb-test-write-XXXXXX";
+    CHECK(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/f", dir);
+    CHECK_EQ(sbi_file_write(path, "one", 3, 0600, true), SB_OK);
+    CHECK_EQ(sbi_file_write(path, "two", 3, 0600, true), SB_EEXISTS);
+    char *text = NULL;
+    CHECK_EQ(sbi_file_read(path, 100, &text, NULL), SB_OK);
+    CHECK_STR(text, "one");
+    free(text);
+    CHECK_EQ(sbi_file_read(path, 2, &text, NULL), SB_ETOOBIG);
+    snprintf(path, sizeof path, "%s/missing/f", dir);
+    CHECK_EQ(sbi_file_write(path, "x", 1, 0600, false), SB_EIO);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "test $(ls -A %s | wc -l) -eq 1 && rm -rf %s", dir, dir);
+    CHECK_EQ(system(cmd), 0);
+}
+
+int main(int argc, char **argv)
+{
+    sbi_init();
+    return RUN_TESTS();
+}
