@@ -235,6 +235,8 @@ int sbi_keys_parse(const char *text, sbi_keys_t *keys)
     if (rc == SB_OK)
         rc = s_get_text(root, "metadata/agency", keys->cert.agency, sizeof keys->cert.agency);
     if (rc == SB_OK)
+        rc = s_get_u64(root, "metadata/serial", &keys->cert.serial);
+    if (rc == SB_OK)
         rc = s_unz85(zconfig_get(root, "sign/secret-key", NULL), keys->sign_secret, 64);
     if (rc == SB_OK && keys->cert.kind != SBI_CERT_ROOT) {
         rc = s_unz85(zconfig_get(root, "curve/secret-key", NULL), keys->curve_secret, 32);

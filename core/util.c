@@ -104,7 +104,9 @@ int sbi_subject_ref(const uint8_t key[32], const char *national_id,
 
 int sbi_file_read(const char *path, size_t max, char **data_p, size_t *size_p)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO planted under a certificate's name must not hang
+       the reader in open(); it is refused below as not a regular file. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return SB_EIO;
     struct stat st;
@@ -139,6 +141,26 @@ int sbi_file_read(const char *path, size_t max, char **data_p, size_t *size_p)
     return SB_OK;
 }
 
+/* Makes a new directory entry in the directory of `path` durable. */
+static void s_sync_dir(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == path)
+        strcpy(dir, "/");
+    else if ((size_t) (slash - path) < sizeof dir)
+        snprintf(dir, sizeof dir, "%.*s", (int) (slash - path), path);
+    else
+        return;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
 int sbi_file_write(const char *path, const void *data, size_t size, int mode,
                    bool exclusive)
 {
@@ -165,6 +187,8 @@ int sbi_file_write(const char *path, const void *data, size_t size, int mode,
         ok = link(tmp, path) == 0;
         int saved = errno;
         unlink(tmp);
+        if (ok)
+            s_sync_dir(path);
         errno = saved;
         return ok ? SB_OK : (errno == EEXIST ? SB_EEXISTS : SB_EIO);
     }
@@ -176,6 +200,9 @@ int sbi_file_write(const char *path, const void *data, size_t size, int mode,
         errno = saved;
         return SB_EIO;
     }
+    /* Without this a crash could forget the rename: a serial handed out
+       twice, a revocation undone. */
+    s_sync_dir(path);
     return SB_OK;
 }
 
