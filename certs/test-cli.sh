@@ -370,6 +370,15 @@ expect_true "failed rotation lost mois.cert" test "$(sum "$ca/mois.cert")" = "$m
 expect_true "failed rotation lost mois.key" test "$(sum "$ca/mois.key")" = "$mois_key"
 expect_true "failed rotation left a key behind" test ! -e "$ca/mois.$mois_serial.key"
 rm "$ca/mois.$mois_serial.cert"
+# ... also when the certificate was already moved aside and the key is not.
+touch "$ca/mois.$mois_serial.key"
+expect_status 1 "$sbc" issue --dir "$ca" --agency mois --name "Ministry of the Interior" --replace
+expect_err "mois.$mois_serial.key: already exists"
+expect_true "failed rotation lost mois.cert" test "$(sum "$ca/mois.cert")" = "$mois_cert"
+expect_true "failed rotation lost mois.key" test "$(sum "$ca/mois.key")" = "$mois_key"
+expect_true "failed rotation left mois.$mois_serial.cert" test ! -e "$ca/mois.$mois_serial.cert"
+rm "$ca/mois.$mois_serial.key"
+expect_ok "$sbc" verify "$ca/mois.cert" --dir "$ca"
 
 # ------------------------------------------------------------ leftovers
 expect_true "temporary files left behind: $(ls "$ca" | grep tmp || true)" \
