@@ -10,6 +10,14 @@
     records (and the consent or queue changes they describe) commit together
     with one fsync: call sbi_audit_commit() after mdb_txn_commit succeeded,
     sbi_audit_abort() after the transaction was aborted.
+
+    Databases (all named "audit.*", see SBI_AUDIT_DBS): log (seq -> entry),
+    subject, agency, dataset and time indexes (key -> seq, DUPSORT|DUPFIXED),
+    checkpoints (this log's own, signed here), received (the broker's
+    checkpoints an agent keeps), meta (format, head, time-index slack).
+
+    One sbi_audit_t is used by one writer thread; queries and verification
+    only read the store and may run in any thread or another process.
 */
 #ifndef SBI_AUDIT_H_INCLUDED
 #define SBI_AUDIT_H_INCLUDED
@@ -21,7 +29,10 @@ typedef struct sbi_audit_t sbi_audit_t;
 
 /* Number of named databases the audit log uses in a store: pass at least
    this (plus your own) as max_dbs to sbi_store_open. */
-#define SBI_AUDIT_DBS 7
+#define SBI_AUDIT_DBS 8
+
+/* Largest serialized record the log accepts (SB_ETOOBIG beyond). */
+#define SBI_AUDIT_RECORD_MAX 65536
 
 /* Opens (creating when the store is writable) the audit databases. */
 sbi_audit_t *sbi_audit_open(sbi_store_t *store, char *err, size_t err_size);
@@ -30,7 +41,11 @@ void sbi_audit_close(sbi_audit_t **self_p);
 
 /* Appends `record` in `txn`: sets seq, time_ms (when 0) and prev_hash,
    writes the entry and its index entries. On failure (SB_EFULL on a full
-   map, ...) the caller aborts the transaction and calls sbi_audit_abort. */
+   map, SB_ETOOBIG over SBI_AUDIT_RECORD_MAX, SB_EMALFORMED when the last
+   stored record is damaged, ...) the caller aborts the transaction and
+   calls sbi_audit_abort. The stored record carries prev_hash; the caller's
+   `record` gets seq and time_ms, and its own prev_hash is left as it was
+   (so the caller's ownership of every pointer in it is unchanged). */
 int sbi_audit_append(sbi_audit_t *self, MDB_txn *txn, Sharebus__AuditRecord *record)
     SBI_UNUSED_RESULT;
 
@@ -54,9 +69,39 @@ int sbi_audit_checkpoint(sbi_audit_t *self, MDB_txn *txn, const sbi_keys_t *keys
 int sbi_audit_store_checkpoint(sbi_audit_t *self, MDB_txn *txn,
                                const Sharebus__Checkpoint *checkpoint) SBI_UNUSED_RESULT;
 
-/* SB_OK when the checkpoint's signature holds under `sign_public`. */
+/* SB_OK when the checkpoint's signature holds under `sign_public`;
+   SB_EMALFORMED when it has the wrong shape, SB_EBADSIG otherwise. */
 int sbi_checkpoint_verify(const Sharebus__Checkpoint *checkpoint,
                           const uint8_t sign_public[32]) SBI_UNUSED_RESULT;
+
+/* Calls `each` for every stored checkpoint in sequence order: this log's
+   own (`received` false) or those received from the broker (true). Stops
+   when `each` returns non-zero. SB_EMALFORMED (after visiting the rest)
+   when a stored checkpoint does not decode. */
+int sbi_audit_checkpoints(sbi_audit_t *self, bool received,
+                          int (*each)(const Sharebus__Checkpoint *checkpoint, void *arg),
+                          void *arg) SBI_UNUSED_RESULT;
+
+/* The newest stored checkpoint (own or received) in *checkpoint_p, freed
+   with sharebus__checkpoint__free_unpacked(cp, NULL); SB_ENOTFOUND when
+   there is none. */
+int sbi_audit_checkpoint_latest(sbi_audit_t *self, bool received,
+                                Sharebus__Checkpoint **checkpoint_p) SBI_UNUSED_RESULT;
+
+/* Decodes a packed Checkpoint (bounded; any bytes give a code or a
+   checkpoint of the right shape: 32-byte hash, 64-byte signature, valid
+   signer). Free with sharebus__checkpoint__free_unpacked(cp, NULL). */
+int sbi_checkpoint_decode(const uint8_t *data, size_t size,
+                          Sharebus__Checkpoint **checkpoint_p) SBI_UNUSED_RESULT;
+
+/* One-line JSON form {"seq","head_hash","time_ms","time","signer",
+   "signature"} (hex bytes); the caller frees the string. */
+char *sbi_checkpoint_to_json(const Sharebus__Checkpoint *checkpoint);
+
+/* Parses that JSON form (SB_EMALFORMED when it is not one). Free with
+   sharebus__checkpoint__free_unpacked(cp, NULL). */
+int sbi_checkpoint_from_json(const char *text, Sharebus__Checkpoint **checkpoint_p)
+    SBI_UNUSED_RESULT;
 
 typedef enum {
     SBI_AUDIT_INTACT = 0,
@@ -71,13 +116,21 @@ typedef struct {
     uint64_t seq;            /* first bad sequence number */
     uint64_t records;        /* records checked */
     uint64_t checkpoints;    /* checkpoints checked */
+    uint64_t head_seq;       /* last record checked, and its hash */
+    uint8_t head_hash[SBI_HASH_SIZE];
     char detail[256];
 } sbi_audit_report_t;
+
+/* "altered record", "missing record", "truncated log", "bad checkpoint". */
+const char *sbi_audit_fault_name(sbi_audit_fault_t fault);
 
 /* Recomputes the whole chain and checks every stored checkpoint and the
    `extra` ones (e.g. copies from agents) against the broker key
    `sign_public`. Returns SB_OK when intact, SB_EBADSIG otherwise, with the
-   first fault in `report`. */
+   first fault (the lowest bad sequence number) in `report`; SB_EIO and the
+   like when the store cannot be read at all. With `sign_public` NULL the
+   checkpoints' hashes are checked against the log but not their
+   signatures. Received checkpoints (another log's) are not checked. */
 int sbi_audit_verify(sbi_audit_t *self, const uint8_t sign_public[32],
                      Sharebus__Checkpoint *const *extra, size_t n_extra,
                      sbi_audit_report_t *report) SBI_UNUSED_RESULT;
@@ -88,20 +141,38 @@ typedef struct {
     const char *dataset;
     const char *purpose;
     Sharebus__AuditKind kind;    /* AUDIT_NONE = any */
-    uint64_t since_ms;           /* 0 = open */
-    uint64_t until_ms;           /* 0 = open */
+    uint64_t since_ms;           /* time_ms >= since_ms; 0 = open */
+    uint64_t until_ms;           /* time_ms < until_ms; 0 = open */
     uint64_t after_seq;          /* only records with seq > after_seq */
     size_t limit;                /* 0 = no limit */
 } sbi_audit_filter_t;
 
 /* Calls `each` for every matching record in sequence order, using an index
    when the filter has a subject, agency or dataset. `each` returns 0 to go
-   on, non-zero to stop. */
+   on, non-zero to stop. The record lives until `each` returns. Holds one
+   read transaction for the query. A damaged record is skipped with a
+   warning naming its seq, and the query then returns SB_EMALFORMED. */
 int sbi_audit_query(sbi_audit_t *self, const sbi_audit_filter_t *filter,
                     int (*each)(const Sharebus__AuditRecord *record, void *arg), void *arg)
     SBI_UNUSED_RESULT;
 
-/* Short lower-case name of an audit kind ("request-routed") and back. */
+/* The same, also passing each record's stored hash (for exports that let
+   another system re-check the chain). */
+int sbi_audit_query_entries(sbi_audit_t *self, const sbi_audit_filter_t *filter,
+                            int (*each)(const Sharebus__AuditRecord *record,
+                                        const uint8_t hash[SBI_HASH_SIZE], void *arg),
+                            void *arg) SBI_UNUSED_RESULT;
+
+/* Every field of `record` as a JSON object (bytes as hex, kind, decision
+   and error by name, time also as ISO 8601), plus "hash" when `hash` is
+   not NULL. The caller puts the object. */
+struct json_object;
+struct json_object *sbi_audit_record_json(const Sharebus__AuditRecord *record,
+                                          const uint8_t *hash);
+
+/* Short lower-case name of an audit kind ("request-routed"; "unknown" for
+   a number the enum does not have) and back (AUDIT_NONE for a name that is
+   none of them, and for "none"). */
 const char *sbi_audit_kind_name(Sharebus__AuditKind kind);
 Sharebus__AuditKind sbi_audit_kind_parse(const char *name);
 

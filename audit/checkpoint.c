@@ -1,0 +1,252 @@
+/*  checkpoint.c - the broker's signed statements of its log head: making,
+    storing, listing, verifying, and their stored and JSON forms. */
+#include "audit_int.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <inttypes.h>
+#include <string.h>
+
+#define S_CHECKPOINT_MAX 1024   /* a packed checkpoint is about 150 bytes */
+
+void sbi_checkpoint_signed_bytes(uint64_t seq, const uint8_t head_hash[SBI_HASH_SIZE],
+                                 uint64_t time_ms, uint8_t out[SBI_CHECKPOINT_SIGNED_SIZE])
+{
+    memcpy(out, "sharebus-checkpoint-v1", 22);
+    sbi_be64_put(out + 22, seq);
+    memcpy(out + 30, head_hash, SBI_HASH_SIZE);
+    sbi_be64_put(out + 30 + SBI_HASH_SIZE, time_ms);
+}
+
+static bool s_shape_ok(const Sharebus__Checkpoint *cp)
+{
+    return cp->head_hash.len == SBI_HASH_SIZE && cp->signature.len == crypto_sign_BYTES
+           && sbi_agency_valid(cp->signer, true);
+}
+
+int sbi_checkpoint_verify(const Sharebus__Checkpoint *checkpoint, const uint8_t sign_public[32])
+{
+    assert(checkpoint && sign_public);
+    if (!s_shape_ok(checkpoint))
+        return SB_EMALFORMED;
+    uint8_t signed_bytes[SBI_CHECKPOINT_SIGNED_SIZE];
+    sbi_checkpoint_signed_bytes(checkpoint->seq, checkpoint->head_hash.data,
+                                checkpoint->time_ms, signed_bytes);
+    if (crypto_sign_verify_detached(checkpoint->signature.data, signed_bytes,
+                                    sizeof signed_bytes, sign_public) != 0)
+        return SB_EBADSIG;
+    return SB_OK;
+}
+
+/* A checkpoint whose every part protobuf-c's default allocator can free. */
+static Sharebus__Checkpoint *s_checkpoint_new(uint64_t seq, const uint8_t *head_hash,
+                                              uint64_t time_ms, const char *signer,
+                                              const uint8_t *signature)
+{
+    Sharebus__Checkpoint *cp = malloc(sizeof *cp);
+    assert(cp);
+    sharebus__checkpoint__init(cp);
+    cp->seq = seq;
+    cp->time_ms = time_ms;
+    cp->head_hash.data = malloc(SBI_HASH_SIZE);
+    cp->signature.data = malloc(crypto_sign_BYTES);
+    cp->signer = strdup(signer);
+    assert(cp->head_hash.data && cp->signature.data && cp->signer);
+    cp->head_hash.len = SBI_HASH_SIZE;
+    cp->signature.len = crypto_sign_BYTES;
+    memcpy(cp->head_hash.data, head_hash, SBI_HASH_SIZE);
+    memcpy(cp->signature.data, signature, crypto_sign_BYTES);
+    return cp;
+}
+
+static int s_put(MDB_txn *txn, MDB_dbi dbi, const Sharebus__Checkpoint *cp)
+{
+    uint8_t key_bytes[8];
+    sbi_be64_put(key_bytes, cp->seq);
+    MDB_val key = {8, key_bytes}, val = {sharebus__checkpoint__get_packed_size(cp), NULL};
+    int rc = mdb_put(txn, dbi, &key, &val, MDB_RESERVE);
+    if (rc != 0)
+        return sbi_store_code(rc);
+    sharebus__checkpoint__pack(cp, val.mv_data);
+    return SB_OK;
+}
+
+int sbi_audit_checkpoint(sbi_audit_t *self, MDB_txn *txn, const sbi_keys_t *keys,
+                         Sharebus__Checkpoint **checkpoint_p)
+{
+    assert(self && txn && keys && checkpoint_p);
+    *checkpoint_p = NULL;
+    uint64_t now = sbi_now_ms();
+    uint8_t signed_bytes[SBI_CHECKPOINT_SIGNED_SIZE], signature[crypto_sign_BYTES];
+    sbi_checkpoint_signed_bytes(self->seq, self->hash, now, signed_bytes);
+    crypto_sign_detached(signature, NULL, signed_bytes, sizeof signed_bytes, keys->sign_secret);
+    Sharebus__Checkpoint *cp =
+        s_checkpoint_new(self->seq, self->hash, now, keys->cert.agency, signature);
+    int rc = s_put(txn, self->checkpoints, cp);
+    if (rc != SB_OK) {
+        sharebus__checkpoint__free_unpacked(cp, NULL);
+        return rc;
+    }
+    *checkpoint_p = cp;
+    return SB_OK;
+}
+
+int sbi_audit_store_checkpoint(sbi_audit_t *self, MDB_txn *txn,
+                               const Sharebus__Checkpoint *checkpoint)
+{
+    assert(self && txn && checkpoint);
+    if (!s_shape_ok(checkpoint))
+        return SB_EMALFORMED;
+    return s_put(txn, self->received, checkpoint);
+}
+
+int sbi_checkpoint_decode(const uint8_t *data, size_t size, Sharebus__Checkpoint **checkpoint_p)
+{
+    *checkpoint_p = NULL;
+    if (size > S_CHECKPOINT_MAX)
+        return SB_ETOOBIG;
+    sbi_unpack_t unpack;
+    Sharebus__Checkpoint *cp =
+        sharebus__checkpoint__unpack(sbi_unpack_init(&unpack, size), size, data);
+    if (!cp)
+        return SB_EMALFORMED;
+    if (!s_shape_ok(cp)) {
+        sharebus__checkpoint__free_unpacked(cp, NULL);
+        return SB_EMALFORMED;
+    }
+    *checkpoint_p = cp;
+    return SB_OK;
+}
+
+int sbi_audit_checkpoints(sbi_audit_t *self, bool received,
+                          int (*each)(const Sharebus__Checkpoint *checkpoint, void *arg),
+                          void *arg)
+{
+    assert(self && each);
+    MDB_txn *txn;
+    int rc = sbi_store_begin(self->store, false, &txn);
+    if (rc != SB_OK)
+        return rc;
+    MDB_cursor *cursor;
+    rc = sbi_store_code(mdb_cursor_open(txn, received ? self->received : self->checkpoints,
+                                        &cursor));
+    if (rc != SB_OK) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    MDB_val key, val;
+    int result = SB_OK, mrc;
+    for (mrc = mdb_cursor_get(cursor, &key, &val, MDB_FIRST); mrc == 0;
+         mrc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
+        Sharebus__Checkpoint *cp;
+        if (sbi_checkpoint_decode(val.mv_data, val.mv_size, &cp) != SB_OK) {
+            sbi_warning("stored checkpoint %" PRIu64 " does not decode",
+                        key.mv_size == 8 ? sbi_be64_get(key.mv_data) : 0);
+            result = SB_EMALFORMED;
+            continue;
+        }
+        int stop = each(cp, arg);
+        sharebus__checkpoint__free_unpacked(cp, NULL);
+        if (stop)
+            break;
+    }
+    if (mrc != 0 && mrc != MDB_NOTFOUND)
+        result = sbi_store_code(mrc);
+    mdb_cursor_close(cursor);
+    mdb_txn_abort(txn);
+    return result;
+}
+
+int sbi_audit_checkpoint_latest(sbi_audit_t *self, bool received,
+                                Sharebus__Checkpoint **checkpoint_p)
+{
+    assert(self && checkpoint_p);
+    *checkpoint_p = NULL;
+    MDB_txn *txn;
+    int rc = sbi_store_begin(self->store, false, &txn);
+    if (rc != SB_OK)
+        return rc;
+    MDB_cursor *cursor;
+    rc = sbi_store_code(mdb_cursor_open(txn, received ? self->received : self->checkpoints,
+                                        &cursor));
+    MDB_val key, val;
+    if (rc == SB_OK) {
+        rc = sbi_store_code(mdb_cursor_get(cursor, &key, &val, MDB_LAST));
+        if (rc == SB_OK)
+            rc = sbi_checkpoint_decode(val.mv_data, val.mv_size, checkpoint_p);
+        mdb_cursor_close(cursor);
+    }
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* ------------------------------------------------------------ JSON form */
+
+char *sbi_checkpoint_to_json(const Sharebus__Checkpoint *cp)
+{
+    assert(cp);
+    char when[32], hash[2 * SBI_HASH_SIZE + 1], sig[2 * crypto_sign_BYTES + 1];
+    bool ok = s_shape_ok(cp);
+    json_object *obj = json_object_new_object();
+    json_object_object_add(obj, "seq", json_object_new_uint64(cp->seq));
+    json_object_object_add(obj, "head_hash", json_object_new_string(
+        ok ? sbi_hex(cp->head_hash.data, SBI_HASH_SIZE, hash) : ""));
+    json_object_object_add(obj, "time_ms", json_object_new_uint64(cp->time_ms));
+    json_object_object_add(obj, "time", json_object_new_string(
+        sbi_time_format(cp->time_ms, when, sizeof when)));
+    json_object_object_add(obj, "signer", json_object_new_string(cp->signer ? cp->signer : ""));
+    json_object_object_add(obj, "signature", json_object_new_string(
+        ok ? sbi_hex(cp->signature.data, crypto_sign_BYTES, sig) : ""));
+    char *text = strdup(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN));
+    json_object_put(obj);
+    assert(text);
+    return text;
+}
+
+static bool s_json_hex(json_object *obj, const char *name, uint8_t *out, size_t size)
+{
+    json_object *value;
+    if (!json_object_object_get_ex(obj, name, &value)
+        || !json_object_is_type(value, json_type_string))
+        return false;
+    const char *hex = json_object_get_string(value);
+    size_t got = 0;
+    const char *end;
+    return strlen(hex) == 2 * size
+           && sodium_hex2bin(out, size, hex, 2 * size, NULL, &got, &end) == 0 && got == size
+           && *end == 0;
+}
+
+static bool s_json_u64(json_object *obj, const char *name, uint64_t *out)
+{
+    json_object *value;
+    if (!json_object_object_get_ex(obj, name, &value)
+        || !json_object_is_type(value, json_type_int))
+        return false;
+    errno = 0;
+    *out = json_object_get_uint64(value);
+    return errno == 0 && json_object_get_int64(value) >= 0;
+}
+
+int sbi_checkpoint_from_json(const char *text, Sharebus__Checkpoint **checkpoint_p)
+{
+    assert(text && checkpoint_p);
+    *checkpoint_p = NULL;
+    json_object *obj = json_tokener_parse(text);
+    uint8_t hash[SBI_HASH_SIZE], signature[crypto_sign_BYTES];
+    uint64_t seq, time_ms;
+    json_object *signer;
+    bool ok = obj && json_object_is_type(obj, json_type_object) && s_json_u64(obj, "seq", &seq)
+              && s_json_u64(obj, "time_ms", &time_ms)
+              && s_json_hex(obj, "head_hash", hash, sizeof hash)
+              && s_json_hex(obj, "signature", signature, sizeof signature)
+              && json_object_object_get_ex(obj, "signer", &signer)
+              && json_object_is_type(signer, json_type_string)
+              && sbi_agency_valid(json_object_get_string(signer), true);
+    if (ok)
+        *checkpoint_p =
+            s_checkpoint_new(seq, hash, time_ms, json_object_get_string(signer), signature);
+    json_object_put(obj);
+    return ok ? SB_OK : SB_EMALFORMED;
+}
