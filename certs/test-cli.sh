@@ -359,6 +359,25 @@ expect_err 'already revoked'
 expect_status 1 "$sbc" revoke --dir "$ca" --agency mois --serial "$new_serial"
 expect_err 'no such certificate'
 
+# The CA may delete an agency's key once handed over: rotation still works.
+mois_old=$(sed -nE 's/^ +serial = "([0-9]+)"/\1/p' "$ca/mois.cert")
+mois_cert=$(sum "$ca/mois.cert")
+rm "$ca/mois.key"
+expect_ok "$sbc" issue --dir "$ca" --agency mois --name "Ministry of the Interior" --replace
+expect_true "rotation without a key lost the old certificate" \
+    test "$(sum "$ca/mois.$mois_old.cert")" = "$mois_cert"
+expect_true "rotation without a key invented one" test ! -e "$ca/mois.$mois_old.key"
+expect_true "rotation without a key wrote no new key" test -f "$ca/mois.key"
+expect_ok "$sbc" revoke --dir "$ca" --agency mois --serial "$mois_old"
+expect_ok "$sbc" verify "$ca/mois.cert" --dir "$ca"
+
+# The broker's certificate can be revoked and re-issued.
+expect_ok "$sbc" revoke --dir "$ca" --broker
+expect_status 1 "$sbc" verify "$ca/broker.cert" --dir "$ca"
+expect_err 'revoked'
+expect_ok "$sbc" issue --dir "$ca" --broker --replace
+expect_ok "$sbc" verify "$ca/broker.cert" --dir "$ca"
+
 # A rotation that cannot complete puts everything back.
 mois_serial=$(sed -nE 's/^ +serial = "([0-9]+)"/\1/p' "$ca/mois.cert")
 touch "$ca/mois.$mois_serial.cert"
