@@ -75,6 +75,220 @@ SB_EXPORT const char *sb_errname(int code);
 /* The code whose sb_errname() is `name`, or SB_EINVAL when none is. */
 SB_EXPORT int sb_errcode(const char *name);
 
+/* --------------------------------------------------------------- records */
+
+/* A record: an ordered set of named, typed fields, e.g. a checkup result
+   {exam_date: "2025-10-02", vision_left: 1.0, ...}. Names are 1-128
+   printable ASCII characters without spaces, unique within a record. */
+typedef struct sb_record_t sb_record_t;
+
+typedef enum {
+    SB_FIELD_NONE = 0,   /* no such field */
+    SB_FIELD_TEXT,
+    SB_FIELD_INTEGER,
+    SB_FIELD_REAL,
+    SB_FIELD_FLAG,
+    SB_FIELD_BLOB,
+} sb_field_type_t;
+
+/* An empty record, or NULL when out of memory. */
+SB_EXPORT sb_record_t *sb_record_new(void);
+
+/* Frees the record and sets *self_p to NULL. */
+SB_EXPORT void sb_record_destroy(sb_record_t **self_p);
+
+/* Sets field `name` (replacing any value it had). SB_EINVAL for a bad name,
+   SB_ETOOBIG past 1,024 fields or a 1 MiB value. */
+SB_EXPORT int sb_record_set_text(sb_record_t *self, const char *name, const char *value);
+SB_EXPORT int sb_record_set_integer(sb_record_t *self, const char *name, int64_t value);
+SB_EXPORT int sb_record_set_real(sb_record_t *self, const char *name, double value);
+SB_EXPORT int sb_record_set_flag(sb_record_t *self, const char *name, bool value);
+SB_EXPORT int sb_record_set_blob(sb_record_t *self, const char *name, const void *data,
+                                 size_t size);
+
+/* Removes field `name`: SB_OK, or SB_ENOTFOUND. */
+SB_EXPORT int sb_record_remove(sb_record_t *self, const char *name);
+
+/* Number of fields. */
+SB_EXPORT size_t sb_record_size(const sb_record_t *self);
+
+/* Name of the field at `index` (0-based, in insertion order), or NULL. */
+SB_EXPORT const char *sb_record_name(const sb_record_t *self, size_t index);
+
+/* Type of field `name`, SB_FIELD_NONE when absent. */
+SB_EXPORT sb_field_type_t sb_record_type(const sb_record_t *self, const char *name);
+
+/* Reads field `name`: SB_OK, SB_ENOTFOUND when absent, SB_EINVAL when it has
+   another type. Returned pointers live as long as the field. */
+SB_EXPORT int sb_record_text(const sb_record_t *self, const char *name, const char **value);
+SB_EXPORT int sb_record_integer(const sb_record_t *self, const char *name, int64_t *value);
+SB_EXPORT int sb_record_real(const sb_record_t *self, const char *name, double *value);
+SB_EXPORT int sb_record_flag(const sb_record_t *self, const char *name, bool *value);
+SB_EXPORT int sb_record_blob(const sb_record_t *self, const char *name, const void **data,
+                             size_t *size);
+
+/* The record as a JSON object (blobs as base64 strings); the caller frees
+   the string with free(). NULL when out of memory. */
+SB_EXPORT char *sb_record_to_json(const sb_record_t *self);
+
+/* A record from a JSON object whose values are strings, integers, reals or
+   booleans. NULL when `json` is not such an object. */
+SB_EXPORT sb_record_t *sb_record_from_json(const char *json);
+
+/* ---------------------------------------------------------------- client */
+
+/* A connection from a back-end to its own agency's agent. Not thread-safe:
+   use one client per thread. */
+typedef struct sb_client_t sb_client_t;
+
+/* Connects to the agent at `endpoint` ("ipc:///run/sharebus/koroad.sock" or
+   "tcp://127.0.0.1:7001"). Connecting is asynchronous: an agent that is not
+   up yet is reached when it comes up. NULL on a malformed endpoint. */
+SB_EXPORT sb_client_t *sb_client_new(const char *endpoint);
+
+/* Closes the connection and frees the client; *self_p becomes NULL.
+   Unanswered requests are abandoned. */
+SB_EXPORT void sb_client_destroy(sb_client_t **self_p);
+
+/* Human detail of the client's last failure, e.g. "denied: purpose
+   'marketing' not listed in rule licence-renewal-uses-checkup". Empty when
+   the last call succeeded. */
+SB_EXPORT const char *sb_client_reason(const sb_client_t *self);
+
+/* The underlying CZMQ socket (zsock_t *), readable when a message from the
+   agent waits: add it to a zpoller or zloop to fit the client into an
+   event loop, then call the *_recv functions with timeout 0. */
+SB_EXPORT void *sb_client_socket(sb_client_t *self);
+
+/* A request for a citizen's data, held by another agency. */
+typedef struct {
+    const char *provider;          /* agency id that holds the dataset */
+    const char *dataset;           /* e.g. "health.checkup.vision-hearing" */
+    const char *purpose;           /* e.g. "driver-licence-renewal" */
+    const char *subject;           /* the citizen's national id, in clear:
+                                      only the provider's agent sees it */
+    const char *const *fields;     /* fields wanted; NULL = all allowed */
+    size_t n_fields;
+    int timeout_ms;                /* deadline from now; 0 = 5000 */
+} sb_request_t;
+
+/* Sends `request` and waits for the answer. On SB_OK *record_p holds the
+   record (the caller destroys it): exactly the fields asked for that the
+   policy allows. Otherwise *record_p is NULL and the code says why:
+   SB_EDENIED, SB_ENOCONSENT, SB_ERATE, SB_EUNAVAILABLE, SB_ETIMEOUT,
+   SB_ENODATASET, SB_ENOTFOUND (no such subject at the provider), ... with
+   the detail in sb_client_reason(). */
+SB_EXPORT int sb_request(sb_client_t *self, const sb_request_t *request,
+                         sb_record_t **record_p);
+
+/* Sends `request` without waiting; *ticket_p identifies its answer. Many
+   requests may be in flight on one client. */
+SB_EXPORT int sb_request_send(sb_client_t *self, const sb_request_t *request,
+                              uint64_t *ticket_p);
+
+/* The answer to one request sent with sb_request_send. */
+typedef struct {
+    uint64_t ticket;
+    int code;                      /* SB_OK or the request's error */
+    sb_record_t *record;           /* on SB_OK; the caller destroys it */
+} sb_result_t;
+
+/* Waits up to `timeout_ms` (-1 = forever) for the next answer. SB_OK when
+   `result` was filled; SB_ETIMEOUT when none came; SB_EINTERNAL when
+   interrupted by a signal. */
+SB_EXPORT int sb_result_recv(sb_client_t *self, sb_result_t *result, int timeout_ms);
+
+/* ------------------------------------------------------------- providers */
+
+/* A request from another agency that this back-end is to answer, already
+   checked by the broker and opened by the agent. */
+typedef struct sb_incoming_t sb_incoming_t;
+
+/* Registers this client as the provider of `dataset`: the agent passes it
+   every request for it. SB_ENODATASET when this agency does not provide it. */
+SB_EXPORT int sb_client_serve(sb_client_t *self, const char *dataset);
+
+/* Waits up to `timeout_ms` (-1 = forever) for the next request to answer.
+   SB_OK with *incoming_p set; SB_ETIMEOUT when none came. */
+SB_EXPORT int sb_incoming_recv(sb_client_t *self, sb_incoming_t **incoming_p,
+                               int timeout_ms);
+
+/* What the request says; strings live as long as the incoming request. */
+SB_EXPORT const char *sb_incoming_consumer(const sb_incoming_t *self);
+SB_EXPORT const char *sb_incoming_dataset(const sb_incoming_t *self);
+SB_EXPORT const char *sb_incoming_purpose(const sb_incoming_t *self);
+SB_EXPORT const char *sb_incoming_subject(const sb_incoming_t *self);
+SB_EXPORT const char *sb_incoming_rule(const sb_incoming_t *self);
+/* The fields the consumer may receive; the agent drops any others. */
+SB_EXPORT size_t sb_incoming_field_count(const sb_incoming_t *self);
+SB_EXPORT const char *sb_incoming_field(const sb_incoming_t *self, size_t index);
+
+/* Answers with `*record_p` (taken, *record_p set to NULL) and frees the
+   incoming request (*incoming_p set to NULL). */
+SB_EXPORT int sb_incoming_reply(sb_client_t *self, sb_incoming_t **incoming_p,
+                                sb_record_t **record_p);
+
+/* Refuses with `code` (e.g. SB_ENOTFOUND when there is no such citizen) and
+   `reason`, and frees the incoming request. */
+SB_EXPORT int sb_incoming_refuse(sb_client_t *self, sb_incoming_t **incoming_p, int code,
+                                 const char *reason);
+
+/* Frees an incoming request without answering (the consumer times out). */
+SB_EXPORT void sb_incoming_destroy(sb_incoming_t **self_p);
+
+/* A provider's handler: fill `reply` from the request and return SB_OK, or
+   return an error code (SB_ENOTFOUND, ...) to refuse. */
+typedef int(sb_handler_fn)(const sb_incoming_t *request, sb_record_t *reply, void *arg);
+
+/* Answers requests with `handler` until SIGINT or SIGTERM (returns SB_OK)
+   or a failure. Call sb_client_serve first. */
+SB_EXPORT int sb_client_run(sb_client_t *self, sb_handler_fn *handler, void *arg);
+
+/* --------------------------------------------------------------- consent */
+
+/* Size of a consent id with its terminating NUL (32 hex digits). */
+#define SB_CONSENT_ID_SIZE 33
+
+/* A citizen's consent: `subject` lets `consumer` obtain `dataset` for
+   `purpose` until `until_ms` (Unix time in milliseconds). */
+typedef struct {
+    const char *subject;           /* national id, in clear: the agent turns it
+                                      into a subject reference and the clear
+                                      id never leaves it */
+    const char *consumer;
+    const char *dataset;
+    const char *purpose;
+    uint64_t until_ms;
+    const char *evidence;          /* e.g. "signed form 2026-118 at the counter";
+                                      never the national id. May be NULL. */
+} sb_consent_t;
+
+/* Records a consent given at this agency (the consumer itself, or an agency
+   the policy lets record consent for it). The agent signs it; the broker
+   checks and stores it. On SB_OK `id` holds the consent id. SB_EDENIED when
+   this agency may not record it or no rule needs it, SB_EINVAL for a date
+   in the past. */
+SB_EXPORT int sb_consent_grant(sb_client_t *self, const sb_consent_t *consent,
+                               char id[SB_CONSENT_ID_SIZE]);
+
+/* Revokes consent `id` from the next request on. SB_ENOTFOUND when no
+   active consent has that id, SB_EDENIED when this agency is neither its
+   recorder nor its consumer. */
+SB_EXPORT int sb_consent_revoke(sb_client_t *self, const char *id, const char *reason);
+
+/* Revokes every active consent of `match->subject` whose consumer, dataset
+   and purpose equal those of `match` that are not NULL. On SB_OK *count_p
+   (when not NULL) holds how many were revoked. */
+SB_EXPORT int sb_consent_revoke_matching(sb_client_t *self, const sb_consent_t *match,
+                                         const char *reason, size_t *count_p);
+
+/* A citizen's consents this agency may see, with their state and history,
+   as a JSON array the caller frees with free():
+   [{"id","consumer","dataset","purpose","recorded_by","granted","until",
+     "evidence","state":"active|revoked|expired","history":[{"state","time",
+     "by","reason"}]}] */
+SB_EXPORT int sb_consent_list(sb_client_t *self, const char *subject, char **json_p);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,468 @@
+/*  agent.c - the agent's set-up, main loop and broker side. */
+#include "agent.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define S_HELLO_MS 5000          /* heartbeat once welcomed */
+#define S_HELLO_EARLY_MS 500     /* until the broker answers */
+#define S_BATCH_MAX 256          /* messages handled between log commits */
+
+char **agent_strv(const char *const *items, size_t count)
+{
+    char **strv = calloc(count + 1, sizeof *strv);
+    assert(strv);
+    for (size_t i = 0; i < count; i++)
+        strv[i] = strdup(items[i]);
+    return strv;
+}
+
+void agent_strv_free(char ***strv_p)
+{
+    char **strv = *strv_p;
+    for (size_t i = 0; strv && strv[i]; i++)
+        free(strv[i]);
+    free(strv);
+    *strv_p = NULL;
+}
+
+bool agent_strv_has(char **strv, const char *item)
+{
+    for (size_t i = 0; strv && strv[i]; i++)
+        if (strcmp(strv[i], item) == 0)
+            return true;
+    return false;
+}
+
+static void s_pending_free(void **item_p)
+{
+    agent_pending_t *p = *item_p;
+    if (p) {
+        zframe_destroy(&p->client);
+        agent_strv_free(&p->fields);
+        free(p);
+        *item_p = NULL;
+    }
+}
+
+static void s_serving_free(void **item_p)
+{
+    agent_serving_t *s = *item_p;
+    if (s) {
+        free(s->dataset);
+        free(s->purpose);
+        free(s->rule_id);
+        agent_strv_free(&s->flow);
+        free(s);
+        *item_p = NULL;
+    }
+}
+
+static void s_frame_free(void **item_p)
+{
+    zframe_destroy((zframe_t **) item_p);
+}
+
+/* Keys and certificates: our own, the broker's (pinned), the subject key. */
+static int s_load_identity(agent_t *self)
+{
+    const agent_config_t *c = &self->config;
+    char err[512], path[4096];
+    self->trust = sbi_trust_new(c->certs, err, sizeof err);
+    if (!self->trust) {
+        sbi_error("cannot load certificates: %s", err);
+        return -1;
+    }
+    self->me = sbi_trust_find(self->trust, c->agency);
+    self->broker = sbi_trust_find(self->trust, "broker");
+    if (!self->me || sbi_trust_check(self->trust, self->me, sbi_now_ms()) != SB_OK) {
+        sbi_error("%s/%s.cert: no valid, unrevoked certificate for agency '%s'", c->certs,
+                  c->agency, c->agency);
+        return -1;
+    }
+    if (!self->broker) {
+        sbi_error("%s/broker.cert: no valid broker certificate", c->certs);
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/%s.key", c->certs, c->agency);
+    sbi_keys_t keys;
+    int rc = sbi_keys_load(path, &keys);
+    if (rc == SB_OK && memcmp(keys.cert.sign_public, self->me->sign_public, 32) != 0)
+        rc = SB_EBADCERT;
+    if (rc != SB_OK) {
+        sbi_error("%s: %s", path, rc == SB_EIO ? strerror(errno)
+                                  : rc == SB_EBADCERT ? "keys do not match the certificate"
+                                                      : "not a sharebus key file");
+        sbi_keys_wipe(&keys);
+        return -1;
+    }
+    keys.cert = *self->me;
+    self->crypto = sbi_crypto_new(&keys);
+    sbi_keys_wipe(&keys);
+    snprintf(path, sizeof path, "%s/subject.key", c->certs);
+    if (sbi_secret_load(path, self->subject_key) != SB_OK) {
+        sbi_error("%s: cannot read the bus's subject key", path);
+        return -1;
+    }
+    return 0;
+}
+
+static int s_open_store(agent_t *self)
+{
+    char err[512], path[4096];
+    if (mkdir(self->config.data, 0700) != 0 && errno != EEXIST) {
+        sbi_error("%s: %s", self->config.data, strerror(errno));
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/store", self->config.data);
+    self->store = sbi_store_open(path, 0, 0, 0, SBI_AUDIT_DBS + 4, err, sizeof err);
+    if (self->store)
+        self->audit = sbi_audit_open(self->store, err, sizeof err);
+    if (!self->audit) {
+        sbi_error("cannot open the agent's store: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+static bool s_loopback(const char *endpoint)
+{
+    const char *host = endpoint + strlen("tcp://");
+    return strncmp(host, "127.", 4) == 0 || strncmp(host, "localhost:", 10) == 0
+           || strncmp(host, "[::1]:", 6) == 0;
+}
+
+static int s_open_sockets(agent_t *self)
+{
+    const agent_config_t *c = &self->config;
+    const sbi_keys_t *keys = sbi_crypto_keys(self->crypto);
+    self->bus = zsock_new(ZMQ_DEALER);
+    zsock_set_curve_serverkey_bin(self->bus, self->broker->curve_public);
+    zsock_set_curve_publickey_bin(self->bus, keys->cert.curve_public);
+    zsock_set_curve_secretkey_bin(self->bus, keys->curve_secret);
+    zsock_set_sndhwm(self->bus, 100000);
+    zsock_set_rcvhwm(self->bus, 100000);
+    zsock_set_maxmsgsize(self->bus, SBI_FRAME_MAX);
+    zsock_set_linger(self->bus, 2000);
+    zsock_set_reconnect_ivl(self->bus, 100);
+    zsock_set_reconnect_ivl_max(self->bus, 2000);
+    zsock_set_heartbeat_ivl(self->bus, 2000);
+    zsock_set_heartbeat_timeout(self->bus, 6000);
+    /* Say hello as soon as a (re)connection completes its CURVE handshake,
+       so the broker can route to us at once after either side restarts. */
+    char monitor[64];
+    snprintf(monitor, sizeof monitor, "inproc://agent-monitor-%p", (void *) self);
+    zmq_socket_monitor(zsock_resolve(self->bus), monitor, ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
+    self->monitor = zsock_new(ZMQ_PAIR);
+    zsock_connect(self->monitor, "%s", monitor);
+    if (zsock_connect(self->bus, "%s", c->broker) != 0) {
+        sbi_error("cannot connect to broker %s: %s", c->broker, zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    if (strncmp(c->listen, "ipc://", 6) != 0
+        && !(strncmp(c->listen, "tcp://", 6) == 0 && s_loopback(c->listen))) {
+        sbi_error("--listen %s: use ipc://PATH or tcp:// on a loopback address", c->listen);
+        return -1;
+    }
+    self->front = zsock_new(ZMQ_ROUTER);
+    zsock_set_router_mandatory(self->front, 1);
+    zsock_set_sndhwm(self->front, 100000);
+    zsock_set_rcvhwm(self->front, 100000);
+    zsock_set_maxmsgsize(self->front, SBI_FRAME_MAX);
+    if (zsock_bind(self->front, "%s", c->listen) < 0) {
+        sbi_error("cannot listen on %s: %s", c->listen, zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    /* Back-ends of this agency only: owner and group. */
+    if (strncmp(c->listen, "ipc://", 6) == 0 && chmod(c->listen + 6, 0660) != 0) {
+        sbi_error("%s: %s", c->listen + 6, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+agent_t *agent_new(const agent_config_t *config)
+{
+    agent_t *self = calloc(1, sizeof *self);
+    assert(self);
+    self->config = *config;
+    self->pending = zhashx_new();
+    zhashx_set_destructor(self->pending, s_pending_free);
+    self->serving = zhashx_new();
+    zhashx_set_destructor(self->serving, s_serving_free);
+    self->providers = zhashx_new();
+    zhashx_set_destructor(self->providers, s_frame_free);
+    if (s_load_identity(self) != 0 || s_open_store(self) != 0 || s_open_sockets(self) != 0)
+        agent_destroy(&self);
+    return self;
+}
+
+static void s_log_commit(agent_t *self)
+{
+    if (!self->txn)
+        return;
+    int rc = mdb_txn_commit(self->txn);
+    self->txn = NULL;
+    if (rc == 0)
+        sbi_audit_commit(self->audit);
+    else {
+        sbi_audit_abort(self->audit);
+        sbi_error("agent log: commit failed: %s", mdb_strerror(rc));
+        if (rc == MDB_MAP_FULL && sbi_store_grow(self->store) != SB_OK)
+            sbi_error("agent log: store full and cannot grow");
+    }
+}
+
+void agent_destroy(agent_t **self_p)
+{
+    agent_t *self = *self_p;
+    if (!self)
+        return;
+    s_log_commit(self);
+    zsock_destroy(&self->front);
+    if (self->bus)
+        zmq_socket_monitor(zsock_resolve(self->bus), NULL, 0);
+    zsock_destroy(&self->monitor);
+    zsock_destroy(&self->bus);
+    zhashx_destroy(&self->pending);
+    zhashx_destroy(&self->serving);
+    zhashx_destroy(&self->providers);
+    sbi_policy_destroy(&self->policy);
+    sbi_audit_close(&self->audit);
+    sbi_store_close(&self->store);
+    sbi_crypto_destroy(&self->crypto);
+    sbi_trust_destroy(&self->trust);
+    sodium_memzero(self->subject_key, sizeof self->subject_key);
+    free(self);
+    *self_p = NULL;
+}
+
+void agent_log(agent_t *self, Sharebus__AuditKind kind, const Sharebus__Header *h,
+               const Sharebus__Envelope *envelope)
+{
+    if (!self->txn && sbi_store_begin(self->store, true, &self->txn) != SB_OK) {
+        sbi_error("agent log: cannot begin a transaction");
+        return;
+    }
+    Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
+    r.kind = kind;
+    r.message_id = h->message_id;
+    r.correlation_id = h->correlation_id;
+    r.from = h->from;
+    r.to = h->to;
+    r.dataset = h->dataset;
+    r.purpose = h->purpose;
+    r.subject_ref = h->subject_ref;
+    r.n_fields_requested = h->kind == SHAREBUS__KIND__KIND_REQUEST ? h->n_fields : 0;
+    r.fields_requested = h->fields;
+    r.n_fields_delivered = h->kind == SHAREBUS__KIND__KIND_REPLY ? h->n_fields : 0;
+    r.fields_delivered = h->fields;
+    r.rule_id = h->rule_id;
+    r.consent_id = h->consent_id;
+    r.error = h->error;
+    r.reason = h->reason;
+    r.payload_hash = h->payload_hash;
+    if (envelope) {
+        r.header = envelope->header;
+        r.signature = envelope->signature;
+    }
+    int rc = sbi_audit_append(self->audit, self->txn, &r);
+    if (rc != SB_OK) {
+        mdb_txn_abort(self->txn);
+        self->txn = NULL;
+        sbi_audit_abort(self->audit);
+        sbi_error("agent log: append failed: %s", sb_strerror(rc));
+        if (rc == SB_EFULL && sbi_store_grow(self->store) != SB_OK)
+            sbi_error("agent log: store full and cannot grow");
+    }
+}
+
+int agent_send(agent_t *self, const sbi_cert_t *to, Sharebus__Header *header,
+               const Sharebus__Payload *payload)
+{
+    zframe_t *frame = NULL;
+    int rc = sbi_envelope_seal(self->crypto, to, header, payload, &frame);
+    if (rc != SB_OK)
+        return rc;
+    /* Log from the frame itself: the exact header bytes and signature. */
+    sbi_envelope_t env;
+    if (sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame)) == SB_OK) {
+        agent_log(self, SHAREBUS__AUDIT_KIND__AUDIT_MESSAGE_SENT, env.header, env.envelope);
+        sbi_envelope_clear(&env);
+    }
+    if (zframe_send(&frame, self->bus, ZFRAME_DONTWAIT) != 0) {
+        zframe_destroy(&frame);
+        return SB_EUNAVAILABLE;
+    }
+    return SB_OK;
+}
+
+void agent_send_error(agent_t *self, const char *to, const uint8_t *correlation, int code,
+                      const char *reason)
+{
+    const sbi_cert_t *cert = sbi_trust_find(self->trust, to);
+    if (!cert)
+        return;
+    sbi_header_t h;
+    sbi_header_init(&h, SHAREBUS__KIND__KIND_ERROR, self->config.agency, to);
+    h.header.correlation_id = (ProtobufCBinaryData){SBI_ID_SIZE, (uint8_t *) correlation};
+    h.header.error = sbi_error_kind(code);
+    h.header.reason = (char *) reason;
+    if (agent_send(self, cert, &h.header, NULL) != SB_OK)
+        sbi_warning("cannot send an error to %s", to);
+}
+
+static void s_hello(agent_t *self)
+{
+    sbi_header_t h;
+    sbi_header_init(&h, SHAREBUS__KIND__KIND_HELLO, self->config.agency, "broker");
+    if (self->policy)
+        h.header.policy_version = (ProtobufCBinaryData){32, (uint8_t *) sbi_policy_version(self->policy)};
+    agent_send(self, self->broker, &h.header, NULL);
+    self->next_hello = zclock_mono() + (self->welcomed ? S_HELLO_MS : S_HELLO_EARLY_MS);
+}
+
+static void s_on_policy(agent_t *self, Sharebus__Payload *payload)
+{
+    if (payload->body_case != SHAREBUS__PAYLOAD__BODY_POLICY) {
+        sbi_warning("policy message without a policy bundle");
+        return;
+    }
+    zlistx_t *errors = zlistx_new();
+    zlistx_set_destructor(errors, (zlistx_destructor_fn *) zstr_free);
+    sbi_policy_t *policy = sbi_policy_load_bundle(payload->policy, NULL, errors);
+    if (!policy) {
+        sbi_error("the broker's policy does not load here (%zu error(s)); keeping ours",
+                  zlistx_size(errors));
+        for (char *e = zlistx_first(errors); e; e = zlistx_next(errors))
+            sbi_error("  %s", e);
+    }
+    else {
+        sbi_policy_destroy(&self->policy);
+        self->policy = policy;
+        char hex[65];
+        sbi_info("policy %s received from the broker", sbi_hex(sbi_policy_version(policy), 32, hex));
+    }
+    zlistx_destroy(&errors);
+}
+
+static void s_on_checkpoint(agent_t *self, Sharebus__Payload *payload)
+{
+    if (payload->body_case != SHAREBUS__PAYLOAD__BODY_CHECKPOINT
+        || sbi_checkpoint_verify(payload->checkpoint, self->broker->sign_public) != SB_OK) {
+        sbi_warning("checkpoint from the broker does not verify: not kept");
+        return;
+    }
+    if (!self->txn && sbi_store_begin(self->store, true, &self->txn) != SB_OK)
+        return;
+    if (sbi_audit_store_checkpoint(self->audit, self->txn, payload->checkpoint) != SB_OK)
+        sbi_warning("cannot store the broker's checkpoint");
+}
+
+/* One message from the broker: verify, open when it carries a payload,
+   and dispatch by kind. */
+static void s_on_bus(agent_t *self, zframe_t *frame)
+{
+    sbi_envelope_t env;
+    int rc = sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame));
+    if (rc == SB_OK)
+        rc = sbi_envelope_verify(&env, self->trust, NULL, sbi_now_ms());
+    if (rc == SB_OK && strcmp(env.header->to, self->config.agency) != 0)
+        rc = SB_EPROTOCOL;
+    if (rc != SB_OK) {
+        sbi_warning("message from the broker refused: %s", sb_strerror(rc));
+        sbi_envelope_clear(&env);
+        return;
+    }
+    agent_log(self, SHAREBUS__AUDIT_KIND__AUDIT_MESSAGE_RECEIVED, env.header, env.envelope);
+    Sharebus__Payload *payload = NULL;
+    rc = sbi_envelope_open(&env, self->crypto, &payload);
+    if (rc != SB_OK) {
+        char id[33];
+        sbi_warning("message %s from %s does not open: %s",
+                    sbi_id_hex(env.header->message_id, id), env.header->from, sb_strerror(rc));
+        sbi_envelope_clear(&env);
+        return;
+    }
+    bool from_broker = env.sender == self->broker;
+    switch (env.header->kind) {
+    case SHAREBUS__KIND__KIND_WELCOME:
+        if (from_broker && !self->welcomed) {
+            self->welcomed = true;
+            sbi_info("connected to the broker");
+        }
+        break;
+    case SHAREBUS__KIND__KIND_POLICY:
+        if (from_broker)
+            s_on_policy(self, payload);
+        break;
+    case SHAREBUS__KIND__KIND_CHECKPOINT:
+        if (from_broker)
+            s_on_checkpoint(self, payload);
+        break;
+    case SHAREBUS__KIND__KIND_REQUEST: agent_front_incoming(self, &env, payload); break;
+    case SHAREBUS__KIND__KIND_REPLY: agent_front_reply(self, &env, payload); break;
+    case SHAREBUS__KIND__KIND_ERROR: agent_front_error(self, &env); break;
+    case SHAREBUS__KIND__KIND_CONSENT_RESULT:
+        if (from_broker)
+            agent_front_consent_result(self, &env, payload);
+        break;
+    default:
+        sbi_warning("unexpected %s message from %s", protobuf_c_enum_descriptor_get_value(
+                        &sharebus__kind__descriptor, env.header->kind)->name, env.header->from);
+    }
+    sharebus__payload__free_unpacked(payload, NULL);
+    sbi_envelope_clear(&env);
+}
+
+static void s_on_front(agent_t *self)
+{
+    zmsg_t *msg = zmsg_recv(self->front);
+    if (!msg)
+        return;
+    zframe_t *client = zmsg_pop(msg);
+    zframe_t *frame = zmsg_pop(msg);
+    if (client && frame && zmsg_size(msg) == 0)
+        agent_front_message(self, client, frame);
+    zframe_destroy(&client);
+    zframe_destroy(&frame);
+    zmsg_destroy(&msg);
+}
+
+int agent_run(agent_t *self)
+{
+    zpoller_t *poller = zpoller_new(self->bus, self->front, self->monitor, NULL);
+    s_hello(self);
+    while (!zsys_interrupted) {
+        int wait = (int) (self->next_hello - zclock_mono());
+        zpoller_wait(poller, wait < 0 ? 0 : wait > 100 ? 100 : wait);
+        if (zpoller_terminated(poller))
+            break;
+        for (int n = 0; n < S_BATCH_MAX && (zsock_events(self->bus) & ZMQ_POLLIN); n++) {
+            zframe_t *frame = zframe_recv(self->bus);
+            if (frame)
+                s_on_bus(self, frame);
+            zframe_destroy(&frame);
+        }
+        for (int n = 0; n < S_BATCH_MAX && (zsock_events(self->front) & ZMQ_POLLIN); n++)
+            s_on_front(self);
+        while (zsock_events(self->monitor) & ZMQ_POLLIN) {
+            zmsg_t *event = zmsg_recv(self->monitor);
+            zmsg_destroy(&event);
+            self->next_hello = 0;   /* a fresh connection: hello now */
+        }
+        if (zclock_mono() >= self->next_hello)
+            s_hello(self);
+        if (zclock_mono() >= self->next_sweep) {
+            agent_front_sweep(self);
+            self->next_sweep = zclock_mono() + 100;
+        }
+        s_log_commit(self);
+    }
+    zpoller_destroy(&poller);
+    sbi_info("stopping");
+    return 0;
+}

@@ -1,0 +1,99 @@
+/*  agent.h - one agency's agent: holds the agency's keys, talks to the
+    broker for its back-ends, and serves its back-ends on a local endpoint.
+    Internal to sharebus-agent. */
+#ifndef AGENT_H_INCLUDED
+#define AGENT_H_INCLUDED
+
+#include "audit.h"
+#include "envelope.h"
+#include "policy.h"
+#include "store.h"
+
+typedef struct {
+    const char *agency;
+    const char *certs;
+    const char *broker;       /* tcp://host:port of the broker */
+    const char *listen;       /* back-ends' endpoint */
+    const char *data;         /* the agent's own store */
+} agent_config_t;
+
+/* A request of one of our back-ends, waiting for its reply. */
+typedef struct {
+    zframe_t *client;         /* routing id of the back-end */
+    uint64_t client_id;       /* its ClientMessage id */
+    int64_t deadline;         /* zclock_mono ms */
+    char **fields;            /* what was asked (NULL-terminated) */
+} agent_pending_t;
+
+/* A request from another agency that one of our back-ends is answering. */
+typedef struct {
+    uint8_t message_id[SBI_ID_SIZE];
+    char consumer[SBI_AGENCY_MAX + 1];
+    char *dataset;
+    char *purpose;
+    char *rule_id;
+    uint8_t subject_ref[SBI_HASH_SIZE];
+    char **flow;              /* fields the reply may carry (NULL-terminated) */
+    int64_t deadline;
+} agent_serving_t;
+
+typedef struct {
+    agent_config_t config;
+    sbi_trust_t *trust;
+    sbi_crypto_t *crypto;
+    const sbi_cert_t *me;
+    const sbi_cert_t *broker;
+    uint8_t subject_key[32];
+    sbi_policy_t *policy;
+    sbi_store_t *store;
+    sbi_audit_t *audit;
+    MDB_txn *txn;             /* the open batch of log records, if any */
+    zsock_t *bus;             /* DEALER to the broker */
+    zsock_t *front;           /* ROUTER for back-ends */
+    zsock_t *monitor;         /* the bus socket's handshake events */
+    zhashx_t *pending;        /* hex message id -> agent_pending_t */
+    zhashx_t *serving;        /* decimal token -> agent_serving_t */
+    zhashx_t *providers;      /* dataset -> zframe_t routing id of a back-end */
+    uint64_t next_token;
+    int64_t next_hello;
+    int64_t next_sweep;
+    bool welcomed;
+} agent_t;
+
+/* Sets up keys, store, sockets. NULL (having logged why) on failure. */
+agent_t *agent_new(const agent_config_t *config);
+void agent_destroy(agent_t **self_p);
+
+/* Runs until SIGINT/SIGTERM. */
+int agent_run(agent_t *self);
+
+/* Seals `payload` (may be NULL) for `to`, signs `header` and sends it to
+   the broker, logging it in the agent's audit log. */
+int agent_send(agent_t *self, const sbi_cert_t *to, Sharebus__Header *header,
+               const Sharebus__Payload *payload);
+
+/* Sends an ERROR answering message `correlation` to agency `to`. */
+void agent_send_error(agent_t *self, const char *to, const uint8_t *correlation, int code,
+                      const char *reason);
+
+/* Logs one message sent or received in the agent's own audit log. */
+void agent_log(agent_t *self, Sharebus__AuditKind kind, const Sharebus__Header *header,
+               const Sharebus__Envelope *envelope);
+
+/* Back-end side (front.c). */
+void agent_front_message(agent_t *self, zframe_t *client, zframe_t *frame);
+void agent_front_result(agent_t *self, zframe_t *client, uint64_t id, int code,
+                        const char *reason, const Sharebus__Record *record);
+void agent_front_send(agent_t *self, zframe_t *client, Sharebus__ClientMessage *message);
+void agent_front_incoming(agent_t *self, sbi_envelope_t *env, Sharebus__Payload *payload);
+void agent_front_reply(agent_t *self, sbi_envelope_t *env, Sharebus__Payload *payload);
+void agent_front_error(agent_t *self, sbi_envelope_t *env);
+void agent_front_consent_result(agent_t *self, sbi_envelope_t *env, Sharebus__Payload *payload);
+void agent_front_sweep(agent_t *self);
+
+/* Copies of string lists, NULL-terminated; freed with agent_strv_free. */
+char **agent_strv(const char *const *items, size_t count);
+void agent_strv_free(char ***strv_p);
+bool agent_strv_has(char **strv, const char *item);
+
+#endif

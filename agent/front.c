@@ -1,0 +1,491 @@
+/*  front.c - the agent's back-end side: requests going out, requests coming
+    in to be answered, and the answers to both. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "record.h"
+
+#define S_GRACE_MS 250   /* the broker times out first; this covers a dead broker */
+#define S_SUBJECT_MAX 64
+
+void agent_front_send(agent_t *self, zframe_t *client, Sharebus__ClientMessage *message)
+{
+    zframe_t *frame = zframe_new(NULL, sharebus__client_message__get_packed_size(message));
+    sharebus__client_message__pack(message, zframe_data(frame));
+    zframe_t *to = zframe_dup(client);
+    if (zframe_send(&to, self->front, ZFRAME_MORE | ZFRAME_DONTWAIT) != 0
+        || zframe_send(&frame, self->front, ZFRAME_DONTWAIT) != 0)
+        sbi_debug("back-end gone; answer dropped");
+    zframe_destroy(&to);
+    zframe_destroy(&frame);
+}
+
+void agent_front_result(agent_t *self, zframe_t *client, uint64_t id, int code,
+                        const char *reason, const Sharebus__Record *record)
+{
+    Sharebus__ClientResult result = SHAREBUS__CLIENT_RESULT__INIT;
+    result.error = code == SB_OK ? SHAREBUS__ERROR_KIND__ERR_NONE : sbi_error_kind(code);
+    result.reason = (char *) (reason ? reason : "");
+    result.record = (Sharebus__Record *) record;
+    Sharebus__ClientMessage message = SHAREBUS__CLIENT_MESSAGE__INIT;
+    message.id = id;
+    message.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_RESULT;
+    message.result = &result;
+    agent_front_send(self, client, &message);
+}
+
+static char *s_id_key(const uint8_t *id, char out[2 * SBI_ID_SIZE + 1])
+{
+    return sbi_hex(id, SBI_ID_SIZE, out);
+}
+
+/* A back-end asks for data: check our copy of the policy, seal the subject
+   id for the provider, send, and remember who asked. */
+static void s_request(agent_t *self, zframe_t *client, uint64_t id,
+                      const Sharebus__ClientRequest *req)
+{
+    char reason[300];
+    if (!self->policy) {
+        agent_front_result(self, client, id, SB_EUNAVAILABLE,
+                           "the agent has not received the policy from the broker yet", NULL);
+        return;
+    }
+    if (!sbi_agency_valid(req->provider, false) || !sbi_name_valid(req->dataset)
+        || !sbi_name_valid(req->purpose) || !*req->subject_id
+        || strlen(req->subject_id) > S_SUBJECT_MAX) {
+        agent_front_result(self, client, id, SB_EINVAL, "malformed request", NULL);
+        return;
+    }
+    sbi_decision_t d;
+    int rc = sbi_policy_decide(self->policy, self->config.agency, req->dataset, req->purpose,
+                               (const char *const *) req->fields, req->n_fields, sbi_now_ms(), &d);
+    const sbi_dataset_t *dataset = sbi_policy_dataset(self->policy, req->dataset);
+    if (rc == SB_OK && strcmp(dataset->provider, req->provider) != 0) {
+        snprintf(d.reason, sizeof d.reason, "dataset %s is provided by %s, not %s", req->dataset,
+                 dataset->provider, req->provider);
+        rc = SB_EDENIED;
+    }
+    const sbi_cert_t *provider = rc == SB_OK ? sbi_trust_find(self->trust, req->provider) : NULL;
+    if (rc == SB_OK && !provider) {
+        snprintf(d.reason, sizeof d.reason, "no valid certificate for %s", req->provider);
+        rc = SB_EUNKNOWN;
+    }
+    uint8_t subject_ref[SBI_HASH_SIZE];
+    if (rc == SB_OK && sbi_subject_ref(self->subject_key, req->subject_id, subject_ref) != SB_OK) {
+        snprintf(d.reason, sizeof d.reason, "empty subject id");
+        rc = SB_EINVAL;
+    }
+    if (rc != SB_OK) {
+        /* Refused here, before anything left: on the agent's own record. */
+        sbi_header_t h;
+        sbi_header_init(&h, SHAREBUS__KIND__KIND_REQUEST, self->config.agency, req->provider);
+        h.header.dataset = req->dataset;
+        h.header.purpose = req->purpose;
+        h.header.fields = req->fields;
+        h.header.n_fields = req->n_fields;
+        h.header.error = sbi_error_kind(rc);
+        h.header.reason = d.reason;
+        agent_log(self, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, &h.header, NULL);
+        agent_front_result(self, client, id, rc, d.reason, NULL);
+        return;
+    }
+    uint32_t timeout = req->timeout_ms ? req->timeout_ms : 5000;
+    sbi_header_t h;
+    sbi_header_init(&h, SHAREBUS__KIND__KIND_REQUEST, self->config.agency, req->provider);
+    h.header.dataset = req->dataset;
+    h.header.purpose = req->purpose;
+    h.header.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, subject_ref};
+    h.header.fields = (char **) d.flow;
+    h.header.n_fields = d.n_flow;
+    h.header.expires_ms = h.header.created_ms + timeout;
+    h.header.policy_version = (ProtobufCBinaryData){32, (uint8_t *) sbi_policy_version(self->policy)};
+    Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
+    payload.subject_id = req->subject_id;
+    rc = agent_send(self, provider, &h.header, &payload);
+    if (rc != SB_OK) {
+        snprintf(reason, sizeof reason, "cannot send to the broker: %s", sb_strerror(rc));
+        agent_front_result(self, client, id, SB_EUNAVAILABLE, reason, NULL);
+        return;
+    }
+    agent_pending_t *p = calloc(1, sizeof *p);
+    assert(p);
+    p->client = zframe_dup(client);
+    p->client_id = id;
+    p->deadline = zclock_mono() + timeout + S_GRACE_MS;
+    p->fields = agent_strv(d.flow, d.n_flow);
+    char key[33];
+    zhashx_update(self->pending, s_id_key(h.message_id, key), p);
+}
+
+/* A back-end registers as the provider of a dataset. */
+static void s_serve(agent_t *self, zframe_t *client, uint64_t id, const Sharebus__ClientServe *s)
+{
+    const sbi_dataset_t *dataset = self->policy ? sbi_policy_dataset(self->policy, s->dataset) : NULL;
+    char reason[300];
+    if (self->policy && (!dataset || strcmp(dataset->provider, self->config.agency) != 0)) {
+        snprintf(reason, sizeof reason, "the policy does not make %s the provider of %s",
+                 self->config.agency, s->dataset);
+        agent_front_result(self, client, id, SB_ENODATASET, reason, NULL);
+        return;
+    }
+    zhashx_update(self->providers, s->dataset, zframe_dup(client));
+    sbi_info("a back-end now serves %s", s->dataset);
+    agent_front_result(self, client, id, SB_OK, NULL, NULL);
+}
+
+/* Only the fields in `allowed` of `record`: the provider's minimisation. */
+static Sharebus__Record s_minimise(const Sharebus__Record *record, char **allowed,
+                                   Sharebus__Field **kept, size_t *dropped)
+{
+    Sharebus__Record out = SHAREBUS__RECORD__INIT;
+    *dropped = 0;
+    for (size_t i = 0; i < record->n_fields; i++) {
+        if (agent_strv_has(allowed, record->fields[i]->name))
+            kept[out.n_fields++] = record->fields[i];
+        else
+            (*dropped)++;
+    }
+    out.fields = kept;
+    return out;
+}
+
+/* A back-end answers a request from another agency. */
+static void s_answer(agent_t *self, const Sharebus__ClientAnswer *answer)
+{
+    char token[24];
+    snprintf(token, sizeof token, "%llu", (unsigned long long) answer->token);
+    agent_serving_t *s = zhashx_lookup(self->serving, token);
+    if (!s) {
+        sbi_debug("answer to unknown or expired request %s dropped", token);
+        return;
+    }
+    if (answer->error != SHAREBUS__ERROR_KIND__ERR_NONE) {
+        agent_send_error(self, s->consumer, s->message_id, sbi_error_code(answer->error),
+                         *answer->reason ? answer->reason : "refused by the provider");
+        zhashx_delete(self->serving, token);
+        return;
+    }
+    static const Sharebus__Record empty = SHAREBUS__RECORD__INIT;
+    const Sharebus__Record *record = answer->record ? answer->record : &empty;
+    if (!sbi_record_pb_valid(record)) {
+        agent_send_error(self, s->consumer, s->message_id, SB_EINTERNAL,
+                         "the provider's back-end returned a malformed record");
+        zhashx_delete(self->serving, token);
+        return;
+    }
+    Sharebus__Field **kept = calloc(record->n_fields + 1, sizeof *kept);
+    char **names = calloc(record->n_fields + 1, sizeof *names);
+    assert(kept && names);
+    size_t dropped;
+    Sharebus__Record minimal = s_minimise(record, s->flow, kept, &dropped);
+    if (dropped)
+        sbi_info("dropped %zu field(s) the rule %s does not allow", dropped, s->rule_id);
+    for (size_t i = 0; i < minimal.n_fields; i++)
+        names[i] = minimal.fields[i]->name;
+
+    sbi_header_t h;
+    sbi_header_init(&h, SHAREBUS__KIND__KIND_REPLY, self->config.agency, s->consumer);
+    h.header.correlation_id = (ProtobufCBinaryData){SBI_ID_SIZE, s->message_id};
+    h.header.dataset = s->dataset;
+    h.header.purpose = s->purpose;
+    h.header.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, s->subject_ref};
+    h.header.fields = names;
+    h.header.n_fields = minimal.n_fields;
+    h.header.rule_id = s->rule_id;
+    Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
+    payload.body_case = SHAREBUS__PAYLOAD__BODY_RECORD;
+    payload.record = &minimal;
+    const sbi_cert_t *consumer = sbi_trust_find(self->trust, s->consumer);
+    int rc = consumer ? agent_send(self, consumer, &h.header, &payload) : SB_EUNKNOWN;
+    if (rc != SB_OK)
+        sbi_warning("cannot send the reply to %s: %s", s->consumer, sb_strerror(rc));
+    free(kept);
+    free(names);
+    zhashx_delete(self->serving, token);
+}
+
+/* ------------------------------------------------------------ consent */
+
+#define S_CONSENT_TIMEOUT_MS 5000
+
+/* Sends a consent operation to the broker, sealed for it, and remembers
+   which back-end waits for the answer. */
+static void s_to_broker(agent_t *self, zframe_t *client, uint64_t id, Sharebus__Kind kind,
+                        Sharebus__Payload *payload)
+{
+    sbi_header_t h;
+    sbi_header_init(&h, kind, self->config.agency, "broker");
+    h.header.expires_ms = h.header.created_ms + S_CONSENT_TIMEOUT_MS;
+    int rc = agent_send(self, self->broker, &h.header, payload);
+    if (rc != SB_OK) {
+        agent_front_result(self, client, id, SB_EUNAVAILABLE, "cannot send to the broker", NULL);
+        return;
+    }
+    agent_pending_t *p = calloc(1, sizeof *p);
+    assert(p);
+    p->client = zframe_dup(client);
+    p->client_id = id;
+    p->deadline = zclock_mono() + S_CONSENT_TIMEOUT_MS + S_GRACE_MS;
+    char key[33];
+    zhashx_update(self->pending, s_id_key(h.message_id, key), p);
+}
+
+/* The subject reference of a back-end's clear id; answers the back-end
+   itself when the id is unusable. */
+static bool s_subject(agent_t *self, zframe_t *client, uint64_t id, const char *subject,
+                      uint8_t ref[SBI_HASH_SIZE])
+{
+    if (strlen(subject) <= S_SUBJECT_MAX && sbi_subject_ref(self->subject_key, subject, ref) == SB_OK)
+        return true;
+    agent_front_result(self, client, id, SB_EINVAL, "missing or malformed subject id", NULL);
+    return false;
+}
+
+static void s_consent_grant(agent_t *self, zframe_t *client, uint64_t id,
+                            const Sharebus__ClientConsentGrant *g)
+{
+    uint8_t ref[SBI_HASH_SIZE], cid[SBI_ID_SIZE];
+    char consent_id[33];
+    if (!s_subject(self, client, id, g->subject_id, ref))
+        return;
+    if (!sbi_agency_valid(g->consumer, false) || !sbi_name_valid(g->dataset)
+        || !sbi_name_valid(g->purpose) || strlen(g->evidence) > 1024) {
+        agent_front_result(self, client, id, SB_EINVAL, "malformed consent", NULL);
+        return;
+    }
+    sbi_id_new(cid);
+    Sharebus__Consent c = SHAREBUS__CONSENT__INIT;
+    c.id = sbi_hex(cid, SBI_ID_SIZE, consent_id);
+    c.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, ref};
+    c.consumer = g->consumer;
+    c.dataset = g->dataset;
+    c.purpose = g->purpose;
+    c.granted_ms = sbi_now_ms();
+    c.until_ms = g->until_ms;
+    c.recorded_by = (char *) self->config.agency;
+    c.evidence = g->evidence;
+    uint8_t bytes[4096], signature[crypto_sign_BYTES];
+    size_t size = sharebus__consent__pack(&c, bytes);
+    crypto_sign_detached(signature, NULL, bytes, size, sbi_crypto_keys(self->crypto)->sign_secret);
+    Sharebus__SignedConsent sc = SHAREBUS__SIGNED_CONSENT__INIT;
+    sc.consent = (ProtobufCBinaryData){size, bytes};
+    sc.signature = (ProtobufCBinaryData){sizeof signature, signature};
+    Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
+    payload.body_case = SHAREBUS__PAYLOAD__BODY_CONSENT;
+    payload.consent = &sc;
+    s_to_broker(self, client, id, SHAREBUS__KIND__KIND_CONSENT_GRANT, &payload);
+}
+
+static void s_consent_revoke(agent_t *self, zframe_t *client, uint64_t id,
+                             const Sharebus__ClientConsentRevoke *r)
+{
+    uint8_t ref[SBI_HASH_SIZE];
+    Sharebus__ConsentRevoke revoke = SHAREBUS__CONSENT_REVOKE__INIT;
+    revoke.id = r->id;
+    revoke.consumer = r->consumer;
+    revoke.dataset = r->dataset;
+    revoke.purpose = r->purpose;
+    revoke.reason = r->reason;
+    if (!*r->id) {
+        if (!s_subject(self, client, id, r->subject_id, ref))
+            return;
+        revoke.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, ref};
+    }
+    Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
+    payload.body_case = SHAREBUS__PAYLOAD__BODY_REVOKE;
+    payload.revoke = &revoke;
+    s_to_broker(self, client, id, SHAREBUS__KIND__KIND_CONSENT_REVOKE, &payload);
+}
+
+static void s_consent_list(agent_t *self, zframe_t *client, uint64_t id,
+                           const Sharebus__ClientConsentList *l)
+{
+    uint8_t ref[SBI_HASH_SIZE];
+    if (!s_subject(self, client, id, l->subject_id, ref))
+        return;
+    Sharebus__ConsentQuery query = SHAREBUS__CONSENT_QUERY__INIT;
+    query.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, ref};
+    Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
+    payload.body_case = SHAREBUS__PAYLOAD__BODY_QUERY;
+    payload.query = &query;
+    s_to_broker(self, client, id, SHAREBUS__KIND__KIND_CONSENT_LIST, &payload);
+}
+
+void agent_front_consent_result(agent_t *self, sbi_envelope_t *env, Sharebus__Payload *payload)
+{
+    const Sharebus__Header *h = env->header;
+    char key[33];
+    if (h->correlation_id.len != SBI_ID_SIZE)
+        return;
+    agent_pending_t *p = zhashx_lookup(self->pending, s_id_key(h->correlation_id.data, key));
+    if (!p)
+        return;
+    Sharebus__ClientResult result = SHAREBUS__CLIENT_RESULT__INIT;
+    result.reason = "";
+    if (payload->body_case == SHAREBUS__PAYLOAD__BODY_CONSENTS) {
+        result.consents = payload->consents;
+        result.consent_id = payload->consents->n_ids ? payload->consents->ids[0] : "";
+    }
+    Sharebus__ClientMessage message = SHAREBUS__CLIENT_MESSAGE__INIT;
+    message.id = p->client_id;
+    message.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_RESULT;
+    message.result = &result;
+    agent_front_send(self, p->client, &message);
+    zhashx_delete(self->pending, key);
+}
+
+void agent_front_message(agent_t *self, zframe_t *client, zframe_t *frame)
+{
+    sbi_unpack_t budget;
+    Sharebus__ClientMessage *m = sharebus__client_message__unpack(
+        sbi_unpack_init(&budget, zframe_size(frame)), zframe_size(frame), zframe_data(frame));
+    if (!m) {
+        agent_front_result(self, client, 0, SB_EMALFORMED, "not a sharebus client message", NULL);
+        return;
+    }
+    switch (m->body_case) {
+    case SHAREBUS__CLIENT_MESSAGE__BODY_REQUEST: s_request(self, client, m->id, m->request); break;
+    case SHAREBUS__CLIENT_MESSAGE__BODY_SERVE: s_serve(self, client, m->id, m->serve); break;
+    case SHAREBUS__CLIENT_MESSAGE__BODY_ANSWER: s_answer(self, m->answer); break;
+    case SHAREBUS__CLIENT_MESSAGE__BODY_CONSENT_GRANT:
+        s_consent_grant(self, client, m->id, m->consent_grant);
+        break;
+    case SHAREBUS__CLIENT_MESSAGE__BODY_CONSENT_REVOKE:
+        s_consent_revoke(self, client, m->id, m->consent_revoke);
+        break;
+    case SHAREBUS__CLIENT_MESSAGE__BODY_CONSENT_LIST:
+        s_consent_list(self, client, m->id, m->consent_list);
+        break;
+    default:
+        agent_front_result(self, client, m->id, SB_EPROTOCOL, "unexpected client message", NULL);
+    }
+    sharebus__client_message__free_unpacked(m, NULL);
+}
+
+/* A request from another agency, through the broker: hand it to the
+   back-end serving the dataset, with the fields the rule lets flow. */
+void agent_front_incoming(agent_t *self, sbi_envelope_t *env, Sharebus__Payload *payload)
+{
+    const Sharebus__Header *h = env->header;
+    zframe_t *client = zhashx_lookup(self->providers, h->dataset);
+    sbi_decision_t d;
+    int rc = self->policy ? sbi_policy_decide(self->policy, h->from, h->dataset, h->purpose,
+                                              (const char *const *) h->fields, h->n_fields,
+                                              sbi_now_ms(), &d)
+                          : SB_EUNAVAILABLE;
+    if (rc == SB_EUNAVAILABLE)
+        snprintf(d.reason, sizeof d.reason, "provider agent has no policy yet");
+    if (rc == SB_OK && !client) {
+        rc = SB_EUNAVAILABLE;
+        snprintf(d.reason, sizeof d.reason, "no back-end of %s serves %s", self->config.agency,
+                 h->dataset);
+    }
+    if (rc == SB_OK && (!*payload->subject_id || h->subject_ref.len != SBI_HASH_SIZE)) {
+        rc = SB_EMALFORMED;
+        snprintf(d.reason, sizeof d.reason, "request without a subject");
+    }
+    if (rc != SB_OK) {
+        agent_send_error(self, h->from, h->message_id.data, rc, d.reason);
+        return;
+    }
+    agent_serving_t *s = calloc(1, sizeof *s);
+    assert(s);
+    memcpy(s->message_id, h->message_id.data, SBI_ID_SIZE);
+    snprintf(s->consumer, sizeof s->consumer, "%s", h->from);
+    s->dataset = strdup(h->dataset);
+    s->purpose = strdup(h->purpose);
+    s->rule_id = strdup(d.rule->id);
+    memcpy(s->subject_ref, h->subject_ref.data, SBI_HASH_SIZE);
+    s->flow = agent_strv(d.flow, d.n_flow);
+    uint64_t now = sbi_now_ms();
+    int64_t left = h->expires_ms > now ? (int64_t) (h->expires_ms - now) : 0;
+    s->deadline = zclock_mono() + left + S_GRACE_MS;
+    uint64_t token = ++self->next_token;
+    char key[24];
+    snprintf(key, sizeof key, "%llu", (unsigned long long) token);
+    zhashx_insert(self->serving, key, s);
+
+    Sharebus__ClientIncoming in = SHAREBUS__CLIENT_INCOMING__INIT;
+    in.token = token;
+    in.consumer = h->from;
+    in.dataset = h->dataset;
+    in.purpose = h->purpose;
+    in.subject_id = payload->subject_id;
+    in.fields = (char **) d.flow;
+    in.n_fields = d.n_flow;
+    in.expires_ms = h->expires_ms;
+    in.rule_id = (char *) d.rule->id;
+    Sharebus__ClientMessage message = SHAREBUS__CLIENT_MESSAGE__INIT;
+    message.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_INCOMING;
+    message.incoming = &in;
+    agent_front_send(self, client, &message);
+}
+
+/* The reply to one of our requests: check it carries nothing we did not
+   ask for, then hand it to the back-end. */
+void agent_front_reply(agent_t *self, sbi_envelope_t *env, Sharebus__Payload *payload)
+{
+    const Sharebus__Header *h = env->header;
+    char key[33];
+    if (h->correlation_id.len != SBI_ID_SIZE)
+        return;
+    agent_pending_t *p = zhashx_lookup(self->pending, s_id_key(h->correlation_id.data, key));
+    if (!p) {
+        sbi_debug("late or unknown reply %s dropped", key);
+        return;
+    }
+    const Sharebus__Record *record = payload->body_case == SHAREBUS__PAYLOAD__BODY_RECORD
+                                         ? payload->record : NULL;
+    int rc = record && sbi_record_pb_valid(record) ? SB_OK : SB_EMALFORMED;
+    char reason[300] = "reply without a valid record";
+    for (size_t i = 0; rc == SB_OK && i < record->n_fields; i++)
+        if (!agent_strv_has(p->fields, record->fields[i]->name)) {
+            rc = SB_EFIELDS;
+            snprintf(reason, sizeof reason, "reply from %s carried field '%s' that was not asked for",
+                     h->from, record->fields[i]->name);
+        }
+    if (rc != SB_OK)
+        sbi_warning("%s", reason);
+    agent_front_result(self, p->client, p->client_id, rc, rc == SB_OK ? NULL : reason,
+                       rc == SB_OK ? record : NULL);
+    zhashx_delete(self->pending, key);
+}
+
+void agent_front_error(agent_t *self, sbi_envelope_t *env)
+{
+    const Sharebus__Header *h = env->header;
+    char key[33];
+    if (h->correlation_id.len != SBI_ID_SIZE)
+        return;
+    agent_pending_t *p = zhashx_lookup(self->pending, s_id_key(h->correlation_id.data, key));
+    if (!p) {
+        sbi_info("%s from %s: %s", sb_errname(sbi_error_code(h->error)), h->from, h->reason);
+        return;
+    }
+    agent_front_result(self, p->client, p->client_id, sbi_error_code(h->error), h->reason, NULL);
+    zhashx_delete(self->pending, key);
+}
+
+void agent_front_sweep(agent_t *self)
+{
+    int64_t now = zclock_mono();
+    zlistx_t *keys = zhashx_keys(self->pending);
+    for (char *key = zlistx_first(keys); key; key = zlistx_next(keys)) {
+        agent_pending_t *p = zhashx_lookup(self->pending, key);
+        if (p->deadline <= now) {
+            agent_front_result(self, p->client, p->client_id, SB_ETIMEOUT,
+                               "no answer from the broker before the deadline", NULL);
+            zhashx_delete(self->pending, key);
+        }
+    }
+    zlistx_destroy(&keys);
+    zlistx_t *tokens = zhashx_keys(self->serving);
+    for (char *token = zlistx_first(tokens); token; token = zlistx_next(tokens)) {
+        agent_serving_t *s = zhashx_lookup(self->serving, token);
+        if (s->deadline <= now)
+            zhashx_delete(self->serving, token);
+    }
+    zlistx_destroy(&tokens);
+}

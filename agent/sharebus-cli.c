@@ -1,0 +1,364 @@
+/*  sharebus - the command-line client, built only on libsharebus, so that
+    administrators, scripts and tests use the same path as a back-end.
+
+    sharebus request --agent EP --provider ID --dataset D --purpose P --subject ID
+                     [--fields a,b] [--timeout MS]
+    sharebus serve   --agent EP --dataset D --records FILE
+    sharebus consent grant|revoke|list --agent EP ...
+*/
+#include <ctype.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sharebus.h"
+
+typedef struct {
+    const char *agent;
+    const char *provider;
+    const char *dataset;
+    const char *purpose;
+    const char *subject;
+    const char *fields;
+    const char *records;
+    const char *consumer;
+    const char *until;
+    const char *evidence;
+    const char *id;
+    const char *reason;
+    bool json;
+    int timeout_ms;
+    char **rest;              /* arguments after the command */
+    int n_rest;
+} args_t;
+
+typedef struct {
+    const char *name;
+    int (*fn)(args_t *args);
+    const char *usage;
+} command_t;
+
+static int s_error(sb_client_t *client, int code)
+{
+    const char *reason = client ? sb_client_reason(client) : "";
+    if (*reason)
+        fprintf(stderr, "error: %s\n", reason);
+    else
+        fprintf(stderr, "error: %s: %s\n", sb_errname(code), sb_strerror(code));
+    return 1;
+}
+
+static sb_client_t *s_connect(const char *endpoint)
+{
+    sb_client_t *client = sb_client_new(endpoint);
+    if (!client)
+        fprintf(stderr, "error: invalid: cannot use agent endpoint '%s' (ipc:// or tcp://)\n",
+                endpoint);
+    return client;
+}
+
+/* "a,b,c" into a NULL-terminated array in `buf` (modified in place). */
+static size_t s_split(char *buf, const char **items, size_t max)
+{
+    size_t n = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok && n < max;
+         tok = strtok_r(NULL, ",", &save))
+        items[n++] = tok;
+    return n;
+}
+
+static int cmd_request(args_t *a)
+{
+    if (!a->provider || !a->dataset || !a->purpose || !a->subject) {
+        fprintf(stderr, "usage: sharebus request --agent EP --provider ID --dataset D "
+                        "--purpose P --subject ID [--fields a,b] [--timeout MS]\n");
+        return 2;
+    }
+    char fields_buf[4096] = "";
+    const char *fields[64];
+    snprintf(fields_buf, sizeof fields_buf, "%s", a->fields ? a->fields : "");
+    sb_request_t request = {
+        .provider = a->provider, .dataset = a->dataset, .purpose = a->purpose,
+        .subject = a->subject, .fields = fields,
+        .n_fields = s_split(fields_buf, fields, 64), .timeout_ms = a->timeout_ms,
+    };
+    sb_client_t *client = s_connect(a->agent);
+    if (!client)
+        return 1;
+    sb_record_t *record = NULL;
+    int rc = sb_request(client, &request, &record);
+    if (rc == SB_OK) {
+        char *json = sb_record_to_json(record);
+        puts(json);
+        free(json);
+    }
+    else
+        s_error(client, rc);
+    sb_record_destroy(&record);
+    sb_client_destroy(&client);
+    return rc == SB_OK ? 0 : 1;
+}
+
+/* Subject ids compare without spaces and dashes, case-insensitively. */
+static void s_normalise(const char *id, char *out, size_t size)
+{
+    size_t n = 0;
+    for (; *id && n + 1 < size; id++)
+        if (*id != '-' && !isspace((unsigned char) *id))
+            out[n++] = (char) toupper((unsigned char) *id);
+    out[n] = 0;
+}
+
+static int s_serve_one(const sb_incoming_t *request, sb_record_t *reply, void *arg)
+{
+    json_object *records = arg;
+    char wanted[128], key_norm[128];
+    s_normalise(sb_incoming_subject(request), wanted, sizeof wanted);
+    json_object_object_foreach(records, key, value) {
+        s_normalise(key, key_norm, sizeof key_norm);
+        if (strcmp(key_norm, wanted) != 0)
+            continue;
+        sb_record_t *found = sb_record_from_json(json_object_to_json_string(value));
+        if (!found)
+            return SB_EINTERNAL;
+        for (size_t i = 0; i < sb_incoming_field_count(request); i++) {
+            const char *name = sb_incoming_field(request, i), *text;
+            int64_t integer;
+            double real;
+            bool flag;
+            if (sb_record_text(found, name, &text) == SB_OK)
+                sb_record_set_text(reply, name, text);
+            else if (sb_record_integer(found, name, &integer) == SB_OK)
+                sb_record_set_integer(reply, name, integer);
+            else if (sb_record_real(found, name, &real) == SB_OK)
+                sb_record_set_real(reply, name, real);
+            else if (sb_record_flag(found, name, &flag) == SB_OK)
+                sb_record_set_flag(reply, name, flag);
+        }
+        sb_record_destroy(&found);
+        fprintf(stderr, "sharebus serve: answered %s for %s (%s)\n", sb_incoming_dataset(request),
+                sb_incoming_consumer(request), sb_incoming_purpose(request));
+        return SB_OK;
+    }
+    fprintf(stderr, "sharebus serve: no record for the subject asked by %s\n",
+            sb_incoming_consumer(request));
+    return SB_ENOTFOUND;
+}
+
+static int cmd_serve(args_t *a)
+{
+    if (!a->dataset || !a->records) {
+        fprintf(stderr, "usage: sharebus serve --agent EP --dataset D --records FILE\n");
+        return 2;
+    }
+    json_object *records = json_object_from_file(a->records);
+    if (!records || !json_object_is_type(records, json_type_object)) {
+        fprintf(stderr, "error: invalid: %s: not a JSON object of records keyed by subject id\n",
+                a->records);
+        json_object_put(records);
+        return 1;
+    }
+    sb_client_t *client = s_connect(a->agent);
+    int rc = client ? sb_client_serve(client, a->dataset) : SB_EINVAL;
+    if (rc == SB_OK) {
+        fprintf(stderr, "sharebus serve: serving %s (%d records)\n", a->dataset,
+                json_object_object_length(records));
+        rc = sb_client_run(client, s_serve_one, records);
+    }
+    if (rc != SB_OK)
+        s_error(client, rc);
+    sb_client_destroy(&client);
+    json_object_put(records);
+    return rc == SB_OK ? 0 : 1;
+}
+
+/* ---------------------------------------------------------------- consent */
+
+static int consent_grant(args_t *a, sb_client_t *client)
+{
+    uint64_t until = 0;
+    if (!a->subject || !a->consumer || !a->dataset || !a->purpose || !a->until) {
+        fprintf(stderr, "usage: sharebus consent grant --agent EP --subject ID --consumer C "
+                        "--dataset D --purpose P --until DATE [--evidence TEXT]\n");
+        return 2;
+    }
+    struct tm tm = {0};
+    const char *end = strptime(a->until, "%Y-%m-%d", &tm);
+    if (!end || *end) {
+        fprintf(stderr, "error: invalid: --until %s: expected YYYY-MM-DD\n", a->until);
+        return 2;
+    }
+    /* Valid through the whole of that day, UTC. */
+    until = ((uint64_t) timegm(&tm) + 86400) * 1000 - 1;
+    sb_consent_t consent = {a->subject, a->consumer, a->dataset, a->purpose, until, a->evidence};
+    char id[SB_CONSENT_ID_SIZE];
+    int rc = sb_consent_grant(client, &consent, id);
+    if (rc != SB_OK)
+        return s_error(client, rc);
+    puts(id);
+    return 0;
+}
+
+static int consent_revoke(args_t *a, sb_client_t *client)
+{
+    int rc;
+    size_t count = 1;
+    if (a->id)
+        rc = sb_consent_revoke(client, a->id, a->reason);
+    else if (a->subject) {
+        sb_consent_t match = {a->subject, a->consumer, a->dataset, a->purpose, 0, NULL};
+        rc = sb_consent_revoke_matching(client, &match, a->reason, &count);
+    }
+    else {
+        fprintf(stderr, "usage: sharebus consent revoke --agent EP (--id CID | --subject ID "
+                        "[--consumer C] [--dataset D] [--purpose P]) [--reason TEXT]\n");
+        return 2;
+    }
+    if (rc != SB_OK)
+        return s_error(client, rc);
+    printf("revoked %zu consent(s)\n", count);
+    return 0;
+}
+
+static int consent_list(args_t *a, sb_client_t *client)
+{
+    if (!a->subject) {
+        fprintf(stderr, "usage: sharebus consent list --agent EP --subject ID [--json]\n");
+        return 2;
+    }
+    char *json = NULL;
+    int rc = sb_consent_list(client, a->subject, &json);
+    if (rc != SB_OK)
+        return s_error(client, rc);
+    json_object *list = json_tokener_parse(json);
+    if (a->json)
+        puts(json);
+    else {
+        printf("%-32s %-8s %-8s %-30s %-26s %-10s %s\n", "ID", "STATE", "CONSUMER", "DATASET",
+               "PURPOSE", "UNTIL", "HISTORY");
+        for (size_t i = 0; i < json_object_array_length(list); i++) {
+            json_object *c = json_object_array_get_idx(list, i), *v, *history;
+#define S(key) (json_object_object_get_ex(c, key, &v) ? json_object_get_string(v) : "")
+            printf("%-32s %-8s %-8s %-30s %-26s %.10s ", S("id"), S("state"), S("consumer"),
+                   S("dataset"), S("purpose"), S("until"));
+            json_object_object_get_ex(c, "history", &history);
+            for (size_t j = 0; j < json_object_array_length(history); j++) {
+                json_object *e = json_object_array_get_idx(history, j), *f, *t, *b;
+                json_object_object_get_ex(e, "state", &f);
+                json_object_object_get_ex(e, "time", &t);
+                json_object_object_get_ex(e, "by", &b);
+                printf("%s%s %s by %s", j ? "; " : "", json_object_get_string(f),
+                       json_object_get_string(t), json_object_get_string(b));
+            }
+#undef S
+            printf("\n");
+        }
+    }
+    json_object_put(list);
+    free(json);
+    return 0;
+}
+
+static int cmd_consent(args_t *a)
+{
+    static const struct {
+        const char *name;
+        int (*fn)(args_t *, sb_client_t *);
+    } actions[] = {{"grant", consent_grant}, {"revoke", consent_revoke}, {"list", consent_list}};
+    const char *action = a->n_rest == 1 ? a->rest[0] : NULL;
+    for (size_t i = 0; action && i < sizeof actions / sizeof actions[0]; i++)
+        if (strcmp(actions[i].name, action) == 0) {
+            sb_client_t *client = s_connect(a->agent);
+            int rc = client ? actions[i].fn(a, client) : 1;
+            sb_client_destroy(&client);
+            return rc;
+        }
+    fprintf(stderr, "usage: sharebus consent (grant|revoke|list) --agent EP ...\n");
+    return 2;
+}
+
+static const command_t s_commands[] = {
+    {"request", cmd_request,
+     "request --agent EP --provider ID --dataset D --purpose P --subject ID "
+     "[--fields a,b] [--timeout MS]"},
+    {"serve", cmd_serve, "serve --agent EP --dataset D --records FILE"},
+    {"consent", cmd_consent,
+     "consent grant --agent EP --subject ID --consumer C --dataset D --purpose P "
+     "--until YYYY-MM-DD [--evidence TEXT]\n"
+     "       sharebus consent revoke --agent EP (--id CID | --subject ID [--consumer C] "
+     "[--dataset D] [--purpose P]) [--reason TEXT]\n"
+     "       sharebus consent list --agent EP --subject ID [--json]"},
+};
+#define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])
+
+static int s_usage(FILE *out, int status)
+{
+    fprintf(out, "usage: sharebus COMMAND --agent ENDPOINT [OPTIONS]\n");
+    for (size_t i = 0; i < S_NCOMMANDS; i++)
+        fprintf(out, "       sharebus %s\n", s_commands[i].usage);
+    fprintf(out, "See sharebus(1).\n");
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"agent", required_argument, 0, 'A'},   {"provider", required_argument, 0, 'p'},
+        {"dataset", required_argument, 0, 'd'}, {"purpose", required_argument, 0, 'P'},
+        {"subject", required_argument, 0, 's'}, {"fields", required_argument, 0, 'f'},
+        {"timeout", required_argument, 0, 't'}, {"records", required_argument, 0, 'r'},
+        {"consumer", required_argument, 0, 'c'}, {"until", required_argument, 0, 'u'},
+        {"evidence", required_argument, 0, 'e'}, {"id", required_argument, 0, 'i'},
+        {"reason", required_argument, 0, 'R'},  {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0}};
+    args_t args = {0};
+    int opt;
+    char *end;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (opt) {
+        case 'A': args.agent = optarg; break;
+        case 'p': args.provider = optarg; break;
+        case 'd': args.dataset = optarg; break;
+        case 'P': args.purpose = optarg; break;
+        case 's': args.subject = optarg; break;
+        case 'f': args.fields = optarg; break;
+        case 'r': args.records = optarg; break;
+        case 'c': args.consumer = optarg; break;
+        case 'u': args.until = optarg; break;
+        case 'e': args.evidence = optarg; break;
+        case 'i': args.id = optarg; break;
+        case 'R': args.reason = optarg; break;
+        case 'j': args.json = true; break;
+        case 't':
+            args.timeout_ms = (int) strtol(optarg, &end, 10);
+            if (*end || args.timeout_ms <= 0) {
+                fprintf(stderr, "sharebus: --timeout needs milliseconds > 0\n");
+                return 2;
+            }
+            break;
+        case 'h': return s_usage(stdout, 0);
+        case 'V': puts("sharebus " SHAREBUS_VERSION); return 0;
+        default: return s_usage(stderr, 2);
+        }
+    }
+    if (optind >= argc)
+        return s_usage(stderr, 2);
+    const char *name = argv[optind++];
+    for (size_t i = 0; i < S_NCOMMANDS; i++)
+        if (strcmp(s_commands[i].name, name) == 0) {
+            args.rest = argv + optind;
+            args.n_rest = argc - optind;
+            bool takes_action = s_commands[i].fn == cmd_consent;
+            if ((!takes_action && optind < argc) || !args.agent) {
+                fprintf(stderr, "usage: sharebus %s\n", s_commands[i].usage);
+                return 2;
+            }
+            return s_commands[i].fn(&args);
+        }
+    fprintf(stderr, "sharebus: unknown command '%s'\n", name);
+    return s_usage(stderr, 2);
+}

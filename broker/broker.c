@@ -1,0 +1,689 @@
+/*  broker.c - set-up, the main loop, the audited batch, reload. */
+#include "broker.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define S_BATCH_MAX 512
+#define S_SEEN_KEEP_MS(self) (2 * (int64_t) (self)->config.skew_ms + 1000)
+
+volatile sig_atomic_t broker_reload_requested;
+
+static void s_out_free(void **item_p)
+{
+    broker_out_t *out = *item_p;
+    if (out) {
+        zframe_destroy(&out->to);
+        zframe_destroy(&out->frame);
+        free(out);
+        *item_p = NULL;
+    }
+}
+
+static void s_peer_free(void **item_p)
+{
+    broker_peer_t *peer = *item_p;
+    if (peer) {
+        zframe_destroy(&peer->routing);
+        free(peer);
+        *item_p = NULL;
+    }
+}
+
+void broker_count(broker_t *self, const char *name)
+{
+    uint64_t *n = zhashx_lookup(self->counters, name);
+    if (!n) {
+        n = calloc(1, sizeof *n);
+        assert(n);
+        zhashx_insert(self->counters, name, n);
+    }
+    (*n)++;
+}
+
+/* The certificates zauth admits: every valid, unrevoked one, written into
+   DDIR/admitted, which zauth's certificate store rescans when it changes. */
+static int s_write_admitted(broker_t *self)
+{
+    char dir[4096], path[4400];
+    snprintf(dir, sizeof dir, "%s/admitted", self->config.data);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return -1;
+    DIR *handle = opendir(dir);
+    struct dirent *entry;
+    while (handle && (entry = readdir(handle)))
+        if (entry->d_name[0] != '.') {
+            snprintf(path, sizeof path, "%s/%s", dir, entry->d_name);
+            unlink(path);
+        }
+    if (handle)
+        closedir(handle);
+    uint64_t now = sbi_now_ms();
+    for (size_t i = 0; i < sbi_trust_count(self->trust); i++) {
+        const sbi_cert_t *cert = sbi_trust_at(self->trust, i);
+        if (cert->kind != SBI_CERT_AGENCY || sbi_trust_check(self->trust, cert, now) != SB_OK)
+            continue;
+        snprintf(path, sizeof path, "%s/%s-%llu.cert", dir, cert->agency,
+                 (unsigned long long) cert->serial);
+        if (sbi_cert_save(cert, path) != SB_OK)
+            return -1;
+    }
+    return 0;
+}
+
+static int s_load_keys(broker_t *self)
+{
+    char path[4096];
+    self->me = sbi_trust_find(self->trust, "broker");
+    if (!self->me || sbi_trust_check(self->trust, self->me, sbi_now_ms()) != SB_OK) {
+        sbi_error("%s/broker.cert: no valid broker certificate (sharebus-cert issue --broker)",
+                  self->config.certs);
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/broker.key", self->config.certs);
+    sbi_keys_t keys;
+    int rc = sbi_keys_load(path, &keys);
+    if (rc == SB_OK && memcmp(keys.cert.sign_public, self->me->sign_public, 32) != 0)
+        rc = SB_EBADCERT;
+    if (rc != SB_OK) {
+        sbi_error("%s: %s", path, rc == SB_EIO ? strerror(errno)
+                                  : rc == SB_EBADCERT ? "key does not match broker.cert"
+                                                      : "not a sharebus key file");
+        sbi_keys_wipe(&keys);
+        return -1;
+    }
+    keys.cert = *self->me;
+    self->crypto = sbi_crypto_new(&keys);
+    sbi_keys_wipe(&keys);
+    return 0;
+}
+
+/* Not checked against the certificates: revoking an agency must not stop
+   the policy from loading (sharebus-policy check --certs does that check). */
+static sbi_policy_t *s_load_policy(broker_t *self, zlistx_t *errors)
+{
+    return sbi_policy_load(self->config.policy, NULL, errors);
+}
+
+static int s_open_store(broker_t *self)
+{
+    char path[4096], err[512];
+    if (mkdir(self->config.data, 0700) != 0 && errno != EEXIST) {
+        sbi_error("%s: %s", self->config.data, strerror(errno));
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/store", self->config.data);
+    self->store = sbi_store_open(path, 0, 0, self->config.map_max, SBI_AUDIT_DBS + 8, err,
+                                 sizeof err);
+    if (self->store)
+        self->audit = sbi_audit_open(self->store, err, sizeof err);
+    if (!self->audit) {
+        sbi_error("cannot open the store: %s", err);
+        return -1;
+    }
+    if (broker_consent_open(self) != SB_OK) {
+        sbi_error("cannot open the consent registry in %s", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* Message ids seen within the skew window survive a restart: reload them
+   from the audit log, so a replay across a restart is still refused. */
+static int s_remember_seen(const Sharebus__AuditRecord *record, void *arg)
+{
+    broker_t *self = arg;
+    char key[33];
+    if (record->message_id.len == SBI_ID_SIZE)
+        zhashx_update(self->seen, sbi_hex(record->message_id.data, SBI_ID_SIZE, key),
+                      (void *) (uintptr_t) (record->time_ms + (uint64_t) S_SEEN_KEEP_MS(self)));
+    return 0;
+}
+
+static int s_open_sockets(broker_t *self)
+{
+    char admitted[4200];
+    snprintf(admitted, sizeof admitted, "%s/admitted", self->config.data);
+    if (s_write_admitted(self) != 0) {
+        sbi_error("%s: %s", admitted, strerror(errno));
+        return -1;
+    }
+    /* zauth first, before any bind, and alive until the socket is gone. */
+    self->auth = zactor_new(zauth, NULL);
+    zstr_sendx(self->auth, "CURVE", admitted, NULL);
+    zsock_wait(self->auth);
+
+    const sbi_keys_t *keys = sbi_crypto_keys(self->crypto);
+    self->router = zsock_new(ZMQ_ROUTER);
+    zsock_set_zap_domain(self->router, "sharebus");
+    zsock_set_curve_server(self->router, 1);
+    zsock_set_curve_publickey_bin(self->router, keys->cert.curve_public);
+    zsock_set_curve_secretkey_bin(self->router, keys->curve_secret);
+    zsock_set_router_mandatory(self->router, 1);
+    zsock_set_maxmsgsize(self->router, SBI_FRAME_MAX);
+    zsock_set_sndhwm(self->router, 100000);
+    zsock_set_rcvhwm(self->router, 100000);
+    zsock_set_linger(self->router, 1000);
+    zsock_set_heartbeat_ivl(self->router, 2000);
+    zsock_set_heartbeat_timeout(self->router, 6000);
+    char monitor[64];
+    snprintf(monitor, sizeof monitor, "inproc://broker-monitor-%p", (void *) self);
+    zmq_socket_monitor(zsock_resolve(self->router), monitor, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
+    self->monitor = zsock_new(ZMQ_PAIR);
+    zsock_connect(self->monitor, "%s", monitor);
+    if (zsock_bind(self->router, "%s", self->config.bind) < 0) {
+        sbi_error("cannot bind %s: %s", self->config.bind, zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    return broker_admin_open(self);
+}
+
+broker_t *broker_new(const broker_config_t *config)
+{
+    broker_t *self = calloc(1, sizeof *self);
+    assert(self);
+    self->config = *config;
+    self->started = zclock_mono();
+    self->peers = zhashx_new();
+    zhashx_set_destructor(self->peers, s_peer_free);
+    self->pending = zhashx_new();
+    zhashx_set_destructor(self->pending, broker_pending_free);
+    self->seen = zhashx_new();
+    self->buckets = zhashx_new();
+    zhashx_set_destructor(self->buckets, (zhashx_destructor_fn *) zstr_free);
+    self->counters = zhashx_new();
+    zhashx_set_destructor(self->counters, (zhashx_destructor_fn *) zstr_free);
+    self->batch = zlistx_new();
+    zlistx_set_destructor(self->batch, (zlistx_destructor_fn *) zchunk_destroy);
+    self->outbox = zlistx_new();
+    zlistx_set_destructor(self->outbox, s_out_free);
+
+    char err[512];
+    self->trust = sbi_trust_new(config->certs, err, sizeof err);
+    if (!self->trust) {
+        sbi_error("cannot load certificates: %s", err);
+        broker_destroy(&self);
+        return NULL;
+    }
+    zlistx_t *errors = zlistx_new();
+    zlistx_set_destructor(errors, (zlistx_destructor_fn *) zstr_free);
+    self->policy = s_load_policy(self, errors);
+    for (char *e = zlistx_first(errors); e; e = zlistx_next(errors))
+        sbi_error("%s", e);
+    zlistx_destroy(&errors);
+    if (!self->policy) {
+        sbi_error("policy %s does not load: not starting", config->policy);
+        broker_destroy(&self);
+        return NULL;
+    }
+    if (s_load_keys(self) != 0 || s_open_store(self) != 0 || s_open_sockets(self) != 0) {
+        broker_destroy(&self);
+        return NULL;
+    }
+    sbi_audit_filter_t recent = {.since_ms = sbi_now_ms() - (uint64_t) S_SEEN_KEEP_MS(self)};
+    if (sbi_audit_query(self->audit, &recent, s_remember_seen, self) != SB_OK)
+        sbi_warning("cannot read recent message ids from the audit log");
+    return self;
+}
+
+static void s_checkpoint(broker_t *self, bool force);
+
+void broker_destroy(broker_t **self_p)
+{
+    broker_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->txn) {
+        mdb_txn_abort(self->txn);
+        sbi_audit_abort(self->audit);
+    }
+    zsock_destroy(&self->admin);
+    if (self->router)
+        zmq_socket_monitor(zsock_resolve(self->router), NULL, 0);
+    zsock_destroy(&self->monitor);
+    zsock_destroy(&self->router);
+    zactor_destroy(&self->auth);
+    zlistx_destroy(&self->outbox);
+    zlistx_destroy(&self->batch);
+    zhashx_destroy(&self->peers);
+    zhashx_destroy(&self->pending);
+    zhashx_destroy(&self->seen);
+    zhashx_destroy(&self->buckets);
+    zhashx_destroy(&self->counters);
+    if (self->checkpoint)
+        sharebus__checkpoint__free_unpacked(self->checkpoint, NULL);
+    sbi_policy_destroy(&self->policy);
+    sbi_audit_close(&self->audit);
+    sbi_store_close(&self->store);
+    sbi_crypto_destroy(&self->crypto);
+    sbi_trust_destroy(&self->trust);
+    free(self);
+    *self_p = NULL;
+}
+
+/* ------------------------------------------------------------ the batch */
+
+static int s_append(broker_t *self, Sharebus__AuditRecord *record)
+{
+    if (!self->txn) {
+        int rc = sbi_store_begin(self->store, true, &self->txn);
+        if (rc != SB_OK)
+            return rc;
+    }
+    return sbi_audit_append(self->audit, self->txn, record);
+}
+
+/* The batch's transaction failed: grow the map if we may and append the
+   whole batch again; otherwise the batch is lost and the store is full. */
+static int s_retry_batch(broker_t *self)
+{
+    if (self->txn)
+        mdb_txn_abort(self->txn);
+    self->txn = NULL;
+    sbi_audit_abort(self->audit);
+    if (sbi_store_grow(self->store) != SB_OK)
+        return SB_EFULL;
+    int rc = SB_OK;
+    for (zchunk_t *c = zlistx_first(self->batch); rc == SB_OK && c; c = zlistx_next(self->batch)) {
+        Sharebus__AuditRecord *r = sharebus__audit_record__unpack(NULL, zchunk_size(c),
+                                                                 zchunk_data(c));
+        rc = r ? s_append(self, r) : SB_EINTERNAL;
+        if (r)
+            sharebus__audit_record__free_unpacked(r, NULL);
+    }
+    return rc;
+}
+
+/* Appends `record` to the batch. A packed copy is kept until the batch is
+   flushed, so that the batch can be appended again after the map grew,
+   whatever the record pointed into meanwhile. */
+void broker_audit(broker_t *self, Sharebus__AuditRecord *record)
+{
+    zchunk_t *copy = zchunk_new(NULL, sharebus__audit_record__get_packed_size(record));
+    sharebus__audit_record__pack(record, zchunk_data(copy));
+    zlistx_add_end(self->batch, copy);
+    if (self->store_full)
+        return;
+    int rc = s_append(self, record);
+    if (rc == SB_EFULL && self->exclusive) {
+        self->exclusive_full = true;    /* the writer retries it whole */
+        return;
+    }
+    while (rc == SB_EFULL)
+        rc = s_retry_batch(self);
+    if (rc != SB_OK) {
+        self->store_full = true;
+        sbi_error("audit log cannot be written (%s): refusing traffic until space is back",
+                  sb_strerror(rc));
+    }
+}
+
+void broker_send(broker_t *self, const zframe_t *to, zframe_t **frame_p, const char *pending_key)
+{
+    broker_out_t *out = calloc(1, sizeof *out);
+    assert(out);
+    out->to = zframe_dup((zframe_t *) to);
+    out->frame = *frame_p;
+    *frame_p = NULL;
+    if (pending_key)
+        snprintf(out->pending_key, sizeof out->pending_key, "%s", pending_key);
+    zlistx_add_end(self->outbox, out);
+}
+
+static void s_deliver(broker_t *self, broker_out_t *out)
+{
+    if (zframe_send(&out->to, self->router, ZFRAME_MORE | ZFRAME_DONTWAIT) == 0
+        && zframe_send(&out->frame, self->router, ZFRAME_DONTWAIT) == 0)
+        return;
+    /* Peer gone (ROUTER_MANDATORY) or its queue full: a forwarded request
+       is answered "unavailable" by the next sweep; anything else is lost
+       with its peer, which hears it again on reconnect. */
+    broker_pending_t *p = out->pending_key[0] ? zhashx_lookup(self->pending, out->pending_key) : NULL;
+    if (p) {
+        p->fail_code = SB_EUNAVAILABLE;
+        p->deadline = 0;
+        self->next_sweep = 0;
+    }
+}
+
+/* Commits the batch; then, and only then, sends what it produced. */
+void broker_flush(broker_t *self)
+{
+    int rc = SB_OK;
+    while (self->txn) {
+        int mrc = mdb_txn_commit(self->txn);
+        self->txn = NULL;
+        if (mrc == 0) {
+            sbi_audit_commit(self->audit);
+            break;
+        }
+        sbi_audit_abort(self->audit);
+        sbi_error("audit commit failed: %s", mdb_strerror(mrc));
+        rc = mrc == MDB_MAP_FULL || mrc == ENOSPC ? s_retry_batch(self) : SB_EIO;
+        if (rc != SB_OK)
+            break;
+    }
+    if (rc != SB_OK && !self->store_full) {
+        self->store_full = true;
+        sbi_error("audit log cannot be written (%s): refusing traffic until space is back",
+                  sb_strerror(rc));
+    }
+    if (self->store_full) {
+        /* Nothing unaudited leaves: drop the batch's messages. Forwarded
+           requests are answered "unavailable" (unaudited) by the sweep. */
+        for (broker_out_t *out = zlistx_first(self->outbox); out; out = zlistx_next(self->outbox)) {
+            broker_pending_t *p = out->pending_key[0] ? zhashx_lookup(self->pending, out->pending_key) : NULL;
+            if (p) {
+                p->fail_code = SB_EUNAVAILABLE;
+                p->deadline = 0;
+            }
+        }
+    }
+    else
+        for (broker_out_t *out = zlistx_first(self->outbox); out; out = zlistx_next(self->outbox))
+            s_deliver(self, out);
+    zlistx_purge(self->outbox);
+    zlistx_purge(self->batch);
+}
+
+/* ----------------------------------------------------- broker messages */
+
+int broker_send_to(broker_t *self, const char *agency, Sharebus__Header *header,
+                   const Sharebus__Payload *payload)
+{
+    broker_peer_t *peer = zhashx_lookup(self->peers, agency);
+    const sbi_cert_t *cert = sbi_trust_find(self->trust, agency);
+    if (!peer || !cert)
+        return SB_EUNAVAILABLE;
+    zframe_t *frame = NULL;
+    int rc = sbi_envelope_seal(self->crypto, cert, header, payload, &frame);
+    if (rc == SB_OK)
+        broker_send(self, peer->routing, &frame, NULL);
+    return rc;
+}
+
+void broker_refuse(broker_t *self, const char *agency, const zframe_t *routing,
+                   sbi_envelope_t *env, Sharebus__AuditKind kind, int code, const char *reason)
+{
+    Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
+    const Sharebus__Header *h = env ? env->header : NULL;
+    r.kind = kind;
+    r.decision = SHAREBUS__DECISION__DECISION_DENY;
+    r.error = sbi_error_kind(code);
+    r.reason = (char *) reason;
+    r.from = (char *) agency;
+    if (h) {
+        r.message_id = h->message_id;
+        r.correlation_id = h->correlation_id;
+        r.to = h->to;
+        r.dataset = h->dataset;
+        r.purpose = h->purpose;
+        r.subject_ref = h->subject_ref;
+        r.fields_requested = h->fields;
+        r.n_fields_requested = h->n_fields;
+        r.payload_hash = h->payload_hash;
+        r.header = env->envelope->header;
+        r.signature = env->envelope->signature;
+    }
+    char count[64];
+    snprintf(count, sizeof count, "refused.%s", sb_errname(code));
+    broker_count(self, count);
+    char id[33] = "-";
+    if (h)
+        sbi_id_hex(h->message_id, id);
+    sbi_info("refused %s from %s: %s: %s", id, agency, sb_errname(code), reason);
+    broker_audit(self, &r);
+
+    /* Answer the sender (through the connection it came on). */
+    const sbi_cert_t *cert = sbi_trust_find(self->trust, agency);
+    if (cert && routing) {
+        sbi_header_t e;
+        sbi_header_init(&e, SHAREBUS__KIND__KIND_ERROR, "broker", agency);
+        if (h)
+            e.header.correlation_id = h->message_id;
+        e.header.error = sbi_error_kind(code);
+        e.header.reason = (char *) reason;
+        zframe_t *frame = NULL;
+        if (sbi_envelope_seal(self->crypto, cert, &e.header, NULL, &frame) == SB_OK)
+            broker_send(self, routing, &frame, NULL);
+    }
+}
+
+/* ------------------------------------------------------------- reload */
+
+int broker_reload(broker_t *self, zlistx_t *errors)
+{
+    char err[512];
+    sbi_trust_t *trust = sbi_trust_new(self->config.certs, err, sizeof err);
+    if (!trust) {
+        zlistx_add_end(errors, zsys_sprintf("certificates: %s", err));
+        return -1;
+    }
+    sbi_policy_t *policy = s_load_policy(self, errors);
+    if (!policy) {
+        sbi_trust_destroy(&trust);
+        return -1;
+    }
+    /* Swap whole: no request ever sees half a policy. The broker's own key
+       pair stays (rotating it is a restart). */
+    const sbi_cert_t *me = sbi_trust_find(trust, "broker");
+    if (!me || memcmp(me->sign_public, self->me->sign_public, 32) != 0) {
+        zlistx_add_end(errors, strdup("certificates: broker.cert changed; restart the broker "
+                                      "to rotate its keys"));
+        sbi_policy_destroy(&policy);
+        sbi_trust_destroy(&trust);
+        return -1;
+    }
+    sbi_trust_destroy(&self->trust);
+    self->trust = trust;
+    self->me = me;
+    sbi_policy_destroy(&self->policy);
+    self->policy = policy;
+    if (s_write_admitted(self) != 0)
+        sbi_warning("cannot refresh the admitted certificates: %s", strerror(errno));
+
+    /* Agencies no longer trusted are cut off: forget their connections. */
+    zlistx_t *agencies = zhashx_keys(self->peers);
+    for (char *a = zlistx_first(agencies); a; a = zlistx_next(agencies))
+        if (!sbi_trust_find(self->trust, a)) {
+            sbi_notice("%s is no longer trusted: disconnected", a);
+            zhashx_delete(self->peers, a);
+        }
+    zlistx_destroy(&agencies);
+
+    char hex[65];
+    sbi_hex(sbi_policy_version(policy), 32, hex);
+    Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
+    r.kind = SHAREBUS__AUDIT_KIND__AUDIT_POLICY_LOADED;
+    r.from = "broker";
+    r.decision = SHAREBUS__DECISION__DECISION_ALLOW;
+    r.detail = hex;
+    broker_audit(self, &r);
+
+    Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
+    payload.body_case = SHAREBUS__PAYLOAD__BODY_POLICY;
+    payload.policy = (Sharebus__PolicyBundle *) sbi_policy_bundle(policy);
+    for (broker_peer_t *peer = zhashx_first(self->peers); peer; peer = zhashx_next(self->peers)) {
+        sbi_header_t h;
+        sbi_header_init(&h, SHAREBUS__KIND__KIND_POLICY, "broker", peer->agency);
+        h.header.policy_version = (ProtobufCBinaryData){32, (uint8_t *) sbi_policy_version(policy)};
+        broker_send_to(self, peer->agency, &h.header, &payload);
+    }
+    broker_flush(self);
+    sbi_notice("policy %s loaded", hex);
+    return 0;
+}
+
+static void s_reload_logged(broker_t *self)
+{
+    zlistx_t *errors = zlistx_new();
+    zlistx_set_destructor(errors, (zlistx_destructor_fn *) zstr_free);
+    if (broker_reload(self, errors) != 0) {
+        sbi_error("reload refused, the old policy stays (%zu error(s)):", zlistx_size(errors));
+        for (char *e = zlistx_first(errors); e; e = zlistx_next(errors))
+            sbi_error("  %s", e);
+        Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
+        r.kind = SHAREBUS__AUDIT_KIND__AUDIT_POLICY_REJECTED;
+        r.from = "broker";
+        r.decision = SHAREBUS__DECISION__DECISION_DENY;
+        r.reason = zlistx_first(errors);
+        broker_audit(self, &r);
+        broker_flush(self);
+    }
+    zlistx_destroy(&errors);
+}
+
+/* -------------------------------------------------------- checkpoints */
+
+static void s_checkpoint(broker_t *self, bool force)
+{
+    uint8_t hash[SBI_HASH_SIZE];
+    uint64_t head = sbi_audit_head(self->audit, hash);
+    if (head == 0 || (head == self->checkpointed_seq && !force) || self->store_full)
+        return;
+    MDB_txn *txn;
+    Sharebus__Checkpoint *cp = NULL;
+    if (sbi_store_begin(self->store, true, &txn) != SB_OK)
+        return;
+    int rc = sbi_audit_checkpoint(self->audit, txn, sbi_crypto_keys(self->crypto), &cp);
+    if (rc == SB_OK && mdb_txn_commit(txn) == 0) {
+        if (self->checkpoint)
+            sharebus__checkpoint__free_unpacked(self->checkpoint, NULL);
+        self->checkpoint = cp;
+        self->checkpointed_seq = head;
+    }
+    else {
+        if (rc != SB_OK)
+            mdb_txn_abort(txn);
+        if (cp)
+            sharebus__checkpoint__free_unpacked(cp, NULL);
+        sbi_warning("checkpoint at %llu failed", (unsigned long long) head);
+        return;
+    }
+    Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
+    payload.body_case = SHAREBUS__PAYLOAD__BODY_CHECKPOINT;
+    payload.checkpoint = self->checkpoint;
+    for (broker_peer_t *peer = zhashx_first(self->peers); peer; peer = zhashx_next(self->peers)) {
+        sbi_header_t h;
+        sbi_header_init(&h, SHAREBUS__KIND__KIND_CHECKPOINT, "broker", peer->agency);
+        broker_send_to(self, peer->agency, &h.header, &payload);
+    }
+    broker_flush(self);
+}
+
+/* ------------------------------------------------------------ the loop */
+
+static void s_on_router(broker_t *self)
+{
+    zmsg_t *msg = zmsg_recv(self->router);
+    if (!msg)
+        return;
+    zframe_t *routing = zmsg_pop(msg);
+    zframe_t *frame = zmsg_pop(msg);
+    /* zauth put the client's CURVE key (Z85) in User-Id: that, not what the
+       envelope says, is who sent this. */
+    const char *user = frame ? zframe_meta(frame, "User-Id") : NULL;
+    uint8_t curve[32];
+    const sbi_cert_t *cert = user && strlen(user) == 40 && zmq_z85_decode(curve, user)
+                                 ? sbi_trust_by_curve(self->trust, curve)
+                                 : NULL;
+    if (!cert || cert->kind != SBI_CERT_AGENCY)
+        sbi_warning("message from an unknown CURVE key dropped");
+    else if (zmsg_size(msg) != 0)
+        broker_refuse(self, cert->agency, routing, NULL,
+                      SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, SB_EMALFORMED,
+                      "one frame per message");
+    else
+        broker_route(self, cert, routing, frame);
+    zframe_destroy(&routing);
+    zframe_destroy(&frame);
+    zmsg_destroy(&msg);
+}
+
+static void s_on_monitor(broker_t *self)
+{
+    zmsg_t *event = zmsg_recv(self->monitor);
+    char *address = event && zmsg_size(event) == 2 ? zframe_strdup(zmsg_last(event)) : NULL;
+    sbi_notice("connection from %s refused: CURVE key not admitted",
+               address ? address : "?");
+    Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
+    r.kind = SHAREBUS__AUDIT_KIND__AUDIT_AGENT_REFUSED;
+    r.decision = SHAREBUS__DECISION__DECISION_DENY;
+    r.error = SHAREBUS__ERROR_KIND__ERR_UNKNOWN;
+    r.reason = "CURVE key not admitted";
+    r.detail = address ? address : "";
+    broker_audit(self, &r);
+    broker_flush(self);
+    zstr_free(&address);
+    zmsg_destroy(&event);
+    broker_count(self, "refused.connection");
+}
+
+static void s_sweep_seen(broker_t *self)
+{
+    uint64_t now = sbi_now_ms();
+    zlistx_t *keys = zhashx_keys(self->seen);
+    for (char *key = zlistx_first(keys); key; key = zlistx_next(keys))
+        if ((uintptr_t) zhashx_lookup(self->seen, key) < now)
+            zhashx_delete(self->seen, key);
+    zlistx_destroy(&keys);
+}
+
+int broker_run(broker_t *self)
+{
+    zpoller_t *poller = zpoller_new(self->router, self->monitor, self->admin, NULL);
+    Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
+    char hex[65];
+    r.kind = SHAREBUS__AUDIT_KIND__AUDIT_BROKER_STARTED;
+    r.from = "broker";
+    r.detail = sbi_hex(sbi_policy_version(self->policy), 32, hex);
+    broker_audit(self, &r);
+    r.kind = SHAREBUS__AUDIT_KIND__AUDIT_POLICY_LOADED;
+    broker_audit(self, &r);
+    broker_flush(self);
+    self->next_checkpoint = zclock_mono() + self->config.checkpoint_ms;
+    int64_t next_seen_sweep = zclock_mono() + 1000;
+    while (!zsys_interrupted) {
+        zpoller_wait(poller, 50);
+        if (zpoller_terminated(poller))
+            break;
+        for (int n = 0; n < S_BATCH_MAX && (zsock_events(self->router) & ZMQ_POLLIN); n++)
+            s_on_router(self);
+        broker_flush(self);
+        while (zsock_events(self->monitor) & ZMQ_POLLIN)
+            s_on_monitor(self);
+        if (zsock_events(self->admin) & ZMQ_POLLIN)
+            broker_admin_handle(self);
+        if (broker_reload_requested) {
+            broker_reload_requested = 0;
+            s_reload_logged(self);
+        }
+        int64_t now = zclock_mono();
+        if (now >= self->next_sweep) {
+            broker_sweep(self);
+            broker_flush(self);
+            self->next_sweep = now + 50;
+        }
+        if (now >= next_seen_sweep) {
+            s_sweep_seen(self);
+            next_seen_sweep = now + 1000;
+        }
+        if (now >= self->next_checkpoint) {
+            s_checkpoint(self, false);
+            self->next_checkpoint = now + self->config.checkpoint_ms;
+        }
+    }
+    zpoller_destroy(&poller);
+    r.kind = SHAREBUS__AUDIT_KIND__AUDIT_BROKER_STOPPED;
+    r.detail = "";
+    broker_audit(self, &r);
+    broker_flush(self);
+    s_checkpoint(self, true);
+    sbi_notice("stopped; audit head checkpointed");
+    return 0;
+}

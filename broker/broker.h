@@ -1,0 +1,146 @@
+/*  broker.h - the sharebus broker: transport authentication, the policy
+    gate, consent, the audit writer and routing. Internal to sharebus-broker.
+
+    One thread runs everything. Each turn of the loop takes a batch of
+    messages, decides each one, appends their audit records to one write
+    transaction, commits it (one fsync for the batch), and only then sends
+    what the batch produced: nothing leaves the broker before its audit
+    record is durable.
+*/
+#ifndef BROKER_H_INCLUDED
+#define BROKER_H_INCLUDED
+
+#include <signal.h>
+
+#include "audit.h"
+#include "envelope.h"
+#include "policy.h"
+#include "store.h"
+
+typedef struct {
+    const char *certs;
+    const char *policy;
+    const char *data;
+    const char *bind;
+    int skew_ms;              /* accepted clock difference; default 30 s */
+    int checkpoint_ms;        /* checkpoint interval; default 10 s */
+    size_t map_max;           /* store map limit in bytes; 0 = 64 GiB */
+} broker_config_t;
+
+/* A connected agent, as last seen. */
+typedef struct {
+    char agency[SBI_AGENCY_MAX + 1];
+    zframe_t *routing;
+    int64_t last_seen;
+    uint64_t received;
+    uint64_t refused;
+} broker_peer_t;
+
+/* A routed request waiting for its reply. */
+typedef struct {
+    uint8_t id[SBI_ID_SIZE];
+    char consumer[SBI_AGENCY_MAX + 1];
+    char provider[SBI_AGENCY_MAX + 1];
+    char *dataset;
+    char *purpose;
+    char *rule_id;
+    char *consent_id;
+    uint8_t subject_ref[SBI_HASH_SIZE];
+    char **flow;              /* fields the reply may carry */
+    int64_t deadline;         /* zclock_mono ms */
+    int fail_code;            /* set when forwarding failed: answer now */
+} broker_pending_t;
+
+/* Something to send once the batch is durable. */
+typedef struct {
+    zframe_t *to;             /* routing id */
+    zframe_t *frame;
+    char pending_key[2 * SBI_ID_SIZE + 1]; /* forwarded request, if any */
+} broker_out_t;
+
+typedef struct {
+    double tokens;
+    int64_t last;             /* zclock_mono ms */
+} broker_bucket_t;
+
+typedef struct {
+    broker_config_t config;
+    sbi_trust_t *trust;
+    sbi_crypto_t *crypto;
+    const sbi_cert_t *me;
+    sbi_policy_t *policy;
+    sbi_store_t *store;
+    sbi_audit_t *audit;
+    MDB_txn *txn;             /* the batch's write transaction */
+    zlistx_t *batch;          /* zchunk_t: packed records appended in it */
+    zlistx_t *outbox;         /* broker_out_t * to send after commit */
+    bool store_full;          /* refusing until space is back */
+    bool exclusive;           /* a consent write owns the transaction */
+    bool exclusive_full;      /* ... and the map filled up under it */
+    zactor_t *auth;
+    zsock_t *router;
+    zsock_t *monitor;
+    zsock_t *admin;
+    zhashx_t *peers;          /* agency -> broker_peer_t */
+    zhashx_t *pending;        /* hex id -> broker_pending_t */
+    zhashx_t *seen;           /* hex id -> expiry (ms, as a pointer) */
+    zhashx_t *buckets;        /* "rule\0consumer" -> broker_bucket_t */
+    int64_t started;
+    int64_t next_sweep;
+    int64_t next_checkpoint;
+    uint64_t checkpointed_seq;
+    Sharebus__Checkpoint *checkpoint; /* the latest */
+    zhashx_t *counters;       /* "name" -> uint64_t*, for status */
+    MDB_dbi consent_records;
+    MDB_dbi consent_match;
+    MDB_dbi consent_subject;
+} broker_t;
+
+extern volatile sig_atomic_t broker_reload_requested;
+
+broker_t *broker_new(const broker_config_t *config);
+void broker_destroy(broker_t **self_p);
+int broker_run(broker_t *self);
+
+/* Loads certificates and policy afresh and swaps them in, or keeps the old
+   ones. Returns 0, or -1 with every error appended to `errors`. */
+int broker_reload(broker_t *self, zlistx_t *errors);
+
+/* The batch: append an audit record (copied; the caller keeps `record`). */
+void broker_audit(broker_t *self, Sharebus__AuditRecord *record);
+void broker_send(broker_t *self, const zframe_t *to, zframe_t **frame_p, const char *pending_key);
+void broker_flush(broker_t *self);
+
+/* Seals and signs a message from the broker to `agency` and queues it. */
+int broker_send_to(broker_t *self, const char *agency, Sharebus__Header *header,
+                   const Sharebus__Payload *payload);
+
+/* Refuses message `env` (or an undecodable frame from `agency`, env NULL):
+   audits the refusal and answers the sender with an ERROR. */
+void broker_refuse(broker_t *self, const char *agency, const zframe_t *routing,
+                   sbi_envelope_t *env, Sharebus__AuditKind kind, int code, const char *reason);
+
+/* Routing (route.c): one frame from an authenticated agency. */
+void broker_route(broker_t *self, const sbi_cert_t *cert, zframe_t *routing, zframe_t *frame);
+void broker_sweep(broker_t *self);
+void broker_pending_free(void **item_p);
+
+/* The consent registry (consent.c). */
+int broker_consent_open(broker_t *self);
+int broker_consent_find(broker_t *self, const Sharebus__Header *request, char *consent_id,
+                        size_t id_size, char *reason, size_t reason_size);
+void broker_consent_grant(broker_t *self, const sbi_cert_t *cert, const zframe_t *routing,
+                          sbi_envelope_t *env, Sharebus__Payload *payload);
+void broker_consent_revoke(broker_t *self, const sbi_cert_t *cert, const zframe_t *routing,
+                           sbi_envelope_t *env, Sharebus__Payload *payload);
+void broker_consent_list(broker_t *self, const sbi_cert_t *cert, const zframe_t *routing,
+                         sbi_envelope_t *env, Sharebus__Payload *payload);
+
+/* Counters for status. */
+void broker_count(broker_t *self, const char *name);
+
+/* The admin socket (admin.c). */
+int broker_admin_open(broker_t *self);
+void broker_admin_handle(broker_t *self);
+
+#endif

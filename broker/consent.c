@@ -1,0 +1,527 @@
+/*  consent.c - the consent registry: citizens' consents, stored under the
+    subject reference (never the clear id), checked on every request whose
+    rule requires consent, with their whole history kept.
+
+    Databases in the broker's store:
+      consent.records   id (32 hex) -> ConsentEntry (signed consent, state, history)
+      consent.match     subject_ref|consumer|0|dataset|0|purpose -> ids (DUPSORT|DUPFIXED)
+      consent.subject   subject_ref -> ids (DUPSORT|DUPFIXED)
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+
+#define S_ID_LEN 32
+#define S_EVIDENCE_MAX 1024
+
+int broker_consent_open(broker_t *b)
+{
+    int rc = sbi_store_dbi(b->store, "consent.records", 0, &b->consent_records);
+    if (rc == SB_OK)
+        rc = sbi_store_dbi(b->store, "consent.match", MDB_DUPSORT | MDB_DUPFIXED,
+                           &b->consent_match);
+    if (rc == SB_OK)
+        rc = sbi_store_dbi(b->store, "consent.subject", MDB_DUPSORT | MDB_DUPFIXED,
+                           &b->consent_subject);
+    return rc;
+}
+
+static size_t s_match_key(uint8_t *key, size_t size, const uint8_t *subject_ref,
+                          const char *consumer, const char *dataset, const char *purpose)
+{
+    int n = snprintf((char *) key + SBI_HASH_SIZE, size - SBI_HASH_SIZE, "%s%c%s%c%s",
+                     consumer, 0, dataset, 0, purpose);
+    memcpy(key, subject_ref, SBI_HASH_SIZE);
+    return SBI_HASH_SIZE + (size_t) n;
+}
+
+static bool s_id_valid(const char *id)
+{
+    if (!id || strlen(id) != S_ID_LEN)
+        return false;
+    for (const char *c = id; *c; c++)
+        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
+            return false;
+    return true;
+}
+
+/* The stored entry of consent `id`, decoded. */
+static int s_load(broker_t *b, MDB_txn *txn, const char *id, Sharebus__ConsentEntry **entry_p,
+                  Sharebus__Consent **consent_p)
+{
+    MDB_val key = {S_ID_LEN, (void *) id}, value;
+    int rc = mdb_get(txn, b->consent_records, &key, &value);
+    if (rc != 0)
+        return sbi_store_code(rc);
+    sbi_unpack_t budget;
+    *entry_p = sharebus__consent_entry__unpack(sbi_unpack_init(&budget, value.mv_size),
+                                               value.mv_size, value.mv_data);
+    *consent_p = NULL;
+    if (*entry_p && (*entry_p)->signed_)
+        *consent_p = sharebus__consent__unpack(
+            sbi_unpack_init(&budget, (*entry_p)->signed_->consent.len),
+            (*entry_p)->signed_->consent.len, (*entry_p)->signed_->consent.data);
+    if (!*consent_p) {
+        if (*entry_p)
+            sharebus__consent_entry__free_unpacked(*entry_p, NULL);
+        *entry_p = NULL;
+        return SB_EMALFORMED;
+    }
+    return SB_OK;
+}
+
+static void s_free(Sharebus__ConsentEntry **entry_p, Sharebus__Consent **consent_p)
+{
+    if (*entry_p)
+        sharebus__consent_entry__free_unpacked(*entry_p, NULL);
+    if (*consent_p)
+        sharebus__consent__free_unpacked(*consent_p, NULL);
+    *entry_p = NULL;
+    *consent_p = NULL;
+}
+
+/* Appends a history event and writes the entry back. History is only ever
+   appended to: grant, revoke and expiry each stay on record. */
+static int s_transition(broker_t *b, MDB_txn *txn, const char *id, Sharebus__ConsentEntry *entry,
+                        Sharebus__ConsentState state, const char *by, const char *reason)
+{
+    Sharebus__ConsentEvent event = SHAREBUS__CONSENT_EVENT__INIT;
+    event.state = state;
+    event.time_ms = sbi_now_ms();
+    event.by = (char *) by;
+    event.reason = (char *) (reason ? reason : "");
+    Sharebus__ConsentEvent **history = malloc((entry->n_history + 1) * sizeof *history);
+    assert(history);
+    memcpy(history, entry->history, entry->n_history * sizeof *history);
+    history[entry->n_history] = &event;
+    Sharebus__ConsentEntry updated = *entry;
+    updated.state = state;
+    updated.history = history;
+    updated.n_history = entry->n_history + 1;
+    size_t size = sharebus__consent_entry__get_packed_size(&updated);
+    uint8_t *buf = malloc(size);
+    assert(buf);
+    sharebus__consent_entry__pack(&updated, buf);
+    MDB_val key = {S_ID_LEN, (void *) id}, value = {size, buf};
+    int rc = mdb_put(txn, b->consent_records, &key, &value, 0);
+    free(buf);
+    free(history);
+    return sbi_store_code(rc);
+}
+
+static void s_audit_consent(broker_t *b, Sharebus__AuditKind kind, const Sharebus__Consent *c,
+                            const char *by, const Sharebus__Header *h, const char *reason)
+{
+    Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
+    char until[32];
+    r.kind = kind;
+    if (h) {
+        r.message_id = h->message_id;
+        r.header = (ProtobufCBinaryData){0, NULL};
+    }
+    r.from = (char *) by;
+    r.to = c->consumer;
+    r.dataset = c->dataset;
+    r.purpose = c->purpose;
+    r.subject_ref = c->subject_ref;
+    r.consent_id = c->id;
+    r.decision = SHAREBUS__DECISION__DECISION_ALLOW;
+    r.reason = (char *) (reason ? reason : "");
+    r.detail = (char *) sbi_time_format(c->until_ms, until, sizeof until);
+    broker_audit(b, &r);
+}
+
+int broker_consent_find(broker_t *b, const Sharebus__Header *h, char *consent_id,
+                        size_t id_size, char *reason, size_t reason_size)
+{
+    MDB_txn *txn = b->txn;
+    if (!txn && sbi_store_begin(b->store, true, &b->txn) != SB_OK) {
+        snprintf(reason, reason_size, "consent registry unavailable");
+        return SB_EUNAVAILABLE;
+    }
+    txn = b->txn;
+    uint8_t kbuf[SBI_HASH_SIZE + 3 * (SBI_NAME_MAX + 1)];
+    MDB_val key = {s_match_key(kbuf, sizeof kbuf, h->subject_ref.data, h->from, h->dataset,
+                               h->purpose), kbuf}, value;
+    MDB_cursor *cursor;
+    mdb_cursor_open(txn, b->consent_match, &cursor);
+    int mrc = mdb_cursor_get(cursor, &key, &value, MDB_SET_KEY);
+    uint64_t now = sbi_now_ms();
+    bool revoked = false, expired = false;
+    int rc = SB_ENOCONSENT;
+    for (; mrc == 0 && rc != SB_OK; mrc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT_DUP)) {
+        char id[S_ID_LEN + 1];
+        memcpy(id, value.mv_data, S_ID_LEN);
+        id[S_ID_LEN] = 0;
+        Sharebus__ConsentEntry *entry;
+        Sharebus__Consent *c;
+        if (s_load(b, txn, id, &entry, &c) != SB_OK)
+            continue;
+        if (entry->state == SHAREBUS__CONSENT_STATE__CONSENT_REVOKED)
+            revoked = true;
+        else if (entry->state == SHAREBUS__CONSENT_STATE__CONSENT_EXPIRED)
+            expired = true;
+        else if (c->until_ms < now) {
+            /* Noticed expired: keep that in its history, and audit it. */
+            expired = true;
+            if (s_transition(b, txn, id, entry, SHAREBUS__CONSENT_STATE__CONSENT_EXPIRED, "broker",
+                             "validity ended") == SB_OK)
+                s_audit_consent(b, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_EXPIRED, c, "broker", NULL,
+                                "validity ended");
+        }
+        else if (c->granted_ms <= now + (uint64_t) b->config.skew_ms) {
+            snprintf(consent_id, id_size, "%s", id);
+            rc = SB_OK;
+        }
+        s_free(&entry, &c);
+    }
+    mdb_cursor_close(cursor);
+    if (rc != SB_OK)
+        snprintf(reason, reason_size, "no active consent of this subject for %s to obtain %s "
+                 "for %s%s", h->from, h->dataset, h->purpose,
+                 revoked ? " (a consent was revoked)" : expired ? " (a consent has expired)" : "");
+    return rc;
+}
+
+/* ------------------------------------------------------------- grant */
+
+/* Checks a consent as received: shape, signature, policy. SB_OK or the
+   refusal with its reason. */
+static int s_check_grant(broker_t *b, const char *recorder, const Sharebus__SignedConsent *sc,
+                         Sharebus__Consent **consent_p, char *reason, size_t size)
+{
+    sbi_unpack_t budget;
+    Sharebus__Consent *c = sharebus__consent__unpack(sbi_unpack_init(&budget, sc->consent.len),
+                                                     sc->consent.len, sc->consent.data);
+    *consent_p = c;
+    if (!c || !s_id_valid(c->id) || c->subject_ref.len != SBI_HASH_SIZE
+        || !sbi_agency_valid(c->consumer, false) || !sbi_name_valid(c->dataset)
+        || !sbi_name_valid(c->purpose) || strlen(c->evidence) > S_EVIDENCE_MAX
+        || sc->signature.len != crypto_sign_BYTES) {
+        snprintf(reason, size, "malformed consent record");
+        return SB_EMALFORMED;
+    }
+    const sbi_cert_t *cert = sbi_trust_find(b->trust, recorder);
+    if (strcmp(c->recorded_by, recorder) != 0 || !cert
+        || crypto_sign_verify_detached(sc->signature.data, sc->consent.data, sc->consent.len,
+                                       cert->sign_public) != 0) {
+        snprintf(reason, size, "consent signature is not %s's", recorder);
+        return SB_EBADSIG;
+    }
+    uint64_t now = sbi_now_ms(), skew = (uint64_t) b->config.skew_ms;
+    if (c->until_ms <= now || c->granted_ms > now + skew || c->granted_ms + skew < now) {
+        snprintf(reason, size, "consent must start now and end in the future");
+        return SB_EINVAL;
+    }
+    sbi_decision_t d;
+    int rc = sbi_policy_decide(b->policy, c->consumer, c->dataset, c->purpose, NULL, 0, now, &d);
+    if (rc != SB_OK) {
+        snprintf(reason, size, "no rule lets %s obtain %s for %s: %s", c->consumer, c->dataset,
+                 c->purpose, d.reason);
+        return rc;
+    }
+    if (!sbi_rule_consent_recorder(d.rule, recorder)) {
+        snprintf(reason, size, "%s may not record consent for %s under rule %s", recorder,
+                 c->consumer, d.rule->id);
+        return SB_EDENIED;
+    }
+    return SB_OK;
+}
+
+static int s_store_grant(broker_t *b, MDB_txn *txn, const Sharebus__SignedConsent *sc,
+                         const Sharebus__Consent *c)
+{
+    Sharebus__ConsentEvent event = SHAREBUS__CONSENT_EVENT__INIT, *history[] = {&event};
+    event.state = SHAREBUS__CONSENT_STATE__CONSENT_ACTIVE;
+    event.time_ms = sbi_now_ms();
+    event.by = c->recorded_by;
+    event.reason = "granted";
+    Sharebus__ConsentEntry entry = SHAREBUS__CONSENT_ENTRY__INIT;
+    entry.signed_ = (Sharebus__SignedConsent *) sc;
+    entry.state = SHAREBUS__CONSENT_STATE__CONSENT_ACTIVE;
+    entry.history = history;
+    entry.n_history = 1;
+    size_t size = sharebus__consent_entry__get_packed_size(&entry);
+    uint8_t *buf = malloc(size), kbuf[SBI_HASH_SIZE + 3 * (SBI_NAME_MAX + 1)];
+    assert(buf);
+    sharebus__consent_entry__pack(&entry, buf);
+    MDB_val key = {S_ID_LEN, c->id}, value = {size, buf};
+    int rc = mdb_put(txn, b->consent_records, &key, &value, MDB_NOOVERWRITE);
+    free(buf);
+    MDB_val id = {S_ID_LEN, c->id};
+    if (rc == 0) {
+        MDB_val match = {s_match_key(kbuf, sizeof kbuf, c->subject_ref.data, c->consumer,
+                                     c->dataset, c->purpose), kbuf};
+        rc = mdb_put(txn, b->consent_match, &match, &id, 0);
+    }
+    if (rc == 0) {
+        MDB_val subject = {SBI_HASH_SIZE, c->subject_ref.data};
+        rc = mdb_put(txn, b->consent_subject, &subject, &id, 0);
+    }
+    return sbi_store_code(rc);
+}
+
+/* Runs `write` in its own transaction with its audit records, growing the
+   map once if it is full. The batch before it is flushed first. */
+static int s_write(broker_t *b, int (*write)(broker_t *, MDB_txn *, void *), void *arg)
+{
+    broker_flush(b);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        b->exclusive = true;
+        b->exclusive_full = false;
+        int rc = sbi_store_begin(b->store, true, &b->txn);
+        if (rc == SB_OK)
+            rc = write(b, b->txn, arg);
+        if (rc == SB_OK && b->exclusive_full)
+            rc = SB_EFULL;
+        b->exclusive = false;
+        if (rc == SB_OK && !b->store_full)
+            return SB_OK;   /* committed by the caller's broker_flush */
+        if (b->txn)
+            mdb_txn_abort(b->txn);
+        b->txn = NULL;
+        sbi_audit_abort(b->audit);
+        zlistx_purge(b->batch);
+        zlistx_purge(b->outbox);
+        if (rc != SB_EFULL || sbi_store_grow(b->store) != SB_OK)
+            return rc == SB_OK ? SB_EFULL : rc;
+        b->store_full = false;
+    }
+    return SB_EFULL;
+}
+
+typedef struct {
+    const Sharebus__SignedConsent *sc;
+    const Sharebus__Consent *c;
+    const Sharebus__Header *h;
+} s_grant_t;
+
+static int s_grant_write(broker_t *b, MDB_txn *txn, void *arg)
+{
+    s_grant_t *g = arg;
+    int rc = s_store_grant(b, txn, g->sc, g->c);
+    if (rc == SB_OK)
+        s_audit_consent(b, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_GRANTED, g->c, g->c->recorded_by,
+                        g->h, NULL);
+    return rc;
+}
+
+static void s_answer(broker_t *b, const char *agency, const Sharebus__Header *h,
+                     Sharebus__ConsentList *list)
+{
+    Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
+    payload.body_case = SHAREBUS__PAYLOAD__BODY_CONSENTS;
+    payload.consents = list;
+    sbi_header_t r;
+    sbi_header_init(&r, SHAREBUS__KIND__KIND_CONSENT_RESULT, "broker", agency);
+    r.header.correlation_id = h->message_id;
+    broker_send_to(b, agency, &r.header, &payload);
+}
+
+void broker_consent_grant(broker_t *b, const sbi_cert_t *cert, const zframe_t *routing,
+                          sbi_envelope_t *env, Sharebus__Payload *payload)
+{
+    char reason[300];
+    Sharebus__Consent *c = NULL;
+    int rc = payload->body_case == SHAREBUS__PAYLOAD__BODY_CONSENT
+                 ? s_check_grant(b, cert->agency, payload->consent, &c, reason, sizeof reason)
+                 : SB_EMALFORMED;
+    if (rc == SB_EMALFORMED && payload->body_case != SHAREBUS__PAYLOAD__BODY_CONSENT)
+        snprintf(reason, sizeof reason, "consent grant without a consent");
+    if (rc == SB_OK) {
+        s_grant_t g = {payload->consent, c, env->header};
+        rc = s_write(b, s_grant_write, &g);
+        if (rc == SB_EEXISTS)
+            snprintf(reason, sizeof reason, "consent %s already exists", c->id);
+        else if (rc != SB_OK)
+            snprintf(reason, sizeof reason, "consent registry cannot store it: %s", sb_strerror(rc));
+    }
+    if (rc != SB_OK) {
+        broker_refuse(b, cert->agency, routing, env, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REFUSED,
+                      rc, reason);
+        broker_flush(b);
+    }
+    else {
+        char *ids[] = {c->id};
+        Sharebus__ConsentList list = SHAREBUS__CONSENT_LIST__INIT;
+        list.ids = ids;
+        list.n_ids = 1;
+        s_answer(b, cert->agency, env->header, &list);
+        broker_flush(b);
+        sbi_info("consent %s recorded by %s for %s", c->id, cert->agency, c->consumer);
+        broker_count(b, "consents.granted");
+    }
+    if (c)
+        sharebus__consent__free_unpacked(c, NULL);
+}
+
+/* ------------------------------------------------------------ revoke */
+
+/* May `agency` act on consent `c`? Its recorder, its consumer, or an agency
+   the rule lets record consent for it. */
+static bool s_may_manage(broker_t *b, const char *agency, const Sharebus__Consent *c)
+{
+    if (strcmp(agency, c->recorded_by) == 0 || strcmp(agency, c->consumer) == 0)
+        return true;
+    sbi_decision_t d;
+    return sbi_policy_decide(b->policy, c->consumer, c->dataset, c->purpose, NULL, 0,
+                             sbi_now_ms(), &d) == SB_OK
+           && sbi_rule_consent_recorder(d.rule, agency);
+}
+
+typedef struct {
+    const char *agency;
+    const Sharebus__ConsentRevoke *revoke;
+    const Sharebus__Header *h;
+    zlistx_t *ids;             /* revoked ids (char *) */
+    bool forbidden;
+} s_revoke_t;
+
+static bool s_revoke_matches(const Sharebus__ConsentRevoke *rv, const Sharebus__Consent *c)
+{
+    if (*rv->id)
+        return strcmp(rv->id, c->id) == 0;
+    return (!*rv->consumer || strcmp(rv->consumer, c->consumer) == 0)
+           && (!*rv->dataset || strcmp(rv->dataset, c->dataset) == 0)
+           && (!*rv->purpose || strcmp(rv->purpose, c->purpose) == 0);
+}
+
+static int s_revoke_one(broker_t *b, MDB_txn *txn, s_revoke_t *r, const char *id)
+{
+    Sharebus__ConsentEntry *entry;
+    Sharebus__Consent *c;
+    if (s_load(b, txn, id, &entry, &c) != SB_OK)
+        return SB_OK;
+    int rc = SB_OK;
+    if (entry->state == SHAREBUS__CONSENT_STATE__CONSENT_ACTIVE && s_revoke_matches(r->revoke, c)) {
+        if (!s_may_manage(b, r->agency, c))
+            r->forbidden = true;
+        else {
+            const char *why = *r->revoke->reason ? r->revoke->reason : "revoked";
+            rc = s_transition(b, txn, id, entry, SHAREBUS__CONSENT_STATE__CONSENT_REVOKED,
+                              r->agency, why);
+            if (rc == SB_OK) {
+                s_audit_consent(b, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REVOKED, c, r->agency,
+                                r->h, why);
+                zlistx_add_end(r->ids, strdup(id));
+            }
+        }
+    }
+    s_free(&entry, &c);
+    return rc;
+}
+
+static int s_revoke_write(broker_t *b, MDB_txn *txn, void *arg)
+{
+    s_revoke_t *r = arg;
+    zlistx_purge(r->ids);
+    r->forbidden = false;
+    if (*r->revoke->id)
+        return s_revoke_one(b, txn, r, r->revoke->id);
+    MDB_cursor *cursor;
+    MDB_val key = {SBI_HASH_SIZE, r->revoke->subject_ref.data}, value;
+    mdb_cursor_open(txn, b->consent_subject, &cursor);
+    zlistx_t *ids = zlistx_new();
+    zlistx_set_destructor(ids, (zlistx_destructor_fn *) zstr_free);
+    for (int mrc = mdb_cursor_get(cursor, &key, &value, MDB_SET_KEY); mrc == 0;
+         mrc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT_DUP))
+        zlistx_add_end(ids, zsys_sprintf("%.*s", S_ID_LEN, (char *) value.mv_data));
+    mdb_cursor_close(cursor);
+    int rc = SB_OK;
+    for (char *id = zlistx_first(ids); rc == SB_OK && id; id = zlistx_next(ids))
+        rc = s_revoke_one(b, txn, r, id);
+    zlistx_destroy(&ids);
+    return rc;
+}
+
+void broker_consent_revoke(broker_t *b, const sbi_cert_t *cert, const zframe_t *routing,
+                           sbi_envelope_t *env, Sharebus__Payload *payload)
+{
+    const Sharebus__ConsentRevoke *rv = payload->body_case == SHAREBUS__PAYLOAD__BODY_REVOKE
+                                            ? payload->revoke : NULL;
+    if (!rv || (*rv->id ? !s_id_valid(rv->id) : rv->subject_ref.len != SBI_HASH_SIZE)) {
+        broker_refuse(b, cert->agency, routing, env, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REFUSED,
+                      SB_EMALFORMED, "a revocation names a consent id, or a subject");
+        broker_flush(b);
+        return;
+    }
+    s_revoke_t r = {cert->agency, rv, env->header, zlistx_new(), false};
+    zlistx_set_destructor(r.ids, (zlistx_destructor_fn *) zstr_free);
+    int rc = s_write(b, s_revoke_write, &r);
+    if (rc == SB_OK && zlistx_size(r.ids) == 0)
+        rc = r.forbidden ? SB_EDENIED : SB_ENOTFOUND;
+    if (rc != SB_OK) {
+        broker_refuse(b, cert->agency, routing, env, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REFUSED,
+                      rc, rc == SB_EDENIED ? "not the recorder or consumer of that consent"
+                          : rc == SB_ENOTFOUND ? "no active consent matches"
+                                               : "consent registry cannot store it");
+    }
+    else {
+        char **ids = calloc(zlistx_size(r.ids) + 1, sizeof *ids);
+        size_t n = 0;
+        for (char *id = zlistx_first(r.ids); id; id = zlistx_next(r.ids))
+            ids[n++] = id;
+        Sharebus__ConsentList list = SHAREBUS__CONSENT_LIST__INIT;
+        list.ids = ids;
+        list.n_ids = n;
+        s_answer(b, cert->agency, env->header, &list);
+        free(ids);
+        broker_count(b, "consents.revoked");
+    }
+    broker_flush(b);
+    zlistx_destroy(&r.ids);
+}
+
+/* -------------------------------------------------------------- list */
+
+void broker_consent_list(broker_t *b, const sbi_cert_t *cert, const zframe_t *routing,
+                         sbi_envelope_t *env, Sharebus__Payload *payload)
+{
+    const Sharebus__ConsentQuery *q = payload->body_case == SHAREBUS__PAYLOAD__BODY_QUERY
+                                          ? payload->query : NULL;
+    if (!q || q->subject_ref.len != SBI_HASH_SIZE) {
+        broker_refuse(b, cert->agency, routing, env, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REFUSED,
+                      SB_EMALFORMED, "a consent query names a subject");
+        return;
+    }
+    MDB_txn *txn;
+    if (sbi_store_begin(b->store, false, &txn) != SB_OK)
+        return;
+    MDB_cursor *cursor;
+    MDB_val key = {SBI_HASH_SIZE, q->subject_ref.data}, value;
+    mdb_cursor_open(txn, b->consent_subject, &cursor);
+    zlistx_t *entries = zlistx_new();
+    uint64_t now = sbi_now_ms();
+    for (int mrc = mdb_cursor_get(cursor, &key, &value, MDB_SET_KEY); mrc == 0;
+         mrc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT_DUP)) {
+        char id[S_ID_LEN + 1];
+        memcpy(id, value.mv_data, S_ID_LEN);
+        id[S_ID_LEN] = 0;
+        Sharebus__ConsentEntry *entry;
+        Sharebus__Consent *c;
+        if (s_load(b, txn, id, &entry, &c) != SB_OK)
+            continue;
+        if (s_may_manage(b, cert->agency, c)) {
+            if (entry->state == SHAREBUS__CONSENT_STATE__CONSENT_ACTIVE && c->until_ms < now)
+                entry->state = SHAREBUS__CONSENT_STATE__CONSENT_EXPIRED;
+            zlistx_add_end(entries, entry);
+            entry = NULL;
+        }
+        s_free(&entry, &c);
+    }
+    mdb_cursor_close(cursor);
+    mdb_txn_abort(txn);
+    Sharebus__ConsentList list = SHAREBUS__CONSENT_LIST__INIT;
+    list.n_entries = zlistx_size(entries);
+    list.entries = calloc(list.n_entries + 1, sizeof *list.entries);
+    size_t n = 0;
+    for (Sharebus__ConsentEntry *e = zlistx_first(entries); e; e = zlistx_next(entries))
+        list.entries[n++] = e;
+    s_answer(b, cert->agency, env->header, &list);
+    for (size_t i = 0; i < n; i++)
+        sharebus__consent_entry__free_unpacked(list.entries[i], NULL);
+    free(list.entries);
+    zlistx_destroy(&entries);
+}

@@ -1,0 +1,488 @@
+/*  route.c - what the broker does with each message: authenticate it,
+    refuse replays, apply the policy gate, and route. One small action per
+    message kind, dispatched through a table. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+
+#define S_MAX_TIMEOUT_MS 60000
+
+/* What every action gets; `env` is verified. */
+typedef struct {
+    broker_t *broker;
+    const sbi_cert_t *cert;
+    zframe_t *routing;
+    zframe_t *frame;          /* the frame as received, to forward as is */
+    sbi_envelope_t *env;
+} s_msg_t;
+
+typedef void(s_action_fn)(s_msg_t *m);
+
+void broker_pending_free(void **item_p)
+{
+    broker_pending_t *p = *item_p;
+    if (!p)
+        return;
+    free(p->dataset);
+    free(p->purpose);
+    free(p->rule_id);
+    free(p->consent_id);
+    for (size_t i = 0; p->flow && p->flow[i]; i++)
+        free(p->flow[i]);
+    free(p->flow);
+    free(p);
+    *item_p = NULL;
+}
+
+static void s_refuse(s_msg_t *m, Sharebus__AuditKind kind, int code, const char *reason)
+{
+    broker_refuse(m->broker, m->cert->agency, m->routing, m->env, kind, code, reason);
+}
+
+static broker_peer_t *s_peer(broker_t *self, const char *agency)
+{
+    return zhashx_lookup(self->peers, agency);
+}
+
+/* Forwards the received frame, unchanged, to `agency`. */
+static void s_forward(s_msg_t *m, broker_peer_t *peer, const char *pending_key)
+{
+    zframe_t *copy = zframe_dup(m->frame);
+    broker_send(m->broker, peer->routing, &copy, pending_key);
+}
+
+/* -------------------------------------------------------------- hello */
+
+static void route_hello(s_msg_t *m)
+{
+    broker_t *b = m->broker;
+    const char *agency = m->cert->agency;
+    broker_peer_t *peer = s_peer(b, agency);
+    bool fresh = !peer || !zframe_eq(peer->routing, m->routing);
+    if (!peer) {
+        peer = calloc(1, sizeof *peer);
+        assert(peer);
+        snprintf(peer->agency, sizeof peer->agency, "%s", agency);
+        zhashx_insert(b->peers, agency, peer);
+    }
+    if (fresh) {
+        zframe_destroy(&peer->routing);
+        peer->routing = zframe_dup(m->routing);
+        Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
+        r.kind = SHAREBUS__AUDIT_KIND__AUDIT_AGENT_CONNECTED;
+        r.message_id = m->env->header->message_id;
+        r.from = (char *) agency;
+        r.to = "broker";
+        r.decision = SHAREBUS__DECISION__DECISION_ALLOW;
+        r.header = m->env->envelope->header;
+        r.signature = m->env->envelope->signature;
+        broker_audit(b, &r);
+        sbi_notice("%s connected", agency);
+    }
+    sbi_header_t h;
+    sbi_header_init(&h, SHAREBUS__KIND__KIND_WELCOME, "broker", agency);
+    const uint8_t *version = sbi_policy_version(b->policy);
+    h.header.policy_version = (ProtobufCBinaryData){32, (uint8_t *) version};
+    broker_send_to(b, agency, &h.header, NULL);
+
+    const Sharebus__Header *hello = m->env->header ? m->env->header : NULL;
+    bool current = hello && hello->policy_version.len == 32
+                   && memcmp(hello->policy_version.data, version, 32) == 0;
+    if (!current) {
+        Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
+        payload.body_case = SHAREBUS__PAYLOAD__BODY_POLICY;
+        payload.policy = (Sharebus__PolicyBundle *) sbi_policy_bundle(b->policy);
+        sbi_header_init(&h, SHAREBUS__KIND__KIND_POLICY, "broker", agency);
+        h.header.policy_version = (ProtobufCBinaryData){32, (uint8_t *) version};
+        broker_send_to(b, agency, &h.header, &payload);
+    }
+    if (fresh && b->checkpoint) {
+        Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
+        payload.body_case = SHAREBUS__PAYLOAD__BODY_CHECKPOINT;
+        payload.checkpoint = b->checkpoint;
+        sbi_header_init(&h, SHAREBUS__KIND__KIND_CHECKPOINT, "broker", agency);
+        broker_send_to(b, agency, &h.header, &payload);
+    }
+}
+
+/* ------------------------------------------------------------ request */
+
+/* Token bucket per rule and consumer: SB_OK or SB_ERATE. */
+static int s_rate(broker_t *b, const sbi_rule_t *rule, const char *consumer)
+{
+    if (!rule->rate_count)
+        return SB_OK;
+    char key[SBI_NAME_MAX + SBI_AGENCY_MAX + 2];
+    snprintf(key, sizeof key, "%s/%s", rule->id, consumer);
+    broker_bucket_t *bucket = zhashx_lookup(b->buckets, key);
+    int64_t now = zclock_mono();
+    if (!bucket) {
+        bucket = calloc(1, sizeof *bucket);
+        assert(bucket);
+        bucket->tokens = rule->rate_count;
+        bucket->last = now;
+        zhashx_insert(b->buckets, key, bucket);
+    }
+    bucket->tokens += (double) (now - bucket->last) * rule->rate_count / rule->rate_period_ms;
+    if (bucket->tokens > rule->rate_count)
+        bucket->tokens = rule->rate_count;
+    bucket->last = now;
+    if (bucket->tokens < 1)
+        return SB_ERATE;
+    bucket->tokens -= 1;
+    return SB_OK;
+}
+
+static void route_request(s_msg_t *m)
+{
+    broker_t *b = m->broker;
+    const Sharebus__Header *h = m->env->header;
+    char reason[300];
+    const sbi_dataset_t *dataset = sbi_policy_dataset(b->policy, h->dataset);
+    if (!*h->dataset || !*h->purpose || h->subject_ref.len != SBI_HASH_SIZE
+        || h->correlation_id.len) {
+        s_refuse(m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, SB_EMALFORMED,
+                 "a request needs a dataset, a purpose and a subject reference");
+        return;
+    }
+    if (!dataset) {
+        snprintf(reason, sizeof reason, "dataset %s is not declared in the policy", h->dataset);
+        s_refuse(m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, SB_ENODATASET, reason);
+        return;
+    }
+    if (strcmp(dataset->provider, h->to) != 0) {
+        snprintf(reason, sizeof reason, "dataset %s is provided by %s, not %s", h->dataset,
+                 dataset->provider, h->to);
+        s_refuse(m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, SB_EDENIED, reason);
+        return;
+    }
+    sbi_decision_t d;
+    int rc = sbi_policy_decide(b->policy, h->from, h->dataset, h->purpose,
+                               (const char *const *) h->fields, h->n_fields, sbi_now_ms(), &d);
+    if (rc != SB_OK) {
+        s_refuse(m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, rc, d.reason);
+        return;
+    }
+    char consent_id[SBI_NAME_MAX + 1] = "";
+    if (d.rule->consent_required) {
+        rc = broker_consent_find(b, h, consent_id, sizeof consent_id, reason, sizeof reason);
+        if (rc != SB_OK) {
+            s_refuse(m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, rc, reason);
+            return;
+        }
+    }
+    if (s_rate(b, d.rule, h->from) != SB_OK) {
+        snprintf(reason, sizeof reason, "rule %s allows %u per %s for %s", d.rule->id,
+                 d.rule->rate_count, d.rule->rate_period_ms == 1000 ? "second" : "minute", h->from);
+        s_refuse(m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, SB_ERATE, reason);
+        return;
+    }
+    broker_peer_t *provider = s_peer(b, h->to);
+    if (!provider) {
+        snprintf(reason, sizeof reason, "provider %s is not connected", h->to);
+        s_refuse(m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, SB_EUNAVAILABLE, reason);
+        return;
+    }
+    broker_pending_t *p = calloc(1, sizeof *p);
+    assert(p);
+    memcpy(p->id, h->message_id.data, SBI_ID_SIZE);
+    snprintf(p->consumer, sizeof p->consumer, "%s", h->from);
+    snprintf(p->provider, sizeof p->provider, "%s", h->to);
+    p->dataset = strdup(h->dataset);
+    p->purpose = strdup(h->purpose);
+    p->rule_id = strdup(d.rule->id);
+    p->consent_id = strdup(consent_id);
+    memcpy(p->subject_ref, h->subject_ref.data, SBI_HASH_SIZE);
+    p->flow = calloc(d.n_flow + 1, sizeof *p->flow);
+    assert(p->flow);
+    for (size_t i = 0; i < d.n_flow; i++)
+        p->flow[i] = strdup(d.flow[i]);
+    uint64_t now = sbi_now_ms();
+    uint64_t left = h->expires_ms > now ? h->expires_ms - now : 0;
+    p->deadline = zclock_mono() + (int64_t) (left < S_MAX_TIMEOUT_MS ? left : S_MAX_TIMEOUT_MS);
+    char key[33];
+    sbi_hex(p->id, SBI_ID_SIZE, key);
+    zhashx_update(b->pending, key, p);
+
+    Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
+    r.kind = SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_ROUTED;
+    r.message_id = h->message_id;
+    r.from = h->from;
+    r.to = h->to;
+    r.dataset = h->dataset;
+    r.purpose = h->purpose;
+    r.subject_ref = h->subject_ref;
+    r.fields_requested = (char **) d.flow;
+    r.n_fields_requested = d.n_flow;
+    r.decision = SHAREBUS__DECISION__DECISION_ALLOW;
+    r.rule_id = p->rule_id;
+    r.consent_id = p->consent_id;
+    r.payload_hash = h->payload_hash;
+    r.header = m->env->envelope->header;
+    r.signature = m->env->envelope->signature;
+    broker_audit(b, &r);
+    broker_count(b, "requests.routed");
+    s_forward(m, provider, key);
+}
+
+/* -------------------------------------------------------------- reply */
+
+/* The pending request a REPLY or ERROR from a provider answers, checking
+   that it comes from that provider and goes to that consumer. */
+static broker_pending_t *s_answered(s_msg_t *m, char key[33])
+{
+    const Sharebus__Header *h = m->env->header;
+    if (h->correlation_id.len != SBI_ID_SIZE)
+        return NULL;
+    broker_pending_t *p = zhashx_lookup(m->broker->pending,
+                                        sbi_hex(h->correlation_id.data, SBI_ID_SIZE, key));
+    if (!p || strcmp(p->provider, h->from) != 0 || strcmp(p->consumer, h->to) != 0)
+        return NULL;
+    return p;
+}
+
+static void s_audit_answer(s_msg_t *m, broker_pending_t *p, int code)
+{
+    const Sharebus__Header *h = m->env->header;
+    Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
+    r.kind = SHAREBUS__AUDIT_KIND__AUDIT_REPLY_FORWARDED;
+    r.message_id = h->message_id;
+    r.correlation_id = h->correlation_id;
+    r.from = h->from;
+    r.to = h->to;
+    r.dataset = p->dataset;
+    r.purpose = p->purpose;
+    r.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, p->subject_ref};
+    r.fields_delivered = code == SB_OK ? h->fields : NULL;
+    r.n_fields_delivered = code == SB_OK ? h->n_fields : 0;
+    r.decision = code == SB_OK ? SHAREBUS__DECISION__DECISION_ALLOW
+                               : SHAREBUS__DECISION__DECISION_DENY;
+    r.rule_id = p->rule_id;
+    r.consent_id = p->consent_id;
+    r.error = code == SB_OK ? SHAREBUS__ERROR_KIND__ERR_NONE : sbi_error_kind(code);
+    r.reason = h->reason;
+    r.payload_hash = h->payload_hash;
+    r.header = m->env->envelope->header;
+    r.signature = m->env->envelope->signature;
+    broker_audit(m->broker, &r);
+}
+
+static void route_reply(s_msg_t *m)
+{
+    broker_t *b = m->broker;
+    const Sharebus__Header *h = m->env->header;
+    char key[33], reason[300];
+    broker_pending_t *p = s_answered(m, key);
+    if (!p) {
+        s_refuse(m, SHAREBUS__AUDIT_KIND__AUDIT_REPLY_REFUSED, SB_EPROTOCOL,
+                 "reply to no pending request of this provider (late, or not asked)");
+        return;
+    }
+    for (size_t i = 0; i < h->n_fields; i++) {
+        bool allowed = false;
+        for (size_t j = 0; p->flow[j] && !allowed; j++)
+            allowed = strcmp(p->flow[j], h->fields[i]) == 0;
+        if (!allowed) {
+            snprintf(reason, sizeof reason, "reply carries field '%s' beyond rule %s",
+                     h->fields[i], p->rule_id);
+            broker_refuse(b, h->from, m->routing, m->env, SHAREBUS__AUDIT_KIND__AUDIT_REPLY_REFUSED,
+                          SB_EFIELDS, reason);
+            p->fail_code = SB_EFIELDS;
+            p->deadline = 0;
+            return;
+        }
+    }
+    broker_peer_t *consumer = s_peer(b, p->consumer);
+    s_audit_answer(m, p, SB_OK);
+    broker_count(b, "replies.forwarded");
+    if (consumer)
+        s_forward(m, consumer, NULL);
+    zhashx_delete(b->pending, key);
+}
+
+static void route_error(s_msg_t *m)
+{
+    broker_t *b = m->broker;
+    char key[33];
+    broker_pending_t *p = s_answered(m, key);
+    if (!p) {
+        Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
+        const Sharebus__Header *h = m->env->header;
+        r.kind = SHAREBUS__AUDIT_KIND__AUDIT_REPLY_REFUSED;
+        r.message_id = h->message_id;
+        r.correlation_id = h->correlation_id;
+        r.from = h->from;
+        r.to = h->to;
+        r.error = h->error;
+        r.reason = h->reason;
+        r.decision = SHAREBUS__DECISION__DECISION_DENY;
+        broker_audit(b, &r);
+        return;
+    }
+    broker_peer_t *consumer = s_peer(b, p->consumer);
+    s_audit_answer(m, p, sbi_error_code(m->env->header->error));
+    broker_count(b, "replies.refused");
+    if (consumer)
+        s_forward(m, consumer, NULL);
+    zhashx_delete(b->pending, key);
+}
+
+/* ------------------------------------------------------------ consent */
+
+/* Consent messages are addressed to the broker and sealed for it. */
+static void s_consent(s_msg_t *m, void (*handle)(broker_t *, const sbi_cert_t *, const zframe_t *,
+                                                 sbi_envelope_t *, Sharebus__Payload *))
+{
+    Sharebus__Payload *payload = NULL;
+    if (strcmp(m->env->header->to, "broker") != 0
+        || sbi_envelope_open(m->env, m->broker->crypto, &payload) != SB_OK) {
+        s_refuse(m, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REFUSED, SB_EMALFORMED,
+                 "consent messages are sealed for the broker");
+        return;
+    }
+    handle(m->broker, m->cert, m->routing, m->env, payload);
+    sharebus__payload__free_unpacked(payload, NULL);
+}
+
+static void route_consent_grant(s_msg_t *m)
+{
+    s_consent(m, broker_consent_grant);
+}
+
+static void route_consent_revoke(s_msg_t *m)
+{
+    s_consent(m, broker_consent_revoke);
+}
+
+static void route_consent_list(s_msg_t *m)
+{
+    s_consent(m, broker_consent_list);
+}
+
+/* ------------------------------------------------------------ dispatch */
+
+static s_action_fn *const s_actions[] = {
+    [SHAREBUS__KIND__KIND_HELLO] = route_hello,
+    [SHAREBUS__KIND__KIND_REQUEST] = route_request,
+    [SHAREBUS__KIND__KIND_REPLY] = route_reply,
+    [SHAREBUS__KIND__KIND_ERROR] = route_error,
+    [SHAREBUS__KIND__KIND_CONSENT_GRANT] = route_consent_grant,
+    [SHAREBUS__KIND__KIND_CONSENT_REVOKE] = route_consent_revoke,
+    [SHAREBUS__KIND__KIND_CONSENT_LIST] = route_consent_list,
+};
+#define S_NACTIONS (sizeof s_actions / sizeof s_actions[0])
+
+/* Replays and clocks: SB_OK, SB_EREPLAY or SB_ESTALE. */
+static int s_fresh(broker_t *b, const Sharebus__Header *h, char *reason, size_t size)
+{
+    uint64_t now = sbi_now_ms(), skew = (uint64_t) b->config.skew_ms;
+    char key[33];
+    sbi_hex(h->message_id.data, SBI_ID_SIZE, key);
+    if (zhashx_lookup(b->seen, key)) {
+        snprintf(reason, size, "message id %s already seen", key);
+        return SB_EREPLAY;
+    }
+    if (h->created_ms + skew < now || h->created_ms > now + skew) {
+        snprintf(reason, size, "created %lld ms from the broker's clock (allowed %llu)",
+                 (long long) h->created_ms - (long long) now, (unsigned long long) skew);
+        return SB_ESTALE;
+    }
+    if (h->expires_ms && h->expires_ms < now) {
+        snprintf(reason, size, "expired %llu ms ago", (unsigned long long) (now - h->expires_ms));
+        return SB_ESTALE;
+    }
+    zhashx_insert(b->seen, key, (void *) (uintptr_t) (now + 2 * skew + 1000));
+    return SB_OK;
+}
+
+void broker_route(broker_t *self, const sbi_cert_t *cert, zframe_t *routing, zframe_t *frame)
+{
+    sbi_envelope_t env;
+    s_msg_t m = {self, cert, routing, frame, NULL};
+    char reason[300];
+    broker_count(self, "messages.received");
+    int rc = sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame));
+    if (rc != SB_OK) {
+        snprintf(reason, sizeof reason, "frame of %zu bytes does not decode as an envelope",
+                 zframe_size(frame));
+        s_refuse(&m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, rc, reason);
+        return;
+    }
+    m.env = &env;
+    rc = sbi_envelope_verify(&env, self->trust, cert, sbi_now_ms());
+    if (rc != SB_OK) {
+        snprintf(reason, sizeof reason, "%s (envelope from '%s' on %s's connection)",
+                 sb_strerror(rc), env.header->from, cert->agency);
+        s_refuse(&m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, rc, reason);
+        sbi_envelope_clear(&env);
+        return;
+    }
+    if (self->store_full) {
+        s_refuse(&m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, SB_EUNAVAILABLE,
+                 "the broker's audit store is full");
+        sbi_envelope_clear(&env);
+        return;
+    }
+    rc = s_fresh(self, env.header, reason, sizeof reason);
+    unsigned kind = (unsigned) env.header->kind;
+    s_action_fn *action = kind < S_NACTIONS ? s_actions[kind] : NULL;
+    if (rc == SB_OK && !action) {
+        rc = SB_EPROTOCOL;
+        snprintf(reason, sizeof reason, "agents do not send %s messages",
+                 protobuf_c_enum_descriptor_get_value(&sharebus__kind__descriptor, (int) kind)->name);
+    }
+    if (rc == SB_OK && strcmp(env.header->to, "broker") != 0 && !sbi_trust_find(self->trust, env.header->to)) {
+        rc = SB_EUNKNOWN;
+        snprintf(reason, sizeof reason, "no valid certificate for recipient '%s'", env.header->to);
+    }
+    if (rc != SB_OK)
+        s_refuse(&m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, rc, reason);
+    else
+        action(&m);
+    sbi_envelope_clear(&env);
+}
+
+/* Requests whose deadline passed, or whose forwarding failed: audited and
+   answered to the consumer. */
+void broker_sweep(broker_t *self)
+{
+    int64_t now = zclock_mono();
+    zlistx_t *keys = zhashx_keys(self->pending);
+    for (char *key = zlistx_first(keys); key; key = zlistx_next(keys)) {
+        broker_pending_t *p = zhashx_lookup(self->pending, key);
+        if (p->deadline > now)
+            continue;
+        int code = p->fail_code ? p->fail_code : SB_ETIMEOUT;
+        char reason[200];
+        snprintf(reason, sizeof reason, code == SB_ETIMEOUT ? "%s did not answer in time"
+                                        : code == SB_EFIELDS ? "%s answered beyond the rule"
+                                                             : "%s is not reachable",
+                 p->provider);
+        Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
+        r.kind = code == SB_ETIMEOUT ? SHAREBUS__AUDIT_KIND__AUDIT_TIMEOUT
+                                     : SHAREBUS__AUDIT_KIND__AUDIT_REPLY_REFUSED;
+        r.correlation_id = (ProtobufCBinaryData){SBI_ID_SIZE, p->id};
+        r.from = p->provider;
+        r.to = p->consumer;
+        r.dataset = p->dataset;
+        r.purpose = p->purpose;
+        r.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, p->subject_ref};
+        r.decision = SHAREBUS__DECISION__DECISION_DENY;
+        r.rule_id = p->rule_id;
+        r.consent_id = p->consent_id;
+        r.error = sbi_error_kind(code);
+        r.reason = reason;
+        broker_audit(self, &r);
+        sbi_header_t h;
+        sbi_header_init(&h, SHAREBUS__KIND__KIND_ERROR, "broker", p->consumer);
+        h.header.correlation_id = (ProtobufCBinaryData){SBI_ID_SIZE, p->id};
+        h.header.error = sbi_error_kind(code);
+        h.header.reason = reason;
+        broker_send_to(self, p->consumer, &h.header, NULL);
+        broker_count(self, code == SB_ETIMEOUT ? "requests.timeout" : "requests.unavailable");
+        zhashx_delete(self->pending, key);
+    }
+    zlistx_destroy(&keys);
+}
