@@ -29,6 +29,16 @@ static int s_fail(char *err, size_t size, int rc, const char *what)
     return rc;
 }
 
+/* Paths are built in 4096-byte buffers: refuse a directory name that
+   would truncate them rather than act on a truncated path. */
+static int s_dir_ok(const char *dir, char *err, size_t size)
+{
+    if (dir && *dir && strlen(dir) < 3072)
+        return SB_OK;
+    snprintf(err, size, "invalid directory name (empty or too long)");
+    return SB_EINVAL;
+}
+
 static bool s_exists(const char *path)
 {
     struct stat st;
@@ -149,6 +159,8 @@ int sbi_ca_init(const char *dir, char *err, size_t err_size)
     static const char *files[] = {"root.key", "subject.key", "root.cert", "serial"};
     enum { S_FILES = sizeof files / sizeof files[0] };
     char path[4096];
+    if (s_dir_ok(dir, err, err_size) != SB_OK)
+        return SB_EINVAL;
     bool made_dir = mkdir(dir, 0700) == 0;
     struct stat st;
     if (!made_dir && (errno != EEXIST || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
@@ -308,6 +320,8 @@ int sbi_ca_issue(const char *dir, sbi_cert_kind_t kind, const char *agency,
                  char *err, size_t err_size)
 {
     assert(kind != SBI_CERT_ROOT);
+    if (s_dir_ok(dir, err, err_size) != SB_OK)
+        return SB_EINVAL;
     if (!s_issuable(agency, kind)) {
         snprintf(err, err_size,
                  "invalid agency id '%.64s': use 1-%d of a-z, 0-9, '-', '.', starting "
@@ -437,6 +451,8 @@ static int s_revoke(const char *dir, sbi_trust_t *trust, const char *agency, uin
 int sbi_ca_revoke(const char *dir, const char *agency, uint64_t serial, char *err,
                   size_t err_size)
 {
+    if (s_dir_ok(dir, err, err_size) != SB_OK)
+        return SB_EINVAL;
     if (!sbi_agency_valid(agency, true) || strcmp(agency, "root") == 0) {
         snprintf(err, err_size, "invalid agency id '%.64s'", agency ? agency : "");
         return SB_EINVAL;

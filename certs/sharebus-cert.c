@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ca.h"
 
@@ -157,7 +158,7 @@ static json_object *s_json(const s_checked_t *c, bool with_state)
 
 static void s_print_json(json_object *obj)
 {
-    puts(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN));
+    puts(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(obj);
 }
 
@@ -184,6 +185,10 @@ static int cmd_init(args_t *args)
     printf("root of trust created in %s: root.cert, root.key (0600), subject.key (0600)\n"
            "keep root.key offline; copy root.cert to every agent and the broker\n",
            args->dir);
+    struct stat st;
+    if (stat(args->dir, &st) == 0 && (st.st_mode & 077))
+        fprintf(stderr, "sharebus-cert: warning: %s is open to other users (mode %03o): "
+                "chmod 700 it\n", args->dir, (unsigned) (st.st_mode & 0777));
     return 0;
 }
 

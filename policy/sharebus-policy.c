@@ -67,6 +67,15 @@ static const char *s_version_hex(sbi_policy_t *policy, char hex[SBI_HASH_SIZE * 
     return sbi_hex(sbi_policy_version(policy), SBI_HASH_SIZE, hex);
 }
 
+/* The validity window for people: "always" rather than "..". */
+static const char *s_window(const sbi_rule_t *rule, char *buf, size_t size)
+{
+    sbi_rule_window(rule, buf, size);
+    if (strcmp(buf, "..") == 0)
+        snprintf(buf, size, "always");
+    return buf;
+}
+
 /* "PDIR/file.yaml:12", the place an administrator opens. */
 static const char *s_place(const args_t *args, const char *file, int line, char *buf, size_t size)
 {
@@ -182,7 +191,7 @@ static void s_decision_print(const args_t *args, sbi_policy_t *policy, const sbi
         printf("\n");
     }
     printf("rate:     %s\n", sbi_rule_rate(rule, buf, sizeof buf));
-    printf("valid:    %s\n", sbi_rule_window(rule, buf, sizeof buf));
+    printf("valid:    %s\n", s_window(rule, buf, sizeof buf));
     s_print_list("fields:   ", d->flow, d->n_flow);
 }
 
@@ -304,7 +313,7 @@ static void s_show_rule(const args_t *args, const sbi_rule_t *rule)
     else
         printf("\n");
     printf("    rate: %s", sbi_rule_rate(rule, buf, sizeof buf));
-    printf("  valid: %s\n", sbi_rule_window(rule, buf, sizeof buf));
+    printf("  valid: %s\n", s_window(rule, buf, sizeof buf));
 }
 
 static void s_show(const args_t *args, sbi_policy_t *policy)
