@@ -135,6 +135,13 @@ int sbi_audit_verify(sbi_audit_t *self, const uint8_t sign_public[32],
                      Sharebus__Checkpoint *const *extra, size_t n_extra,
                      sbi_audit_report_t *report) SBI_UNUSED_RESULT;
 
+/* The same with every key the broker has signed with (its current and
+   earlier certificates): a checkpoint must hold under one of them. With
+   n_keys 0, signatures are not checked. */
+int sbi_audit_verify_keys(sbi_audit_t *self, const uint8_t (*sign_publics)[32], size_t n_keys,
+                          Sharebus__Checkpoint *const *extra, size_t n_extra,
+                          sbi_audit_report_t *report) SBI_UNUSED_RESULT;
+
 typedef struct {
     const char *agency;          /* from or to */
     const uint8_t *subject_ref;  /* 32 bytes */

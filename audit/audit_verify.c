@@ -17,7 +17,8 @@
 typedef struct {
     sbi_audit_t *audit;
     MDB_txn *txn;
-    const uint8_t *sign_public;
+    const uint8_t (*keys)[32];  /* a checkpoint holds under any of them */
+    size_t n_keys;
     sbi_audit_decoder_t decoder;
     uint64_t last;              /* the highest key in the log */
     sbi_audit_report_t *report;
@@ -141,8 +142,10 @@ static void s_check_checkpoint(s_verifier_t *v, const Sharebus__Checkpoint *cp,
     char when[32];
     sbi_time_format(cp->time_ms, when, sizeof when);
     v->report->checkpoints++;
-    int rc = v->sign_public ? sbi_checkpoint_verify(cp, v->sign_public)
-             : cp->head_hash.len == SBI_HASH_SIZE ? SB_OK : SB_EMALFORMED;
+    int rc = cp->head_hash.len == SBI_HASH_SIZE ? SB_OK : SB_EMALFORMED;
+    for (size_t i = 0; rc != SB_EMALFORMED && i < v->n_keys; i++)
+        if ((rc = sbi_checkpoint_verify(cp, v->keys[i])) == SB_OK)
+            break;
     if (rc != SB_OK) {
         s_fault(v, SBI_AUDIT_BAD_CHECKPOINT, cp->seq, "%s checkpoint of %s %s", origin, when,
                 rc == SB_EBADSIG ? "is not signed by the broker's key" : "is malformed");
@@ -207,9 +210,17 @@ int sbi_audit_verify(sbi_audit_t *self, const uint8_t sign_public[32],
                      Sharebus__Checkpoint *const *extra, size_t n_extra,
                      sbi_audit_report_t *report)
 {
-    assert(self && report && (extra || !n_extra));
+    const uint8_t (*keys)[32] = (const uint8_t (*)[32]) sign_public;
+    return sbi_audit_verify_keys(self, keys, sign_public ? 1 : 0, extra, n_extra, report);
+}
+
+int sbi_audit_verify_keys(sbi_audit_t *self, const uint8_t (*sign_publics)[32], size_t n_keys,
+                          Sharebus__Checkpoint *const *extra, size_t n_extra,
+                          sbi_audit_report_t *report)
+{
+    assert(self && report && (extra || !n_extra) && (sign_publics || !n_keys));
     memset(report, 0, sizeof *report);
-    s_verifier_t v = {.audit = self, .sign_public = sign_public, .report = report};
+    s_verifier_t v = {.audit = self, .keys = sign_publics, .n_keys = n_keys, .report = report};
     int rc = sbi_store_begin(self->store, false, &v.txn);
     if (rc != SB_OK) {
         snprintf(report->detail, sizeof report->detail, "cannot read the store: %s",

@@ -1,0 +1,335 @@
+/*  audit-fixture - builds and damages audit stores for test-cli.sh. Tests only.
+
+    audit-fixture make DIR            DIR/certs (root, broker, agencies,
+                                      subject.key), DIR/broker/store (a
+                                      story of 16 records, checkpoints after
+                                      9 and 16), DIR/agent/store (koroad's own
+                                      log and the broker's checkpoints)
+    audit-fixture flip DDIR SEQ [OFFSET]
+    audit-fixture delete DDIR SEQ
+    audit-fixture truncate DDIR SEQ   (and lowers the meta head, as a careful
+                                      forger would)
+    audit-fixture rewrite DDIR SEQ    (recomputes the chain from SEQ)
+    audit-fixture drop-checkpoints DDIR
+    audit-fixture forge-checkpoint DDIR   (signed with a key of its own)
+*/
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "tamper.h"
+
+#define T0 1772355600000ull     /* 2026-03-01T09:00:00Z */
+#define MINUTE 60000ull
+#define DAY 86400000ull
+
+static const char *s_subject_a = "900101-1234567";
+static const char *s_subject_b = "850505-7654321";
+
+typedef struct {
+    sbi_store_t *store;
+    sbi_audit_t *audit;
+    MDB_txn *txn;
+    uint8_t subject_key[32];
+} s_log_t;
+
+static void s_die(const char *what, int rc)
+{
+    fprintf(stderr, "audit-fixture: %s: %s\n", what, sb_strerror(rc));
+    exit(1);
+}
+
+static void s_open(s_log_t *log, const char *ddir)
+{
+    char path[4096], err[4200];
+    snprintf(path, sizeof path, "%s/store", ddir);
+    mkdir(ddir, 0700);
+    log->store = sbi_store_open(path, 0, 0, 0, SBI_AUDIT_DBS, err, sizeof err);
+    log->audit = log->store ? sbi_audit_open(log->store, err, sizeof err) : NULL;
+    if (!log->audit) {
+        fprintf(stderr, "audit-fixture: %s\n", err);
+        exit(1);
+    }
+}
+
+static void s_close(s_log_t *log)
+{
+    sbi_audit_close(&log->audit);
+    sbi_store_close(&log->store);
+}
+
+static void s_begin(s_log_t *log)
+{
+    int rc = sbi_store_begin(log->store, true, &log->txn);
+    if (rc != SB_OK)
+        s_die("begin", rc);
+}
+
+static void s_commit(s_log_t *log)
+{
+    int rc = sbi_store_code(mdb_txn_commit(log->txn));
+    if (rc != SB_OK)
+        s_die("commit", rc);
+    sbi_audit_commit(log->audit);
+}
+
+typedef struct {
+    Sharebus__AuditKind kind;
+    uint64_t time_ms;
+    const char *from, *to, *dataset, *purpose, *subject;
+    const char *fields;         /* comma-separated */
+    bool delivered;
+    int answers;                /* seq of the request this answers, or 0 */
+    Sharebus__Decision decision;
+    const char *rule, *consent;
+    Sharebus__ErrorKind error;
+    const char *reason, *detail;
+} s_story_t;
+
+#define K(name) SHAREBUS__AUDIT_KIND__AUDIT_##name
+#define ALLOW SHAREBUS__DECISION__DECISION_ALLOW
+#define DENY SHAREBUS__DECISION__DECISION_DENY
+#define CHECKUP "health.checkup.vision-hearing"
+#define CHECKUP_FIELDS "exam_date,vision_left,vision_right,hearing_left,hearing_right"
+#define RENEWAL "driver-licence-renewal"
+#define RULE "licence-renewal-uses-checkup"
+
+static const s_story_t s_story[] = {
+    {K(BROKER_STARTED), T0, "broker", "", "", "", NULL, "", false, 0, 0, "", "", 0, "", ""},
+    {K(AGENT_CONNECTED), T0 + 1 * MINUTE, "koroad", "broker", "", "", NULL, "", false, 0, 0, "",
+     "", 0, "", ""},
+    {K(AGENT_CONNECTED), T0 + 2 * MINUTE, "nhis", "broker", "", "", NULL, "", false, 0, 0, "",
+     "", 0, "", ""},
+    {K(CONSENT_GRANTED), T0 + 5 * MINUTE, "koroad", "broker", CHECKUP, RENEWAL, "A", "", false, 0,
+     0, "", "c-0001", 0, "", "until 2026-06-01; signed at the counter"},
+    {K(REQUEST_ROUTED), T0 + 6 * MINUTE, "koroad", "nhis", CHECKUP, RENEWAL, "A", CHECKUP_FIELDS,
+     false, 0, ALLOW, RULE, "c-0001", 0, "", ""},
+    {K(REPLY_FORWARDED), T0 + 6 * MINUTE + 80, "nhis", "koroad", CHECKUP, RENEWAL, "A",
+     CHECKUP_FIELDS, true, 5, ALLOW, RULE, "c-0001", 0, "", ""},
+    {K(REQUEST_REFUSED), T0 + DAY, "koroad", "nhis", CHECKUP, "marketing", "A",
+     "vision_left,blood_pressure", false, 0, DENY, "", "", SHAREBUS__ERROR_KIND__ERR_DENIED,
+     "no rule lets koroad obtain health.checkup.vision-hearing for marketing", ""},
+    {K(REQUEST_ROUTED), T0 + DAY + 30 * MINUTE, "police", "molit", "vehicle.registration",
+     "investigation", "B", "plate,owner", false, 0, ALLOW, "police-vehicle-lookup", "", 0, "",
+     ""},
+    {K(REPLY_FORWARDED), T0 + DAY + 30 * MINUTE + 50, "molit", "police", "vehicle.registration",
+     "investigation", "B", "plate,owner", true, 8, ALLOW, "police-vehicle-lookup", "", 0, "",
+     ""},
+    {K(REQUEST_ROUTED), T0 + 2 * DAY, "koroad", "nhis", CHECKUP, RENEWAL, "A", "exam_date",
+     false, 0, ALLOW, RULE, "c-0001", 0, "", ""},
+    {K(TIMEOUT), T0 + 2 * DAY + 5000, "nhis", "koroad", CHECKUP, RENEWAL, "A", "", false, 10,
+     0, RULE, "", SHAREBUS__ERROR_KIND__ERR_TIMEOUT, "no reply within 5000 ms", ""},
+    {K(EVENT_PUBLISHED), T0 + 3 * DAY, "mois", "broker", "resident.address-changed", "", "A",
+     "new_address,moved_on", false, 0, ALLOW, "", "", 0, "", ""},
+    {K(EVENT_DELIVERED), T0 + 3 * DAY + 10, "mois", "nts", "resident.address-changed", "",
+     "A", "new_address,moved_on", true, 0, ALLOW, "", "", 0, "", ""},
+    {K(EVENT_DELIVERED), T0 + 3 * DAY + 20, "mois", "koroad", "resident.address-changed", "",
+     "A", "new_address", true, 0, ALLOW, "", "", 0, "", ""},
+    {K(POLICY_LOADED), T0 + 3 * DAY + 60 * MINUTE, "broker", "", "", "", NULL, "", false, 0, 0,
+     "", "", 0, "", "policy version 5f1c9e"},
+    {K(CONSENT_REVOKED), T0 + 4 * DAY, "koroad", "broker", CHECKUP, RENEWAL, "A", "", false, 0,
+     0, "", "c-0001", 0, "the citizen withdrew it, online", ""},
+};
+
+/* Appends one story line; message ids are fixed so that output is too. */
+static void s_append(s_log_t *log, const s_story_t *s, uint64_t seq)
+{
+    Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
+    uint8_t id[SBI_ID_SIZE] = {0}, corr[SBI_ID_SIZE] = {0}, ref[SBI_HASH_SIZE];
+    uint8_t header[64], signature[64];
+    char fields_copy[256], *fields[16];
+    size_t n_fields = 0;
+    id[0] = (uint8_t) seq;
+    corr[0] = (uint8_t) s->answers;
+    memset(header, (int) seq, sizeof header);
+    memset(signature, 0x5a, sizeof signature);
+    snprintf(fields_copy, sizeof fields_copy, "%s", s->fields);
+    for (char *save, *f = strtok_r(fields_copy, ",", &save); f && n_fields < 16;
+         f = strtok_r(NULL, ",", &save))
+        fields[n_fields++] = f;
+    r.kind = s->kind;
+    r.time_ms = s->time_ms;
+    r.message_id = (ProtobufCBinaryData){sizeof id, id};
+    if (s->answers)
+        r.correlation_id = (ProtobufCBinaryData){sizeof corr, corr};
+    r.from = (char *) s->from;
+    r.to = (char *) s->to;
+    r.dataset = (char *) s->dataset;
+    r.purpose = (char *) s->purpose;
+    if (s->subject) {
+        int rc = sbi_subject_ref(log->subject_key, *s->subject == 'A' ? s_subject_a
+                                                                       : s_subject_b, ref);
+        if (rc != SB_OK)
+            s_die("subject", rc);
+        r.subject_ref = (ProtobufCBinaryData){sizeof ref, ref};
+    }
+    if (s->delivered) {
+        r.fields_delivered = fields;
+        r.n_fields_delivered = n_fields;
+    } else {
+        r.fields_requested = fields;
+        r.n_fields_requested = n_fields;
+    }
+    r.decision = s->decision;
+    r.rule_id = (char *) s->rule;
+    r.consent_id = (char *) s->consent;
+    r.error = s->error;
+    r.reason = (char *) s->reason;
+    r.detail = (char *) s->detail;
+    r.header = (ProtobufCBinaryData){sizeof header, header};
+    r.signature = (ProtobufCBinaryData){sizeof signature, signature};
+    int rc = sbi_audit_append(log->audit, log->txn, &r);
+    if (rc != SB_OK)
+        s_die("append", rc);
+}
+
+static void s_save_cert(const char *dir, sbi_keys_t *keys, const sbi_keys_t *root,
+                        const char *agency, const char *name, uint64_t serial)
+{
+    strcpy(keys->cert.agency, agency);
+    snprintf(keys->cert.name, sizeof keys->cert.name, "%s", name);
+    keys->cert.serial = serial;
+    keys->cert.not_before_ms = T0 - 30 * DAY;
+    keys->cert.not_after_ms = 4102444800000ull;
+    sbi_cert_sign(&keys->cert, root->sign_secret);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.cert", dir, agency);
+    int rc = sbi_cert_save(&keys->cert, path);
+    if (rc != SB_OK)
+        s_die(path, rc);
+}
+
+/* DIR/certs with the root, the broker and two agencies; the broker's keys. */
+static void s_make_certs(const char *dir, sbi_keys_t *broker, uint8_t subject_key[32])
+{
+    char certs[4096], path[4200];
+    snprintf(certs, sizeof certs, "%s/certs", dir);
+    if (mkdir(certs, 0700) != 0)
+        s_die(certs, SB_EIO);
+    sbi_keys_t root, agency;
+    sbi_keys_generate(&root, SBI_CERT_ROOT);
+    s_save_cert(certs, &root, &root, "root", "root", 0);
+    sbi_keys_generate(broker, SBI_CERT_BROKER);
+    s_save_cert(certs, broker, &root, "broker", "sharebus broker", 1);
+    sbi_keys_generate(&agency, SBI_CERT_AGENCY);
+    s_save_cert(certs, &agency, &root, "koroad", "Road Traffic Authority", 2);
+    sbi_keys_generate(&agency, SBI_CERT_AGENCY);
+    s_save_cert(certs, &agency, &root, "nhis", "National Health Insurance Service", 3);
+    randombytes_buf(subject_key, 32);
+    snprintf(path, sizeof path, "%s/subject.key", certs);
+    int rc = sbi_secret_save(path, subject_key);
+    if (rc != SB_OK)
+        s_die(path, rc);
+    sbi_keys_wipe(&root);
+    sbi_keys_wipe(&agency);
+}
+
+/* The broker's log, with a checkpoint after record 9 and after 16, each
+   also handed to the agent. */
+static void s_make(const char *dir)
+{
+    sbi_keys_t broker;
+    s_log_t b, a;
+    char ddir[4096];
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        s_die(dir, SB_EIO);
+    s_make_certs(dir, &broker, b.subject_key);
+    memcpy(a.subject_key, b.subject_key, 32);
+    snprintf(ddir, sizeof ddir, "%s/broker", dir);
+    s_open(&b, ddir);
+    snprintf(ddir, sizeof ddir, "%s/agent", dir);
+    s_open(&a, ddir);
+    const size_t cuts[] = {0, 9, sizeof s_story / sizeof s_story[0]};
+    for (size_t k = 0; k + 1 < sizeof cuts / sizeof cuts[0]; k++) {
+        size_t start = cuts[k], end = cuts[k + 1];
+        s_begin(&b);
+        for (size_t i = start; i < end; i++)
+            s_append(&b, &s_story[i], i + 1);
+        s_commit(&b);
+        Sharebus__Checkpoint *cp;
+        s_begin(&b);
+        int rc = sbi_audit_checkpoint(b.audit, b.txn, &broker, &cp);
+        if (rc != SB_OK)
+            s_die("checkpoint", rc);
+        s_commit(&b);
+        s_begin(&a);
+        rc = sbi_audit_store_checkpoint(a.audit, a.txn, cp);
+        if (rc != SB_OK)
+            s_die("store checkpoint", rc);
+        s_commit(&a);
+        sharebus__checkpoint__free_unpacked(cp, NULL);
+    }
+    s_begin(&a);    /* the agent's own log: what it sent and received */
+    s_story_t sent = s_story[4], received = s_story[5];
+    sent.kind = K(MESSAGE_SENT);
+    received.kind = K(MESSAGE_RECEIVED);
+    s_append(&a, &sent, 1);
+    s_append(&a, &received, 2);
+    s_commit(&a);
+    s_close(&a);
+    s_close(&b);
+    sbi_keys_wipe(&broker);
+}
+
+static void s_forge_checkpoint(s_log_t *log)
+{
+    sbi_keys_t forger;
+    sbi_keys_generate(&forger, SBI_CERT_BROKER);
+    strcpy(forger.cert.agency, "broker");
+    Sharebus__Checkpoint *cp;
+    s_begin(log);
+    int rc = sbi_audit_checkpoint(log->audit, log->txn, &forger, &cp);
+    if (rc != SB_OK)
+        s_die("checkpoint", rc);
+    s_commit(log);
+    sharebus__checkpoint__free_unpacked(cp, NULL);
+    sbi_keys_wipe(&forger);
+}
+
+static int s_damage(const char *what, const char *ddir, uint64_t seq, size_t offset)
+{
+    s_log_t log;
+    s_open(&log, ddir);
+    int rc = SB_OK;
+    if (strcmp(what, "flip") == 0)
+        rc = sbi_tamper_flip(log.store, seq, offset);
+    else if (strcmp(what, "delete") == 0)
+        rc = sbi_tamper_delete(log.store, seq);
+    else if (strcmp(what, "truncate") == 0)
+        rc = sbi_tamper_truncate(log.store, seq, true);
+    else if (strcmp(what, "rewrite") == 0)
+        rc = sbi_tamper_rewrite(log.store, seq, "nothing-to-see");
+    else if (strcmp(what, "drop-checkpoints") == 0) {
+        s_begin(&log);
+        rc = sbi_store_code(mdb_drop(log.txn, log.audit->checkpoints, 0));
+        s_commit(&log);
+    } else if (strcmp(what, "forge-checkpoint") == 0)
+        s_forge_checkpoint(&log);
+    else {
+        fprintf(stderr, "audit-fixture: unknown command %s\n", what);
+        rc = SB_EINVAL;
+    }
+    s_close(&log);
+    if (rc != SB_OK)
+        s_die(what, rc);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    sbi_init();
+    sbi_log_setup("audit-fixture", SBI_LOG_ERROR);
+    if (argc == 3 && strcmp(argv[1], "make") == 0) {
+        s_make(argv[2]);
+        return 0;
+    }
+    if (argc >= 3 && argc <= 5) {
+        uint64_t seq = argc > 3 ? strtoull(argv[3], NULL, 10) : 0;
+        size_t offset = argc > 4 ? strtoull(argv[4], NULL, 10) : 20;
+        return s_damage(argv[1], argv[2], seq, offset);
+    }
+    fprintf(stderr, "usage: audit-fixture make DIR | COMMAND DDIR [SEQ [OFFSET]]\n");
+    return 2;
+}

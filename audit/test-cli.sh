@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# test-cli.sh SHAREBUS_AUDIT AUDIT_FIXTURE - what an auditor sees from
+# sharebus-audit: output, exit statuses (0 ok, 1 failure, 2 usage), and that
+# verify names the first bad sequence number and the fault for every kind of
+# tampering. The fixture's story is in audit/audit-fixture.c: 16 records,
+# broker checkpoints after 9 and 16, copies of both in the agent's store.
+set -euo pipefail
+
+sba=${1:?usage: test-cli.sh PATH/TO/sharebus-audit PATH/TO/audit-fixture}
+fixture=${2:?usage: test-cli.sh PATH/TO/sharebus-audit PATH/TO/audit-fixture}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+out=$tmp/stdout
+err=$tmp/stderr
+passed=0
+failed=0
+
+pass() { passed=$((passed + 1)); }
+fail()
+{
+    failed=$((failed + 1))
+    echo "FAIL (line ${BASH_LINENO[1]}): $*" >&2
+    sed 's/^/    stdout: /' "$out" >&2 || true
+    sed 's/^/    stderr: /' "$err" >&2 || true
+}
+
+# run CMD...: keeps stdout, stderr and the status; a sanitizer report fails.
+run()
+{
+    set +e
+    "$@" >"$out" 2>"$err"
+    status=$?
+    set -e
+    if grep -qE 'runtime error:|Sanitizer' "$err"; then
+        fail "sanitizer report from: $*"
+    fi
+}
+
+# expect STATUS CMD...
+expect()
+{
+    local want=$1
+    shift
+    run "$@"
+    if [ "$status" -eq "$want" ]; then pass; else fail "expected $want, got $status: $*"; fi
+}
+
+# has FILE PATTERN: grep -E in stdout or stderr.
+has()
+{
+    if grep -qE -- "$2" "$1"; then pass; else fail "no /$2/ in $(basename "$1")"; fi
+}
+hasnt()
+{
+    if grep -qE -- "$2" "$1"; then fail "unexpected /$2/ in $(basename "$1")"; else pass; fi
+}
+
+# lines N: stdout has N lines.
+lines()
+{
+    local n
+    n=$(wc -l <"$out")
+    if [ "$n" -eq "$1" ]; then pass; else fail "expected $1 lines, got $n"; fi
+}
+
+# seqs "1 2 3": the JSON lines on stdout are exactly these records.
+seqs()
+{
+    local got
+    got=$(grep -oE '^\{"seq":[0-9]+' "$out" | cut -d: -f2 | tr '\n' ' ' | sed 's/ $//')
+    if [ "$got" = "$1" ]; then pass; else fail "expected seqs '$1', got '$got'"; fi
+}
+
+"$fixture" make "$tmp/fx"
+broker=$tmp/fx/broker
+agent=$tmp/fx/agent
+certs=$tmp/fx/certs
+key=$certs/subject.key
+alice=900101-1234567
+
+# ------------------------------------------------------------ usage
+expect 0 "$sba" --help
+has "$out" '^usage: sharebus-audit COMMAND'
+expect 0 "$sba" --version
+has "$out" '^sharebus-audit [0-9]'
+expect 2 "$sba"
+expect 2 "$sba" frobnicate --data "$broker"
+has "$err" "unknown command 'frobnicate'"
+expect 2 "$sba" query
+expect 2 "$sba" query --data "$broker" --bogus
+expect 2 "$sba" query --data "$broker" --since yesterday
+expect 2 "$sba" query --data "$broker" --since 2026-03-05 --until 2026-03-01
+expect 2 "$sba" query --data "$broker" --kind bogus
+expect 2 "$sba" query --data "$broker" --limit ten
+expect 2 "$sba" query --data "$broker" --subject "$alice"
+has "$err" 'subject-key'
+expect 2 "$sba" query --data "$broker" --subject --- --subject-key "$key"
+expect 2 "$sba" report --data "$broker"
+expect 2 "$sba" export --data "$broker" --format xml
+expect 2 "$sba" query --data "$broker" extra-argument
+expect 1 "$sba" query --data "$tmp/nowhere"
+has "$err" 'nowhere/store'
+expect 1 "$sba" query --data "$broker" --subject "$alice" --subject-key "$tmp/nokey"
+
+# ------------------------------------------------------------ query
+expect 0 "$sba" query --data "$broker"
+lines 17
+has "$out" '^ +SEQ +TIME +KIND'
+has "$out" '^ +5  2026-03-01T09:06:00Z  request-routed +koroad>nhis +health.checkup.vision-hearing +driver-licence-renewal +allow +licence-renewal-uses-checkup +c-0001$'
+has "$out" '^ +7 .* request-refused .* marketing +denied'
+has "$err" '^16 record\(s\)'
+expect 0 "$sba" query --data "$broker" --json
+seqs "1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16"
+has "$out" '"kind":"reply-forwarded"'
+has "$out" '"fields_delivered":\["exam_date","vision_left","vision_right","hearing_left","hearing_right"\]'
+has "$out" '"error":"timeout"'
+hasnt "$out" "$alice"
+expect 0 "$sba" query --data "$broker" --json --subject "$alice" --subject-key "$key"
+seqs "4 5 6 7 10 11 12 13 14 16"
+has "$out" '"subject_ref":"[0-9a-f]{64}"'
+hasnt "$out" "$alice"
+expect 0 "$sba" query --data "$broker" --json --subject 850505-7654321 --subject-key "$key"
+seqs "8 9"
+expect 0 "$sba" query --data "$broker" --json --subject "$alice" --subject-key "$key" --agency koroad --kind request-routed
+seqs "5 10"
+expect 0 "$sba" query --data "$broker" --json --agency police
+seqs "8 9"
+expect 0 "$sba" query --data "$broker" --json --agency nhis
+seqs "3 5 6 7 10 11"
+expect 0 "$sba" query --data "$broker" --json --dataset vehicle.registration
+seqs "8 9"
+expect 0 "$sba" query --data "$broker" --json --purpose marketing
+seqs "7"
+expect 0 "$sba" query --data "$broker" --json --kind consent-revoked
+seqs "16"
+expect 0 "$sba" query --data "$broker" --json --since 2026-03-04
+seqs "12 13 14 15 16"
+expect 0 "$sba" query --data "$broker" --json --until 2026-03-01
+seqs "1 2 3 4 5 6"
+expect 0 "$sba" query --data "$broker" --json --since 2026-03-02T09:15:00Z --until 2026-03-03T09:00:01Z
+seqs "8 9 10"
+expect 0 "$sba" query --data "$broker" --json --agency koroad --limit 3
+seqs "2 4 5"
+expect 0 "$sba" query --data "$broker" --json --agency nobody
+lines 0
+expect 0 "$sba" query --data "$agent" --json
+seqs "1 2"
+has "$out" '"kind":"message-sent"'
+
+# ------------------------------------------------------------ export
+expect 0 "$sba" export --data "$broker"
+seqs "1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16"
+has "$out" '"hash":"[0-9a-f]{64}"'
+has "$err" 'exported 16 record'
+expect 0 "$sba" export --data "$broker" --since 2026-03-03 --until 2026-03-03 --format csv
+lines 3
+has "$out" '^seq,time,time_ms,kind,message_id,correlation_id,from,to,dataset,purpose,subject_ref,'
+has "$out" '^10,2026-03-03T09:00:00Z,[0-9]+,request-routed,'
+has "$out" '^11,.*,timeout,.*,no reply within 5000 ms,'
+expect 0 "$sba" export --data "$broker" --kind request-routed --format csv
+has "$out" 'exam_date;vision_left;vision_right;hearing_left;hearing_right'
+
+# ------------------------------------------------------------ verify
+expect 0 "$sba" verify --data "$broker" --certs "$certs"
+has "$out" '^intact: 16 records, 2 checkpoints, head 16 [0-9a-f]{64}$'
+expect 0 "$sba" verify --data "$broker" --certs "$certs" --json
+has "$out" '"intact":true,"records":16,"checkpoints":2,"head_seq":16'
+expect 0 "$sba" verify --data "$broker"
+has "$err" 'signatures are not checked'
+expect 0 "$sba" verify --data "$agent" --certs "$certs"
+has "$out" '^intact: 2 records, 0 checkpoints, head 2 '
+expect 1 "$sba" verify --data "$broker" --certs "$tmp/nowhere"
+expect 1 "$sba" verify --data "$broker" --certs "$certs" --signer nosuch
+has "$err" "no valid certificate of 'nosuch'"
+
+# ------------------------------------------------------------ checkpoint
+expect 0 "$sba" checkpoint --data "$agent" --out "$tmp/latest.json"
+lines 0
+has "$tmp/latest.json" '^\{"seq":16,"head_hash":"[0-9a-f]{64}","time_ms":[0-9]+,"time":"[0-9T:Z-]+","signer":"broker","signature":"[0-9a-f]{128}"\}$'
+expect 0 "$sba" checkpoint --data "$agent" --all
+lines 2
+has "$out" '^\{"seq":9,'
+cp "$out" "$tmp/all.json"
+expect 0 "$sba" checkpoint --data "$broker"
+has "$out" '^\{"seq":16,'
+expect 0 "$sba" verify --data "$broker" --certs "$certs" --checkpoint "$tmp/all.json" --checkpoint "$tmp/latest.json"
+has "$out" '^intact: 16 records, 5 checkpoints, head 16 '
+echo '{"seq":1}' >"$tmp/junk.json"
+expect 1 "$sba" verify --data "$broker" --certs "$certs" --checkpoint "$tmp/junk.json"
+has "$err" 'junk.json:1: not a sharebus checkpoint'
+expect 1 "$sba" verify --data "$broker" --checkpoint "$tmp/missing.json"
+sed 's/"signature":"[0-9a-f]/"signature":"f/; s/"signature":"ff/"signature":"0f/' "$tmp/latest.json" >"$tmp/forged.json"
+expect 1 "$sba" verify --data "$broker" --certs "$certs" --checkpoint "$tmp/forged.json"
+has "$out" '^NOT INTACT: bad checkpoint at seq 16: '
+
+# ------------------------------------------------------------ report
+expect 0 "$sba" report --data "$broker" --subject "$alice" --subject-key "$key"
+has "$out" '^Access report for the person with subject reference [0-9a-f]{16}'
+has "$out" '^2026-03-01 09:06  koroad obtained health.checkup.vision-hearing \(exam_date, vision_left, vision_right, hearing_left, hearing_right\) from nhis\.$'
+has "$out" 'purpose: driver-licence-renewal; rule: licence-renewal-uses-checkup; consent: c-0001; audit records 5 and 6$'
+has "$out" '^2026-03-02 09:00  koroad asked nhis for health.checkup.vision-hearing \(vision_left, blood_pressure\): refused, nothing was shared: no policy rule allows it'
+has "$out" 'no answer in time, nothing was shared'
+has "$out" 'nts received resident.address-changed \(new_address, moved_on\) from mois'
+has "$out" 'you gave consent c-0001'
+has "$out" 'consent c-0001 for health.checkup.vision-hearing was withdrawn'
+hasnt "$out" "$alice"
+hasnt "$out" 'police'
+expect 0 "$sba" report --data "$broker" --subject "9001011234567" --subject-key "$key" --certs "$certs"
+has "$out" 'koroad \(Road Traffic Authority\) obtained'
+expect 0 "$sba" report --data "$broker" --subject "$alice" --subject-key "$key" --json
+has "$out" '"event":"obtained","from":"koroad","to":"nhis","dataset":"health.checkup.vision-hearing","fields":\["exam_date",'
+has "$out" '"seqs":\[5,6\]'
+has "$out" '"event":"refused".*"error":"denied"'
+expect 0 "$sba" report --data "$broker" --subject 111111-1111111 --subject-key "$key"
+has "$out" 'Nothing on record'
+
+# ------------------------------------------------------------ tampering
+# tamper HOW SEQ: a fresh copy of the broker's store, damaged.
+tamper()
+{
+    rm -rf "$tmp/t"
+    cp -r "$broker" "$tmp/t"
+    "$fixture" "$1" "$tmp/t" "${2:-0}" >/dev/null
+}
+
+tamper flip 5
+expect 1 "$sba" verify --data "$tmp/t" --certs "$certs"
+has "$out" '^NOT INTACT: altered record at seq 5: '
+expect 1 "$sba" verify --data "$tmp/t" --certs "$certs" --json
+has "$out" '"intact":false,.*"fault":"altered record","seq":5,'
+expect 1 "$sba" query --data "$tmp/t" --json
+has "$err" 'damaged'
+seqs "1 2 3 4 6 7 8 9 10 11 12 13 14 15 16"
+
+tamper delete 9
+expect 1 "$sba" verify --data "$tmp/t" --certs "$certs"
+has "$out" '^NOT INTACT: missing record at seq 9: '
+
+tamper truncate 14
+expect 1 "$sba" verify --data "$tmp/t" --certs "$certs"
+has "$out" '^NOT INTACT: truncated log at seq 14: .*checkpoint'
+
+tamper rewrite 3
+expect 1 "$sba" verify --data "$tmp/t" --certs "$certs"
+has "$out" '^NOT INTACT: altered record at seq 9: .*rewritten'
+
+# A forger who rewrites and drops the stored checkpoints: the agent's copy.
+"$fixture" drop-checkpoints "$tmp/t"
+expect 0 "$sba" verify --data "$tmp/t" --certs "$certs"
+expect 1 "$sba" verify --data "$tmp/t" --certs "$certs" --checkpoint "$tmp/latest.json"
+has "$out" '^NOT INTACT: altered record at seq 16: .*rewritten'
+
+tamper forge-checkpoint
+expect 1 "$sba" verify --data "$tmp/t" --certs "$certs"
+has "$out" '^NOT INTACT: bad checkpoint at seq 16: .*not signed'
+
+echo "audit-cli: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
