@@ -1,7 +1,9 @@
 /*  decide.c - the rule index and the decision: default deny.
 
     Rules are grouped by consumer x dataset in a hash table, so a decision
-    is one lookup and a scan of that pair's few rules, with no allocation.
+    is two read-only lookups (dataset, group) and a scan of that pair's few
+    rules, with no allocation and nothing written: threads may share a
+    policy.
     No two rules of a group share a purpose in overlapping validity windows
     (the loader refuses that), so at most one rule can decide a request. */
 #include "internal.h"
@@ -183,13 +185,13 @@ int sbi_policy_decide(sbi_policy_t *self, const char *consumer, const char *data
     purpose = purpose ? purpose : "";
     decision->rule = NULL;
     decision->n_flow = 0;
-    if (!zhashx_lookup(self->dataset_index, dataset))
+    if (!pol_table_lookup(&self->dataset_table, dataset))
         return s_deny(decision, SB_ENODATASET, "dataset '%.128s' is not declared", dataset);
     if (n_fields > SBI_FIELDS_MAX)
         return s_deny(decision, SB_EDENIED, "more than %d fields requested", SBI_FIELDS_MAX);
     char key[POL_GROUP_KEY_SIZE];
     const pol_group_t *group =
-        pol_group_key(consumer, dataset, key) ? zhashx_lookup(self->groups, key) : NULL;
+        pol_group_key(consumer, dataset, key) ? pol_table_lookup(&self->group_table, key) : NULL;
     if (!group || group->count == 0)
         return s_deny(decision, SB_EDENIED, "no rule lets %.32s obtain %s", consumer, dataset);
     const sbi_rule_t *expired = NULL;

@@ -40,6 +40,19 @@ typedef struct {
 int pol_vec_push(pol_vec_t *self, void *item) SBI_UNUSED_RESULT;
 void pol_vec_clear(pol_vec_t *self);
 
+/* A read-only hash table of string keys, frozen from a zhashx once loading
+   is done (see table.c for why). Keys and slots live in the arena. */
+typedef struct {
+    const char **keys;
+    void **values;
+    size_t mask; /* slots - 1; slots are a power of two */
+} pol_table_t;
+
+int pol_table_freeze(pol_table_t *self, pol_arena_t *arena, zhashx_t *from) SBI_UNUSED_RESULT;
+
+/* The value under `key`, or NULL. Reads only. */
+void *pol_table_lookup(const pol_table_t *self, const char *key);
+
 /* ------------------------------------------------------------- model */
 
 typedef struct {
@@ -76,10 +89,13 @@ struct sbi_policy_t {
     uint8_t version[SBI_HASH_SIZE];
     Sharebus__PolicyBundle bundle;
     pol_vec_t datasets, rules, topics;
+    /* While loading; destroyed once the policy is frozen: */
     zhashx_t *dataset_index; /* id -> pol_dataset_t */
     zhashx_t *topic_index;   /* id -> pol_topic_t */
     zhashx_t *rule_index;    /* id -> pol_rule_t */
     zhashx_t *groups;        /* "consumer dataset" -> pol_group_t */
+    /* Once loaded, what every getter and decision reads: */
+    pol_table_t dataset_table, topic_table, rule_table, group_table;
 };
 
 /* The lookup key of a consumer x dataset group, into `buf` (at least

@@ -274,6 +274,26 @@ static int s_bundle(sbi_policy_t *self, const pol_file_t *files, size_t n_files)
     return SB_OK;
 }
 
+/* Swaps the loading indexes for read-only tables (see table.c). */
+static int s_freeze(sbi_policy_t *self)
+{
+    pol_arena_t *arena = &self->arena;
+    int rc = pol_table_freeze(&self->dataset_table, arena, self->dataset_index);
+    if (rc == SB_OK)
+        rc = pol_table_freeze(&self->topic_table, arena, self->topic_index);
+    if (rc == SB_OK)
+        rc = pol_table_freeze(&self->rule_table, arena, self->rule_index);
+    if (rc == SB_OK)
+        rc = pol_table_freeze(&self->group_table, arena, self->groups);
+    for (size_t i = 0; i < self->datasets.count; i++)
+        zhashx_destroy(&((pol_dataset_t *)self->datasets.items[i])->field_set);
+    zhashx_destroy(&self->dataset_index);
+    zhashx_destroy(&self->topic_index);
+    zhashx_destroy(&self->rule_index);
+    zhashx_destroy(&self->groups);
+    return rc;
+}
+
 /* Loads the files gathered in `ld` (name-sorted, in the policy's arena). */
 static sbi_policy_t *s_load(pol_loader_t *ld, zlistx_t *errors)
 {
@@ -284,7 +304,7 @@ static sbi_policy_t *s_load(pol_loader_t *ld, zlistx_t *errors)
     pol_parse_cleanup(ld);
     pol_index_rules(ld);
     s_version(ld->policy, ld->files, ld->n_files);
-    if (s_bundle(ld->policy, ld->files, ld->n_files) != SB_OK)
+    if (s_bundle(ld->policy, ld->files, ld->n_files) != SB_OK || s_freeze(ld->policy) != SB_OK)
         pol_error(ld, POL_NO_FILE, (pol_mark_t){0}, "out of memory");
     bool failed = ld->errors.count > 0 || ld->too_many;
     s_errors_flush(ld, errors);
@@ -470,21 +490,21 @@ const Sharebus__PolicyBundle *sbi_policy_bundle(sbi_policy_t *self)
 const sbi_dataset_t *sbi_policy_dataset(sbi_policy_t *self, const char *id)
 {
     assert(self);
-    pol_dataset_t *dataset = id ? zhashx_lookup(self->dataset_index, id) : NULL;
+    pol_dataset_t *dataset = id ? pol_table_lookup(&self->dataset_table, id) : NULL;
     return dataset ? &dataset->pub : NULL;
 }
 
 const sbi_topic_t *sbi_policy_topic(sbi_policy_t *self, const char *id)
 {
     assert(self);
-    pol_topic_t *topic = id ? zhashx_lookup(self->topic_index, id) : NULL;
+    pol_topic_t *topic = id ? pol_table_lookup(&self->topic_table, id) : NULL;
     return topic ? &topic->pub : NULL;
 }
 
 const sbi_rule_t *sbi_policy_rule(sbi_policy_t *self, const char *id)
 {
     assert(self);
-    pol_rule_t *rule = id ? zhashx_lookup(self->rule_index, id) : NULL;
+    pol_rule_t *rule = id ? pol_table_lookup(&self->rule_table, id) : NULL;
     return rule ? &rule->pub : NULL;
 }
 

@@ -628,6 +628,28 @@ TEST(test_oversized_file_is_reported)
     s_rmtmp(&tmp);
 }
 
+TEST(test_a_flood_of_errors_stops_at_a_thousand)
+{
+    size_t size = 64 + 1100 * 6;
+    char *text = malloc(size);
+    size_t used = (size_t)snprintf(text, size, "version: 1\nrules:\n");
+    for (int i = 0; i < 1100; i++)
+        used += (size_t)snprintf(text + used, size - used, "  - 3\n");
+    zlistx_t *errors = s_error_list();
+    Sharebus__PolicyFile file = SHAREBUS__POLICY_FILE__INIT, *list[] = {&file};
+    Sharebus__PolicyBundle bundle = SHAREBUS__POLICY_BUNDLE__INIT;
+    file.name = "p.yaml";
+    file.content.data = (uint8_t *)text;
+    file.content.len = used;
+    bundle.files = list;
+    bundle.n_files = 1;
+    CHECK(!sbi_policy_load_bundle(&bundle, NULL, errors));
+    CHECK_EQ(zlistx_size(errors), 1001);
+    CHECK_STR(zlistx_last(errors), "policy bundle: too many errors; stopped after 1000");
+    zlistx_destroy(&errors);
+    free(text);
+}
+
 /* ------------------------------------------------------------ bundles */
 
 TEST(test_version_hash_is_computed_as_documented)
