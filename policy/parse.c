@@ -175,6 +175,8 @@ static void s_subscribers(pol_ctx_t *c, pol_topic_t *t, zhashx_t *topic_fields, 
     zhashx_t *seen = zhashx_new();
     void *iter = NULL;
     struct fy_node *item;
+    if (!subscribers)
+        pol_err(c, key->at, "out of memory");
     while (subscribers && (item = fy_node_sequence_iterate(key->value, &iter))) {
         sbi_subscriber_t *s = &subscribers[t->pub.n_subscribers];
         if (!s_subscriber(c, t, topic_fields, item, key->at, s))

@@ -123,9 +123,19 @@ const char *pol_where(pol_loader_t *ld, size_t file, pol_mark_t at, char *buf, s
 /* Control characters from a hostile file never reach a terminal. */
 static void s_sanitize(char *text)
 {
-    for (unsigned char *c = (unsigned char *)text; *c; c++)
+    unsigned char *c = (unsigned char *)text;
+    for (; *c; c++)
         if (*c < ' ' || *c == 0x7f)
             *c = '?';
+    /* A message cut at its buffer's end must not end inside a character. */
+    unsigned char *lead = c;
+    while (lead > (unsigned char *)text && c - lead < 4 && (lead[-1] & 0xc0) == 0x80)
+        lead--;
+    if (lead > (unsigned char *)text && lead[-1] >= 0xc0) {
+        size_t need = lead[-1] >= 0xf0 ? 4 : lead[-1] >= 0xe0 ? 3 : 2;
+        if ((size_t)(c - lead) + 1 < need)
+            lead[-1] = 0;
+    }
 }
 
 void pol_error(pol_loader_t *ld, size_t file, pol_mark_t at, const char *fmt, ...)
@@ -406,7 +416,11 @@ static bool s_bundle_file(pol_loader_t *ld, const Sharebus__PolicyFile *in, pol_
 {
     pol_mark_t none = {0};
     const char *name = in ? in->name : NULL;
-    if (!name || strlen(name) > POL_FILE_NAME_MAX || strchr(name, '/') || !s_is_policy_name(name)) {
+    bool printable = name != NULL;
+    for (const unsigned char *c = (const unsigned char *)name; printable && *c; c++)
+        printable = *c >= ' ' && *c != 0x7f;
+    if (!printable || strlen(name) > POL_FILE_NAME_MAX || strchr(name, '/') ||
+        !s_is_policy_name(name)) {
         pol_error(ld, POL_NO_FILE, none, "file name '%.64s' is not a plain *.yaml or *.yml name",
                   name ? name : "");
         return false;

@@ -311,6 +311,23 @@ TEST(test_control_characters_never_reach_the_messages)
              "rules, topics)\n");
 }
 
+TEST(test_long_messages_are_cut_between_characters)
+{
+    char text[4096];
+    size_t used = (size_t)snprintf(text, sizeof text, "version: 1\n");
+    for (int i = 0; i < 700; i++)
+        used += (size_t)snprintf(text + used, sizeof text - used, "\xea\xb0\x80");
+    snprintf(text + used, sizeof text - used, ": 1\n");
+    sbi_policy_t *policy = s_load_files(NULL, "p.yaml", text, NULL);
+    CHECK(!policy);
+    size_t len = strlen(s_out);
+    CHECK(len > 1000 && len < 1100);
+    /* Complete three-byte characters up to the end of the message. */
+    const char *end = strchr(s_out, '\n');
+    const char *key = strstr(s_out, "'");
+    CHECK(end && key && (size_t)(end - key - 1) % 3 == 0);
+}
+
 TEST(test_dataset_declared_twice_names_both_places)
 {
     sbi_policy_t *policy = s_load_files(NULL, "a.yaml", S_DATASET, "b.yaml", S_DATASET, NULL);
@@ -713,13 +730,14 @@ TEST(test_bundle_round_trip_gives_the_same_version)
 
 TEST(test_bundle_with_bad_file_names_is_refused)
 {
-    const char *bad[] = {"../p.yaml", "dir/p.yaml", "p.txt", ".p.yaml", "", "yaml"};
+    const char *bad[] = {"../p.yaml", "dir/p.yaml", "p.txt", ".p.yaml", "", "yaml", "a\nb.yaml"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sbi_policy_t *policy = s_load_files(NULL, bad[i], S_DATASET, NULL);
         CHECK(!policy);
         char expected[256];
         snprintf(expected, sizeof expected,
-                 "policy bundle: file name '%s' is not a plain *.yaml or *.yml name\n", bad[i]);
+                 "policy bundle: file name '%s' is not a plain *.yaml or *.yml name\n",
+                 i == 6 ? "a?b.yaml" : bad[i]);
         CHECK_STR(s_out, expected);
     }
     CHECK(!s_load_files(NULL, "p.yaml", S_DATASET, "p.yaml", S_DATASET, NULL));
