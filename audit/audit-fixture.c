@@ -300,7 +300,7 @@ static int s_damage(const char *what, const char *ddir, uint64_t seq, size_t off
     else if (strcmp(what, "truncate") == 0)
         rc = sbi_tamper_truncate(log.store, seq, true);
     else if (strcmp(what, "rewrite") == 0)
-        rc = sbi_tamper_rewrite(log.store, seq, "nothing-to-see");
+        rc = sbi_tamper_rewrite(log.store, seq, 0, "nothing-to-see");
     else if (strcmp(what, "drop-checkpoints") == 0) {
         s_begin(&log);
         rc = sbi_store_code(mdb_drop(log.txn, log.audit->checkpoints, 0));

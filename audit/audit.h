@@ -116,7 +116,7 @@ typedef struct {
     uint64_t seq;            /* first bad sequence number */
     uint64_t records;        /* records checked */
     uint64_t checkpoints;    /* checkpoints checked */
-    uint64_t head_seq;       /* last record checked, and its hash */
+    uint64_t head_seq;       /* the last record and its hash (when intact) */
     uint8_t head_hash[SBI_HASH_SIZE];
     char detail[256];
 } sbi_audit_report_t;

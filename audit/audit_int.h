@@ -72,6 +72,21 @@ int sbi_audit_entry_decode(sbi_audit_decoder_t *self, const void *data, size_t s
                            Sharebus__AuditRecord **record_p, uint8_t hash[SBI_HASH_SIZE])
     SBI_UNUSED_RESULT;
 
+/* Records a fault in `report` unless it already holds one at a lower or
+   equal sequence number: verification names the first bad record. */
+void sbi_audit_report_fault(sbi_audit_report_t *report, sbi_audit_fault_t fault, uint64_t seq,
+                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Walks the whole log in `txn`'s snapshot (split across threads on a long
+   log), recording faults, the records checked and the head in `report`;
+   *last_p is the highest sequence number stored. SB_OK, or the code of a
+   store that cannot be read at all. */
+int sbi_audit_walk(sbi_audit_t *self, MDB_txn *txn, sbi_audit_report_t *report,
+                   uint64_t *last_p) SBI_UNUSED_RESULT;
+
+/* Logs shorter than this are walked by one thread (tests lower it). */
+extern uint64_t sbi_audit_parallel_min;
+
 /* Reads a u64 from the meta database (0 when absent or not 8 bytes). */
 uint64_t sbi_audit_meta_get(sbi_audit_t *self, MDB_txn *txn, const char *name);
 

@@ -1,11 +1,8 @@
-/*  audit_verify.c - recompute the chain and hold it against checkpoints.
-
-    The walk trusts nothing in the store: every entry is decoded with a
-    bounded allocator, its hash recomputed, its seq checked against its key
-    and its prev_hash against the previous record. Then every checkpoint
-    (the log's own and those handed in, e.g. agencies' copies) must carry a
-    valid signature and name a record that exists with the hash it signed:
-    an operator who rewrites history and recomputes the chain cannot sign.
+/*  audit_verify.c - recompute the chain (audit_walk.c) and hold it against
+    the checkpoints: every checkpoint (the log's own and those handed in,
+    e.g. agencies' copies) must carry a valid signature and name a record
+    that exists with the hash it signed. An operator who rewrites history
+    and recomputes the chain cannot sign.
 */
 #include "audit_int.h"
 
@@ -22,7 +19,6 @@ typedef struct {
     sbi_audit_decoder_t decoder;
     uint64_t last;              /* the highest key in the log */
     sbi_audit_report_t *report;
-    bool faulty;
 } s_verifier_t;
 
 const char *sbi_audit_fault_name(sbi_audit_fault_t fault)
@@ -37,87 +33,6 @@ const char *sbi_audit_fault_name(sbi_audit_fault_t fault)
     return "unknown fault";
 }
 
-/* Keeps the fault with the lowest sequence number (the first found wins a
-   tie: the chain walk comes before the checkpoints). */
-__attribute__((format(printf, 4, 5))) static void
-s_fault(s_verifier_t *v, sbi_audit_fault_t fault, uint64_t seq, const char *fmt, ...)
-{
-    if (v->faulty && v->report->seq <= seq)
-        return;
-    v->faulty = true;
-    v->report->fault = fault;
-    v->report->seq = seq;
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(v->report->detail, sizeof v->report->detail, fmt, args);
-    va_end(args);
-}
-
-/* One entry of the walk; false when it breaks the chain. */
-static bool s_check_entry(s_verifier_t *v, const MDB_val *key, const MDB_val *val,
-                          uint64_t expected, uint8_t prev[SBI_HASH_SIZE])
-{
-    if (key->mv_size != 8) {
-        s_fault(v, SBI_AUDIT_ALTERED, expected, "a key after record %" PRIu64
-                " is not a sequence number", expected - 1);
-        return false;
-    }
-    uint64_t seq = sbi_be64_get(key->mv_data);
-    if (seq < expected) {
-        s_fault(v, SBI_AUDIT_ALTERED, seq, "record %" PRIu64 " has an invalid key", seq);
-        return false;
-    }
-    if (seq > expected) {
-        s_fault(v, SBI_AUDIT_MISSING, expected, "record %" PRIu64 " is absent; the next "
-                "stored record is %" PRIu64, expected, seq);
-        return false;
-    }
-    Sharebus__AuditRecord *record;
-    uint8_t hash[SBI_HASH_SIZE];
-    if (sbi_audit_entry_decode(&v->decoder, val->mv_data, val->mv_size, &record, hash) != SB_OK) {
-        s_fault(v, SBI_AUDIT_ALTERED, seq, "%s", v->decoder.why);
-        return false;
-    }
-    if (record->seq != seq) {
-        s_fault(v, SBI_AUDIT_ALTERED, seq, "the record says it is %" PRIu64 " but is stored as "
-                "%" PRIu64, record->seq, seq);
-        return false;
-    }
-    if (record->prev_hash.len != SBI_HASH_SIZE
-        || memcmp(record->prev_hash.data, prev, SBI_HASH_SIZE) != 0) {
-        s_fault(v, SBI_AUDIT_ALTERED, seq, "the record does not chain to record %" PRIu64
-                " (one of the two was rewritten)", seq - 1);
-        return false;
-    }
-    memcpy(prev, hash, SBI_HASH_SIZE);
-    v->report->records++;
-    v->report->head_seq = seq;
-    memcpy(v->report->head_hash, hash, SBI_HASH_SIZE);
-    return true;
-}
-
-static int s_walk(s_verifier_t *v)
-{
-    MDB_cursor *cursor;
-    int rc = mdb_cursor_open(v->txn, v->audit->log, &cursor);
-    if (rc != 0)
-        return sbi_store_code(rc);
-    MDB_val key, val;
-    if (mdb_cursor_get(cursor, &key, &val, MDB_LAST) == 0 && key.mv_size == 8)
-        v->last = sbi_be64_get(key.mv_data);
-    uint8_t prev[SBI_HASH_SIZE] = {0};
-    uint64_t expected = 1;
-    for (rc = mdb_cursor_get(cursor, &key, &val, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT), expected++)
-        if (!s_check_entry(v, &key, &val, expected, prev))
-            break;
-    mdb_cursor_close(cursor);
-    if (rc != 0 && rc != MDB_NOTFOUND)
-        s_fault(v, SBI_AUDIT_ALTERED, expected, "the store cannot be read past record %" PRIu64
-                ": %s", expected - 1, mdb_strerror(rc));
-    return SB_OK;
-}
-
 /* The hash stored with record `seq`, or a fault. */
 static bool s_hash_at(s_verifier_t *v, uint64_t seq, uint8_t hash[SBI_HASH_SIZE])
 {
@@ -125,12 +40,12 @@ static bool s_hash_at(s_verifier_t *v, uint64_t seq, uint8_t hash[SBI_HASH_SIZE]
     sbi_be64_put(key_bytes, seq);
     MDB_val key = {8, key_bytes}, val;
     if (mdb_get(v->txn, v->audit->log, &key, &val) != 0) {
-        s_fault(v, SBI_AUDIT_MISSING, seq, "record %" PRIu64 " is absent", seq);
+        sbi_audit_report_fault(v->report, SBI_AUDIT_MISSING, seq, "record %" PRIu64 " is absent", seq);
         return false;
     }
     Sharebus__AuditRecord *record;
     if (sbi_audit_entry_decode(&v->decoder, val.mv_data, val.mv_size, &record, hash) != SB_OK) {
-        s_fault(v, SBI_AUDIT_ALTERED, seq, "%s", v->decoder.why);
+        sbi_audit_report_fault(v->report, SBI_AUDIT_ALTERED, seq, "%s", v->decoder.why);
         return false;
     }
     return true;
@@ -147,26 +62,26 @@ static void s_check_checkpoint(s_verifier_t *v, const Sharebus__Checkpoint *cp,
         if ((rc = sbi_checkpoint_verify(cp, v->keys[i])) == SB_OK)
             break;
     if (rc != SB_OK) {
-        s_fault(v, SBI_AUDIT_BAD_CHECKPOINT, cp->seq, "%s checkpoint of %s %s", origin, when,
+        sbi_audit_report_fault(v->report, SBI_AUDIT_BAD_CHECKPOINT, cp->seq, "%s checkpoint of %s %s", origin, when,
                 rc == SB_EBADSIG ? "is not signed by the broker's key" : "is malformed");
         return;
     }
     static const uint8_t zeros[SBI_HASH_SIZE];
     if (cp->seq == 0) {
         if (memcmp(cp->head_hash.data, zeros, SBI_HASH_SIZE) != 0)
-            s_fault(v, SBI_AUDIT_BAD_CHECKPOINT, 0, "%s checkpoint of %s names seq 0 with a "
+            sbi_audit_report_fault(v->report, SBI_AUDIT_BAD_CHECKPOINT, 0, "%s checkpoint of %s names seq 0 with a "
                     "hash", origin, when);
         return;
     }
     if (cp->seq > v->last) {
-        s_fault(v, SBI_AUDIT_TRUNCATED, v->last + 1, "the log ends at record %" PRIu64
+        sbi_audit_report_fault(v->report, SBI_AUDIT_TRUNCATED, v->last + 1, "the log ends at record %" PRIu64
                 " but the %s checkpoint of %s covers record %" PRIu64, v->last, origin, when,
                 cp->seq);
         return;
     }
     uint8_t hash[SBI_HASH_SIZE];
     if (s_hash_at(v, cp->seq, hash) && memcmp(hash, cp->head_hash.data, SBI_HASH_SIZE) != 0)
-        s_fault(v, SBI_AUDIT_ALTERED, cp->seq, "record %" PRIu64 " is not the one the %s "
+        sbi_audit_report_fault(v->report, SBI_AUDIT_ALTERED, cp->seq, "record %" PRIu64 " is not the one the %s "
                 "checkpoint of %s signed: history was rewritten", cp->seq, origin, when);
 }
 
@@ -185,7 +100,7 @@ static int s_check_stored(s_verifier_t *v)
             if (cp)
                 sharebus__checkpoint__free_unpacked(cp, NULL);
             v->report->checkpoints++;
-            s_fault(v, SBI_AUDIT_BAD_CHECKPOINT, seq, "stored checkpoint %" PRIu64
+            sbi_audit_report_fault(v->report, SBI_AUDIT_BAD_CHECKPOINT, seq, "stored checkpoint %" PRIu64
                     " is malformed", seq);
             continue;
         }
@@ -202,7 +117,7 @@ static void s_check_meta(s_verifier_t *v)
 {
     uint64_t head = sbi_audit_meta_get(v->audit, v->txn, "head");
     if (head > v->last)
-        s_fault(v, SBI_AUDIT_TRUNCATED, v->last + 1, "the log ends at record %" PRIu64
+        sbi_audit_report_fault(v->report, SBI_AUDIT_TRUNCATED, v->last + 1, "the log ends at record %" PRIu64
                 " but its head was %" PRIu64, v->last, head);
 }
 
@@ -228,7 +143,7 @@ int sbi_audit_verify_keys(sbi_audit_t *self, const uint8_t (*sign_publics)[32], 
         return rc;
     }
     sbi_audit_decoder_init(&v.decoder);
-    rc = s_walk(&v);
+    rc = sbi_audit_walk(self, v.txn, report, &v.last);
     if (rc == SB_OK) {
         s_check_meta(&v);
         rc = s_check_stored(&v);
@@ -242,5 +157,5 @@ int sbi_audit_verify_keys(sbi_audit_t *self, const uint8_t (*sign_publics)[32], 
                  sb_strerror(rc));
         return rc;
     }
-    return v.faulty ? SB_EBADSIG : SB_OK;
+    return report->fault != SBI_AUDIT_INTACT ? SB_EBADSIG : SB_OK;
 }

@@ -22,9 +22,10 @@ int sbi_tamper_delete(sbi_store_t *store, uint64_t seq) SBI_UNUSED_RESULT;
    head as a careful forger would. */
 int sbi_tamper_truncate(sbi_store_t *store, uint64_t seq, bool fix_meta) SBI_UNUSED_RESULT;
 
-/* Rewrites every record from `seq` on with `purpose`, recomputing each
-   hash and prev_hash so that the chain alone looks intact. */
-int sbi_tamper_rewrite(sbi_store_t *store, uint64_t seq, const char *purpose)
+/* Rewrites `count` records (0: every one) from `seq` on with `purpose`,
+   recomputing each hash and prev_hash; to the end, the chain alone looks
+   intact. */
+int sbi_tamper_rewrite(sbi_store_t *store, uint64_t seq, uint64_t count, const char *purpose)
     SBI_UNUSED_RESULT;
 
 #endif

@@ -189,7 +189,7 @@ echo '{"seq":1}' >"$tmp/junk.json"
 expect 1 "$sba" verify --data "$broker" --certs "$certs" --checkpoint "$tmp/junk.json"
 has "$err" 'junk.json:1: not a sharebus checkpoint'
 expect 1 "$sba" verify --data "$broker" --checkpoint "$tmp/missing.json"
-sed 's/"signature":"[0-9a-f]/"signature":"f/; s/"signature":"ff/"signature":"0f/' "$tmp/latest.json" >"$tmp/forged.json"
+sed -E 's/"signature":"0/"signature":"X/; s/"signature":"[1-9a-f]/"signature":"0/; s/"signature":"X/"signature":"1/' "$tmp/latest.json" >"$tmp/forged.json"
 expect 1 "$sba" verify --data "$broker" --certs "$certs" --checkpoint "$tmp/forged.json"
 has "$out" '^NOT INTACT: bad checkpoint at seq 16: '
 

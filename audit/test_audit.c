@@ -412,7 +412,7 @@ TEST(test_rewritten_history_is_caught_by_an_older_checkpoint)
     Sharebus__Checkpoint *at20 = s_checkpoint(&f);
     CHECK_EQ(s_append_rows(&f, 21, 30), SB_OK);
     s_expect_intact(&f, 30);
-    CHECK_EQ(sbi_tamper_rewrite(f.store, 15, "nothing-to-see"), SB_OK);
+    CHECK_EQ(sbi_tamper_rewrite(f.store, 15, 0, "nothing-to-see"), SB_OK);
     /* The chain alone is consistent again; the checkpoint at 20 is not. */
     sbi_audit_report_t report = s_verify(&f, NULL, 0);
     CHECK_EQ(report.fault, SBI_AUDIT_ALTERED);
@@ -471,6 +471,39 @@ TEST(test_forged_checkpoint_signature_is_a_bad_checkpoint)
     sbi_keys_wipe(&forger);
     sharebus__checkpoint__free_unpacked(forged, NULL);
     sharebus__checkpoint__free_unpacked(cp, NULL);
+    s_teardown(&f);
+}
+
+TEST(test_parallel_walk_finds_the_same_faults_at_range_boundaries)
+{
+    fx_t f;
+    s_setup(&f, 0, 0);
+    uint64_t saved = sbi_audit_parallel_min;
+    sbi_audit_parallel_min = 2;     /* 40 records: ranges 1-20 and 21-40 on 2 cpus */
+    CHECK_EQ(s_append_rows(&f, 1, 40), SB_OK);
+    Sharebus__Checkpoint *cp = s_checkpoint(&f);
+    s_expect_intact(&f, 40);
+    uint8_t head[SBI_HASH_SIZE];
+    sbi_audit_head(f.audit, head);
+    sbi_audit_report_t report = s_verify(&f, NULL, 0);
+    CHECK_EQ(report.head_seq, 40);
+    CHECK(memcmp(report.head_hash, head, SBI_HASH_SIZE) == 0);
+    static const uint64_t seqs[] = {1, 10, 19, 20, 21, 22, 30, 39, 40};
+    for (size_t i = 0; i < sizeof seqs / sizeof seqs[0]; i++) {
+        CHECK_EQ(sbi_tamper_flip(f.store, seqs[i], 50), SB_OK);
+        s_expect_fault(&f, SBI_AUDIT_ALTERED, seqs[i]);
+        CHECK_EQ(sbi_tamper_flip(f.store, seqs[i], 50), SB_OK);
+    }
+    CHECK_EQ(sbi_tamper_rewrite(f.store, 20, 1, "x"), SB_OK);    /* breaks the 20-21 link */
+    s_expect_fault(&f, SBI_AUDIT_ALTERED, 21);
+    CHECK_EQ(sbi_tamper_rewrite(f.store, 1, 0, "x"), SB_OK);    /* consistent, but signed */
+    s_expect_fault(&f, SBI_AUDIT_ALTERED, 40);
+    CHECK_EQ(sbi_tamper_delete(f.store, 21), SB_OK);
+    s_expect_fault(&f, SBI_AUDIT_MISSING, 21);
+    CHECK_EQ(sbi_tamper_delete(f.store, 20), SB_OK);
+    s_expect_fault(&f, SBI_AUDIT_MISSING, 20);
+    sharebus__checkpoint__free_unpacked(cp, NULL);
+    sbi_audit_parallel_min = saved;
     s_teardown(&f);
 }
 
