@@ -12,8 +12,12 @@
     audit-fixture rewrite DDIR SEQ    (recomputes the chain from SEQ)
     audit-fixture drop-checkpoints DDIR
     audit-fixture forge-checkpoint DDIR   (signed with a key of its own)
+    audit-fixture seeds DDIR OUT      the fuzz seed corpus: every stored entry
+                                      and record, every checkpoint (packed and
+                                      as JSON), as files in OUT
 */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,12 +321,60 @@ static int s_damage(const char *what, const char *ddir, uint64_t seq, size_t off
     return 0;
 }
 
+static void s_write(const char *dir, const char *name, uint64_t n, const void *data,
+                    size_t size)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s-%" PRIu64, dir, name, n);
+    int rc = sbi_file_write(path, data, size, 0644, false);
+    if (rc != SB_OK)
+        s_die(path, rc);
+}
+
+static void s_seeds(const char *ddir, const char *out)
+{
+    s_log_t log;
+    s_open(&log, ddir);
+    MDB_txn *txn;
+    MDB_cursor *cursor;
+    MDB_val key, val;
+    if (sbi_store_begin(log.store, false, &txn) != SB_OK)
+        s_die("begin", SB_EIO);
+    for (int db = 0; db < 2; db++) {
+        mdb_cursor_open(txn, db ? log.audit->checkpoints : log.audit->log, &cursor);
+        for (int rc = mdb_cursor_get(cursor, &key, &val, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
+            uint64_t seq = sbi_be64_get(key.mv_data);
+            s_write(out, db ? "checkpoint" : "entry", seq, val.mv_data, val.mv_size);
+            Sharebus__AuditEntry *entry =
+                db ? NULL : sharebus__audit_entry__unpack(NULL, val.mv_size, val.mv_data);
+            if (entry)
+                s_write(out, "record", seq, entry->record.data, entry->record.len);
+            sharebus__audit_entry__free_unpacked(entry, NULL);
+            Sharebus__Checkpoint *cp;
+            if (db && sbi_checkpoint_decode(val.mv_data, val.mv_size, &cp) == SB_OK) {
+                char *json = sbi_checkpoint_to_json(cp);
+                s_write(out, "checkpoint-json", seq, json, strlen(json));
+                free(json);
+                sharebus__checkpoint__free_unpacked(cp, NULL);
+            }
+        }
+        mdb_cursor_close(cursor);
+    }
+    mdb_txn_abort(txn);
+    s_close(&log);
+}
+
 int main(int argc, char **argv)
 {
     sbi_init();
     sbi_log_setup("audit-fixture", SBI_LOG_ERROR);
     if (argc == 3 && strcmp(argv[1], "make") == 0) {
         s_make(argv[2]);
+        return 0;
+    }
+    if (argc == 4 && strcmp(argv[1], "seeds") == 0) {
+        s_seeds(argv[2], argv[3]);
         return 0;
     }
     if (argc >= 3 && argc <= 5) {
