@@ -407,6 +407,21 @@ int broker_send_to(broker_t *self, const char *agency, Sharebus__Header *header,
     return rc;
 }
 
+void broker_broadcast(broker_t *self, Sharebus__Kind kind, const Sharebus__Payload *payload)
+{
+    /* Over a copy of the keys: sending looks peers up, which must not
+       disturb an iteration of the same table. */
+    zlistx_t *agencies = zhashx_keys(self->peers);
+    for (const char *agency = zlistx_first(agencies); agency; agency = zlistx_next(agencies)) {
+        sbi_header_t h;
+        sbi_header_init(&h, kind, "broker", agency);
+        if (kind == SHAREBUS__KIND__KIND_POLICY)
+            h.header.policy_version = (ProtobufCBinaryData){32, (uint8_t *) sbi_policy_version(self->policy)};
+        broker_send_to(self, agency, &h.header, payload);
+    }
+    zlistx_destroy(&agencies);
+}
+
 void broker_refuse(broker_t *self, const char *agency, const zframe_t *routing,
                    sbi_envelope_t *env, Sharebus__AuditKind kind, int code, const char *reason)
 {
@@ -508,12 +523,7 @@ int broker_reload(broker_t *self, zlistx_t *errors)
     Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
     payload.body_case = SHAREBUS__PAYLOAD__BODY_POLICY;
     payload.policy = (Sharebus__PolicyBundle *) sbi_policy_bundle(policy);
-    for (broker_peer_t *peer = zhashx_first(self->peers); peer; peer = zhashx_next(self->peers)) {
-        sbi_header_t h;
-        sbi_header_init(&h, SHAREBUS__KIND__KIND_POLICY, "broker", peer->agency);
-        h.header.policy_version = (ProtobufCBinaryData){32, (uint8_t *) sbi_policy_version(policy)};
-        broker_send_to(self, peer->agency, &h.header, &payload);
-    }
+    broker_broadcast(self, SHAREBUS__KIND__KIND_POLICY, &payload);
     broker_flush(self);
     sbi_notice("policy %s loaded", hex);
     return 0;
@@ -568,11 +578,7 @@ static void s_checkpoint(broker_t *self, bool force)
     Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
     payload.body_case = SHAREBUS__PAYLOAD__BODY_CHECKPOINT;
     payload.checkpoint = self->checkpoint;
-    for (broker_peer_t *peer = zhashx_first(self->peers); peer; peer = zhashx_next(self->peers)) {
-        sbi_header_t h;
-        sbi_header_init(&h, SHAREBUS__KIND__KIND_CHECKPOINT, "broker", peer->agency);
-        broker_send_to(self, peer->agency, &h.header, &payload);
-    }
+    broker_broadcast(self, SHAREBUS__KIND__KIND_CHECKPOINT, &payload);
     broker_flush(self);
 }
 
@@ -592,6 +598,13 @@ static void s_on_router(broker_t *self)
     const sbi_cert_t *cert = user && strlen(user) == 40 && zmq_z85_decode(curve, user)
                                  ? sbi_trust_by_curve(self->trust, curve)
                                  : NULL;
+    if (self->config.capture && frame) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%08llu.env", self->config.capture,
+                 (unsigned long long) ++self->captured);
+        if (sbi_file_write(path, zframe_data(frame), zframe_size(frame), 0600, false) != SB_OK)
+            sbi_warning("capture: cannot write %s", path);
+    }
     if (!cert || cert->kind != SBI_CERT_AGENCY)
         sbi_warning("message from an unknown CURVE key dropped");
     else if (zmsg_size(msg) != 0)

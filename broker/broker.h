@@ -25,6 +25,7 @@ typedef struct {
     int skew_ms;              /* accepted clock difference; default 30 s */
     int checkpoint_ms;        /* checkpoint interval; default 10 s */
     size_t map_max;           /* store map limit in bytes; 0 = 64 GiB */
+    const char *capture;      /* write every received frame here (diagnostics) */
 } broker_config_t;
 
 /* A connected agent, as last seen. */
@@ -91,6 +92,7 @@ typedef struct {
     uint64_t checkpointed_seq;
     Sharebus__Checkpoint *checkpoint; /* the latest */
     zhashx_t *counters;       /* "name" -> uint64_t*, for status */
+    uint64_t captured;
     MDB_dbi consent_records;
     MDB_dbi consent_match;
     MDB_dbi consent_subject;
@@ -114,6 +116,9 @@ void broker_flush(broker_t *self);
 /* Seals and signs a message from the broker to `agency` and queues it. */
 int broker_send_to(broker_t *self, const char *agency, Sharebus__Header *header,
                    const Sharebus__Payload *payload);
+
+/* Sends the same payload to every connected agent. */
+void broker_broadcast(broker_t *self, Sharebus__Kind kind, const Sharebus__Payload *payload);
 
 /* Refuses message `env` (or an undecodable frame from `agency`, env NULL):
    audits the refusal and answers the sender with an ERROR. */

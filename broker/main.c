@@ -2,6 +2,7 @@
 
     sharebus-broker [run] --certs DIR --policy PDIR --data DDIR --bind tcp://HOST:PORT
                           [--skew MS] [--checkpoint-interval MS] [--log-level LEVEL]
+                          [--map-max MIB] [--capture DIR]
     sharebus-broker reload --data DDIR
     sharebus-broker status --data DDIR [--json]
 */
@@ -26,6 +27,7 @@ static int s_usage(FILE *out, int status)
             "usage: sharebus-broker [run] --certs DIR --policy PDIR --data DDIR\n"
             "                             --bind tcp://HOST:PORT [--skew MS]\n"
             "                             [--checkpoint-interval MS] [--log-level LEVEL]\n"
+            "                             [--map-max MIB] [--capture DIR]\n"
             "       sharebus-broker reload --data DDIR\n"
             "       sharebus-broker status --data DDIR [--json]\n"
             "See sharebus-broker(8).\n");
@@ -125,6 +127,7 @@ int main(int argc, char **argv)
         {"data", required_argument, 0, 'd'},   {"bind", required_argument, 0, 'b'},
         {"skew", required_argument, 0, 's'},   {"checkpoint-interval", required_argument, 0, 'i'},
         {"log-level", required_argument, 0, 'L'}, {"json", no_argument, 0, 'j'},
+        {"capture", required_argument, 0, 'C'}, {"map-max", required_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'},         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
     args_t a = {.config = {.skew_ms = 30000, .checkpoint_ms = 10000}, .level = SBI_LOG_INFO};
@@ -154,6 +157,16 @@ int main(int argc, char **argv)
             }
             break;
         case 'j': a.json = true; break;
+        case 'C': a.config.capture = optarg; break;
+        case 'M': {
+            unsigned long long mib = strtoull(optarg, &end, 10);
+            if (*end || mib < 1) {
+                fprintf(stderr, "sharebus-broker: --map-max needs MiB (>= 1)\n");
+                return 2;
+            }
+            a.config.map_max = (size_t) mib << 20;
+            break;
+        }
         case 'h': return s_usage(stdout, 0);
         case 'V': puts("sharebus-broker " SHAREBUS_VERSION); return 0;
         default: return s_usage(stderr, 2);

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The request/reply path through the real broker and agents: the allowed
+# exchange returns exactly the allowed fields, and each refusal has its kind.
+source "$(dirname "$0")/lib.sh"
+start_bus
+
+expect_error no-consent request koroad --provider nhis --dataset $CHECKUP \
+  --purpose $RENEWAL --subject $SUBJECT
+pass "no consent: refused"
+
+id=$(grant koroad koroad $CHECKUP $RENEWAL 2030-12-31)
+[[ $id =~ ^[0-9a-f]{32}$ ]] || fail "consent id: $id"
+
+out=$(request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT)
+for f in exam_date vision_left vision_right hearing_left hearing_right; do
+  grep -q "\"$f\"" <<<"$out" || fail "field $f missing: $out"
+done
+grep -q blood_pressure <<<"$out" && fail "blood_pressure is not in the rule but flowed: $out"
+grep -q '"vision_left":1' <<<"$out" || fail "wrong value: $out"
+pass "allowed exchange returns exactly the rule's fields"
+
+out=$(request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL \
+  --subject "900101 1234567" --fields exam_date,vision_left)
+[ "$out" = '{"exam_date":"2025-10-02","vision_left":1}' ] || fail "subset: $out"
+pass "a subset of fields returns only that subset"
+
+expect_error denied request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL \
+  --subject $SUBJECT --fields exam_date,blood_pressure
+pass "field outside the rule: denied"
+
+expect_error denied request koroad --provider nhis --dataset $CHECKUP --purpose marketing \
+  --subject $SUBJECT
+pass "wrong purpose: denied"
+
+expect_error unknown-dataset request koroad --provider nhis --dataset health.dental \
+  --purpose $RENEWAL --subject $SUBJECT
+pass "unknown dataset: unknown-dataset"
+
+expect_error denied request mois --provider nhis --dataset $CHECKUP --purpose $RENEWAL \
+  --subject $SUBJECT
+pass "consumer without a rule: denied"
+
+grant koroad koroad $CHECKUP $RENEWAL 2030-12-31 >/dev/null
+sb consent grant --agent "$(agent_ep koroad)" --subject 111111-1111111 --consumer koroad \
+  --dataset $CHECKUP --purpose $RENEWAL --until 2030-12-31 >/dev/null
+expect_error not-found request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL \
+  --subject 111111-1111111
+pass "subject unknown to the provider: not-found"
+
+# The provider's back-end goes away: the next request is unavailable.
+kill "$NHIS_BACKEND"; wait "$NHIS_BACKEND" 2>/dev/null || true
+sleep 0.2
+# The agent still has the back-end's routing id; the answer is unavailable
+# (back-end gone) or timeout, within the deadline.
+out=$(request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT \
+  --timeout 1500 2>&1) && fail "request without a provider back-end succeeded: $out"
+grep -Eq "^error: (unavailable|timeout):" <<<"$out" || fail "no back-end: $out"
+pass "provider back-end gone: $(cut -d: -f2 <<<"$out" | tr -d ' ')"
+
+# The provider's agent is killed: unavailable, and the broker stays up.
+kill -9 "${AGENT_PID[nhis]}"
+sleep 0.3
+out=$(request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT \
+  --timeout 1500 2>&1) && fail "request to a dead provider succeeded: $out"
+grep -Eq "^error: (unavailable|timeout):" <<<"$out" || fail "dead provider: $out"
+kill -0 "$BROKER_PID" || fail "broker died"
+pass "provider agent killed: $(cut -d: -f2 <<<"$out" | tr -d ' '), broker still up"
+
+# And it comes back: a restarted agent and back-end are served again.
+start_agent nhis
+start_nhis_backend
+wait_for 10 request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT
+pass "restarted provider is served again"
+
+stop_broker
+pass "broker stops cleanly on SIGTERM"

@@ -1,0 +1,287 @@
+/*  rogue - a hostile or misbehaving agent, for the integration tests.
+
+    rogue --certs DIR --agency ID --broker EP MODE [ARG]
+
+    Connects to the broker with ID's keys (or a random CURVE key for
+    `stranger`), sends what MODE says and prints the broker's answer to each
+    message as "answer: <error name>" ("ok" for a WELCOME or a result,
+    "none" when nothing came within two seconds). Modes:
+
+      hello             a well-formed HELLO
+      forge             a request whose signature is corrupted
+      replay            the same signed request twice
+      impersonate AG    a request claiming to come from agency AG
+      stale             a request created ten minutes ago
+      garbage           random bytes
+      oversize          a frame over the broker's size limit
+      flood N           N garbage frames as fast as possible, then a HELLO
+      forged-consent    a consent grant with a corrupted consent signature
+      stranger          connect with a CURVE key no certificate holds
+      inspect CAPDIR    open every envelope the broker captured in CAPDIR with
+                        the broker's keys: prints "opened N" and "sealed N"
+*/
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "envelope.h"
+
+static sbi_trust_t *s_trust;
+static sbi_crypto_t *s_crypto;
+static const char *s_agency;
+
+static zsock_t *s_connect(const char *certs, const char *endpoint, bool stranger)
+{
+    const sbi_cert_t *broker = sbi_trust_find(s_trust, "broker");
+    zsock_t *sock = zsock_new(ZMQ_DEALER);
+    uint8_t pub[32], sec[32];
+    if (stranger)
+        crypto_box_keypair(pub, sec);
+    else {
+        memcpy(pub, sbi_crypto_keys(s_crypto)->cert.curve_public, 32);
+        memcpy(sec, sbi_crypto_keys(s_crypto)->curve_secret, 32);
+    }
+    zsock_set_curve_serverkey_bin(sock, broker->curve_public);
+    zsock_set_curve_publickey_bin(sock, pub);
+    zsock_set_curve_secretkey_bin(sock, sec);
+    zsock_set_linger(sock, 500);
+    zsock_set_sndhwm(sock, 1000000);
+    zsock_connect(sock, "%s", endpoint);
+    return sock;
+}
+
+/* The broker's answer to our message `id` (or to anything, id NULL). */
+static const char *s_answer(zsock_t *sock, const uint8_t *id)
+{
+    int64_t deadline = zclock_mono() + 2000;
+    while (zclock_mono() < deadline) {
+        zpoller_t *poller = zpoller_new(sock, NULL);
+        void *which = zpoller_wait(poller, (int) (deadline - zclock_mono()));
+        zpoller_destroy(&poller);
+        if (!which)
+            break;
+        zframe_t *frame = zframe_recv(sock);
+        sbi_envelope_t env;
+        int rc = sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame));
+        zframe_destroy(&frame);
+        if (rc != SB_OK)
+            continue;
+        const Sharebus__Header *h = env.header;
+        bool ours = !id || (h->correlation_id.len == SBI_ID_SIZE
+                            && memcmp(h->correlation_id.data, id, SBI_ID_SIZE) == 0);
+        const char *answer = NULL;
+        if (h->kind == SHAREBUS__KIND__KIND_ERROR && (ours || !id))
+            answer = sb_errname(sbi_error_code(h->error));
+        else if (h->kind == SHAREBUS__KIND__KIND_WELCOME && !id)
+            answer = "ok";
+        else if (h->kind == SHAREBUS__KIND__KIND_CONSENT_RESULT && ours)
+            answer = "ok";
+        sbi_envelope_clear(&env);
+        if (answer)
+            return answer;
+    }
+    return "none";
+}
+
+/* A request for the checkup dataset from us to nhis, as `from`, made
+   `age_ms` ago. */
+static zframe_t *s_request(const char *from, uint64_t age_ms, uint8_t id[SBI_ID_SIZE])
+{
+    sbi_header_t h;
+    sbi_header_init(&h, SHAREBUS__KIND__KIND_REQUEST, from, "nhis");
+    h.header.created_ms -= age_ms;
+    h.header.expires_ms = h.header.created_ms + 5000;
+    h.header.dataset = "health.checkup.vision-hearing";
+    h.header.purpose = "driver-licence-renewal";
+    uint8_t ref[SBI_HASH_SIZE];
+    randombytes_buf(ref, sizeof ref);
+    h.header.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, ref};
+    Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
+    payload.subject_id = "000000-0000000";
+    zframe_t *frame = NULL;
+    const sbi_cert_t *to = sbi_trust_find(s_trust, "nhis");
+    if (!to || sbi_envelope_seal(s_crypto, to, &h.header, &payload, &frame) != SB_OK)
+        exit(3);
+    memcpy(id, h.message_id, SBI_ID_SIZE);
+    return frame;
+}
+
+static void s_send_and_report(zsock_t *sock, zframe_t **frame_p, const uint8_t *id)
+{
+    zframe_send(frame_p, sock, 0);
+    printf("answer: %s\n", s_answer(sock, id));
+}
+
+static int s_hello(zsock_t *sock)
+{
+    sbi_header_t h;
+    sbi_header_init(&h, SHAREBUS__KIND__KIND_HELLO, s_agency, "broker");
+    zframe_t *frame = NULL;
+    if (sbi_envelope_seal(s_crypto, sbi_trust_find(s_trust, "broker"), &h.header, NULL, &frame))
+        return 3;
+    zframe_send(&frame, sock, 0);
+    printf("answer: %s\n", s_answer(sock, NULL));
+    return 0;
+}
+
+static int s_forged_consent(zsock_t *sock)
+{
+    Sharebus__Consent c = SHAREBUS__CONSENT__INIT;
+    uint8_t ref[SBI_HASH_SIZE], cid[SBI_ID_SIZE];
+    char id_hex[33];
+    randombytes_buf(ref, sizeof ref);
+    sbi_id_new(cid);
+    c.id = sbi_hex(cid, SBI_ID_SIZE, id_hex);
+    c.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, ref};
+    c.consumer = (char *) s_agency;
+    c.dataset = "health.checkup.vision-hearing";
+    c.purpose = "driver-licence-renewal";
+    c.granted_ms = sbi_now_ms();
+    c.until_ms = c.granted_ms + 86400000;
+    c.recorded_by = (char *) s_agency;
+    uint8_t bytes[1024], sig[64];
+    size_t size = sharebus__consent__pack(&c, bytes);
+    crypto_sign_detached(sig, NULL, bytes, size, sbi_crypto_keys(s_crypto)->sign_secret);
+    sig[10] ^= 0x40;
+    Sharebus__SignedConsent sc = SHAREBUS__SIGNED_CONSENT__INIT;
+    sc.consent = (ProtobufCBinaryData){size, bytes};
+    sc.signature = (ProtobufCBinaryData){64, sig};
+    Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
+    payload.body_case = SHAREBUS__PAYLOAD__BODY_CONSENT;
+    payload.consent = &sc;
+    sbi_header_t h;
+    sbi_header_init(&h, SHAREBUS__KIND__KIND_CONSENT_GRANT, s_agency, "broker");
+    zframe_t *frame = NULL;
+    if (sbi_envelope_seal(s_crypto, sbi_trust_find(s_trust, "broker"), &h.header, &payload, &frame))
+        return 3;
+    s_send_and_report(sock, &frame, h.message_id);
+    return 0;
+}
+
+static int s_inspect(const char *dir)
+{
+    DIR *handle = opendir(dir);
+    if (!handle)
+        return 3;
+    int opened = 0, sealed = 0;
+    struct dirent *e;
+    while ((e = readdir(handle))) {
+        char path[4096], *data = NULL;
+        size_t size = 0;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (e->d_name[0] == '.' || sbi_file_read(path, SBI_FRAME_MAX, &data, &size) != SB_OK)
+            continue;
+        sbi_envelope_t env;
+        if (sbi_envelope_decode(&env, (uint8_t *) data, size) == SB_OK
+            && env.envelope->payload.len > 0
+            && sbi_envelope_verify(&env, s_trust, NULL, sbi_now_ms()) == SB_OK) {
+            Sharebus__Payload *payload = NULL;
+            if (sbi_envelope_open(&env, s_crypto, &payload) == SB_OK)
+                opened++;
+            else
+                sealed++;
+            if (payload)
+                sharebus__payload__free_unpacked(payload, NULL);
+        }
+        sbi_envelope_clear(&env);
+        free(data);
+    }
+    closedir(handle);
+    printf("opened %d\nsealed %d\n", opened, sealed);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    sbi_init();
+    if (argc < 8 || strcmp(argv[1], "--certs") || strcmp(argv[3], "--agency")
+        || strcmp(argv[5], "--broker")) {
+        fprintf(stderr, "usage: rogue --certs DIR --agency ID --broker EP MODE [ARG]\n");
+        return 2;
+    }
+    const char *certs = argv[2], *endpoint = argv[6], *mode = argv[7];
+    const char *arg = argc > 8 ? argv[8] : NULL;
+    s_agency = argv[4];
+    char err[512], path[4096];
+    s_trust = sbi_trust_new(certs, err, sizeof err);
+    sbi_keys_t keys;
+    snprintf(path, sizeof path, "%s/%s.key", certs, s_agency);
+    if (!s_trust || sbi_keys_load(path, &keys) != SB_OK) {
+        fprintf(stderr, "rogue: cannot load %s\n", path);
+        return 3;
+    }
+    /* The certificate may be revoked (that is a test): take it from disk. */
+    snprintf(path, sizeof path, "%s/%s.cert", certs, s_agency);
+    if (sbi_cert_load(path, &keys.cert) != SB_OK)
+        return 3;
+    s_crypto = sbi_crypto_new(&keys);
+    sbi_keys_wipe(&keys);
+    if (strcmp(mode, "inspect") == 0)
+        return arg ? s_inspect(arg) : 2;
+
+    zsock_t *sock = s_connect(certs, endpoint, strcmp(mode, "stranger") == 0);
+    uint8_t id[SBI_ID_SIZE];
+    zframe_t *frame = NULL;
+    int rc = 0;
+    if (strcmp(mode, "hello") == 0 || strcmp(mode, "stranger") == 0)
+        rc = s_hello(sock);
+    else if (strcmp(mode, "forge") == 0) {
+        frame = s_request(s_agency, 0, id);
+        /* Re-pack the envelope with one bit of the signature flipped. */
+        sbi_envelope_t env;
+        if (sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame)) != SB_OK)
+            return 3;
+        env.envelope->signature.data[5] ^= 1;
+        zframe_t *forged = zframe_new(NULL, sharebus__envelope__get_packed_size(env.envelope));
+        sharebus__envelope__pack(env.envelope, zframe_data(forged));
+        sbi_envelope_clear(&env);
+        zframe_destroy(&frame);
+        s_send_and_report(sock, &forged, id);
+    }
+    else if (strcmp(mode, "replay") == 0) {
+        frame = s_request(s_agency, 0, id);
+        zframe_t *again = zframe_dup(frame);
+        s_send_and_report(sock, &frame, id);
+        s_send_and_report(sock, &again, id);
+    }
+    else if (strcmp(mode, "impersonate") == 0 && arg) {
+        frame = s_request(arg, 0, id);
+        s_send_and_report(sock, &frame, id);
+    }
+    else if (strcmp(mode, "stale") == 0) {
+        frame = s_request(s_agency, 600000, id);
+        s_send_and_report(sock, &frame, id);
+    }
+    else if (strcmp(mode, "garbage") == 0) {
+        uint8_t junk[200];
+        randombytes_buf(junk, sizeof junk);
+        frame = zframe_new(junk, sizeof junk);
+        s_send_and_report(sock, &frame, NULL);
+    }
+    else if (strcmp(mode, "oversize") == 0) {
+        frame = zframe_new(NULL, SBI_FRAME_MAX + 4096);
+        memset(zframe_data(frame), 0x0a, zframe_size(frame));
+        s_send_and_report(sock, &frame, NULL);
+    }
+    else if (strcmp(mode, "flood") == 0 && arg) {
+        long n = atol(arg);
+        uint8_t junk[64];
+        for (long i = 0; i < n; i++) {
+            randombytes_buf(junk, sizeof junk);
+            frame = zframe_new(junk, sizeof junk);
+            zframe_send(&frame, sock, 0);
+        }
+        printf("sent %ld\n", n);
+    }
+    else if (strcmp(mode, "forged-consent") == 0)
+        rc = s_forged_consent(sock);
+    else {
+        fprintf(stderr, "rogue: unknown mode %s\n", mode);
+        rc = 2;
+    }
+    zsock_destroy(&sock);
+    sbi_crypto_destroy(&s_crypto);
+    sbi_trust_destroy(&s_trust);
+    return rc;
+}
