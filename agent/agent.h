@@ -84,7 +84,7 @@ void agent_log(agent_t *self, Sharebus__AuditKind kind, const Sharebus__Header *
 void agent_front_message(agent_t *self, zframe_t *client, zframe_t *frame);
 void agent_front_result(agent_t *self, zframe_t *client, uint64_t id, int code,
                         const char *reason, const Sharebus__Record *record);
-void agent_front_send(agent_t *self, zframe_t *client, Sharebus__ClientMessage *message);
+bool agent_front_send(agent_t *self, zframe_t *client, Sharebus__ClientMessage *message);
 void agent_front_incoming(agent_t *self, sbi_envelope_t *env, Sharebus__Payload *payload);
 void agent_front_reply(agent_t *self, sbi_envelope_t *env, Sharebus__Payload *payload);
 void agent_front_error(agent_t *self, sbi_envelope_t *env);

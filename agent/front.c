@@ -10,16 +10,18 @@
 #define S_GRACE_MS 250   /* the broker times out first; this covers a dead broker */
 #define S_SUBJECT_MAX 64
 
-void agent_front_send(agent_t *self, zframe_t *client, Sharebus__ClientMessage *message)
+bool agent_front_send(agent_t *self, zframe_t *client, Sharebus__ClientMessage *message)
 {
     zframe_t *frame = zframe_new(NULL, sharebus__client_message__get_packed_size(message));
     sharebus__client_message__pack(message, zframe_data(frame));
     zframe_t *to = zframe_dup(client);
-    if (zframe_send(&to, self->front, ZFRAME_MORE | ZFRAME_DONTWAIT) != 0
-        || zframe_send(&frame, self->front, ZFRAME_DONTWAIT) != 0)
-        sbi_debug("back-end gone; answer dropped");
+    bool sent = zframe_send(&to, self->front, ZFRAME_MORE | ZFRAME_DONTWAIT) == 0
+                && zframe_send(&frame, self->front, ZFRAME_DONTWAIT) == 0;
+    if (!sent)
+        sbi_debug("back-end gone; message dropped");
     zframe_destroy(&to);
     zframe_destroy(&frame);
+    return sent;
 }
 
 void agent_front_result(agent_t *self, zframe_t *client, uint64_t id, int code,
@@ -420,7 +422,14 @@ void agent_front_incoming(agent_t *self, sbi_envelope_t *env, Sharebus__Payload 
     Sharebus__ClientMessage message = SHAREBUS__CLIENT_MESSAGE__INIT;
     message.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_INCOMING;
     message.incoming = &in;
-    agent_front_send(self, client, &message);
+    if (!agent_front_send(self, client, &message)) {
+        /* The back-end went away: forget it, and say so at once. */
+        snprintf(d.reason, sizeof d.reason, "the back-end of %s serving %s is gone",
+                 self->config.agency, h->dataset);
+        agent_send_error(self, h->from, h->message_id.data, SB_EUNAVAILABLE, d.reason);
+        zhashx_delete(self->serving, key);
+        zhashx_delete(self->providers, h->dataset);
+    }
 }
 
 /* The reply to one of our requests: check it carries nothing we did not

@@ -187,12 +187,16 @@ static int consent_grant(args_t *a, sb_client_t *client)
     }
     struct tm tm = {0};
     const char *end = strptime(a->until, "%Y-%m-%d", &tm);
+    bool whole_day = end && !*end;
+    if (end && *end == 'T')
+        end = strptime(end, "T%H:%M:%SZ", &tm);
     if (!end || *end) {
-        fprintf(stderr, "error: invalid: --until %s: expected YYYY-MM-DD\n", a->until);
+        fprintf(stderr, "error: invalid: --until %s: expected YYYY-MM-DD or "
+                        "YYYY-MM-DDTHH:MM:SSZ\n", a->until);
         return 2;
     }
-    /* Valid through the whole of that day, UTC. */
-    until = ((uint64_t) timegm(&tm) + 86400) * 1000 - 1;
+    /* A date means through the whole of that day, UTC. */
+    until = (uint64_t) timegm(&tm) * 1000 + (whole_day ? 86400000 - 1 : 0);
     sb_consent_t consent = {a->subject, a->consumer, a->dataset, a->purpose, until, a->evidence};
     char id[SB_CONSENT_ID_SIZE];
     int rc = sb_consent_grant(client, &consent, id);
@@ -287,7 +291,7 @@ static const command_t s_commands[] = {
     {"serve", cmd_serve, "serve --agent EP --dataset D --records FILE"},
     {"consent", cmd_consent,
      "consent grant --agent EP --subject ID --consumer C --dataset D --purpose P "
-     "--until YYYY-MM-DD [--evidence TEXT]\n"
+     "--until DATE [--evidence TEXT]\n"
      "       sharebus consent revoke --agent EP (--id CID | --subject ID [--consumer C] "
      "[--dataset D] [--purpose P]) [--reason TEXT]\n"
      "       sharebus consent list --agent EP --subject ID [--json]"},

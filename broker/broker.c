@@ -422,11 +422,12 @@ void broker_broadcast(broker_t *self, Sharebus__Kind kind, const Sharebus__Paylo
     zlistx_destroy(&agencies);
 }
 
-void broker_refuse(broker_t *self, const char *agency, const zframe_t *routing,
+void broker_refuse(broker_t *self, const sbi_cert_t *cert, const zframe_t *routing,
                    sbi_envelope_t *env, Sharebus__AuditKind kind, int code, const char *reason)
 {
     Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
     const Sharebus__Header *h = env ? env->header : NULL;
+    const char *agency = cert->agency;
     r.kind = kind;
     r.decision = SHAREBUS__DECISION__DECISION_DENY;
     r.error = sbi_error_kind(code);
@@ -454,9 +455,9 @@ void broker_refuse(broker_t *self, const char *agency, const zframe_t *routing,
     sbi_info("refused %s from %s: %s: %s", id, agency, sb_errname(code), reason);
     broker_audit(self, &r);
 
-    /* Answer the sender (through the connection it came on). */
-    const sbi_cert_t *cert = sbi_trust_find(self->trust, agency);
-    if (cert && routing) {
+    /* Answer the sender, through the connection it came on, even when its
+       certificate is what is wrong: it should know why. */
+    if (routing) {
         sbi_header_t e;
         sbi_header_init(&e, SHAREBUS__KIND__KIND_ERROR, "broker", agency);
         if (h)
@@ -608,7 +609,7 @@ static void s_on_router(broker_t *self)
     if (!cert || cert->kind != SBI_CERT_AGENCY)
         sbi_warning("message from an unknown CURVE key dropped");
     else if (zmsg_size(msg) != 0)
-        broker_refuse(self, cert->agency, routing, NULL,
+        broker_refuse(self, cert, routing, NULL,
                       SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, SB_EMALFORMED,
                       "one frame per message");
     else

@@ -120,9 +120,9 @@ int broker_send_to(broker_t *self, const char *agency, Sharebus__Header *header,
 /* Sends the same payload to every connected agent. */
 void broker_broadcast(broker_t *self, Sharebus__Kind kind, const Sharebus__Payload *payload);
 
-/* Refuses message `env` (or an undecodable frame from `agency`, env NULL):
-   audits the refusal and answers the sender with an ERROR. */
-void broker_refuse(broker_t *self, const char *agency, const zframe_t *routing,
+/* Refuses message `env` (or an undecodable frame, env NULL) that came from
+   `cert`'s connection: audits the refusal and answers with an ERROR. */
+void broker_refuse(broker_t *self, const sbi_cert_t *cert, const zframe_t *routing,
                    sbi_envelope_t *env, Sharebus__AuditKind kind, int code, const char *reason);
 
 /* Routing (route.c): one frame from an authenticated agency. */

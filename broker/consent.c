@@ -339,7 +339,7 @@ void broker_consent_grant(broker_t *b, const sbi_cert_t *cert, const zframe_t *r
             snprintf(reason, sizeof reason, "consent registry cannot store it: %s", sb_strerror(rc));
     }
     if (rc != SB_OK) {
-        broker_refuse(b, cert->agency, routing, env, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REFUSED,
+        broker_refuse(b, cert, routing, env, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REFUSED,
                       rc, reason);
         broker_flush(b);
     }
@@ -442,7 +442,7 @@ void broker_consent_revoke(broker_t *b, const sbi_cert_t *cert, const zframe_t *
     const Sharebus__ConsentRevoke *rv = payload->body_case == SHAREBUS__PAYLOAD__BODY_REVOKE
                                             ? payload->revoke : NULL;
     if (!rv || (*rv->id ? !s_id_valid(rv->id) : rv->subject_ref.len != SBI_HASH_SIZE)) {
-        broker_refuse(b, cert->agency, routing, env, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REFUSED,
+        broker_refuse(b, cert, routing, env, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REFUSED,
                       SB_EMALFORMED, "a revocation names a consent id, or a subject");
         broker_flush(b);
         return;
@@ -453,7 +453,7 @@ void broker_consent_revoke(broker_t *b, const sbi_cert_t *cert, const zframe_t *
     if (rc == SB_OK && zlistx_size(r.ids) == 0)
         rc = r.forbidden ? SB_EDENIED : SB_ENOTFOUND;
     if (rc != SB_OK) {
-        broker_refuse(b, cert->agency, routing, env, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REFUSED,
+        broker_refuse(b, cert, routing, env, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REFUSED,
                       rc, rc == SB_EDENIED ? "not the recorder or consumer of that consent"
                           : rc == SB_ENOTFOUND ? "no active consent matches"
                                                : "consent registry cannot store it");
@@ -482,7 +482,7 @@ void broker_consent_list(broker_t *b, const sbi_cert_t *cert, const zframe_t *ro
     const Sharebus__ConsentQuery *q = payload->body_case == SHAREBUS__PAYLOAD__BODY_QUERY
                                           ? payload->query : NULL;
     if (!q || q->subject_ref.len != SBI_HASH_SIZE) {
-        broker_refuse(b, cert->agency, routing, env, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REFUSED,
+        broker_refuse(b, cert, routing, env, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REFUSED,
                       SB_EMALFORMED, "a consent query names a subject");
         return;
     }

@@ -38,7 +38,7 @@ void broker_pending_free(void **item_p)
 
 static void s_refuse(s_msg_t *m, Sharebus__AuditKind kind, int code, const char *reason)
 {
-    broker_refuse(m->broker, m->cert->agency, m->routing, m->env, kind, code, reason);
+    broker_refuse(m->broker, m->cert, m->routing, m->env, kind, code, reason);
 }
 
 static broker_peer_t *s_peer(broker_t *self, const char *agency)
@@ -287,7 +287,7 @@ static void route_reply(s_msg_t *m)
         if (!allowed) {
             snprintf(reason, sizeof reason, "reply carries field '%s' beyond rule %s",
                      h->fields[i], p->rule_id);
-            broker_refuse(b, h->from, m->routing, m->env, SHAREBUS__AUDIT_KIND__AUDIT_REPLY_REFUSED,
+            broker_refuse(b, m->cert, m->routing, m->env, SHAREBUS__AUDIT_KIND__AUDIT_REPLY_REFUSED,
                           SB_EFIELDS, reason);
             p->fail_code = SB_EFIELDS;
             p->deadline = 0;

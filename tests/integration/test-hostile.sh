@@ -1,3 +1,60 @@
 #!/usr/bin/env bash
+# Hostile peers against a running broker: each gets its own refusal, and a
+# well-behaved agent's traffic keeps flowing throughout.
 source "$(dirname "$0")/lib.sh"
-fail "not written yet"
+start_bus
+grant koroad koroad $CHECKUP $RENEWAL 2030-12-31 >/dev/null
+
+good() {  # the well-behaved agent's request must keep succeeding
+  request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT \
+    --fields exam_date >/dev/null || fail "well-behaved traffic stopped after: $1"
+}
+answer() {  # answer EXPECTED MODE... : the rogue's (last) answer must be EXPECTED
+  local expected=$1; shift
+  local got
+  got=$(rogue "$@" | tail -1)
+  [ "$got" = "answer: $expected" ] || fail "rogue $*: expected $expected, got '$got'"
+  good "$*"
+  pass "rogue $*: $expected"
+}
+
+answer ok mois hello
+answer bad-signature mois forge
+answer wrong-sender mois impersonate nhis
+answer stale mois stale
+answer malformed mois garbage
+answer bad-signature mois forged-consent
+out=$(rogue mois replay)
+[ "$(sed -n 1p <<<"$out")" = "answer: denied" ] || fail "replay, first: $out"
+[ "$(sed -n 2p <<<"$out")" = "answer: replay" ] || fail "replay, second: $out"
+good replay
+pass "replayed envelope: first denied (no rule for mois), second replay"
+
+# A frame over ZMQ_MAXMSGSIZE: libzmq drops the connection, nothing reaches
+# the broker's code, and the same agency can connect again.
+answer none mois oversize
+answer ok mois hello
+
+# A key no certificate holds is refused by zauth at the handshake.
+answer none mois stranger
+grep -q "CURVE key not admitted" "$WORK/broker.log" || fail "refused connection not logged"
+
+# Thousands of frames per second from one agency.
+rogue mois flood 5000 >/dev/null
+good flood
+kill -0 "$BROKER_PID" || fail "broker died under the flood"
+pass "5000 garbage frames: broker up, good traffic flows"
+
+# Revoked agencies, at the next reload: a new connection is refused by zauth,
+# and a live one has every message refused as revoked.
+cert revoke --dir "$CERTS" --agency mois >/dev/null
+"$BUILD/broker/sharebus-broker" reload --data "$WORK/broker" >/dev/null
+answer none mois hello
+pass "revoked agency refused at connect after reload"
+cert revoke --dir "$CERTS" --agency koroad >/dev/null
+"$BUILD/broker/sharebus-broker" reload --data "$WORK/broker" >/dev/null
+expect_error revoked request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL \
+  --subject $SUBJECT
+pass "live agent of a revoked agency cut off at the next reload"
+kill -0 "$BROKER_PID" || fail "broker died"
+stop_broker
