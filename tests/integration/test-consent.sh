@@ -1,3 +1,78 @@
 #!/usr/bin/env bash
+# Consent: no data flows under a consent-required rule without an active
+# consent of that citizen for that consumer, dataset and purpose.
 source "$(dirname "$0")/lib.sh"
-fail "not written yet"
+start_bus
+FIT=health.fit-to-drive
+ask() { request koroad --provider nhis --dataset "${1:-$CHECKUP}" --purpose "${2:-$RENEWAL}" \
+  --subject $SUBJECT --fields exam_date; }
+
+expect_error no-consent ask
+pass "no consent: refused"
+
+grant koroad koroad $CHECKUP driver-licence-aptitude-review 2030-12-31 >/dev/null 2>&1 \
+  && fail "a consent for a purpose no rule allows was accepted"
+expect_error denied grant koroad koroad $CHECKUP driver-licence-aptitude-review 2030-12-31
+pass "consent for a purpose no rule has: denied at grant"
+
+grant koroad koroad $FIT driver-licence-renewal 2030-12-31 >/dev/null
+expect_error no-consent ask
+pass "consent for another dataset: refused"
+
+sb consent grant --agent "$(agent_ep koroad)" --subject 850315-2345678 --consumer koroad \
+  --dataset $CHECKUP --purpose $RENEWAL --until 2030-12-31 >/dev/null
+expect_error no-consent ask
+pass "consent of another citizen: refused"
+
+expect_error denied grant mois koroad $CHECKUP $RENEWAL 2030-12-31
+pass "consent recorded by an agency the policy does not allow: denied"
+grant mois koroad $FIT driver-licence-aptitude-review 2030-12-31 >/dev/null
+pass "consent recorded by an agency the rule names (consent_by): accepted"
+
+out=$(rogue koroad forged-consent)
+[ "$out" = "answer: bad-signature" ] || fail "forged consent signature: $out"
+pass "forged consent signature: bad-signature"
+
+# An expiring consent: active, then refused once its time has passed.
+until=$(date -u -d '+3 seconds' +%Y-%m-%dT%H:%M:%SZ)
+grant koroad koroad $CHECKUP $RENEWAL "$until" >/dev/null
+ask >/dev/null || fail "consent valid for 3 s not honoured"
+sleep 4
+expect_error no-consent ask
+sb consent list --agent "$(agent_ep koroad)" --subject $SUBJECT --json | grep -q '"state":"expired"' \
+  || fail "expired consent not listed as expired"
+pass "expired consent: refused and listed as expired"
+
+id=$(grant koroad koroad $CHECKUP $RENEWAL 2030-12-31)
+ask >/dev/null || fail "active consent not honoured"
+sb consent revoke --agent "$(agent_ep koroad)" --id "$id" --reason "citizen withdrew" >/dev/null
+expect_error no-consent ask
+pass "revoked: refused from the next request on"
+
+list=$(sb consent list --agent "$(agent_ep koroad)" --subject $SUBJECT --json)
+grep -q "\"id\":\"$id\",.*\"state\":\"revoked\"" <<<"$list" || fail "revoked consent: $list"
+grep -q '"reason":"citizen withdrew"' <<<"$list" || fail "revocation history: $list"
+pass "list shows state and history"
+
+# Revoking by subject and purpose; a broker restart keeps every consent.
+id2=$(grant koroad koroad $CHECKUP $RENEWAL 2030-12-31)
+before=$(sb consent list --agent "$(agent_ep koroad)" --subject $SUBJECT --json)
+stop_broker
+restart_broker
+wait_for 20 ask
+after=$(sb consent list --agent "$(agent_ep koroad)" --subject $SUBJECT --json)
+[ "$before" = "$after" ] || fail "consents changed across a restart: $before / $after"
+pass "broker restart keeps every consent"
+
+out=$(sb consent revoke --agent "$(agent_ep koroad)" --subject $SUBJECT --dataset $CHECKUP \
+  --purpose $RENEWAL)
+grep -q "revoked 1 consent" <<<"$out" || fail "revoke by match: $out"
+expect_error no-consent ask
+expect_error not-found sb consent revoke --agent "$(agent_ep koroad)" --id "$id2"
+pass "revoke by subject and purpose"
+
+# The clear national id is nowhere in the broker's store.
+! grep -rqa "$SUBJECT" "$WORK/broker" || fail "national id found in the broker's store"
+! grep -qa "$SUBJECT" "$WORK"/*.log || fail "national id found in a log"
+pass "the broker keeps subject references only"
+stop_broker
