@@ -3,7 +3,8 @@
     sharebus-audit query      --data DDIR [filters] [--limit N] [--json]
     sharebus-audit verify     --data DDIR [--certs DIR] [--checkpoint FILE ...] [--json]
     sharebus-audit checkpoint --data DDIR [--out FILE] [--all]
-    sharebus-audit report     --data DDIR --subject ID --subject-key FILE [--certs DIR] [--json]
+    sharebus-audit report     --data DDIR --subject ID --subject-key FILE [--certs DIR]
+                              [--since T] [--until T] [--json]
     sharebus-audit export     --data DDIR [filters] [--format jsonl|csv]
 
     Filters: --agency A --subject ID --subject-key FILE --dataset D
@@ -435,12 +436,13 @@ static int cmd_checkpoint(cli_args_t *args)
 static const command_t s_commands[] = {
     {"query", cmd_query,
      "query --data DDIR [--agency A] [--subject ID --subject-key FILE] [--dataset D]\n"
-     "                     [--purpose P] [--kind K] [--since T] [--until T] [--limit N] [--json]"},
+     "                      [--purpose P] [--kind K] [--since T] [--until T] [--limit N] [--json]"},
     {"verify", cmd_verify,
      "verify --data DDIR [--certs DIR] [--signer ID] [--checkpoint FILE]... [--json]"},
     {"checkpoint", cmd_checkpoint, "checkpoint --data DDIR [--out FILE] [--all]"},
     {"report", cli_report,
-     "report --data DDIR --subject ID --subject-key FILE [--certs DIR] [--json]"},
+     "report --data DDIR --subject ID --subject-key FILE [--certs DIR] [--since T]\n"
+     "                      [--until T] [--json]"},
     {"export", cmd_export,
      "export --data DDIR [--since T] [--until T] [filters] [--format jsonl|csv]"},
 };

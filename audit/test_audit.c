@@ -568,8 +568,8 @@ TEST(test_checkpoint_json_round_trips_and_refuses_junk)
     CHECK_EQ(back->time_ms, cp->time_ms);
     CHECK_EQ(sbi_checkpoint_verify(back, f.broker.cert.sign_public), SB_OK);
     const char *junk[] = {"", "[]", "{}", "{\"seq\":-1}", "null",
-                          "{\"seq\":1,\"time_ms\":1,\"head_hash\":\"00\",\"signer\":\"broker\","
-                          "\"signature\":\"00\"}"};
+                          ("{\"seq\":1,\"time_ms\":1,\"head_hash\":\"00\",\"signer\":\"broker\","
+                           "\"signature\":\"00\"}")};
     for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
         Sharebus__Checkpoint *bad = NULL;
         CHECK_EQ(sbi_checkpoint_from_json(junk[i], &bad), SB_EMALFORMED);
