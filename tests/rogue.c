@@ -17,8 +17,9 @@
       flood N           N garbage frames as fast as possible, then a HELLO
       forged-consent    a consent grant with a corrupted consent signature
       stranger          connect with a CURVE key no certificate holds
-      inspect CAPDIR    open every envelope the broker captured in CAPDIR with
-                        the broker's keys: prints "opened N" and "sealed N"
+      inspect CAPDIR    try to open every envelope captured in CAPDIR with ID's
+                        keys: prints "own N" (addressed to ID, opened), "opened N"
+                        (addressed to others, opened) and "sealed N" (not opened)
 */
 #include <dirent.h>
 #include <stdio.h>
@@ -164,7 +165,7 @@ static int s_inspect(const char *dir)
     DIR *handle = opendir(dir);
     if (!handle)
         return 3;
-    int opened = 0, sealed = 0;
+    int opened = 0, sealed = 0, own = 0;
     struct dirent *e;
     while ((e = readdir(handle))) {
         char path[4096], *data = NULL;
@@ -177,7 +178,10 @@ static int s_inspect(const char *dir)
             && env.envelope->payload.len > 0
             && sbi_envelope_verify(&env, s_trust, NULL, sbi_now_ms()) == SB_OK) {
             Sharebus__Payload *payload = NULL;
-            if (sbi_envelope_open(&env, s_crypto, &payload) == SB_OK)
+            int rc = sbi_envelope_open(&env, s_crypto, &payload);
+            if (strcmp(env.header->to, s_agency) == 0)
+                own += rc == SB_OK;
+            else if (rc == SB_OK)
                 opened++;
             else
                 sealed++;
@@ -188,7 +192,7 @@ static int s_inspect(const char *dir)
         free(data);
     }
     closedir(handle);
-    printf("opened %d\nsealed %d\n", opened, sealed);
+    printf("own %d\nopened %d\nsealed %d\n", own, opened, sealed);
     return 0;
 }
 
