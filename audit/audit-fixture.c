@@ -25,7 +25,7 @@
 
 #include "tamper.h"
 
-#define T0 1772355600000ull     /* 2026-03-01T09:00:00Z */
+#define T0 1772355600000ull /* 2026-03-01T09:00:00Z */
 #define MINUTE 60000ull
 #define DAY 86400000ull
 
@@ -83,9 +83,9 @@ typedef struct {
     Sharebus__AuditKind kind;
     uint64_t time_ms;
     const char *from, *to, *dataset, *purpose, *subject;
-    const char *fields;         /* comma-separated */
+    const char *fields; /* comma-separated */
     bool delivered;
-    int answers;                /* seq of the request this answers, or 0 */
+    int answers; /* seq of the request this answers, or 0 */
     Sharebus__Decision decision;
     const char *rule, *consent;
     Sharebus__ErrorKind error;
@@ -102,10 +102,10 @@ typedef struct {
 
 static const s_story_t s_story[] = {
     {K(BROKER_STARTED), T0, "broker", "", "", "", NULL, "", false, 0, 0, "", "", 0, "", ""},
-    {K(AGENT_CONNECTED), T0 + 1 * MINUTE, "koroad", "broker", "", "", NULL, "", false, 0, 0, "",
-     "", 0, "", ""},
-    {K(AGENT_CONNECTED), T0 + 2 * MINUTE, "nhis", "broker", "", "", NULL, "", false, 0, 0, "",
-     "", 0, "", ""},
+    {K(AGENT_CONNECTED), T0 + 1 * MINUTE, "koroad", "broker", "", "", NULL, "", false, 0, 0, "", "",
+     0, "", ""},
+    {K(AGENT_CONNECTED), T0 + 2 * MINUTE, "nhis", "broker", "", "", NULL, "", false, 0, 0, "", "",
+     0, "", ""},
     {K(CONSENT_GRANTED), T0 + 5 * MINUTE, "koroad", "broker", CHECKUP, RENEWAL, "A", "", false, 0,
      0, "", "c-0001", 0, "", "until 2026-06-01; signed at the counter"},
     {K(REQUEST_ROUTED), T0 + 6 * MINUTE, "koroad", "nhis", CHECKUP, RENEWAL, "A", CHECKUP_FIELDS,
@@ -116,25 +116,23 @@ static const s_story_t s_story[] = {
      "vision_left,blood_pressure", false, 0, DENY, "", "", SHAREBUS__ERROR_KIND__ERR_DENIED,
      "no rule lets koroad obtain health.checkup.vision-hearing for marketing", ""},
     {K(REQUEST_ROUTED), T0 + DAY + 30 * MINUTE, "police", "molit", "vehicle.registration",
-     "investigation", "B", "plate,owner", false, 0, ALLOW, "police-vehicle-lookup", "", 0, "",
-     ""},
+     "investigation", "B", "plate,owner", false, 0, ALLOW, "police-vehicle-lookup", "", 0, "", ""},
     {K(REPLY_FORWARDED), T0 + DAY + 30 * MINUTE + 50, "molit", "police", "vehicle.registration",
-     "investigation", "B", "plate,owner", true, 8, ALLOW, "police-vehicle-lookup", "", 0, "",
-     ""},
-    {K(REQUEST_ROUTED), T0 + 2 * DAY, "koroad", "nhis", CHECKUP, RENEWAL, "A", "exam_date",
-     false, 0, ALLOW, RULE, "c-0001", 0, "", ""},
-    {K(TIMEOUT), T0 + 2 * DAY + 5000, "nhis", "koroad", CHECKUP, RENEWAL, "A", "", false, 10,
-     0, RULE, "", SHAREBUS__ERROR_KIND__ERR_TIMEOUT, "no reply within 5000 ms", ""},
+     "investigation", "B", "plate,owner", true, 8, ALLOW, "police-vehicle-lookup", "", 0, "", ""},
+    {K(REQUEST_ROUTED), T0 + 2 * DAY, "koroad", "nhis", CHECKUP, RENEWAL, "A", "exam_date", false,
+     0, ALLOW, RULE, "c-0001", 0, "", ""},
+    {K(TIMEOUT), T0 + 2 * DAY + 5000, "nhis", "koroad", CHECKUP, RENEWAL, "A", "", false, 10, 0,
+     RULE, "", SHAREBUS__ERROR_KIND__ERR_TIMEOUT, "no reply within 5000 ms", ""},
     {K(EVENT_PUBLISHED), T0 + 3 * DAY, "mois", "broker", "resident.address-changed", "", "A",
      "new_address,moved_on", false, 0, ALLOW, "", "", 0, "", ""},
-    {K(EVENT_DELIVERED), T0 + 3 * DAY + 10, "mois", "nts", "resident.address-changed", "",
-     "A", "new_address,moved_on", true, 0, ALLOW, "", "", 0, "", ""},
-    {K(EVENT_DELIVERED), T0 + 3 * DAY + 20, "mois", "koroad", "resident.address-changed", "",
-     "A", "new_address", true, 0, ALLOW, "", "", 0, "", ""},
-    {K(POLICY_LOADED), T0 + 3 * DAY + 60 * MINUTE, "broker", "", "", "", NULL, "", false, 0, 0,
-     "", "", 0, "", "policy version 5f1c9e"},
-    {K(CONSENT_REVOKED), T0 + 4 * DAY, "koroad", "broker", CHECKUP, RENEWAL, "A", "", false, 0,
-     0, "", "c-0001", 0, "the citizen withdrew it, online", ""},
+    {K(EVENT_DELIVERED), T0 + 3 * DAY + 10, "mois", "nts", "resident.address-changed", "", "A",
+     "new_address,moved_on", true, 0, ALLOW, "", "", 0, "", ""},
+    {K(EVENT_DELIVERED), T0 + 3 * DAY + 20, "mois", "koroad", "resident.address-changed", "", "A",
+     "new_address", true, 0, ALLOW, "", "", 0, "", ""},
+    {K(POLICY_LOADED), T0 + 3 * DAY + 60 * MINUTE, "broker", "", "", "", NULL, "", false, 0, 0, "",
+     "", 0, "", "policy version 5f1c9e"},
+    {K(CONSENT_REVOKED), T0 + 4 * DAY, "koroad", "broker", CHECKUP, RENEWAL, "A", "", false, 0, 0,
+     "", "c-0001", 0, "the citizen withdrew it, online", ""},
 };
 
 /* Appends one story line; message ids are fixed so that output is too. */
@@ -145,9 +143,9 @@ static void s_append(s_log_t *log, const s_story_t *s, uint64_t seq)
     uint8_t header[64], signature[64];
     char fields_copy[256], *fields[16];
     size_t n_fields = 0;
-    id[0] = (uint8_t) seq;
-    corr[0] = (uint8_t) s->answers;
-    memset(header, (int) seq, sizeof header);
+    id[0] = (uint8_t)seq;
+    corr[0] = (uint8_t)s->answers;
+    memset(header, (int)seq, sizeof header);
     memset(signature, 0x5a, sizeof signature);
     snprintf(fields_copy, sizeof fields_copy, "%s", s->fields);
     for (char *save, *f = strtok_r(fields_copy, ",", &save); f && n_fields < 16;
@@ -158,13 +156,13 @@ static void s_append(s_log_t *log, const s_story_t *s, uint64_t seq)
     r.message_id = (ProtobufCBinaryData){sizeof id, id};
     if (s->answers)
         r.correlation_id = (ProtobufCBinaryData){sizeof corr, corr};
-    r.from = (char *) s->from;
-    r.to = (char *) s->to;
-    r.dataset = (char *) s->dataset;
-    r.purpose = (char *) s->purpose;
+    r.from = (char *)s->from;
+    r.to = (char *)s->to;
+    r.dataset = (char *)s->dataset;
+    r.purpose = (char *)s->purpose;
     if (s->subject) {
-        int rc = sbi_subject_ref(log->subject_key, *s->subject == 'A' ? s_subject_a
-                                                                       : s_subject_b, ref);
+        int rc =
+            sbi_subject_ref(log->subject_key, *s->subject == 'A' ? s_subject_a : s_subject_b, ref);
         if (rc != SB_OK)
             s_die("subject", rc);
         r.subject_ref = (ProtobufCBinaryData){sizeof ref, ref};
@@ -177,11 +175,11 @@ static void s_append(s_log_t *log, const s_story_t *s, uint64_t seq)
         r.n_fields_requested = n_fields;
     }
     r.decision = s->decision;
-    r.rule_id = (char *) s->rule;
-    r.consent_id = (char *) s->consent;
+    r.rule_id = (char *)s->rule;
+    r.consent_id = (char *)s->consent;
     r.error = s->error;
-    r.reason = (char *) s->reason;
-    r.detail = (char *) s->detail;
+    r.reason = (char *)s->reason;
+    r.detail = (char *)s->detail;
     r.header = (ProtobufCBinaryData){sizeof header, header};
     r.signature = (ProtobufCBinaryData){sizeof signature, signature};
     int rc = sbi_audit_append(log->audit, log->txn, &r);
@@ -265,7 +263,7 @@ static void s_make(const char *dir)
         s_commit(&a);
         sharebus__checkpoint__free_unpacked(cp, NULL);
     }
-    s_begin(&a);    /* the agent's own log: what it sent and received */
+    s_begin(&a); /* the agent's own log: what it sent and received */
     s_story_t sent = s_story[4], received = s_story[5];
     sent.kind = K(MESSAGE_SENT);
     received.kind = K(MESSAGE_RECEIVED);
@@ -321,8 +319,7 @@ static int s_damage(const char *what, const char *ddir, uint64_t seq, size_t off
     return 0;
 }
 
-static void s_write(const char *dir, const char *name, uint64_t n, const void *data,
-                    size_t size)
+static void s_write(const char *dir, const char *name, uint64_t n, const void *data, size_t size)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s-%" PRIu64, dir, name, n);

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_FORMAT 1  /* meta "format": the layout of this file's databases */
+#define S_FORMAT 1 /* meta "format": the layout of this file's databases */
 
 typedef struct {
     const char *name;
@@ -17,7 +17,10 @@ typedef struct {
     size_t offset;
 } s_db_t;
 
-#define S_DB(name, flags, field) {name, flags, offsetof(sbi_audit_t, field)}
+#define S_DB(name, flags, field)                                                                   \
+    {                                                                                              \
+        name, flags, offsetof(sbi_audit_t, field)                                                  \
+    }
 static const s_db_t s_dbs[] = {
     S_DB(SBI_AUDIT_DB_LOG, 0, log),
     S_DB(SBI_AUDIT_DB_SUBJECT, MDB_DUPSORT | MDB_DUPFIXED, subject),
@@ -32,7 +35,7 @@ _Static_assert(sizeof s_dbs / sizeof s_dbs[0] == SBI_AUDIT_DBS, "SBI_AUDIT_DBS i
 
 uint64_t sbi_audit_meta_get(sbi_audit_t *self, MDB_txn *txn, const char *name)
 {
-    MDB_val key = {strlen(name), (void *) name}, val;
+    MDB_val key = {strlen(name), (void *)name}, val;
     if (mdb_get(txn, self->meta, &key, &val) != 0 || val.mv_size != 8)
         return 0;
     return sbi_be64_get(val.mv_data);
@@ -42,7 +45,7 @@ static int s_meta_put(sbi_audit_t *self, MDB_txn *txn, const char *name, uint64_
 {
     uint8_t bytes[8];
     sbi_be64_put(bytes, value);
-    MDB_val key = {strlen(name), (void *) name}, val = {8, bytes};
+    MDB_val key = {strlen(name), (void *)name}, val = {8, bytes};
     return sbi_store_code(mdb_put(txn, self->meta, &key, &val, 0));
 }
 
@@ -61,10 +64,12 @@ static int s_load_head(sbi_audit_t *self, MDB_txn *txn)
         sbi_audit_decoder_init(&decoder);
         Sharebus__AuditRecord *record;
         uint64_t seq = key.mv_size == 8 ? sbi_be64_get(key.mv_data) : 0;
-        if (sbi_audit_entry_decode(&decoder, val.mv_data, val.mv_size, &record, self->hash)
-                != SB_OK || record->seq != seq) {
-            sbi_error("audit record %" PRIu64 " (the last) is damaged: %s; appends are "
-                      "refused until the log is repaired (run sharebus-audit verify)",
+        if (sbi_audit_entry_decode(&decoder, val.mv_data, val.mv_size, &record, self->hash) !=
+                SB_OK ||
+            record->seq != seq) {
+            sbi_error("audit record %" PRIu64
+                      " (the last) is damaged: %s; appends are refused until the log is repaired "
+                      "(run sharebus-audit verify)",
                       seq, decoder.why ? decoder.why : "its seq is not its key");
             self->damaged = SB_EMALFORMED;
         }
@@ -127,7 +132,7 @@ sbi_audit_t *sbi_audit_open(sbi_store_t *store, char *err, size_t err_size)
     mdb_env_get_flags(sbi_store_env(store), &env_flags);
     self->readonly = env_flags & MDB_RDONLY;
     for (size_t i = 0; i < sizeof s_dbs / sizeof s_dbs[0]; i++) {
-        MDB_dbi *dbi = (MDB_dbi *) ((char *) self + s_dbs[i].offset);
+        MDB_dbi *dbi = (MDB_dbi *)((char *)self + s_dbs[i].offset);
         int rc = sbi_store_dbi(store, s_dbs[i].name, s_dbs[i].flags, dbi);
         if (rc != SB_OK) {
             snprintf(err, err_size, "audit database %s: %s", s_dbs[i].name,
@@ -173,7 +178,7 @@ static int s_index_put(MDB_txn *txn, MDB_dbi dbi, const void *key_data, size_t k
         return SB_OK;
     if (key_size > SBI_AUDIT_KEY_MAX)
         key_size = SBI_AUDIT_KEY_MAX;
-    MDB_val key = {key_size, (void *) key_data}, val = {8, (void *) seq_be};
+    MDB_val key = {key_size, (void *)key_data}, val = {8, (void *)seq_be};
     return sbi_store_code(mdb_put(txn, dbi, &key, &val, 0));
 }
 
@@ -250,15 +255,15 @@ int sbi_audit_append(sbi_audit_t *self, MDB_txn *txn, Sharebus__AuditRecord *rec
     MDB_val key = {8, seq_be}, val = {sharebus__audit_entry__get_packed_size(&entry), NULL};
     int mrc = mdb_put(txn, self->log, &key, &val, MDB_APPEND | MDB_RESERVE);
     if (mrc == MDB_KEYEXIST) {
-        sbi_error("audit record %" PRIu64 " already exists: another writer appends to this "
-                  "log", seq);
+        sbi_error("audit record %" PRIu64 " already exists: another writer appends to this log",
+                  seq);
         return SB_EINTERNAL;
     }
     if (mrc != 0)
         return sbi_store_code(mrc);
     sharebus__audit_entry__pack(&entry, val.mv_data);
-    uint64_t index_time = record->time_ms > self->pending_index_time ? record->time_ms
-                                                                     : self->pending_index_time;
+    uint64_t index_time =
+        record->time_ms > self->pending_index_time ? record->time_ms : self->pending_index_time;
     uint64_t slack = index_time - record->time_ms;
     rc = s_index(self, txn, record, seq_be, index_time);
     if (rc == SB_OK)
@@ -322,7 +327,7 @@ static void s_kind_names_init(void)
         char *to = s_kind_names[value->value];
         size_t n = 0;
         for (; from[n] && n + 1 < sizeof s_kind_names[0]; n++)
-            to[n] = from[n] == '_' ? '-' : (char) (from[n] | 0x20);
+            to[n] = from[n] == '_' ? '-' : (char)(from[n] | 0x20);
         to[n] = 0;
     }
 }
@@ -330,7 +335,7 @@ static void s_kind_names_init(void)
 const char *sbi_audit_kind_name(Sharebus__AuditKind kind)
 {
     pthread_once(&s_kind_once, s_kind_names_init);
-    int k = (int) kind;
+    int k = (int)kind;
     return k >= 0 && k < S_KINDS_MAX && s_kind_names[k][0] ? s_kind_names[k] : "unknown";
 }
 
@@ -339,6 +344,6 @@ Sharebus__AuditKind sbi_audit_kind_parse(const char *name)
     pthread_once(&s_kind_once, s_kind_names_init);
     for (int k = 1; name && k < S_KINDS_MAX; k++)
         if (s_kind_names[k][0] && strcmp(s_kind_names[k], name) == 0)
-            return (Sharebus__AuditKind) k;
+            return (Sharebus__AuditKind)k;
     return SHAREBUS__AUDIT_KIND__AUDIT_NONE;
 }

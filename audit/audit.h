@@ -46,8 +46,8 @@ void sbi_audit_close(sbi_audit_t **self_p);
    calls sbi_audit_abort. The stored record carries prev_hash; the caller's
    `record` gets seq and time_ms, and its own prev_hash is left as it was
    (so the caller's ownership of every pointer in it is unchanged). */
-int sbi_audit_append(sbi_audit_t *self, MDB_txn *txn, Sharebus__AuditRecord *record)
-    SBI_UNUSED_RESULT;
+int sbi_audit_append(sbi_audit_t *self, MDB_txn *txn,
+                     Sharebus__AuditRecord *record) SBI_UNUSED_RESULT;
 
 /* The transaction holding the appends since the last commit or abort has
    committed: they are now the head. */
@@ -100,8 +100,8 @@ char *sbi_checkpoint_to_json(const Sharebus__Checkpoint *checkpoint);
 
 /* Parses that JSON form (SB_EMALFORMED when it is not one). Free with
    sharebus__checkpoint__free_unpacked(cp, NULL). */
-int sbi_checkpoint_from_json(const char *text, Sharebus__Checkpoint **checkpoint_p)
-    SBI_UNUSED_RESULT;
+int sbi_checkpoint_from_json(const char *text,
+                             Sharebus__Checkpoint **checkpoint_p) SBI_UNUSED_RESULT;
 
 typedef enum {
     SBI_AUDIT_INTACT = 0,
@@ -113,10 +113,10 @@ typedef enum {
 
 typedef struct {
     sbi_audit_fault_t fault;
-    uint64_t seq;            /* first bad sequence number */
-    uint64_t records;        /* records checked */
-    uint64_t checkpoints;    /* checkpoints checked */
-    uint64_t head_seq;       /* the last record and its hash (when intact) */
+    uint64_t seq;         /* first bad sequence number */
+    uint64_t records;     /* records checked */
+    uint64_t checkpoints; /* checkpoints checked */
+    uint64_t head_seq;    /* the last record and its hash (when intact) */
     uint8_t head_hash[SBI_HASH_SIZE];
     char detail[256];
 } sbi_audit_report_t;
@@ -143,15 +143,15 @@ int sbi_audit_verify_keys(sbi_audit_t *self, const uint8_t (*sign_publics)[32], 
                           sbi_audit_report_t *report) SBI_UNUSED_RESULT;
 
 typedef struct {
-    const char *agency;          /* from or to */
-    const uint8_t *subject_ref;  /* 32 bytes */
+    const char *agency;         /* from or to */
+    const uint8_t *subject_ref; /* 32 bytes */
     const char *dataset;
     const char *purpose;
-    Sharebus__AuditKind kind;    /* AUDIT_NONE = any */
-    uint64_t since_ms;           /* time_ms >= since_ms; 0 = open */
-    uint64_t until_ms;           /* time_ms < until_ms; 0 = open */
-    uint64_t after_seq;          /* only records with seq > after_seq */
-    size_t limit;                /* 0 = no limit */
+    Sharebus__AuditKind kind; /* AUDIT_NONE = any */
+    uint64_t since_ms;        /* time_ms >= since_ms; 0 = open */
+    uint64_t until_ms;        /* time_ms < until_ms; 0 = open */
+    uint64_t after_seq;       /* only records with seq > after_seq */
+    size_t limit;             /* 0 = no limit */
 } sbi_audit_filter_t;
 
 /* Calls `each` for every matching record in sequence order, using an index
@@ -160,8 +160,8 @@ typedef struct {
    read transaction for the query. A damaged record is skipped with a
    warning naming its seq, and the query then returns SB_EMALFORMED. */
 int sbi_audit_query(sbi_audit_t *self, const sbi_audit_filter_t *filter,
-                    int (*each)(const Sharebus__AuditRecord *record, void *arg), void *arg)
-    SBI_UNUSED_RESULT;
+                    int (*each)(const Sharebus__AuditRecord *record, void *arg),
+                    void *arg) SBI_UNUSED_RESULT;
 
 /* The same, also passing each record's stored hash (for exports that let
    another system re-check the chain). */
@@ -174,8 +174,7 @@ int sbi_audit_query_entries(sbi_audit_t *self, const sbi_audit_filter_t *filter,
    and error by name, time also as ISO 8601), plus "hash" when `hash` is
    not NULL. The caller puts the object. */
 struct json_object;
-struct json_object *sbi_audit_record_json(const Sharebus__AuditRecord *record,
-                                          const uint8_t *hash);
+struct json_object *sbi_audit_record_json(const Sharebus__AuditRecord *record, const uint8_t *hash);
 
 /* Short lower-case name of an audit kind ("request-routed"; "unknown" for
    a number the enum does not have) and back (AUDIT_NONE for a name that is

@@ -29,7 +29,7 @@ struct sbi_audit_t {
     sbi_store_t *store;
     bool readonly;
     MDB_dbi log, subject, agency, dataset, time, checkpoints, received, meta;
-    int damaged;                /* SB_OK, or why appends are refused */
+    int damaged; /* SB_OK, or why appends are refused */
     /* The committed head, and the pending one including uncommitted appends.
        index_time: the time index key of the last record (never decreases);
        slack: the most any record's index time exceeds its own time. */
@@ -37,7 +37,7 @@ struct sbi_audit_t {
     uint8_t hash[SBI_HASH_SIZE], pending_hash[SBI_HASH_SIZE];
     uint64_t index_time, pending_index_time;
     uint64_t slack, pending_slack;
-    uint8_t *buf;               /* packing scratch */
+    uint8_t *buf; /* packing scratch */
     size_t buf_size;
 };
 
@@ -58,7 +58,7 @@ typedef struct {
 typedef struct {
     sbi_arena_t entry_arena;
     sbi_arena_t record_arena;
-    const char *why;            /* after a failure: what was wrong */
+    const char *why; /* after a failure: what was wrong */
 } sbi_audit_decoder_t;
 
 void sbi_audit_decoder_init(sbi_audit_decoder_t *self);
@@ -69,8 +69,8 @@ void sbi_audit_decoder_clear(sbi_audit_decoder_t *self);
    SB_EBADSIG (record bytes do not match their hash), SB_ENOMEM; `why` says
    which in words. */
 int sbi_audit_entry_decode(sbi_audit_decoder_t *self, const void *data, size_t size,
-                           Sharebus__AuditRecord **record_p, uint8_t hash[SBI_HASH_SIZE])
-    SBI_UNUSED_RESULT;
+                           Sharebus__AuditRecord **record_p,
+                           uint8_t hash[SBI_HASH_SIZE]) SBI_UNUSED_RESULT;
 
 /* Records a fault in `report` unless it already holds one at a lower or
    equal sequence number: verification names the first bad record. */

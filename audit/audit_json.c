@@ -22,7 +22,7 @@ static void s_add_hex(json_object *obj, const char *name, ProtobufCBinaryData da
 
 static void s_add_list(json_object *obj, const char *name, char **items, size_t n_items)
 {
-    json_object *list = json_object_new_array_ext((int) n_items);
+    json_object *list = json_object_new_array_ext((int)n_items);
     for (size_t i = 0; i < n_items; i++)
         json_object_array_add(list, json_object_new_string(items[i] ? items[i] : ""));
     json_object_object_add(obj, name, list);
@@ -67,6 +67,6 @@ json_object *sbi_audit_record_json(const Sharebus__AuditRecord *r, const uint8_t
     s_add_hex(obj, "prev_hash", r->prev_hash);
     s_add_string(obj, "detail", r->detail);
     if (hash)
-        s_add_hex(obj, "hash", (ProtobufCBinaryData){SBI_HASH_SIZE, (uint8_t *) hash});
+        s_add_hex(obj, "hash", (ProtobufCBinaryData){SBI_HASH_SIZE, (uint8_t *)hash});
     return obj;
 }

@@ -17,17 +17,17 @@
 #include <inttypes.h>
 #include <string.h>
 
-typedef int (*s_each_fn)(const Sharebus__AuditRecord *record,
-                         const uint8_t hash[SBI_HASH_SIZE], void *arg);
+typedef int (*s_each_fn)(const Sharebus__AuditRecord *record, const uint8_t hash[SBI_HASH_SIZE],
+                         void *arg);
 
 typedef struct {
     sbi_audit_t *audit;
     const sbi_audit_filter_t *filter;
     MDB_txn *txn;
     sbi_audit_decoder_t decoder;
-    uint64_t stop_time;         /* a record at or past this ends the query */
+    uint64_t stop_time; /* a record at or past this ends the query */
     size_t matched;
-    int result;                 /* SB_OK, or SB_EMALFORMED after damage */
+    int result; /* SB_OK, or SB_EMALFORMED after damage */
     s_each_fn each;
     void *arg;
 } s_query_t;
@@ -39,8 +39,8 @@ static bool s_same(const char *a, const char *b)
 
 static bool s_matches(const sbi_audit_filter_t *f, const Sharebus__AuditRecord *r)
 {
-    if (f->subject_ref && (r->subject_ref.len != SBI_HASH_SIZE
-                           || memcmp(r->subject_ref.data, f->subject_ref, SBI_HASH_SIZE) != 0))
+    if (f->subject_ref && (r->subject_ref.len != SBI_HASH_SIZE ||
+                           memcmp(r->subject_ref.data, f->subject_ref, SBI_HASH_SIZE) != 0))
         return false;
     if (f->agency && !s_same(r->from, f->agency) && !s_same(r->to, f->agency))
         return false;
@@ -60,10 +60,10 @@ static bool s_visit(s_query_t *q, uint64_t seq, const MDB_val *val)
 {
     Sharebus__AuditRecord *record;
     uint8_t hash[SBI_HASH_SIZE];
-    if (sbi_audit_entry_decode(&q->decoder, val->mv_data, val->mv_size, &record, hash) != SB_OK
-        || record->seq != seq) {
-        sbi_warning("audit record %" PRIu64 " is damaged (%s): skipped; run sharebus-audit "
-                    "verify", seq, q->decoder.why ? q->decoder.why : "wrong seq");
+    if (sbi_audit_entry_decode(&q->decoder, val->mv_data, val->mv_size, &record, hash) != SB_OK ||
+        record->seq != seq) {
+        sbi_warning("audit record %" PRIu64 " is damaged (%s): skipped; run sharebus-audit verify",
+                    seq, q->decoder.why ? q->decoder.why : "wrong seq");
         q->result = SB_EMALFORMED;
         return false;
     }
@@ -124,12 +124,12 @@ static size_t s_index_open(s_query_t *q, MDB_dbi dbi, const void *name, size_t s
     *cursor_p = NULL;
     if (size > SBI_AUDIT_KEY_MAX)
         size = SBI_AUDIT_KEY_MAX;
-    MDB_val key = {size, (void *) name}, val;
+    MDB_val key = {size, (void *)name}, val;
     size_t count = 0;
     if (size == 0 || mdb_cursor_open(q->txn, dbi, cursor_p) != 0)
         return 0;
-    if (mdb_cursor_get(*cursor_p, &key, &val, MDB_SET) != 0
-        || mdb_cursor_count(*cursor_p, &count) != 0)
+    if (mdb_cursor_get(*cursor_p, &key, &val, MDB_SET) != 0 ||
+        mdb_cursor_count(*cursor_p, &count) != 0)
         count = 0;
     return count;
 }
@@ -190,8 +190,9 @@ static void s_walk_index(s_query_t *q, MDB_cursor *index, uint64_t start)
         uint64_t seq = sbi_be64_get(val.mv_data);
         int grc = mdb_get(q->txn, q->audit->log, &log_key, &entry);
         if (grc == MDB_NOTFOUND) {
-            sbi_warning("the index names audit record %" PRIu64 " but it is absent; run "
-                        "sharebus-audit verify", seq);
+            sbi_warning("the index names audit record %" PRIu64
+                        " but it is absent; run sharebus-audit verify",
+                        seq);
             q->result = SB_EMALFORMED;
             continue;
         }
@@ -206,8 +207,8 @@ static void s_walk_index(s_query_t *q, MDB_cursor *index, uint64_t start)
         q->result = sbi_store_code(rc);
 }
 
-int sbi_audit_query_entries(sbi_audit_t *self, const sbi_audit_filter_t *filter,
-                            s_each_fn each, void *arg)
+int sbi_audit_query_entries(sbi_audit_t *self, const sbi_audit_filter_t *filter, s_each_fn each,
+                            void *arg)
 {
     assert(self && filter && each);
     s_query_t q = {.audit = self, .filter = filter, .each = each, .arg = arg};
@@ -218,10 +219,9 @@ int sbi_audit_query_entries(sbi_audit_t *self, const sbi_audit_filter_t *filter,
     q.stop_time = UINT64_MAX;
     if (filter->until_ms) {
         uint64_t slack = sbi_audit_meta_get(self, q.txn, "time-slack");
-        q.stop_time = filter->until_ms > UINT64_MAX - slack ? UINT64_MAX
-                                                            : filter->until_ms + slack;
+        q.stop_time = filter->until_ms > UINT64_MAX - slack ? UINT64_MAX : filter->until_ms + slack;
     }
-    uint64_t start = s_start(&q);   /* 0: nothing at or after `since` */
+    uint64_t start = s_start(&q); /* 0: nothing at or after `since` */
     MDB_cursor *index = NULL;
     if (start && s_pick_index(&q, &index)) {
         if (index) {
@@ -243,7 +243,7 @@ typedef struct {
 static int s_plain(const Sharebus__AuditRecord *record, const uint8_t hash[SBI_HASH_SIZE],
                    void *arg)
 {
-    (void) hash;
+    (void)hash;
     s_plain_t *plain = arg;
     return plain->each(record, plain->arg);
 }

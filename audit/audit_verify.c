@@ -14,10 +14,10 @@
 typedef struct {
     sbi_audit_t *audit;
     MDB_txn *txn;
-    const uint8_t (*keys)[32];  /* a checkpoint holds under any of them */
+    const uint8_t (*keys)[32]; /* a checkpoint holds under any of them */
     size_t n_keys;
     sbi_audit_decoder_t decoder;
-    uint64_t last;              /* the highest key in the log */
+    uint64_t last; /* the highest key in the log */
     sbi_audit_report_t *report;
 } s_verifier_t;
 
@@ -40,7 +40,8 @@ static bool s_hash_at(s_verifier_t *v, uint64_t seq, uint8_t hash[SBI_HASH_SIZE]
     sbi_be64_put(key_bytes, seq);
     MDB_val key = {8, key_bytes}, val;
     if (mdb_get(v->txn, v->audit->log, &key, &val) != 0) {
-        sbi_audit_report_fault(v->report, SBI_AUDIT_MISSING, seq, "record %" PRIu64 " is absent", seq);
+        sbi_audit_report_fault(v->report, SBI_AUDIT_MISSING, seq, "record %" PRIu64 " is absent",
+                               seq);
         return false;
     }
     Sharebus__AuditRecord *record;
@@ -51,8 +52,7 @@ static bool s_hash_at(s_verifier_t *v, uint64_t seq, uint8_t hash[SBI_HASH_SIZE]
     return true;
 }
 
-static void s_check_checkpoint(s_verifier_t *v, const Sharebus__Checkpoint *cp,
-                               const char *origin)
+static void s_check_checkpoint(s_verifier_t *v, const Sharebus__Checkpoint *cp, const char *origin)
 {
     char when[32];
     sbi_time_format(cp->time_ms, when, sizeof when);
@@ -62,27 +62,32 @@ static void s_check_checkpoint(s_verifier_t *v, const Sharebus__Checkpoint *cp,
         if ((rc = sbi_checkpoint_verify(cp, v->keys[i])) == SB_OK)
             break;
     if (rc != SB_OK) {
-        sbi_audit_report_fault(v->report, SBI_AUDIT_BAD_CHECKPOINT, cp->seq, "%s checkpoint of %s %s", origin, when,
-                rc == SB_EBADSIG ? "is not signed by the broker's key" : "is malformed");
+        sbi_audit_report_fault(
+            v->report, SBI_AUDIT_BAD_CHECKPOINT, cp->seq, "%s checkpoint of %s %s", origin, when,
+            rc == SB_EBADSIG ? "is not signed by the broker's key" : "is malformed");
         return;
     }
     static const uint8_t zeros[SBI_HASH_SIZE];
     if (cp->seq == 0) {
         if (memcmp(cp->head_hash.data, zeros, SBI_HASH_SIZE) != 0)
-            sbi_audit_report_fault(v->report, SBI_AUDIT_BAD_CHECKPOINT, 0, "%s checkpoint of %s names seq 0 with a "
-                    "hash", origin, when);
+            sbi_audit_report_fault(v->report, SBI_AUDIT_BAD_CHECKPOINT, 0,
+                                   "%s checkpoint of %s names seq 0 with a hash", origin, when);
         return;
     }
     if (cp->seq > v->last) {
-        sbi_audit_report_fault(v->report, SBI_AUDIT_TRUNCATED, v->last + 1, "the log ends at record %" PRIu64
-                " but the %s checkpoint of %s covers record %" PRIu64, v->last, origin, when,
-                cp->seq);
+        sbi_audit_report_fault(v->report, SBI_AUDIT_TRUNCATED, v->last + 1,
+                               "the log ends at record %" PRIu64
+                               " but the %s checkpoint of %s covers record %" PRIu64,
+                               v->last, origin, when, cp->seq);
         return;
     }
     uint8_t hash[SBI_HASH_SIZE];
     if (s_hash_at(v, cp->seq, hash) && memcmp(hash, cp->head_hash.data, SBI_HASH_SIZE) != 0)
-        sbi_audit_report_fault(v->report, SBI_AUDIT_ALTERED, cp->seq, "record %" PRIu64 " is not the one the %s "
-                "checkpoint of %s signed: history was rewritten", cp->seq, origin, when);
+        sbi_audit_report_fault(
+            v->report, SBI_AUDIT_ALTERED, cp->seq,
+            "record %" PRIu64
+            " is not the one the %s checkpoint of %s signed: history was rewritten",
+            cp->seq, origin, when);
 }
 
 static int s_check_stored(s_verifier_t *v)
@@ -100,8 +105,8 @@ static int s_check_stored(s_verifier_t *v)
             if (cp)
                 sharebus__checkpoint__free_unpacked(cp, NULL);
             v->report->checkpoints++;
-            sbi_audit_report_fault(v->report, SBI_AUDIT_BAD_CHECKPOINT, seq, "stored checkpoint %" PRIu64
-                    " is malformed", seq);
+            sbi_audit_report_fault(v->report, SBI_AUDIT_BAD_CHECKPOINT, seq,
+                                   "stored checkpoint %" PRIu64 " is malformed", seq);
             continue;
         }
         s_check_checkpoint(v, cp, "stored");
@@ -117,15 +122,15 @@ static void s_check_meta(s_verifier_t *v)
 {
     uint64_t head = sbi_audit_meta_get(v->audit, v->txn, "head");
     if (head > v->last)
-        sbi_audit_report_fault(v->report, SBI_AUDIT_TRUNCATED, v->last + 1, "the log ends at record %" PRIu64
-                " but its head was %" PRIu64, v->last, head);
+        sbi_audit_report_fault(v->report, SBI_AUDIT_TRUNCATED, v->last + 1,
+                               "the log ends at record %" PRIu64 " but its head was %" PRIu64,
+                               v->last, head);
 }
 
 int sbi_audit_verify(sbi_audit_t *self, const uint8_t sign_public[32],
-                     Sharebus__Checkpoint *const *extra, size_t n_extra,
-                     sbi_audit_report_t *report)
+                     Sharebus__Checkpoint *const *extra, size_t n_extra, sbi_audit_report_t *report)
 {
-    const uint8_t (*keys)[32] = (const uint8_t (*)[32]) sign_public;
+    const uint8_t(*keys)[32] = (const uint8_t(*)[32])sign_public;
     return sbi_audit_verify_keys(self, keys, sign_public ? 1 : 0, extra, n_extra, report);
 }
 

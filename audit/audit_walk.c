@@ -24,9 +24,9 @@ uint64_t sbi_audit_parallel_min = 65536;
 
 typedef struct {
     sbi_audit_t *audit;
-    uint64_t first, last;       /* this range: [first, last] */
-    sbi_audit_report_t report;  /* its faults, records and last record */
-    bool linked;                /* first_prev is set: check it on joining */
+    uint64_t first, last;      /* this range: [first, last] */
+    sbi_audit_report_t report; /* its faults, records and last record */
+    bool linked;               /* first_prev is set: check it on joining */
     uint8_t first_prev[SBI_HASH_SIZE];
     int rc;
     pthread_t thread;
@@ -52,8 +52,9 @@ static bool s_check_record(s_range_t *r, const Sharebus__AuditRecord *record, ui
 {
     sbi_audit_report_t *report = &r->report;
     if (record->seq != seq) {
-        sbi_audit_report_fault(report, SBI_AUDIT_ALTERED, seq, "the record says it is %"
-                               PRIu64 " but is stored as %" PRIu64, record->seq, seq);
+        sbi_audit_report_fault(report, SBI_AUDIT_ALTERED, seq,
+                               "the record says it is %" PRIu64 " but is stored as %" PRIu64,
+                               record->seq, seq);
         return false;
     }
     if (record->prev_hash.len != SBI_HASH_SIZE) {
@@ -64,8 +65,10 @@ static bool s_check_record(s_range_t *r, const Sharebus__AuditRecord *record, ui
         memcpy(r->first_prev, record->prev_hash.data, SBI_HASH_SIZE);
         r->linked = true;
     } else if (memcmp(record->prev_hash.data, prev, SBI_HASH_SIZE) != 0) {
-        sbi_audit_report_fault(report, SBI_AUDIT_ALTERED, seq, "the record does not chain to "
-                               "record %" PRIu64 " (one of the two was rewritten)", seq - 1);
+        sbi_audit_report_fault(report, SBI_AUDIT_ALTERED, seq,
+                               "the record does not chain to record %" PRIu64
+                               " (one of the two was rewritten)",
+                               seq - 1);
         return false;
     }
     return true;
@@ -77,19 +80,21 @@ static bool s_check_entry(s_range_t *r, sbi_audit_decoder_t *decoder, const MDB_
 {
     sbi_audit_report_t *report = &r->report;
     if (key->mv_size != 8) {
-        sbi_audit_report_fault(report, SBI_AUDIT_ALTERED, expected, "a key after record %"
-                               PRIu64 " is not a sequence number", expected - 1);
+        sbi_audit_report_fault(report, SBI_AUDIT_ALTERED, expected,
+                               "a key after record %" PRIu64 " is not a sequence number",
+                               expected - 1);
         return false;
     }
     uint64_t seq = sbi_be64_get(key->mv_data);
     if (seq < expected) {
-        sbi_audit_report_fault(report, SBI_AUDIT_ALTERED, seq, "record %" PRIu64 " has an "
-                               "invalid key", seq);
+        sbi_audit_report_fault(report, SBI_AUDIT_ALTERED, seq,
+                               "record %" PRIu64 " has an invalid key", seq);
         return false;
     }
     if (seq > expected) {
-        sbi_audit_report_fault(report, SBI_AUDIT_MISSING, expected, "record %" PRIu64 " is "
-                               "absent; the next stored record is %" PRIu64, expected, seq);
+        sbi_audit_report_fault(report, SBI_AUDIT_MISSING, expected,
+                               "record %" PRIu64 " is absent; the next stored record is %" PRIu64,
+                               expected, seq);
         return false;
     }
     Sharebus__AuditRecord *record;
@@ -125,12 +130,12 @@ static void s_walk_cursor(s_range_t *r, MDB_cursor *cursor)
     }
     sbi_audit_decoder_clear(&decoder);
     if (rc != 0 && rc != MDB_NOTFOUND)
-        sbi_audit_report_fault(&r->report, SBI_AUDIT_ALTERED, expected, "the store cannot be "
-                               "read past record %" PRIu64 ": %s", expected - 1,
+        sbi_audit_report_fault(&r->report, SBI_AUDIT_ALTERED, expected,
+                               "the store cannot be read past record %" PRIu64 ": %s", expected - 1,
                                mdb_strerror(rc));
     else if (rc == MDB_NOTFOUND && expected <= r->last && r->last != UINT64_MAX)
-        sbi_audit_report_fault(&r->report, SBI_AUDIT_MISSING, expected, "record %" PRIu64
-                               " is absent", expected);
+        sbi_audit_report_fault(&r->report, SBI_AUDIT_MISSING, expected,
+                               "record %" PRIu64 " is absent", expected);
 }
 
 static void *s_walk_range(void *arg)
@@ -171,7 +176,7 @@ static unsigned s_plan(sbi_audit_t *self, MDB_txn *txn, uint64_t *last_p, uint64
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     if (*last_p < sbi_audit_parallel_min || *end_p == UINT64_MAX || cpus < 2)
         return 1;
-    return cpus > S_THREADS_MAX ? S_THREADS_MAX : (unsigned) cpus;
+    return cpus > S_THREADS_MAX ? S_THREADS_MAX : (unsigned)cpus;
 }
 
 /* Joins the ranges' reports into `report`, checking each link. */
@@ -182,11 +187,12 @@ static void s_join(s_range_t *ranges, unsigned n, sbi_audit_report_t *report)
         if (part->fault != SBI_AUDIT_INTACT)
             sbi_audit_report_fault(report, part->fault, part->seq, "%s", part->detail);
         sbi_audit_report_t *before = k ? &ranges[k - 1].report : NULL;
-        if (before && before->fault == SBI_AUDIT_INTACT && ranges[k].linked
-            && memcmp(before->head_hash, ranges[k].first_prev, SBI_HASH_SIZE) != 0)
-            sbi_audit_report_fault(report, SBI_AUDIT_ALTERED, ranges[k].first, "the record "
-                                   "does not chain to record %" PRIu64 " (one of the two was "
-                                   "rewritten)", ranges[k].first - 1);
+        if (before && before->fault == SBI_AUDIT_INTACT && ranges[k].linked &&
+            memcmp(before->head_hash, ranges[k].first_prev, SBI_HASH_SIZE) != 0)
+            sbi_audit_report_fault(report, SBI_AUDIT_ALTERED, ranges[k].first,
+                                   "the record does not chain to record %" PRIu64
+                                   " (one of the two was rewritten)",
+                                   ranges[k].first - 1);
         report->records += part->records;
         if (part->records) {
             report->head_seq = part->head_seq;
@@ -195,8 +201,7 @@ static void s_join(s_range_t *ranges, unsigned n, sbi_audit_report_t *report)
     }
 }
 
-int sbi_audit_walk(sbi_audit_t *self, MDB_txn *txn, sbi_audit_report_t *report,
-                   uint64_t *last_p)
+int sbi_audit_walk(sbi_audit_t *self, MDB_txn *txn, sbi_audit_report_t *report, uint64_t *last_p)
 {
     uint64_t last;
     unsigned n = s_plan(self, txn, last_p, &last);
@@ -212,7 +217,7 @@ int sbi_audit_walk(sbi_audit_t *self, MDB_txn *txn, sbi_audit_report_t *report,
         if (pthread_create(&ranges[started].thread, NULL, s_walk_range, &ranges[started]) != 0)
             break;
     s_walk_range(&ranges[0]);
-    for (unsigned k = started; k < n; k++)  /* no thread: walk it here */
+    for (unsigned k = started; k < n; k++) /* no thread: walk it here */
         s_walk_range(&ranges[k]);
     for (unsigned k = 1; k < started; k++)
         pthread_join(ranges[k].thread, NULL);

@@ -31,7 +31,7 @@ typedef struct {
     sbi_store_t *store;
     sbi_audit_t *audit;
     uint64_t records, batch, subjects;
-    uint64_t base;              /* seq of the first record this run adds */
+    uint64_t base; /* seq of the first record this run adds */
     uint64_t grows;
     json_object *result;
 } s_bench_t;
@@ -40,14 +40,14 @@ static double s_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static double s_cpu(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static void s_put(s_bench_t *b, const char *name, double value)
@@ -67,7 +67,7 @@ static const char *s_agency(uint64_t n)
     static char names[S_AGENCIES][16];
     char *name = names[n % S_AGENCIES];
     if (!name[0])
-        snprintf(name, 16, "agency-%02u", (unsigned) (n % S_AGENCIES));
+        snprintf(name, 16, "agency-%02u", (unsigned)(n % S_AGENCIES));
     return name;
 }
 
@@ -75,13 +75,19 @@ static const char *s_agency(uint64_t n)
    broker's (signed header and signature included). */
 static void s_fill(Sharebus__AuditRecord *r, uint64_t i, uint8_t *store, char **fields)
 {
-    static const char *datasets[S_DATASETS] = {
-        "health.checkup.vision-hearing", "vehicle.registration", "vehicle.insurance",
-        "vehicle.repairs", "resident.address", "tax.income", "police.incidents",
-        "education.degrees", "employment.insurance", "welfare.benefits"};
-    static const char *purposes[S_PURPOSES] = {
-        "driver-licence-renewal", "tax-audit", "investigation", "benefit-eligibility",
-        "vehicle-transfer"};
+    static const char *datasets[S_DATASETS] = {"health.checkup.vision-hearing",
+                                               "vehicle.registration",
+                                               "vehicle.insurance",
+                                               "vehicle.repairs",
+                                               "resident.address",
+                                               "tax.income",
+                                               "police.incidents",
+                                               "education.degrees",
+                                               "employment.insurance",
+                                               "welfare.benefits"};
+    static const char *purposes[S_PURPOSES] = {"driver-licence-renewal", "tax-audit",
+                                               "investigation", "benefit-eligibility",
+                                               "vehicle-transfer"};
     uint8_t *id = store, *ref = store + 16, *hash = store + 48, *header = store + 80,
             *sig = store + 336;
     sharebus__audit_record__init(r);
@@ -93,10 +99,10 @@ static void s_fill(Sharebus__AuditRecord *r, uint64_t i, uint8_t *store, char **
     r->message_id = (ProtobufCBinaryData){16, id};
     if (reply)
         r->correlation_id = (ProtobufCBinaryData){16, id};
-    r->from = (char *) s_agency(reply ? i * 7 + 3 : i * 7);
-    r->to = (char *) s_agency(reply ? i * 7 : i * 7 + 3);
-    r->dataset = (char *) datasets[(i / 2) % S_DATASETS];
-    r->purpose = (char *) purposes[(i / 2) % S_PURPOSES];
+    r->from = (char *)s_agency(reply ? i * 7 + 3 : i * 7);
+    r->to = (char *)s_agency(reply ? i * 7 : i * 7 + 3);
+    r->dataset = (char *)datasets[(i / 2) % S_DATASETS];
+    r->purpose = (char *)purposes[(i / 2) % S_PURPOSES];
     r->subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, ref};
     r->fields_requested = fields;
     r->n_fields_requested = 5;
@@ -152,16 +158,16 @@ static int s_append(s_bench_t *b)
     }
     double secs = s_now() - start;
     s_put(b, "append_s", secs);
-    s_put(b, "append_records_per_s", (double) b->records / secs);
-    s_put(b, "commits_per_s", (double) ((b->records + b->batch - 1) / b->batch) / secs);
+    s_put(b, "append_records_per_s", (double)b->records / secs);
+    s_put(b, "commits_per_s", (double)((b->records + b->batch - 1) / b->batch) / secs);
     json_object_object_add(b->result, "map_grows", json_object_new_uint64(b->grows));
     return SB_OK;
 }
 
 static int s_count(const Sharebus__AuditRecord *record, void *arg)
 {
-    (void) record;
-    (*(uint64_t *) arg)++;
+    (void)record;
+    (*(uint64_t *)arg)++;
     return 0;
 }
 
@@ -171,13 +177,13 @@ static void s_queries(s_bench_t *b)
     uint64_t found = 0;
     double start = s_now();
     for (int q = 0; q < S_SUBJECT_QUERIES; q++) {
-        s_subject_ref(randombytes_uniform((uint32_t) b->subjects), ref);
+        s_subject_ref(randombytes_uniform((uint32_t)b->subjects), ref);
         sbi_audit_filter_t filter = {.subject_ref = ref};
         if (sbi_audit_query(b->audit, &filter, s_count, &found) != SB_OK)
             fprintf(stderr, "bench-audit: subject query failed\n");
     }
     s_put(b, "query_subject_ms", (s_now() - start) * 1000 / S_SUBJECT_QUERIES);
-    s_put(b, "query_subject_records", (double) found / S_SUBJECT_QUERIES);
+    s_put(b, "query_subject_records", (double)found / S_SUBJECT_QUERIES);
     sbi_audit_filter_t page = {.agency = s_agency(3), .limit = 100};
     found = 0;
     start = s_now();
@@ -192,7 +198,7 @@ static void s_queries(s_bench_t *b)
     double secs = s_now() - start;
     s_put(b, "query_agency_all_ms", secs * 1000);
     json_object_object_add(b->result, "query_agency_records", json_object_new_uint64(found));
-    s_put(b, "query_agency_records_per_s", (double) found / secs);
+    s_put(b, "query_agency_records_per_s", (double)found / secs);
 }
 
 static int s_verify(s_bench_t *b)
@@ -212,7 +218,7 @@ static int s_verify(s_bench_t *b)
     sbi_audit_report_t report;
     double start = s_now(), cpu = s_cpu();
     if (rc == SB_OK)
-        rc = sbi_audit_verify(b->audit, NULL, NULL, 0, &report);   /* earlier runs' keys */
+        rc = sbi_audit_verify(b->audit, NULL, NULL, 0, &report); /* earlier runs' keys */
     double secs = s_now() - start;
     cpu = s_cpu() - cpu;
     sbi_keys_wipe(&keys);
@@ -222,16 +228,16 @@ static int s_verify(s_bench_t *b)
         return rc;
     }
     s_put(b, "verify_s", secs);
-    s_put(b, "verify_records_per_s", (double) report.records / secs);
+    s_put(b, "verify_records_per_s", (double)report.records / secs);
     s_put(b, "verify_cpu_s", cpu);
-    s_put(b, "verify_records_per_cpu_s", (double) report.records / cpu);
+    s_put(b, "verify_records_per_cpu_s", (double)report.records / cpu);
     json_object_object_add(b->result, "total_records", json_object_new_uint64(report.records));
     return SB_OK;
 }
 
 static int s_remove(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
-    (void) st, (void) flag, (void) ftw;
+    (void)st, (void)flag, (void)ftw;
     return remove(path);
 }
 
@@ -257,7 +263,7 @@ static int s_run(s_bench_t *b, const char *dir)
     }
     size_t map_size, used;
     sbi_store_usage(b->store, &map_size, &used);
-    s_put(b, "store_mib", (double) used / (1 << 20));
+    s_put(b, "store_mib", (double)used / (1 << 20));
     if (rc == SB_OK)
         puts(json_object_to_json_string_ext(b->result, JSON_C_TO_STRING_PLAIN));
     json_object_put(b->result);
@@ -296,7 +302,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    b.subjects = b.records / 20 ? b.records / 20 : 1;   /* ~10 exchanges each */
+    b.subjects = b.records / 20 ? b.records / 20 : 1; /* ~10 exchanges each */
     char tmp[] = "/tmp/sb-bench-audit-XXXXXX";
     if (!dir && !(dir = mkdtemp(tmp))) {
         perror("bench-audit: mkdtemp");

@@ -3,12 +3,12 @@
 #include "audit_int.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <json-c/json.h>
 #include <stdlib.h>
-#include <inttypes.h>
 #include <string.h>
 
-#define S_CHECKPOINT_MAX 1024   /* a packed checkpoint is about 150 bytes */
+#define S_CHECKPOINT_MAX 1024 /* a packed checkpoint is about 150 bytes */
 
 void sbi_checkpoint_signed_bytes(uint64_t seq, const uint8_t head_hash[SBI_HASH_SIZE],
                                  uint64_t time_ms, uint8_t out[SBI_CHECKPOINT_SIGNED_SIZE])
@@ -21,8 +21,8 @@ void sbi_checkpoint_signed_bytes(uint64_t seq, const uint8_t head_hash[SBI_HASH_
 
 static bool s_shape_ok(const Sharebus__Checkpoint *cp)
 {
-    return cp->head_hash.len == SBI_HASH_SIZE && cp->signature.len == crypto_sign_BYTES
-           && sbi_agency_valid(cp->signer, true);
+    return cp->head_hash.len == SBI_HASH_SIZE && cp->signature.len == crypto_sign_BYTES &&
+           sbi_agency_valid(cp->signer, true);
 }
 
 int sbi_checkpoint_verify(const Sharebus__Checkpoint *checkpoint, const uint8_t sign_public[32])
@@ -31,10 +31,10 @@ int sbi_checkpoint_verify(const Sharebus__Checkpoint *checkpoint, const uint8_t 
     if (!s_shape_ok(checkpoint))
         return SB_EMALFORMED;
     uint8_t signed_bytes[SBI_CHECKPOINT_SIGNED_SIZE];
-    sbi_checkpoint_signed_bytes(checkpoint->seq, checkpoint->head_hash.data,
-                                checkpoint->time_ms, signed_bytes);
-    if (crypto_sign_verify_detached(checkpoint->signature.data, signed_bytes,
-                                    sizeof signed_bytes, sign_public) != 0)
+    sbi_checkpoint_signed_bytes(checkpoint->seq, checkpoint->head_hash.data, checkpoint->time_ms,
+                                signed_bytes);
+    if (crypto_sign_verify_detached(checkpoint->signature.data, signed_bytes, sizeof signed_bytes,
+                                    sign_public) != 0)
         return SB_EBADSIG;
     return SB_OK;
 }
@@ -120,8 +120,7 @@ int sbi_checkpoint_decode(const uint8_t *data, size_t size, Sharebus__Checkpoint
 }
 
 int sbi_audit_checkpoints(sbi_audit_t *self, bool received,
-                          int (*each)(const Sharebus__Checkpoint *checkpoint, void *arg),
-                          void *arg)
+                          int (*each)(const Sharebus__Checkpoint *checkpoint, void *arg), void *arg)
 {
     assert(self && each);
     MDB_txn *txn;
@@ -129,8 +128,8 @@ int sbi_audit_checkpoints(sbi_audit_t *self, bool received,
     if (rc != SB_OK)
         return rc;
     MDB_cursor *cursor;
-    rc = sbi_store_code(mdb_cursor_open(txn, received ? self->received : self->checkpoints,
-                                        &cursor));
+    rc = sbi_store_code(
+        mdb_cursor_open(txn, received ? self->received : self->checkpoints, &cursor));
     if (rc != SB_OK) {
         mdb_txn_abort(txn);
         return rc;
@@ -168,8 +167,8 @@ int sbi_audit_checkpoint_latest(sbi_audit_t *self, bool received,
     if (rc != SB_OK)
         return rc;
     MDB_cursor *cursor;
-    rc = sbi_store_code(mdb_cursor_open(txn, received ? self->received : self->checkpoints,
-                                        &cursor));
+    rc = sbi_store_code(
+        mdb_cursor_open(txn, received ? self->received : self->checkpoints, &cursor));
     MDB_val key, val;
     if (rc == SB_OK) {
         rc = sbi_store_code(mdb_cursor_get(cursor, &key, &val, MDB_LAST));
@@ -190,14 +189,16 @@ char *sbi_checkpoint_to_json(const Sharebus__Checkpoint *cp)
     bool ok = s_shape_ok(cp);
     json_object *obj = json_object_new_object();
     json_object_object_add(obj, "seq", json_object_new_uint64(cp->seq));
-    json_object_object_add(obj, "head_hash", json_object_new_string(
-        ok ? sbi_hex(cp->head_hash.data, SBI_HASH_SIZE, hash) : ""));
+    json_object_object_add(
+        obj, "head_hash",
+        json_object_new_string(ok ? sbi_hex(cp->head_hash.data, SBI_HASH_SIZE, hash) : ""));
     json_object_object_add(obj, "time_ms", json_object_new_uint64(cp->time_ms));
-    json_object_object_add(obj, "time", json_object_new_string(
-        sbi_time_format(cp->time_ms, when, sizeof when)));
+    json_object_object_add(obj, "time",
+                           json_object_new_string(sbi_time_format(cp->time_ms, when, sizeof when)));
     json_object_object_add(obj, "signer", json_object_new_string(cp->signer ? cp->signer : ""));
-    json_object_object_add(obj, "signature", json_object_new_string(
-        ok ? sbi_hex(cp->signature.data, crypto_sign_BYTES, sig) : ""));
+    json_object_object_add(
+        obj, "signature",
+        json_object_new_string(ok ? sbi_hex(cp->signature.data, crypto_sign_BYTES, sig) : ""));
     char *text = strdup(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN));
     json_object_put(obj);
     assert(text);
@@ -207,22 +208,21 @@ char *sbi_checkpoint_to_json(const Sharebus__Checkpoint *cp)
 static bool s_json_hex(json_object *obj, const char *name, uint8_t *out, size_t size)
 {
     json_object *value;
-    if (!json_object_object_get_ex(obj, name, &value)
-        || !json_object_is_type(value, json_type_string))
+    if (!json_object_object_get_ex(obj, name, &value) ||
+        !json_object_is_type(value, json_type_string))
         return false;
     const char *hex = json_object_get_string(value);
     size_t got = 0;
     const char *end;
-    return strlen(hex) == 2 * size
-           && sodium_hex2bin(out, size, hex, 2 * size, NULL, &got, &end) == 0 && got == size
-           && *end == 0;
+    return strlen(hex) == 2 * size &&
+           sodium_hex2bin(out, size, hex, 2 * size, NULL, &got, &end) == 0 && got == size &&
+           *end == 0;
 }
 
 static bool s_json_u64(json_object *obj, const char *name, uint64_t *out)
 {
     json_object *value;
-    if (!json_object_object_get_ex(obj, name, &value)
-        || !json_object_is_type(value, json_type_int))
+    if (!json_object_object_get_ex(obj, name, &value) || !json_object_is_type(value, json_type_int))
         return false;
     errno = 0;
     *out = json_object_get_uint64(value);
@@ -237,13 +237,13 @@ int sbi_checkpoint_from_json(const char *text, Sharebus__Checkpoint **checkpoint
     uint8_t hash[SBI_HASH_SIZE], signature[crypto_sign_BYTES];
     uint64_t seq, time_ms;
     json_object *signer;
-    bool ok = obj && json_object_is_type(obj, json_type_object) && s_json_u64(obj, "seq", &seq)
-              && s_json_u64(obj, "time_ms", &time_ms)
-              && s_json_hex(obj, "head_hash", hash, sizeof hash)
-              && s_json_hex(obj, "signature", signature, sizeof signature)
-              && json_object_object_get_ex(obj, "signer", &signer)
-              && json_object_is_type(signer, json_type_string)
-              && sbi_agency_valid(json_object_get_string(signer), true);
+    bool ok = obj && json_object_is_type(obj, json_type_object) && s_json_u64(obj, "seq", &seq) &&
+              s_json_u64(obj, "time_ms", &time_ms) &&
+              s_json_hex(obj, "head_hash", hash, sizeof hash) &&
+              s_json_hex(obj, "signature", signature, sizeof signature) &&
+              json_object_object_get_ex(obj, "signer", &signer) &&
+              json_object_is_type(signer, json_type_string) &&
+              sbi_agency_valid(json_object_get_string(signer), true);
     if (ok)
         *checkpoint_p =
             s_checkpoint_new(seq, hash, time_ms, json_object_get_string(signer), signature);

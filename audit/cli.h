@@ -7,9 +7,9 @@
 #define CLI_CHECKPOINTS_MAX 64
 
 typedef struct {
-    const char *data;               /* DDIR: the store is DDIR/store */
+    const char *data; /* DDIR: the store is DDIR/store */
     const char *certs;
-    const char *signer;             /* whose checkpoints: "broker" */
+    const char *signer; /* whose checkpoints: "broker" */
     const char *subject;
     const char *subject_key;
     const char *out;

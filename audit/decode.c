@@ -19,8 +19,8 @@ static void *s_arena_alloc(void *data, size_t size)
 
 static void s_arena_free(void *data, void *pointer)
 {
-    (void) data;
-    (void) pointer;
+    (void)data;
+    (void)pointer;
 }
 
 static void s_arena_init(sbi_arena_t *self)
@@ -86,8 +86,7 @@ int sbi_audit_entry_decode(sbi_audit_decoder_t *self, const void *data, size_t s
     if (entry->hash.len != SBI_HASH_SIZE)
         return s_fail(self, SB_EMALFORMED, "entry hash is not 32 bytes");
     uint8_t computed[SBI_HASH_SIZE];
-    crypto_generichash(computed, sizeof computed, entry->record.data, entry->record.len,
-                       NULL, 0);
+    crypto_generichash(computed, sizeof computed, entry->record.data, entry->record.len, NULL, 0);
     if (memcmp(computed, entry->hash.data, SBI_HASH_SIZE) != 0)
         return s_fail(self, SB_EBADSIG, "record bytes do not match their hash");
     if (s_arena_reset(&self->record_arena, entry->record.len) != SB_OK)

@@ -20,8 +20,8 @@ typedef struct {
 } s_history_t;
 
 typedef struct {
-    const Sharebus__AuditRecord *record;   /* what happened */
-    const Sharebus__AuditRecord *answer;   /* a request's answer, or NULL */
+    const Sharebus__AuditRecord *record; /* what happened */
+    const Sharebus__AuditRecord *answer; /* a request's answer, or NULL */
 } s_line_t;
 
 typedef struct {
@@ -31,7 +31,7 @@ typedef struct {
 
 /* What one line says, for both the plain and the JSON report. */
 typedef struct {
-    const char *event;          /* "obtained", "refused", "asked", ... */
+    const char *event; /* "obtained", "refused", "asked", ... */
     s_text_t headline;
     char *const *fields;
     size_t n_fields;
@@ -47,7 +47,7 @@ __attribute__((format(printf, 2, 3))) static void s_add(s_text_t *t, const char 
     va_start(args, fmt);
     int n = vsnprintf(t->text + t->len, sizeof t->text - t->len, fmt, args);
     va_end(args);
-    t->len = n < 0 ? t->len : t->len + (size_t) n;
+    t->len = n < 0 ? t->len : t->len + (size_t)n;
     if (t->len >= sizeof t->text)
         t->len = sizeof t->text - 1;
 }
@@ -82,9 +82,9 @@ static void s_history_clear(s_history_t *h)
 
 static bool s_is_answer(const Sharebus__AuditRecord *r)
 {
-    return r->kind == SHAREBUS__AUDIT_KIND__AUDIT_REPLY_FORWARDED
-           || r->kind == SHAREBUS__AUDIT_KIND__AUDIT_REPLY_REFUSED
-           || r->kind == SHAREBUS__AUDIT_KIND__AUDIT_TIMEOUT;
+    return r->kind == SHAREBUS__AUDIT_KIND__AUDIT_REPLY_FORWARDED ||
+           r->kind == SHAREBUS__AUDIT_KIND__AUDIT_REPLY_REFUSED ||
+           r->kind == SHAREBUS__AUDIT_KIND__AUDIT_TIMEOUT;
 }
 
 /* The line starting at record i, taking its answer out of the history. */
@@ -96,8 +96,8 @@ static s_line_t s_line(s_history_t *h, size_t i)
         return line;
     for (size_t j = i + 1; j < h->n; j++) {
         const Sharebus__AuditRecord *r = h->records[j];
-        if (!h->used[j] && s_is_answer(r) && r->correlation_id.len == id->len
-            && memcmp(r->correlation_id.data, id->data, id->len) == 0) {
+        if (!h->used[j] && s_is_answer(r) && r->correlation_id.len == id->len &&
+            memcmp(r->correlation_id.data, id->data, id->len) == 0) {
             h->used[j] = true;
             line.answer = r;
             break;
@@ -223,8 +223,8 @@ static void s_describe(const s_line_t *l, sbi_trust_t *trust, s_entry_t *e)
     memset(e, 0, sizeof *e);
     const Sharebus__AuditRecord *r = l->record;
     cli_clean(r->dataset, n->d, sizeof n->d);
-    if (r->kind == SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_ROUTED
-        || r->kind == SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED)
+    if (r->kind == SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_ROUTED ||
+        r->kind == SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED)
         s_describe_request(l, n, e);
     else {
         cli_agency(trust, r->from, n->a, sizeof n->a);
@@ -245,7 +245,7 @@ static void s_print_line(const s_line_t *l, const s_entry_t *e)
 {
     const Sharebus__AuditRecord *r = l->record, *a = l->answer;
     char when[32], clean[SBI_NAME_MAX + 1];
-    time_t secs = (time_t) (r->time_ms / 1000);
+    time_t secs = (time_t)(r->time_ms / 1000);
     struct tm tm;
     if (!gmtime_r(&secs, &tm) || !strftime(when, sizeof when, "%Y-%m-%d %H:%M", &tm))
         strcpy(when, "?");
@@ -314,8 +314,8 @@ static void s_print(cli_args_t *args, s_history_t *h, sbi_trust_t *trust)
         printf("Access report for the person with subject reference %.16s...\n", ref);
         printf("%zu audit record(s) in %s/store; times are UTC.\n\n", h->n, args->data);
         if (h->n == 0)
-            printf("Nothing on record: no agency asked for or received data about this "
-                   "person through the bus.\n");
+            printf("Nothing on record: no agency asked for or received data about this person "
+                   "through the bus.\n");
     }
     for (size_t i = 0; i < h->n; i++) {
         if (h->used[i])

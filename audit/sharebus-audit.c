@@ -55,7 +55,7 @@ const char *cli_clean(const char *text, char *buf, size_t size)
         return "-";
     size_t n = 0;
     for (; text[n] && n + 1 < size; n++)
-        buf[n] = (unsigned char) text[n] < 0x20 || text[n] == 0x7f ? '?' : text[n];
+        buf[n] = (unsigned char)text[n] < 0x20 || text[n] == 0x7f ? '?' : text[n];
     buf[n] = 0;
     return buf;
 }
@@ -134,8 +134,8 @@ static int cmd_query(cli_args_t *args)
     if (args->json)
         rc = sbi_audit_query_entries(audit, &args->filter, s_print_json, &count);
     else {
-        printf("%8s  %-20s  %-18s  %-20s  %-30s  %-24s  %-10s  %-28s  %s\n", "SEQ", "TIME",
-               "KIND", "FROM>TO", "DATASET", "PURPOSE", "DECISION", "RULE", "CONSENT");
+        printf("%8s  %-20s  %-18s  %-20s  %-30s  %-24s  %-10s  %-28s  %s\n", "SEQ", "TIME", "KIND",
+               "FROM>TO", "DATASET", "PURPOSE", "DECISION", "RULE", "CONSENT");
         rc = sbi_audit_query(audit, &args->filter, s_print_row, &count);
     }
     s_close(&audit, &store);
@@ -148,11 +148,30 @@ static int cmd_query(cli_args_t *args)
 
 /* --------------------------------------------------------------- export */
 
-static const char *s_columns[] = {
-    "seq", "time", "time_ms", "kind", "message_id", "correlation_id", "from", "to",
-    "dataset", "purpose", "subject_ref", "fields_requested", "fields_delivered", "decision",
-    "rule_id", "consent_id", "error", "reason", "payload_hash", "header", "signature",
-    "prev_hash", "hash", "detail"};
+static const char *s_columns[] = {"seq",
+                                  "time",
+                                  "time_ms",
+                                  "kind",
+                                  "message_id",
+                                  "correlation_id",
+                                  "from",
+                                  "to",
+                                  "dataset",
+                                  "purpose",
+                                  "subject_ref",
+                                  "fields_requested",
+                                  "fields_delivered",
+                                  "decision",
+                                  "rule_id",
+                                  "consent_id",
+                                  "error",
+                                  "reason",
+                                  "payload_hash",
+                                  "header",
+                                  "signature",
+                                  "prev_hash",
+                                  "hash",
+                                  "detail"};
 #define S_NCOLUMNS (sizeof s_columns / sizeof s_columns[0])
 
 /* RFC 4180: quoted when it holds a comma, quote or line break. */
@@ -171,8 +190,7 @@ static void s_csv_cell(const char *text, bool last)
     putchar(last ? '\n' : ',');
 }
 
-static int s_print_csv(const Sharebus__AuditRecord *r, const uint8_t hash[SBI_HASH_SIZE],
-                       void *arg)
+static int s_print_csv(const Sharebus__AuditRecord *r, const uint8_t hash[SBI_HASH_SIZE], void *arg)
 {
     size_t *count = arg;
     json_object *obj = sbi_audit_record_json(r, hash);
@@ -191,7 +209,9 @@ static int s_print_csv(const Sharebus__AuditRecord *r, const uint8_t hash[SBI_HA
                 strcat(joined, json_object_get_string(json_object_array_get_idx(value, j)));
             }
         }
-        s_csv_cell(joined ? joined : value ? json_object_get_string(value) : "",
+        s_csv_cell(joined  ? joined
+                   : value ? json_object_get_string(value)
+                           : "",
                    i + 1 == S_NCOLUMNS);
         free(joined);
     }
@@ -215,8 +235,8 @@ static int cmd_export(cli_args_t *args)
         for (size_t i = 0; i < S_NCOLUMNS; i++)
             s_csv_cell(s_columns[i], i + 1 == S_NCOLUMNS);
     size_t count = 0;
-    int rc = sbi_audit_query_entries(audit, &args->filter, csv ? s_print_csv : s_print_json,
-                                     &count);
+    int rc =
+        sbi_audit_query_entries(audit, &args->filter, csv ? s_print_csv : s_print_json, &count);
     s_close(&audit, &store);
     if (rc != SB_OK)
         return s_query_failed(rc);
@@ -244,12 +264,11 @@ static int s_load_checkpoints(cli_args_t *args, Sharebus__Checkpoint ***list_p, 
         size_t cap = 0;
         ssize_t len;
         for (int lineno = 1; status == 0 && (len = getline(&line, &cap, file)) >= 0; lineno++) {
-            if (strspn(line, " \t\r\n") == (size_t) len)
+            if (strspn(line, " \t\r\n") == (size_t)len)
                 continue;
             Sharebus__Checkpoint *cp;
             if (len > 4096 || sbi_checkpoint_from_json(line, &cp) != SB_OK) {
-                fprintf(stderr, "sharebus-audit: %s:%d: not a sharebus checkpoint\n", path,
-                        lineno);
+                fprintf(stderr, "sharebus-audit: %s:%d: not a sharebus checkpoint\n", path, lineno);
                 status = 1;
                 break;
             }
@@ -285,21 +304,22 @@ static int s_signer_keys(cli_args_t *args, uint8_t (**keys_p)[32], size_t *n_p)
         fprintf(stderr, "sharebus-audit: %s\n", err);
         return 1;
     }
-    uint8_t (*keys)[32] = calloc(sbi_trust_count(trust) + 1, 32);
+    uint8_t(*keys)[32] = calloc(sbi_trust_count(trust) + 1, 32);
     assert(keys);
     size_t n = 0;
     for (size_t i = 0; i < sbi_trust_count(trust); i++) {
         const sbi_cert_t *cert = sbi_trust_at(trust, i);
-        if (strcmp(cert->agency, args->signer) == 0
-            && !sbi_crl_revoked(sbi_trust_crl(trust), cert->serial))
+        if (strcmp(cert->agency, args->signer) == 0 &&
+            !sbi_crl_revoked(sbi_trust_crl(trust), cert->serial))
             memcpy(keys[n++], cert->sign_public, 32);
     }
     bool found = sbi_trust_find(trust, args->signer) != NULL;
     sbi_trust_destroy(&trust);
     if (!found || n == 0) {
-        fprintf(stderr, "sharebus-audit: %s: no valid certificate of '%s' (expected %s/%s.cert "
-                "signed by %s/root.cert)\n", args->certs, args->signer, args->certs,
-                args->signer, args->certs);
+        fprintf(stderr,
+                "sharebus-audit: %s: no valid certificate of '%s' (expected %s/%s.cert "
+                "signed by %s/root.cert)\n",
+                args->certs, args->signer, args->certs, args->signer, args->certs);
         free(keys);
         return 1;
     }
@@ -320,8 +340,8 @@ static void s_verify_print(cli_args_t *args, int rc, const sbi_audit_report_t *r
         json_object_object_add(obj, "head_seq", json_object_new_uint64(report->head_seq));
         json_object_object_add(obj, "head_hash", json_object_new_string(hash));
         if (rc != SB_OK) {
-            json_object_object_add(obj, "fault", json_object_new_string(
-                sbi_audit_fault_name(report->fault)));
+            json_object_object_add(obj, "fault",
+                                   json_object_new_string(sbi_audit_fault_name(report->fault)));
             json_object_object_add(obj, "seq", json_object_new_uint64(report->seq));
             json_object_object_add(obj, "detail", json_object_new_string(report->detail));
         }
@@ -339,7 +359,7 @@ static int cmd_verify(cli_args_t *args)
 {
     Sharebus__Checkpoint **extra;
     size_t n_extra, n_keys;
-    uint8_t (*keys)[32];
+    uint8_t(*keys)[32];
     if (s_load_checkpoints(args, &extra, &n_extra) != 0) {
         s_free_checkpoints(extra, n_extra);
         return 1;
@@ -356,8 +376,8 @@ static int cmd_verify(cli_args_t *args)
     sbi_audit_t *audit = cli_open(args, &store);
     if (audit) {
         sbi_audit_report_t report;
-        int rc = sbi_audit_verify_keys(audit, (const uint8_t(*)[32]) keys, n_keys, extra,
-                                       n_extra, &report);
+        int rc = sbi_audit_verify_keys(audit, (const uint8_t(*)[32])keys, n_keys, extra, n_extra,
+                                       &report);
         if (rc == SB_OK || rc == SB_EBADSIG) {
             s_verify_print(args, rc, &report);
             status = rc == SB_OK ? 0 : 1;
@@ -533,16 +553,16 @@ int main(int argc, char **argv)
     sbi_init();
     sbi_log_setup("sharebus-audit", SBI_LOG_WARNING);
     static const struct option options[] = {
-        {"data", required_argument, 0, 'd'},     {"agency", required_argument, 0, 'a'},
-        {"subject", required_argument, 0, 's'},  {"subject-key", required_argument, 0, 'k'},
-        {"dataset", required_argument, 0, 'D'},  {"purpose", required_argument, 0, 'p'},
-        {"kind", required_argument, 0, 'K'},     {"since", required_argument, 0, 'b'},
-        {"until", required_argument, 0, 'e'},    {"limit", required_argument, 0, 'l'},
-        {"certs", required_argument, 0, 'c'},    {"checkpoint", required_argument, 0, 'C'},
-        {"signer", required_argument, 0, 'S'},   {"out", required_argument, 0, 'o'},
-        {"format", required_argument, 0, 'f'},   {"all", no_argument, 0, 'A'},
-        {"json", no_argument, 0, 'j'},           {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},        {0, 0, 0, 0}};
+        {"data", required_argument, 0, 'd'},    {"agency", required_argument, 0, 'a'},
+        {"subject", required_argument, 0, 's'}, {"subject-key", required_argument, 0, 'k'},
+        {"dataset", required_argument, 0, 'D'}, {"purpose", required_argument, 0, 'p'},
+        {"kind", required_argument, 0, 'K'},    {"since", required_argument, 0, 'b'},
+        {"until", required_argument, 0, 'e'},   {"limit", required_argument, 0, 'l'},
+        {"certs", required_argument, 0, 'c'},   {"checkpoint", required_argument, 0, 'C'},
+        {"signer", required_argument, 0, 'S'},  {"out", required_argument, 0, 'o'},
+        {"format", required_argument, 0, 'f'},  {"all", no_argument, 0, 'A'},
+        {"json", no_argument, 0, 'j'},          {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},       {0, 0, 0, 0}};
     cli_args_t args = {.signer = "broker"};
     int opt;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {

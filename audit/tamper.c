@@ -124,7 +124,7 @@ static int s_rewrite_one(s_forge_t *forge, sbi_audit_decoder_t *decoder, uint64_
         rc = sbi_audit_entry_decode(decoder, val.mv_data, val.mv_size, &record, hash);
     if (rc != SB_OK)
         return rc;
-    record->purpose = (char *) purpose;
+    record->purpose = (char *)purpose;
     record->prev_hash = (ProtobufCBinaryData){SBI_HASH_SIZE, prev};
     size_t size = sharebus__audit_record__get_packed_size(record);
     uint8_t *packed = malloc(size);

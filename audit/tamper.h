@@ -25,7 +25,7 @@ int sbi_tamper_truncate(sbi_store_t *store, uint64_t seq, bool fix_meta) SBI_UNU
 /* Rewrites `count` records (0: every one) from `seq` on with `purpose`,
    recomputing each hash and prev_hash; to the end, the chain alone looks
    intact. */
-int sbi_tamper_rewrite(sbi_store_t *store, uint64_t seq, uint64_t count, const char *purpose)
-    SBI_UNUSED_RESULT;
+int sbi_tamper_rewrite(sbi_store_t *store, uint64_t seq, uint64_t count,
+                       const char *purpose) SBI_UNUSED_RESULT;
 
 #endif

@@ -7,7 +7,7 @@
 #include "tamper.h"
 #include "testing.h"
 
-#define T0 1772355600000ull     /* 2026-03-01T09:00:00Z */
+#define T0 1772355600000ull /* 2026-03-01T09:00:00Z */
 #define MINUTE 60000ull
 
 typedef struct {
@@ -25,8 +25,7 @@ static const uint8_t s_subject_key[32] = "test subject key, 32 bytes long";
 static void s_open(fx_t *f)
 {
     char err[256] = "";
-    f->store = sbi_store_open(f->dir, 0, f->map_size, f->map_max, SBI_AUDIT_DBS, err,
-                              sizeof err);
+    f->store = sbi_store_open(f->dir, 0, f->map_size, f->map_max, SBI_AUDIT_DBS, err, sizeof err);
     CHECK(f->store);
     f->audit = f->store ? sbi_audit_open(f->store, err, sizeof err) : NULL;
     if (!f->audit)
@@ -38,7 +37,7 @@ static void s_close(fx_t *f)
 {
     sbi_audit_close(&f->audit);
     CHECK(f->audit == NULL);
-    sbi_audit_close(&f->audit);     /* safe twice */
+    sbi_audit_close(&f->audit); /* safe twice */
     sbi_store_close(&f->store);
 }
 
@@ -73,7 +72,7 @@ static const char *s_purposes[] = {"driver-licence-renewal", "tax-audit", "inves
 typedef struct {
     Sharebus__AuditKind kind;
     const char *from, *to, *dataset, *purpose;
-    int subject;                /* -1: none */
+    int subject; /* -1: none */
     uint64_t time_ms;
 } s_row_t;
 
@@ -82,8 +81,8 @@ static s_row_t s_row(uint64_t i)
     static const Sharebus__AuditKind kinds[] = {
         SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_ROUTED, SHAREBUS__AUDIT_KIND__AUDIT_REPLY_FORWARDED,
         SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_GRANTED};
-    s_row_t row = {kinds[i % 4], s_agencies[i % 3], i % 2 ? "nhis" : "molit",
-                   s_datasets[i % 2], s_purposes[(i / 2) % 3], (int) (i % 7) - 1,
+    s_row_t row = {kinds[i % 4],      s_agencies[i % 3],       i % 2 ? "nhis" : "molit",
+                   s_datasets[i % 2], s_purposes[(i / 2) % 3], (int)(i % 7) - 1,
                    T0 + i * MINUTE};
     return row;
 }
@@ -107,10 +106,10 @@ static void s_fill(s_record_t *r, s_row_t row)
 {
     sharebus__audit_record__init(&r->record);
     r->record.kind = row.kind;
-    r->record.from = (char *) row.from;
-    r->record.to = (char *) row.to;
-    r->record.dataset = (char *) row.dataset;
-    r->record.purpose = (char *) row.purpose;
+    r->record.from = (char *)row.from;
+    r->record.to = (char *)row.to;
+    r->record.dataset = (char *)row.dataset;
+    r->record.purpose = (char *)row.purpose;
     r->record.time_ms = row.time_ms;
     r->record.rule_id = "licence-renewal-uses-checkup";
     r->record.decision = SHAREBUS__DECISION__DECISION_ALLOW;
@@ -163,8 +162,8 @@ static void s_expect_intact(fx_t *f, uint64_t records)
 {
     sbi_audit_report_t report = s_verify(f, NULL, 0);
     if (report.fault != SBI_AUDIT_INTACT)
-        fprintf(stderr, "  verify: %s at %" PRIu64 ": %s\n",
-                sbi_audit_fault_name(report.fault), report.seq, report.detail);
+        fprintf(stderr, "  verify: %s at %" PRIu64 ": %s\n", sbi_audit_fault_name(report.fault),
+                report.seq, report.detail);
     CHECK_EQ(report.fault, SBI_AUDIT_INTACT);
     CHECK_EQ(report.records, records);
 }
@@ -220,15 +219,15 @@ TEST(test_abort_forgets_uncommitted_appends)
     CHECK_EQ(sbi_store_begin(f.store, true, &txn), SB_OK);
     for (int i = 6; i <= 8; i++) {
         s_record_t r;
-        s_fill(&r, s_row((uint64_t) i));
+        s_fill(&r, s_row((uint64_t)i));
         CHECK_EQ(sbi_audit_append(f.audit, txn, &r.record), SB_OK);
     }
-    CHECK_EQ(sbi_audit_head(f.audit, NULL), 5);     /* pending is not the head */
+    CHECK_EQ(sbi_audit_head(f.audit, NULL), 5); /* pending is not the head */
     mdb_txn_abort(txn);
     sbi_audit_abort(f.audit);
     CHECK_EQ(sbi_audit_head(f.audit, after), 5);
     CHECK(memcmp(before, after, sizeof before) == 0);
-    CHECK_EQ(s_append_rows(&f, 6, 9), SB_OK);       /* seq 6 again, chained to 5 */
+    CHECK_EQ(s_append_rows(&f, 6, 9), SB_OK); /* seq 6 again, chained to 5 */
     s_expect_intact(&f, 9);
     s_teardown(&f);
 }
@@ -303,7 +302,7 @@ TEST(test_full_map_surfaces_as_efull_and_the_log_stays_intact)
     CHECK_EQ(head, next - 1);
     CHECK(head > 0);
     s_expect_intact(&f, head);
-    CHECK_EQ(sbi_store_grow(f.store), SB_OK);   /* 512 KiB -> 1 MiB */
+    CHECK_EQ(sbi_store_grow(f.store), SB_OK); /* 512 KiB -> 1 MiB */
     while ((rc = s_append_rows(&f, next, next + 49)) == SB_OK)
         next += 50;
     CHECK_EQ(rc, SB_EFULL);
@@ -362,7 +361,7 @@ TEST(test_altered_record_is_caught_with_its_seq)
     for (size_t offset = 0; offset < size; offset++) {
         CHECK_EQ(sbi_tamper_flip(f.store, 7, offset), SB_OK);
         s_expect_fault(&f, SBI_AUDIT_ALTERED, 7);
-        CHECK_EQ(sbi_tamper_flip(f.store, 7, offset), SB_OK);  /* and back */
+        CHECK_EQ(sbi_tamper_flip(f.store, 7, offset), SB_OK); /* and back */
     }
     s_expect_intact(&f, 12);
     CHECK_EQ(sbi_tamper_flip(f.store, 1, 3), SB_OK);
@@ -392,9 +391,9 @@ TEST(test_truncated_tail_is_caught_by_the_head_and_by_a_checkpoint)
     CHECK_EQ(cp->seq, 20);
     sharebus__checkpoint__free_unpacked(cp, NULL);
     s_expect_intact(&f, 20);
-    CHECK_EQ(sbi_tamper_truncate(f.store, 18, false), SB_OK);   /* careless */
+    CHECK_EQ(sbi_tamper_truncate(f.store, 18, false), SB_OK); /* careless */
     s_expect_fault(&f, SBI_AUDIT_TRUNCATED, 18);
-    CHECK_EQ(sbi_tamper_truncate(f.store, 16, true), SB_OK);    /* careful */
+    CHECK_EQ(sbi_tamper_truncate(f.store, 16, true), SB_OK); /* careful */
     sbi_audit_report_t report = s_verify(&f, NULL, 0);
     CHECK_EQ(report.fault, SBI_AUDIT_TRUNCATED);
     CHECK_EQ(report.seq, 16);
@@ -430,7 +429,7 @@ TEST(test_rewritten_history_is_caught_by_an_older_checkpoint)
     report = s_verify(&f, copies, 2);
     CHECK_EQ(report.fault, SBI_AUDIT_ALTERED);
     CHECK_EQ(report.seq, 20);
-    report = s_verify(&f, copies, 1);       /* the one at 10 predates the rewrite */
+    report = s_verify(&f, copies, 1); /* the one at 10 predates the rewrite */
     CHECK_EQ(report.fault, SBI_AUDIT_INTACT);
     CHECK_EQ(report.checkpoints, 1);
     sharebus__checkpoint__free_unpacked(at10, NULL);
@@ -453,7 +452,7 @@ TEST(test_forged_checkpoint_signature_is_a_bad_checkpoint)
     CHECK_EQ(report.fault, SBI_AUDIT_BAD_CHECKPOINT);
     CHECK_EQ(report.seq, 10);
     cp->signature.data[5] ^= 1;
-    cp->seq = 9;    /* a valid signature over other contents */
+    cp->seq = 9; /* a valid signature over other contents */
     CHECK_EQ(s_verify(&f, copies, 1).fault, SBI_AUDIT_BAD_CHECKPOINT);
     cp->seq = 10;
     /* A checkpoint signed by another key (a forger's own) is refused too. */
@@ -479,7 +478,7 @@ TEST(test_parallel_walk_finds_the_same_faults_at_range_boundaries)
     fx_t f;
     s_setup(&f, 0, 0);
     uint64_t saved = sbi_audit_parallel_min;
-    sbi_audit_parallel_min = 2;     /* 40 records: ranges 1-20 and 21-40 on 2 cpus */
+    sbi_audit_parallel_min = 2; /* 40 records: ranges 1-20 and 21-40 on 2 cpus */
     CHECK_EQ(s_append_rows(&f, 1, 40), SB_OK);
     Sharebus__Checkpoint *cp = s_checkpoint(&f);
     s_expect_intact(&f, 40);
@@ -494,9 +493,9 @@ TEST(test_parallel_walk_finds_the_same_faults_at_range_boundaries)
         s_expect_fault(&f, SBI_AUDIT_ALTERED, seqs[i]);
         CHECK_EQ(sbi_tamper_flip(f.store, seqs[i], 50), SB_OK);
     }
-    CHECK_EQ(sbi_tamper_rewrite(f.store, 20, 1, "x"), SB_OK);    /* breaks the 20-21 link */
+    CHECK_EQ(sbi_tamper_rewrite(f.store, 20, 1, "x"), SB_OK); /* breaks the 20-21 link */
     s_expect_fault(&f, SBI_AUDIT_ALTERED, 21);
-    CHECK_EQ(sbi_tamper_rewrite(f.store, 1, 0, "x"), SB_OK);    /* consistent, but signed */
+    CHECK_EQ(sbi_tamper_rewrite(f.store, 1, 0, "x"), SB_OK); /* consistent, but signed */
     s_expect_fault(&f, SBI_AUDIT_ALTERED, 40);
     CHECK_EQ(sbi_tamper_delete(f.store, 21), SB_OK);
     s_expect_fault(&f, SBI_AUDIT_MISSING, 21);
@@ -522,7 +521,7 @@ TEST(test_received_checkpoints_are_kept_apart_from_the_logs_own)
     fx_t broker, agent;
     s_setup(&broker, 0, 0);
     s_setup(&agent, 0, 0);
-    CHECK_EQ(s_append_rows(&agent, 1, 3), SB_OK);   /* the agent's own log */
+    CHECK_EQ(s_append_rows(&agent, 1, 3), SB_OK); /* the agent's own log */
     for (uint64_t n = 10; n <= 30; n += 10) {
         CHECK_EQ(s_append_rows(&broker, n - 9, n), SB_OK);
         Sharebus__Checkpoint *cp = s_checkpoint(&broker);
@@ -567,7 +566,11 @@ TEST(test_checkpoint_json_round_trips_and_refuses_junk)
     CHECK_EQ(back->seq, 3);
     CHECK_EQ(back->time_ms, cp->time_ms);
     CHECK_EQ(sbi_checkpoint_verify(back, f.broker.cert.sign_public), SB_OK);
-    const char *junk[] = {"", "[]", "{}", "{\"seq\":-1}", "null",
+    const char *junk[] = {"",
+                          "[]",
+                          "{}",
+                          "{\"seq\":-1}",
+                          "null",
                           ("{\"seq\":1,\"time_ms\":1,\"head_hash\":\"00\",\"signer\":\"broker\","
                            "\"signature\":\"00\"}")};
     for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
@@ -613,12 +616,12 @@ static bool s_row_matches(const sbi_audit_filter_t *f, uint64_t i)
     uint8_t ref[SBI_HASH_SIZE];
     if (row.subject >= 0)
         s_subject(row.subject, ref);
-    return (!f->subject_ref || (row.subject >= 0 && memcmp(ref, f->subject_ref, 32) == 0))
-           && (!f->agency || strcmp(row.from, f->agency) == 0 || strcmp(row.to, f->agency) == 0)
-           && (!f->dataset || strcmp(row.dataset, f->dataset) == 0)
-           && (!f->purpose || strcmp(row.purpose, f->purpose) == 0)
-           && (!f->kind || row.kind == f->kind) && row.time_ms >= f->since_ms
-           && (!f->until_ms || row.time_ms < f->until_ms) && i > f->after_seq;
+    return (!f->subject_ref || (row.subject >= 0 && memcmp(ref, f->subject_ref, 32) == 0)) &&
+           (!f->agency || strcmp(row.from, f->agency) == 0 || strcmp(row.to, f->agency) == 0) &&
+           (!f->dataset || strcmp(row.dataset, f->dataset) == 0) &&
+           (!f->purpose || strcmp(row.purpose, f->purpose) == 0) &&
+           (!f->kind || row.kind == f->kind) && row.time_ms >= f->since_ms &&
+           (!f->until_ms || row.time_ms < f->until_ms) && i > f->after_seq;
 }
 
 /* The query's answer equals brute force over rows 1..n. */
@@ -664,10 +667,12 @@ TEST(test_queries_return_exactly_the_right_records)
         {.after_seq = 190},
         {.subject_ref = ref, .agency = "nts", .limit = 3},
         {.subject_ref = ref, .kind = SHAREBUS__AUDIT_KIND__AUDIT_REPLY_FORWARDED},
-        {.agency = "police", .dataset = "vehicle.registration", .since_ms = T0 + 30 * MINUTE,
-         .until_ms = T0 + 120 * MINUTE, .limit = 5},
-        {.dataset = "health.checkup.vision-hearing", .purpose = "investigation",
-         .after_seq = 100},
+        {.agency = "police",
+         .dataset = "vehicle.registration",
+         .since_ms = T0 + 30 * MINUTE,
+         .until_ms = T0 + 120 * MINUTE,
+         .limit = 5},
+        {.dataset = "health.checkup.vision-hearing", .purpose = "investigation", .after_seq = 100},
         {.subject_ref = ref, .since_ms = T0 + 100 * MINUTE, .until_ms = T0 + 101 * MINUTE},
     };
     for (size_t i = 0; i < sizeof filters / sizeof filters[0]; i++) {
@@ -699,11 +704,8 @@ TEST(test_time_window_survives_a_clock_stepping_back)
         size_t n;
         uint64_t seqs[8];
     } cases[] = {
-        {1500, 2600, 3, {2, 4, 5}},
-        {0, 1600, 3, {1, 4, 7}},
-        {2600, 0, 3, {3, 6, 8}},
-        {400, 600, 1, {7}},
-        {4500, 0, 1, {8}},
+        {1500, 2600, 3, {2, 4, 5}}, {0, 1600, 3, {1, 4, 7}}, {2600, 0, 3, {3, 6, 8}},
+        {400, 600, 1, {7}},         {4500, 0, 1, {8}},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         sbi_audit_filter_t filter = {.since_ms = cases[c].since ? T0 + cases[c].since : 0,
@@ -737,7 +739,7 @@ TEST(test_query_stops_when_asked_and_skips_damage_with_a_code)
     got.n = 0;
     CHECK_EQ(sbi_audit_query(f.audit, &all, s_collect, &got), SB_EMALFORMED);
     CHECK_EQ(got.n, 19);
-    CHECK_EQ(sbi_tamper_delete(f.store, 6), SB_OK);     /* its index entries stay */
+    CHECK_EQ(sbi_tamper_delete(f.store, 6), SB_OK); /* its index entries stay */
     got.n = 0;
     sbi_audit_filter_t by_agency = {.agency = s_row(6).from};
     CHECK_EQ(sbi_audit_query(f.audit, &by_agency, s_collect, &got), SB_EMALFORMED);
@@ -748,17 +750,15 @@ TEST(test_query_stops_when_asked_and_skips_damage_with_a_code)
 
 TEST(test_kind_names_follow_the_enum)
 {
-    CHECK_STR(sbi_audit_kind_name(SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_ROUTED),
-              "request-routed");
+    CHECK_STR(sbi_audit_kind_name(SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_ROUTED), "request-routed");
     CHECK_STR(sbi_audit_kind_name(SHAREBUS__AUDIT_KIND__AUDIT_EVENT_QUEUE_FULL),
               "event-queue-full");
-    CHECK_STR(sbi_audit_kind_name((Sharebus__AuditKind) 999), "unknown");
-    CHECK_EQ(sbi_audit_kind_parse("consent-granted"),
-             SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_GRANTED);
+    CHECK_STR(sbi_audit_kind_name((Sharebus__AuditKind)999), "unknown");
+    CHECK_EQ(sbi_audit_kind_parse("consent-granted"), SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_GRANTED);
     CHECK_EQ(sbi_audit_kind_parse("bogus"), SHAREBUS__AUDIT_KIND__AUDIT_NONE);
     CHECK_EQ(sbi_audit_kind_parse(NULL), SHAREBUS__AUDIT_KIND__AUDIT_NONE);
     for (int k = 1; k <= SHAREBUS__AUDIT_KIND__AUDIT_BROKER_STOPPED; k++)
-        CHECK_EQ(sbi_audit_kind_parse(sbi_audit_kind_name((Sharebus__AuditKind) k)), k);
+        CHECK_EQ(sbi_audit_kind_parse(sbi_audit_kind_name((Sharebus__AuditKind)k)), k);
 }
 
 /* ------------------------------------------------------------- kill -9 */
@@ -796,7 +796,7 @@ static uint64_t s_reported(int in)
 {
     uint64_t head = 0, value;
     ssize_t got;
-    while ((got = read(in, &value, sizeof value)) == (ssize_t) sizeof value)
+    while ((got = read(in, &value, sizeof value)) == (ssize_t)sizeof value)
         head = value;
     return head;
 }
@@ -820,7 +820,7 @@ TEST(test_kill_9_at_random_points_leaves_an_intact_log_whose_head_only_grew)
         CHECK_EQ(kill(pid, SIGKILL), 0);
         int status;
         CHECK_EQ(waitpid(pid, &status, 0), pid);
-        CHECK(WIFSIGNALED(status));     /* not an early exit on error */
+        CHECK(WIFSIGNALED(status)); /* not an early exit on error */
         uint64_t reported = s_reported(fds[0]);
         close(fds[0]);
         s_open(&f);
