@@ -128,6 +128,8 @@ static void s_fill(s_record_t *r, s_row_t row)
 }
 
 /* Appends rows first..last (inclusive) in one transaction and commits. */
+static int s_append_failed; /* what the last failing sbi_audit_append returned */
+
 static int s_append_rows(fx_t *f, uint64_t first, uint64_t last)
 {
     MDB_txn *txn;
@@ -138,6 +140,8 @@ static int s_append_rows(fx_t *f, uint64_t first, uint64_t last)
         rc = sbi_audit_append(f->audit, txn, &r.record);
         if (rc == SB_OK)
             CHECK_EQ(r.record.seq, i);
+        else
+            s_append_failed = rc;
     }
     if (rc == SB_OK)
         rc = sbi_store_code(mdb_txn_commit(txn));
@@ -295,9 +299,11 @@ TEST(test_full_map_surfaces_as_efull_and_the_log_stays_intact)
     s_setup(&f, 512 << 10, 1 << 20);
     uint64_t next = 1;
     int rc = SB_OK;
+    s_append_failed = SB_OK;
     while ((rc = s_append_rows(&f, next, next + 49)) == SB_OK)
         next += 50;
     CHECK_EQ(rc, SB_EFULL);
+    CHECK_EQ(s_append_failed, SB_EFULL); /* the append said so, not only the commit */
     uint64_t head = sbi_audit_head(f.audit, NULL);
     CHECK_EQ(head, next - 1);
     CHECK(head > 0);
@@ -716,6 +722,38 @@ TEST(test_time_window_survives_a_clock_stepping_back)
         for (size_t i = 0; i < got.n && i < cases[c].n; i++)
             CHECK_EQ(got.seqs[i], cases[c].seqs[i]);
     }
+    s_teardown(&f);
+}
+
+TEST(test_long_names_are_indexed_by_prefix_and_matched_in_full)
+{
+    fx_t f;
+    s_setup(&f, 0, 0);
+    char a[300], b[300];
+    memset(a, 'd', sizeof a - 1);
+    a[sizeof a - 1] = 0;
+    memcpy(b, a, sizeof a);
+    b[200] = 'e'; /* same first SBI_AUDIT_KEY_MAX bytes */
+    MDB_txn *txn;
+    CHECK_EQ(sbi_store_begin(f.store, true, &txn), SB_OK);
+    for (int i = 0; i < 3; i++) {
+        s_record_t r;
+        s_fill(&r, s_row((uint64_t)i + 1));
+        r.record.dataset = i == 1 ? b : a;
+        r.record.from = i == 1 ? b : a;
+        CHECK_EQ(sbi_audit_append(f.audit, txn, &r.record), SB_OK);
+    }
+    CHECK_EQ(mdb_txn_commit(txn), 0);
+    sbi_audit_commit(f.audit);
+    sbi_audit_filter_t by_dataset = {.dataset = b}, by_agency = {.agency = a};
+    s_seqs_t got = {.n = 0};
+    CHECK_EQ(sbi_audit_query(f.audit, &by_dataset, s_collect, &got), SB_OK);
+    CHECK_EQ(got.n, 1);
+    CHECK_EQ(got.seqs[0], 2);
+    got.n = 0;
+    CHECK_EQ(sbi_audit_query(f.audit, &by_agency, s_collect, &got), SB_OK);
+    CHECK_EQ(got.n, 2);
+    CHECK_EQ(got.seqs[1], 3);
     s_teardown(&f);
 }
 
