@@ -232,6 +232,27 @@ static int s_pack(sbi_audit_t *self, Sharebus__AuditRecord *record, size_t *size
     return rc;
 }
 
+/* Writes the packed record in self->buf as entry `seq`, returning its hash. */
+static int s_put_entry(sbi_audit_t *self, MDB_txn *txn, const uint8_t seq_be[8], size_t size,
+                       uint8_t hash[SBI_HASH_SIZE])
+{
+    crypto_generichash(hash, SBI_HASH_SIZE, self->buf, size, NULL, 0);
+    Sharebus__AuditEntry entry = SHAREBUS__AUDIT_ENTRY__INIT;
+    entry.record = (ProtobufCBinaryData){size, self->buf};
+    entry.hash = (ProtobufCBinaryData){SBI_HASH_SIZE, hash};
+    MDB_val key = {8, (void *)seq_be}, val = {sharebus__audit_entry__get_packed_size(&entry), NULL};
+    int rc = mdb_put(txn, self->log, &key, &val, MDB_APPEND | MDB_RESERVE);
+    if (rc == MDB_KEYEXIST) {
+        sbi_error("audit record %" PRIu64 " already exists: another writer appends to this log",
+                  sbi_be64_get(seq_be));
+        return SB_EINTERNAL;
+    }
+    if (rc != 0)
+        return sbi_store_code(rc);
+    sharebus__audit_entry__pack(&entry, val.mv_data);
+    return SB_OK;
+}
+
 int sbi_audit_append(sbi_audit_t *self, MDB_txn *txn, Sharebus__AuditRecord *record)
 {
     assert(self && txn && record);
@@ -242,30 +263,17 @@ int sbi_audit_append(sbi_audit_t *self, MDB_txn *txn, Sharebus__AuditRecord *rec
     record->seq = seq;
     if (record->time_ms == 0)
         record->time_ms = sbi_now_ms();
+    uint8_t hash[SBI_HASH_SIZE], seq_be[8];
+    sbi_be64_put(seq_be, seq);
     size_t size;
     int rc = s_pack(self, record, &size);
-    if (rc != SB_OK)
-        return rc;
-    uint8_t hash[SBI_HASH_SIZE], seq_be[8];
-    crypto_generichash(hash, sizeof hash, self->buf, size, NULL, 0);
-    Sharebus__AuditEntry entry = SHAREBUS__AUDIT_ENTRY__INIT;
-    entry.record = (ProtobufCBinaryData){size, self->buf};
-    entry.hash = (ProtobufCBinaryData){SBI_HASH_SIZE, hash};
-    sbi_be64_put(seq_be, seq);
-    MDB_val key = {8, seq_be}, val = {sharebus__audit_entry__get_packed_size(&entry), NULL};
-    int mrc = mdb_put(txn, self->log, &key, &val, MDB_APPEND | MDB_RESERVE);
-    if (mrc == MDB_KEYEXIST) {
-        sbi_error("audit record %" PRIu64 " already exists: another writer appends to this log",
-                  seq);
-        return SB_EINTERNAL;
-    }
-    if (mrc != 0)
-        return sbi_store_code(mrc);
-    sharebus__audit_entry__pack(&entry, val.mv_data);
+    if (rc == SB_OK)
+        rc = s_put_entry(self, txn, seq_be, size, hash);
     uint64_t index_time =
         record->time_ms > self->pending_index_time ? record->time_ms : self->pending_index_time;
     uint64_t slack = index_time - record->time_ms;
-    rc = s_index(self, txn, record, seq_be, index_time);
+    if (rc == SB_OK)
+        rc = s_index(self, txn, record, seq_be, index_time);
     if (rc == SB_OK)
         rc = s_meta_put(self, txn, "head", seq);
     if (rc == SB_OK && slack > self->pending_slack)
