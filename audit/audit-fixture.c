@@ -12,6 +12,11 @@
     audit-fixture rewrite DDIR SEQ    (recomputes the chain from SEQ)
     audit-fixture drop-checkpoints DDIR
     audit-fixture forge-checkpoint DDIR   (signed with a key of its own)
+    audit-fixture rotate DIR          a new broker certificate (the old one
+                                      kept as broker.1.cert and revoked), two
+                                      more records and a checkpoint under the
+                                      new key; DIR/late.cp: a checkpoint the
+                                      old key signed after its revocation
     audit-fixture seeds DDIR OUT      the fuzz seed corpus: every stored entry
                                       and record, every checkpoint (packed and
                                       as JSON), as files in OUT
@@ -22,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "tamper.h"
 
@@ -203,6 +209,25 @@ static void s_save_cert(const char *dir, sbi_keys_t *keys, const sbi_keys_t *roo
         s_die(path, rc);
 }
 
+static void s_save_keys(const char *dir, const sbi_keys_t *keys, const char *name)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s.key", dir, name);
+    unlink(path);
+    int rc = sbi_keys_save(keys, path);
+    if (rc != SB_OK)
+        s_die(path, rc);
+}
+
+static void s_load_keys(const char *dir, const char *name, sbi_keys_t *keys)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s.key", dir, name);
+    int rc = sbi_keys_load(path, keys);
+    if (rc != SB_OK)
+        s_die(path, rc);
+}
+
 /* DIR/certs with the root, the broker and two agencies; the broker's keys. */
 static void s_make_certs(const char *dir, sbi_keys_t *broker, uint8_t subject_key[32])
 {
@@ -213,8 +238,10 @@ static void s_make_certs(const char *dir, sbi_keys_t *broker, uint8_t subject_ke
     sbi_keys_t root, agency;
     sbi_keys_generate(&root, SBI_CERT_ROOT);
     s_save_cert(certs, &root, &root, "root", "root", 0);
+    s_save_keys(certs, &root, "root");
     sbi_keys_generate(broker, SBI_CERT_BROKER);
     s_save_cert(certs, broker, &root, "broker", "sharebus broker", 1);
+    s_save_keys(certs, broker, "broker");
     sbi_keys_generate(&agency, SBI_CERT_AGENCY);
     s_save_cert(certs, &agency, &root, "koroad", "Road Traffic Authority", 2);
     sbi_keys_generate(&agency, SBI_CERT_AGENCY);
@@ -273,6 +300,91 @@ static void s_make(const char *dir)
     s_close(&a);
     s_close(&b);
     sbi_keys_wipe(&broker);
+}
+
+/* Appends two more records to the broker's log and checkpoints them with
+   `broker`, handing the checkpoint to the agent. */
+static void s_more(const char *dir, const sbi_keys_t *broker)
+{
+    char ddir[4096];
+    s_log_t b, a;
+    snprintf(ddir, sizeof ddir, "%s/broker", dir);
+    s_open(&b, ddir);
+    snprintf(ddir, sizeof ddir, "%s/agent", dir);
+    s_open(&a, ddir);
+    memset(b.subject_key, 0, sizeof b.subject_key);
+    uint64_t head = sbi_audit_head(b.audit, NULL);
+    s_begin(&b);
+    s_append(&b, &s_story[1], head + 1);
+    s_append(&b, &s_story[2], head + 2);
+    s_commit(&b);
+    Sharebus__Checkpoint *cp;
+    s_begin(&b);
+    int rc = sbi_audit_checkpoint(b.audit, b.txn, broker, &cp);
+    if (rc != SB_OK)
+        s_die("checkpoint", rc);
+    s_commit(&b);
+    s_begin(&a);
+    rc = sbi_audit_store_checkpoint(a.audit, a.txn, cp);
+    if (rc != SB_OK)
+        s_die("store checkpoint", rc);
+    s_commit(&a);
+    sharebus__checkpoint__free_unpacked(cp, NULL);
+    s_close(&a);
+    s_close(&b);
+}
+
+/* A checkpoint of (seq, hash) signed by `keys` at `time_ms`, as JSON. */
+static void s_sign_late(const char *path, const sbi_keys_t *keys, uint64_t seq,
+                        const uint8_t hash[SBI_HASH_SIZE], uint64_t time_ms)
+{
+    uint8_t bytes[SBI_CHECKPOINT_SIGNED_SIZE], signature[64];
+    sbi_checkpoint_signed_bytes(seq, hash, time_ms, bytes);
+    crypto_sign_detached(signature, NULL, bytes, sizeof bytes, keys->sign_secret);
+    Sharebus__Checkpoint cp = SHAREBUS__CHECKPOINT__INIT;
+    cp.seq = seq;
+    cp.time_ms = time_ms;
+    cp.head_hash = (ProtobufCBinaryData){SBI_HASH_SIZE, (uint8_t *)hash};
+    cp.signer = "broker";
+    cp.signature = (ProtobufCBinaryData){64, signature};
+    char *json = sbi_checkpoint_to_json(&cp);
+    int rc = sbi_file_write(path, json, strlen(json), 0644, false);
+    free(json);
+    if (rc != SB_OK)
+        s_die(path, rc);
+}
+
+static void s_rotate(const char *dir)
+{
+    char certs[4096], old[4200], now[4200], path[4200];
+    snprintf(certs, sizeof certs, "%s/certs", dir);
+    sbi_keys_t root, broker, fresh;
+    s_load_keys(certs, "root", &root);
+    s_load_keys(certs, "broker", &broker);
+    snprintf(now, sizeof now, "%s/broker.cert", certs);
+    snprintf(old, sizeof old, "%s/broker.1.cert", certs);
+    if (rename(now, old) != 0)
+        s_die(old, SB_EIO);
+    sbi_keys_generate(&fresh, SBI_CERT_BROKER);
+    s_save_cert(certs, &fresh, &root, "broker", "sharebus broker", 9);
+    s_save_keys(certs, &fresh, "broker");
+    uint64_t revoked = sbi_now_ms();
+    sbi_crl_t crl;
+    snprintf(path, sizeof path, "%s/revoked.crl", certs);
+    int rc = sbi_crl_load(path, &crl);
+    if (rc != SB_OK && rc != SB_ENOTFOUND)
+        s_die(path, rc);
+    if (sbi_crl_add(&crl, "broker", 1, revoked) != SB_OK ||
+        sbi_crl_save(&crl, root.sign_secret, path) != SB_OK)
+        s_die(path, SB_EIO);
+    sbi_crl_clear(&crl);
+    s_more(dir, &fresh);
+    snprintf(path, sizeof path, "%s/late.cp", dir);
+    uint8_t zeros[SBI_HASH_SIZE] = {0};
+    s_sign_late(path, &broker, 0, zeros, revoked + 1000);
+    sbi_keys_wipe(&root);
+    sbi_keys_wipe(&broker);
+    sbi_keys_wipe(&fresh);
 }
 
 static void s_forge_checkpoint(s_log_t *log)
@@ -368,6 +480,10 @@ int main(int argc, char **argv)
     sbi_log_setup("audit-fixture", SBI_LOG_ERROR);
     if (argc == 3 && strcmp(argv[1], "make") == 0) {
         s_make(argv[2]);
+        return 0;
+    }
+    if (argc == 3 && strcmp(argv[1], "rotate") == 0) {
+        s_rotate(argv[2]);
         return 0;
     }
     if (argc == 4 && strcmp(argv[1], "seeds") == 0) {

@@ -135,10 +135,20 @@ int sbi_audit_verify(sbi_audit_t *self, const uint8_t sign_public[32],
                      Sharebus__Checkpoint *const *extra, size_t n_extra,
                      sbi_audit_report_t *report) SBI_UNUSED_RESULT;
 
+/* A key checkpoints may be signed with, and when it was good: a checkpoint
+   dated outside [from_ms, until_ms) does not hold under it (until_ms 0:
+   open). A broker certificate's key is good from its not-before to its
+   expiry or revocation, so checkpoints made before a rotation still hold. */
+typedef struct {
+    uint8_t sign_public[32];
+    uint64_t from_ms;
+    uint64_t until_ms;
+} sbi_audit_key_t;
+
 /* The same with every key the broker has signed with (its current and
-   earlier certificates): a checkpoint must hold under one of them. With
-   n_keys 0, signatures are not checked. */
-int sbi_audit_verify_keys(sbi_audit_t *self, const uint8_t (*sign_publics)[32], size_t n_keys,
+   earlier certificates): a checkpoint must hold under one of them, at its
+   time. With n_keys 0, signatures are not checked. */
+int sbi_audit_verify_keys(sbi_audit_t *self, const sbi_audit_key_t *keys, size_t n_keys,
                           Sharebus__Checkpoint *const *extra, size_t n_extra,
                           sbi_audit_report_t *report) SBI_UNUSED_RESULT;
 

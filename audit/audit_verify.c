@@ -14,7 +14,7 @@
 typedef struct {
     sbi_audit_t *audit;
     MDB_txn *txn;
-    const uint8_t (*keys)[32]; /* a checkpoint holds under any of them */
+    const sbi_audit_key_t *keys; /* a checkpoint holds under any of them */
     size_t n_keys;
     sbi_audit_decoder_t decoder;
     uint64_t last; /* the highest key in the log */
@@ -52,19 +52,40 @@ static bool s_hash_at(s_verifier_t *v, uint64_t seq, uint8_t hash[SBI_HASH_SIZE]
     return true;
 }
 
+/* SB_OK when a key good at the checkpoint's time signed it; SB_EEXPIRED
+   when only a key outside its time did. */
+static int s_signature(s_verifier_t *v, const Sharebus__Checkpoint *cp)
+{
+    if (cp->head_hash.len != SBI_HASH_SIZE)
+        return SB_EMALFORMED;
+    int rc = SB_OK;
+    for (size_t i = 0; i < v->n_keys; i++) {
+        const sbi_audit_key_t *key = &v->keys[i];
+        int one = sbi_checkpoint_verify(cp, key->sign_public);
+        if (one == SB_EMALFORMED)
+            return one;
+        bool in_time =
+            cp->time_ms >= key->from_ms && (key->until_ms == 0 || cp->time_ms < key->until_ms);
+        if (one == SB_OK && in_time)
+            return SB_OK;
+        rc = one == SB_OK || rc == SB_EEXPIRED ? SB_EEXPIRED : one;
+    }
+    return rc;
+}
+
 static void s_check_checkpoint(s_verifier_t *v, const Sharebus__Checkpoint *cp, const char *origin)
 {
     char when[32];
     sbi_time_format(cp->time_ms, when, sizeof when);
     v->report->checkpoints++;
-    int rc = cp->head_hash.len == SBI_HASH_SIZE ? SB_OK : SB_EMALFORMED;
-    for (size_t i = 0; rc != SB_EMALFORMED && i < v->n_keys; i++)
-        if ((rc = sbi_checkpoint_verify(cp, v->keys[i])) == SB_OK)
-            break;
+    int rc = s_signature(v, cp);
     if (rc != SB_OK) {
-        sbi_audit_report_fault(
-            v->report, SBI_AUDIT_BAD_CHECKPOINT, cp->seq, "%s checkpoint of %s %s", origin, when,
-            rc == SB_EBADSIG ? "is not signed by the broker's key" : "is malformed");
+        sbi_audit_report_fault(v->report, SBI_AUDIT_BAD_CHECKPOINT, cp->seq,
+                               "%s checkpoint of %s %s", origin, when,
+                               rc == SB_EBADSIG    ? "is not signed by the broker's key"
+                               : rc == SB_EEXPIRED ? "is signed by a broker key that was not "
+                                                     "valid then (revoked or expired)"
+                                                   : "is malformed");
         return;
     }
     static const uint8_t zeros[SBI_HASH_SIZE];
@@ -130,17 +151,19 @@ static void s_check_meta(s_verifier_t *v)
 int sbi_audit_verify(sbi_audit_t *self, const uint8_t sign_public[32],
                      Sharebus__Checkpoint *const *extra, size_t n_extra, sbi_audit_report_t *report)
 {
-    const uint8_t(*keys)[32] = (const uint8_t(*)[32])sign_public;
-    return sbi_audit_verify_keys(self, keys, sign_public ? 1 : 0, extra, n_extra, report);
+    sbi_audit_key_t key = {.from_ms = 0};
+    if (sign_public)
+        memcpy(key.sign_public, sign_public, sizeof key.sign_public);
+    return sbi_audit_verify_keys(self, &key, sign_public ? 1 : 0, extra, n_extra, report);
 }
 
-int sbi_audit_verify_keys(sbi_audit_t *self, const uint8_t (*sign_publics)[32], size_t n_keys,
+int sbi_audit_verify_keys(sbi_audit_t *self, const sbi_audit_key_t *keys, size_t n_keys,
                           Sharebus__Checkpoint *const *extra, size_t n_extra,
                           sbi_audit_report_t *report)
 {
-    assert(self && report && (extra || !n_extra) && (sign_publics || !n_keys));
+    assert(self && report && (extra || !n_extra) && (keys || !n_keys));
     memset(report, 0, sizeof *report);
-    s_verifier_t v = {.audit = self, .keys = sign_publics, .n_keys = n_keys, .report = report};
+    s_verifier_t v = {.audit = self, .keys = keys, .n_keys = n_keys, .report = report};
     int rc = sbi_store_begin(self->store, false, &v.txn);
     if (rc != SB_OK) {
         snprintf(report->detail, sizeof report->detail, "cannot read the store: %s",

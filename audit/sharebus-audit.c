@@ -291,8 +291,21 @@ static void s_free_checkpoints(Sharebus__Checkpoint **list, size_t n)
     free(list);
 }
 
-/* The signing keys of every unrevoked certificate `signer` has held. */
-static int s_signer_keys(cli_args_t *args, uint8_t (**keys_p)[32], size_t *n_p)
+/* When `cert` stopped being good: its expiry, or its revocation. */
+static uint64_t s_until(sbi_trust_t *trust, const sbi_cert_t *cert)
+{
+    const sbi_crl_t *crl = sbi_trust_crl(trust);
+    uint64_t until = cert->not_after_ms;
+    for (size_t i = 0; i < crl->count; i++)
+        if (crl->entries[i].serial == cert->serial && crl->entries[i].revoked_ms < until)
+            until = crl->entries[i].revoked_ms;
+    return until;
+}
+
+/* The signing keys of every certificate `signer` has held, each with the
+   time it was good for: a rotated and then revoked broker certificate still
+   vouches for the checkpoints it signed before its revocation. */
+static int s_signer_keys(cli_args_t *args, sbi_audit_key_t **keys_p, size_t *n_p)
 {
     *keys_p = NULL;
     *n_p = 0;
@@ -304,21 +317,22 @@ static int s_signer_keys(cli_args_t *args, uint8_t (**keys_p)[32], size_t *n_p)
         fprintf(stderr, "sharebus-audit: %s\n", err);
         return 1;
     }
-    uint8_t(*keys)[32] = calloc(sbi_trust_count(trust) + 1, 32);
+    sbi_audit_key_t *keys = calloc(sbi_trust_count(trust) + 1, sizeof *keys);
     assert(keys);
     size_t n = 0;
     for (size_t i = 0; i < sbi_trust_count(trust); i++) {
         const sbi_cert_t *cert = sbi_trust_at(trust, i);
-        if (strcmp(cert->agency, args->signer) == 0 &&
-            !sbi_crl_revoked(sbi_trust_crl(trust), cert->serial))
-            memcpy(keys[n++], cert->sign_public, 32);
+        if (strcmp(cert->agency, args->signer) != 0)
+            continue;
+        memcpy(keys[n].sign_public, cert->sign_public, 32);
+        keys[n].from_ms = cert->not_before_ms;
+        keys[n++].until_ms = s_until(trust, cert);
     }
-    bool found = sbi_trust_find(trust, args->signer) != NULL;
     sbi_trust_destroy(&trust);
-    if (!found || n == 0) {
+    if (n == 0) {
         fprintf(stderr,
-                "sharebus-audit: %s: no valid certificate of '%s' (expected %s/%s.cert "
-                "signed by %s/root.cert)\n",
+                "sharebus-audit: %s: no certificate of '%s' (expected %s/%s.cert signed by "
+                "%s/root.cert)\n",
                 args->certs, args->signer, args->certs, args->signer, args->certs);
         free(keys);
         return 1;
@@ -359,7 +373,7 @@ static int cmd_verify(cli_args_t *args)
 {
     Sharebus__Checkpoint **extra;
     size_t n_extra, n_keys;
-    uint8_t(*keys)[32];
+    sbi_audit_key_t *keys;
     if (s_load_checkpoints(args, &extra, &n_extra) != 0) {
         s_free_checkpoints(extra, n_extra);
         return 1;
@@ -376,8 +390,7 @@ static int cmd_verify(cli_args_t *args)
     sbi_audit_t *audit = cli_open(args, &store);
     if (audit) {
         sbi_audit_report_t report;
-        int rc = sbi_audit_verify_keys(audit, (const uint8_t(*)[32])keys, n_keys, extra, n_extra,
-                                       &report);
+        int rc = sbi_audit_verify_keys(audit, keys, n_keys, extra, n_extra, &report);
         if (rc == SB_OK || rc == SB_EBADSIG) {
             s_verify_print(args, rc, &report);
             status = rc == SB_OK ? 0 : 1;

@@ -171,7 +171,7 @@ expect 0 "$sba" verify --data "$agent" --certs "$certs"
 has "$out" '^intact: 2 records, 0 checkpoints, head 2 '
 expect 1 "$sba" verify --data "$broker" --certs "$tmp/nowhere"
 expect 1 "$sba" verify --data "$broker" --certs "$certs" --signer nosuch
-has "$err" "no valid certificate of 'nosuch'"
+has "$err" "no certificate of 'nosuch'"
 
 # ------------------------------------------------------------ checkpoint
 expect 0 "$sba" checkpoint --data "$agent" --out "$tmp/latest.json"
@@ -253,6 +253,20 @@ has "$out" '^NOT INTACT: altered record at seq 16: .*rewritten'
 tamper forge-checkpoint
 expect 1 "$sba" verify --data "$tmp/t" --certs "$certs"
 has "$out" '^NOT INTACT: bad checkpoint at seq 16: .*not signed'
+
+# ------------------------------------------------------------ rotation
+# After a broker key rotation (the old certificate kept and revoked), the
+# old key's checkpoints still hold for the time before its revocation.
+"$fixture" rotate "$tmp/fx"
+expect 0 "$sba" verify --data "$broker" --certs "$certs"
+has "$out" '^intact: 18 records, 3 checkpoints, head 18 '
+expect 0 "$sba" checkpoint --data "$agent" --all
+lines 3
+cp "$out" "$tmp/all3.json"
+expect 0 "$sba" verify --data "$broker" --certs "$certs" --checkpoint "$tmp/all3.json"
+has "$out" '^intact: 18 records, 6 checkpoints, head 18 '
+expect 1 "$sba" verify --data "$broker" --certs "$certs" --checkpoint "$tmp/fx/late.cp"
+has "$out" '^NOT INTACT: bad checkpoint at seq 0: .*not valid then'
 
 echo "audit-cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

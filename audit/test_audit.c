@@ -512,6 +512,35 @@ TEST(test_parallel_walk_finds_the_same_faults_at_range_boundaries)
     s_teardown(&f);
 }
 
+TEST(test_checkpoints_hold_only_under_a_key_good_at_their_time)
+{
+    fx_t f;
+    s_setup(&f, 0, 0);
+    CHECK_EQ(s_append_rows(&f, 1, 5), SB_OK);
+    Sharebus__Checkpoint *cp = s_checkpoint(&f);
+    sbi_keys_t other;
+    sbi_keys_generate(&other, SBI_CERT_BROKER);
+    sbi_audit_key_t keys[2] = {{.from_ms = 0}, {.from_ms = 0}};
+    memcpy(keys[0].sign_public, other.cert.sign_public, 32); /* the new key after a rotation */
+    memcpy(keys[1].sign_public, f.broker.cert.sign_public, 32);
+    keys[1].until_ms = cp->time_ms + 1; /* revoked just after it signed */
+    sbi_audit_report_t report;
+    CHECK_EQ(sbi_audit_verify_keys(f.audit, keys, 2, NULL, 0, &report), SB_OK);
+    keys[1].until_ms = cp->time_ms; /* revoked before */
+    CHECK_EQ(sbi_audit_verify_keys(f.audit, keys, 2, NULL, 0, &report), SB_EBADSIG);
+    CHECK_EQ(report.fault, SBI_AUDIT_BAD_CHECKPOINT);
+    CHECK(strstr(report.detail, "not valid then"));
+    keys[1].until_ms = 0;
+    keys[1].from_ms = cp->time_ms + 1; /* not yet valid */
+    CHECK_EQ(sbi_audit_verify_keys(f.audit, keys, 2, NULL, 0, &report), SB_EBADSIG);
+    CHECK_EQ(sbi_audit_verify_keys(f.audit, keys, 1, NULL, 0, &report), SB_EBADSIG);
+    CHECK(strstr(report.detail, "not signed by the broker's key"));
+    CHECK_EQ(sbi_audit_verify_keys(f.audit, NULL, 0, NULL, 0, &report), SB_OK);
+    sbi_keys_wipe(&other);
+    sharebus__checkpoint__free_unpacked(cp, NULL);
+    s_teardown(&f);
+}
+
 /* ---------------------------------------------------------- checkpoints */
 
 static int s_count_checkpoint(const Sharebus__Checkpoint *cp, void *arg)
