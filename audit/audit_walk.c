@@ -24,6 +24,9 @@ uint64_t sbi_audit_parallel_min = 65536;
 
 typedef struct {
     sbi_audit_t *audit;
+    MDB_txn *txn; /* read-only; a thread's own, or the caller's */
+    bool own_txn;
+    bool threaded;
     uint64_t first, last;      /* this range: [first, last] */
     sbi_audit_report_t report; /* its faults, records and last record */
     bool linked;               /* first_prev is set: check it on joining */
@@ -141,17 +144,12 @@ static void s_walk_cursor(s_range_t *r, MDB_cursor *cursor)
 static void *s_walk_range(void *arg)
 {
     s_range_t *r = arg;
-    MDB_txn *txn;
     MDB_cursor *cursor;
-    r->rc = sbi_store_begin(r->audit->store, false, &txn);
-    if (r->rc != SB_OK)
-        return NULL;
-    r->rc = sbi_store_code(mdb_cursor_open(txn, r->audit->log, &cursor));
+    r->rc = sbi_store_code(mdb_cursor_open(r->txn, r->audit->log, &cursor));
     if (r->rc == SB_OK) {
         s_walk_cursor(r, cursor);
         mdb_cursor_close(cursor);
     }
-    mdb_txn_abort(txn);
     return NULL;
 }
 
@@ -201,6 +199,23 @@ static void s_join(s_range_t *ranges, unsigned n, sbi_audit_report_t *report)
     }
 }
 
+/* Each range's transaction. They are begun here, in the caller's thread
+   while its own is open, and never through sbi_store_begin: following a map
+   another process grew remaps the store under every open transaction of
+   this process. A range that cannot have its own (MDB_MAP_RESIZED, no
+   reader slot) is walked with the caller's, in the caller's thread. */
+static void s_begin_ranges(sbi_audit_t *self, MDB_txn *txn, s_range_t *ranges, unsigned n)
+{
+    MDB_env *env = sbi_store_env(self->store);
+    for (unsigned k = 0; k < n; k++) {
+        ranges[k].txn = txn;
+        if (k > 0 && mdb_txn_begin(env, NULL, MDB_RDONLY, &ranges[k].txn) == 0)
+            ranges[k].own_txn = true;
+        else
+            ranges[k].txn = txn;
+    }
+}
+
 int sbi_audit_walk(sbi_audit_t *self, MDB_txn *txn, sbi_audit_report_t *report, uint64_t *last_p)
 {
     uint64_t last;
@@ -212,18 +227,26 @@ int sbi_audit_walk(sbi_audit_t *self, MDB_txn *txn, sbi_audit_report_t *report, 
         ranges[k].first = k == 0 ? 1 : ranges[k - 1].last + 1;
         ranges[k].last = k + 1 == n ? last : last / n * (k + 1);
     }
-    unsigned started = 1;
-    for (; started < n; started++)
-        if (pthread_create(&ranges[started].thread, NULL, s_walk_range, &ranges[started]) != 0)
-            break;
-    s_walk_range(&ranges[0]);
-    for (unsigned k = started; k < n; k++) /* no thread: walk it here */
-        s_walk_range(&ranges[k]);
-    for (unsigned k = 1; k < started; k++)
-        pthread_join(ranges[k].thread, NULL);
+    s_begin_ranges(self, txn, ranges, n);
+    for (unsigned k = 1; k < n; k++)
+        if (ranges[k].own_txn &&
+            pthread_create(&ranges[k].thread, NULL, s_walk_range, &ranges[k]) != 0)
+            ranges[k].own_txn = false; /* walk it here, in its own transaction */
+        else if (ranges[k].own_txn)
+            ranges[k].threaded = true;
     for (unsigned k = 0; k < n; k++)
+        if (!ranges[k].threaded)
+            s_walk_range(&ranges[k]);
+    int rc = SB_OK;
+    for (unsigned k = 0; k < n; k++) {
+        if (ranges[k].threaded)
+            pthread_join(ranges[k].thread, NULL);
+        if (ranges[k].txn != txn)
+            mdb_txn_abort(ranges[k].txn);
         if (ranges[k].rc != SB_OK)
-            return ranges[k].rc;
-    s_join(ranges, n, report);
-    return SB_OK;
+            rc = ranges[k].rc;
+    }
+    if (rc == SB_OK)
+        s_join(ranges, n, report);
+    return rc;
 }
