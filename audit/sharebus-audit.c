@@ -29,7 +29,11 @@ typedef struct {
 sbi_audit_t *cli_open(const cli_args_t *args, sbi_store_t **store_p)
 {
     char path[4096], err[4200];
-    snprintf(path, sizeof path, "%s/store", args->data);
+    *store_p = NULL;
+    if (snprintf(path, sizeof path, "%s/store", args->data) >= (int)sizeof path) {
+        fprintf(stderr, "sharebus-audit: --data: path too long\n");
+        return NULL;
+    }
     *store_p = sbi_store_open(path, SBI_STORE_READONLY, 0, 0, SBI_AUDIT_DBS, err, sizeof err);
     if (!*store_p) {
         fprintf(stderr, "sharebus-audit: %s\n", err);
