@@ -268,18 +268,47 @@ void broker_destroy(broker_t **self_p)
 
 /* ------------------------------------------------------------ the batch */
 
-static int s_append(broker_t *self, Sharebus__AuditRecord *record)
+/* The batch is a journal of operations on the store, kept until the batch
+   commits so that it can be applied again in a fresh transaction after the
+   map grew. Each is a zchunk: a tag byte, then its data.
+     'A' packed AuditRecord
+     'P' dbi (4 bytes), key length (4 bytes), key, value
+     'D' dbi (4 bytes), key */
+static int s_begin(broker_t *self)
 {
-    if (!self->txn) {
-        int rc = sbi_store_begin(self->store, true, &self->txn);
-        if (rc != SB_OK)
-            return rc;
-    }
-    return sbi_audit_append(self->audit, self->txn, record);
+    return self->txn ? SB_OK : sbi_store_begin(self->store, true, &self->txn);
 }
 
-/* The batch's transaction failed: grow the map if we may and append the
-   whole batch again; otherwise the batch is lost and the store is full. */
+static int s_apply(broker_t *self, zchunk_t *op)
+{
+    const uint8_t *data = zchunk_data(op);
+    size_t size = zchunk_size(op);
+    int rc = s_begin(self);
+    if (rc != SB_OK)
+        return rc;
+    if (data[0] == 'A') {
+        Sharebus__AuditRecord *r = sharebus__audit_record__unpack(NULL, size - 1, data + 1);
+        rc = r ? sbi_audit_append(self->audit, self->txn, r) : SB_EINTERNAL;
+        if (r)
+            sharebus__audit_record__free_unpacked(r, NULL);
+        return rc;
+    }
+    uint32_t dbi, klen = 0;
+    memcpy(&dbi, data + 1, 4);
+    if (data[0] == 'P')
+        memcpy(&klen, data + 5, 4);
+    else
+        klen = (uint32_t) (size - 5);
+    size_t at = data[0] == 'P' ? 9 : 5;
+    MDB_val key = {klen, (void *) (data + at)};
+    MDB_val value = {size - at - klen, (void *) (data + at + klen)};
+    int mrc = data[0] == 'P' ? mdb_put(self->txn, dbi, &key, &value, 0)
+                             : mdb_del(self->txn, dbi, &key, NULL);
+    return mrc == MDB_NOTFOUND ? SB_OK : sbi_store_code(mrc);
+}
+
+/* The batch's transaction failed: grow the map if we may and apply the
+   whole journal again; otherwise the batch is lost and the store is full. */
 static int s_retry_batch(broker_t *self)
 {
     if (self->txn)
@@ -289,27 +318,18 @@ static int s_retry_batch(broker_t *self)
     if (sbi_store_grow(self->store) != SB_OK)
         return SB_EFULL;
     int rc = SB_OK;
-    for (zchunk_t *c = zlistx_first(self->batch); rc == SB_OK && c; c = zlistx_next(self->batch)) {
-        Sharebus__AuditRecord *r = sharebus__audit_record__unpack(NULL, zchunk_size(c),
-                                                                 zchunk_data(c));
-        rc = r ? s_append(self, r) : SB_EINTERNAL;
-        if (r)
-            sharebus__audit_record__free_unpacked(r, NULL);
-    }
+    for (zchunk_t *op = zlistx_first(self->batch); rc == SB_OK && op; op = zlistx_next(self->batch))
+        rc = s_apply(self, op);
     return rc;
 }
 
-/* Appends `record` to the batch. A packed copy is kept until the batch is
-   flushed, so that the batch can be appended again after the map grew,
-   whatever the record pointed into meanwhile. */
-void broker_audit(broker_t *self, Sharebus__AuditRecord *record)
+/* Adds `op` to the journal and applies it. */
+static void s_journal(broker_t *self, zchunk_t *op)
 {
-    zchunk_t *copy = zchunk_new(NULL, sharebus__audit_record__get_packed_size(record));
-    sharebus__audit_record__pack(record, zchunk_data(copy));
-    zlistx_add_end(self->batch, copy);
+    zlistx_add_end(self->batch, op);
     if (self->store_full)
         return;
-    int rc = s_append(self, record);
+    int rc = s_apply(self, op);
     if (rc == SB_EFULL && self->exclusive) {
         self->exclusive_full = true;    /* the writer retries it whole */
         return;
@@ -318,9 +338,43 @@ void broker_audit(broker_t *self, Sharebus__AuditRecord *record)
         rc = s_retry_batch(self);
     if (rc != SB_OK) {
         self->store_full = true;
-        sbi_error("audit log cannot be written (%s): refusing traffic until space is back",
+        sbi_error("the store cannot be written (%s): refusing traffic until space is back",
                   sb_strerror(rc));
     }
+}
+
+void broker_audit(broker_t *self, Sharebus__AuditRecord *record)
+{
+    size_t size = sharebus__audit_record__get_packed_size(record);
+    zchunk_t *op = zchunk_new(NULL, size + 1);
+    zchunk_data(op)[0] = 'A';
+    sharebus__audit_record__pack(record, zchunk_data(op) + 1);
+    s_journal(self, op);
+}
+
+void broker_put(broker_t *self, MDB_dbi dbi, const void *key, size_t key_size, const void *value,
+                size_t value_size)
+{
+    uint32_t d = dbi, k = (uint32_t) key_size;
+    zchunk_t *op = zchunk_new(NULL, 9 + key_size + value_size);
+    uint8_t *data = zchunk_data(op);
+    data[0] = 'P';
+    memcpy(data + 1, &d, 4);
+    memcpy(data + 5, &k, 4);
+    memcpy(data + 9, key, key_size);
+    memcpy(data + 9 + key_size, value, value_size);
+    s_journal(self, op);
+}
+
+void broker_del(broker_t *self, MDB_dbi dbi, const void *key, size_t key_size)
+{
+    uint32_t d = dbi;
+    zchunk_t *op = zchunk_new(NULL, 5 + key_size);
+    uint8_t *data = zchunk_data(op);
+    data[0] = 'D';
+    memcpy(data + 1, &d, 4);
+    memcpy(data + 5, key, key_size);
+    s_journal(self, op);
 }
 
 void broker_send(broker_t *self, const zframe_t *to, zframe_t **frame_p, const char *pending_key)

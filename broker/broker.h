@@ -73,7 +73,7 @@ typedef struct {
     sbi_store_t *store;
     sbi_audit_t *audit;
     MDB_txn *txn;             /* the batch's write transaction */
-    zlistx_t *batch;          /* zchunk_t: packed records appended in it */
+    zlistx_t *batch;          /* zchunk_t: the journal of its operations */
     zlistx_t *outbox;         /* broker_out_t * to send after commit */
     bool store_full;          /* refusing until space is back */
     bool exclusive;           /* a consent write owns the transaction */
@@ -108,8 +108,13 @@ int broker_run(broker_t *self);
    ones. Returns 0, or -1 with every error appended to `errors`. */
 int broker_reload(broker_t *self, zlistx_t *errors);
 
-/* The batch: append an audit record (copied; the caller keeps `record`). */
+/* The batch: append an audit record (copied; the caller keeps `record`),
+   put or delete a key. Applied at once in the batch's transaction, and
+   again if the map had to grow; durable when broker_flush returns. */
 void broker_audit(broker_t *self, Sharebus__AuditRecord *record);
+void broker_put(broker_t *self, MDB_dbi dbi, const void *key, size_t key_size, const void *value,
+                size_t value_size);
+void broker_del(broker_t *self, MDB_dbi dbi, const void *key, size_t key_size);
 void broker_send(broker_t *self, const zframe_t *to, zframe_t **frame_p, const char *pending_key);
 void broker_flush(broker_t *self);
 
