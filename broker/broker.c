@@ -343,10 +343,18 @@ static void s_journal(broker_t *self, zchunk_t *op)
     }
 }
 
+/* A zeroed operation of `size` bytes (zchunk_new(NULL, n) has size 0). */
+static zchunk_t *s_op_new(size_t size)
+{
+    zchunk_t *op = zchunk_new(NULL, size);
+    zchunk_fill(op, 0, size);
+    return op;
+}
+
 void broker_audit(broker_t *self, Sharebus__AuditRecord *record)
 {
     size_t size = sharebus__audit_record__get_packed_size(record);
-    zchunk_t *op = zchunk_new(NULL, size + 1);
+    zchunk_t *op = s_op_new(size + 1);
     zchunk_data(op)[0] = 'A';
     sharebus__audit_record__pack(record, zchunk_data(op) + 1);
     s_journal(self, op);
@@ -356,7 +364,7 @@ void broker_put(broker_t *self, MDB_dbi dbi, const void *key, size_t key_size, c
                 size_t value_size)
 {
     uint32_t d = dbi, k = (uint32_t) key_size;
-    zchunk_t *op = zchunk_new(NULL, 9 + key_size + value_size);
+    zchunk_t *op = s_op_new(9 + key_size + value_size);
     uint8_t *data = zchunk_data(op);
     data[0] = 'P';
     memcpy(data + 1, &d, 4);
@@ -369,7 +377,7 @@ void broker_put(broker_t *self, MDB_dbi dbi, const void *key, size_t key_size, c
 void broker_del(broker_t *self, MDB_dbi dbi, const void *key, size_t key_size)
 {
     uint32_t d = dbi;
-    zchunk_t *op = zchunk_new(NULL, 5 + key_size);
+    zchunk_t *op = s_op_new(5 + key_size);
     uint8_t *data = zchunk_data(op);
     data[0] = 'D';
     memcpy(data + 1, &d, 4);

@@ -107,22 +107,30 @@ stop_broker() {
 
 agent_ep() { echo "ipc://$WORK/$1.sock"; }
 
+# Lines in FILE so far (logs are appended to across restarts).
+lines() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
+# True when PATTERN appears in FILE after its first SKIP lines.
+logged_after() { tail -n +"$(($2 + 1))" "$1" 2>/dev/null | grep -q "$3"; }
+
 start_agent() {
-  local a=$1
+  local a=$1 skip
+  skip=$(lines "$WORK/$a.log")
   "$BUILD/agent/sharebus-agent" --agency "$a" --certs "$CERTS" --broker "$BROKER" \
     --listen "$(agent_ep "$a")" --data "$WORK/agent-$a" >>"$WORK/$a.log" 2>&1 &
   AGENT_PID[$a]=$!
   PIDS+=("$!")
-  wait_for 20 grep -q "policy .* received from the broker" "$WORK/$a.log"
+  wait_for 20 logged_after "$WORK/$a.log" "$skip" "policy .* received from the broker"
 }
 
 # The sample nhis back-end serving checkup records.
 start_nhis_backend() {
+  local skip
+  skip=$(lines "$WORK/nhis-backend.log")
   "$BUILD/agent/sharebus" serve --agent "$(agent_ep nhis)" --dataset "$CHECKUP" \
     --records "$SRC/tests/data/nhis-checkups.json" >>"$WORK/nhis-backend.log" 2>&1 &
   NHIS_BACKEND=$!
   PIDS+=("$NHIS_BACKEND")
-  wait_for 10 grep -q "serving $CHECKUP" "$WORK/nhis-backend.log"
+  wait_for 10 logged_after "$WORK/nhis-backend.log" "$skip" "serving $CHECKUP"
 }
 
 # A typical bus: certificates, policy, broker, agents nhis koroad mois nts,
