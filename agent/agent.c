@@ -41,6 +41,7 @@ static void s_pending_free(void **item_p)
 {
     agent_pending_t *p = *item_p;
     if (p) {
+        assert(!p->pub);    /* a publication's view is settled before it goes */
         zframe_destroy(&p->client);
         agent_strv_free(&p->fields);
         free(p);
@@ -125,6 +126,10 @@ static int s_open_store(agent_t *self)
         sbi_error("cannot open the agent's store: %s", err);
         return -1;
     }
+    if (agent_events_open(self) != SB_OK) {
+        sbi_error("cannot open the event store in %s", path);
+        return -1;
+    }
     return 0;
 }
 
@@ -202,10 +207,13 @@ agent_t *agent_new(const agent_config_t *config)
 
 static void s_log_commit(agent_t *self)
 {
-    if (!self->txn)
+    if (!self->txn) {
+        agent_events_committed(self, true);
         return;
+    }
     int rc = mdb_txn_commit(self->txn);
     self->txn = NULL;
+    agent_events_committed(self, rc == 0);
     if (rc == 0)
         sbi_audit_commit(self->audit);
     else {
@@ -230,6 +238,7 @@ void agent_destroy(agent_t **self_p)
     zhashx_destroy(&self->pending);
     zhashx_destroy(&self->serving);
     zhashx_destroy(&self->providers);
+    agent_events_close(self);
     sbi_policy_destroy(&self->policy);
     sbi_audit_close(&self->audit);
     sbi_store_close(&self->store);
@@ -406,6 +415,11 @@ static void s_on_bus(agent_t *self, zframe_t *frame)
     case SHAREBUS__KIND__KIND_REQUEST: agent_front_incoming(self, &env, payload); break;
     case SHAREBUS__KIND__KIND_REPLY: agent_front_reply(self, &env, payload); break;
     case SHAREBUS__KIND__KIND_ERROR: agent_front_error(self, &env); break;
+    case SHAREBUS__KIND__KIND_EVENT: agent_event_receive(self, &env, &payload); break;
+    case SHAREBUS__KIND__KIND_EVENT_ACK:
+        if (from_broker)
+            agent_front_event_ack(self, &env);
+        break;
     case SHAREBUS__KIND__KIND_CONSENT_RESULT:
         if (from_broker)
             agent_front_consent_result(self, &env, payload);
@@ -414,7 +428,8 @@ static void s_on_bus(agent_t *self, zframe_t *frame)
         sbi_warning("unexpected %s message from %s", protobuf_c_enum_descriptor_get_value(
                         &sharebus__kind__descriptor, env.header->kind)->name, env.header->from);
     }
-    sharebus__payload__free_unpacked(payload, NULL);
+    if (payload)
+        sharebus__payload__free_unpacked(payload, NULL);
     sbi_envelope_clear(&env);
 }
 

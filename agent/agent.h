@@ -17,8 +17,12 @@ typedef struct {
     const char *data;         /* the agent's own store */
 } agent_config_t;
 
-/* A request of one of our back-ends, waiting for its reply. */
+typedef struct agent_publication_t agent_publication_t;
+
+/* A request of one of our back-ends, waiting for its reply; or one view of
+   an event it published, waiting for the broker's acknowledgement. */
 typedef struct {
+    agent_publication_t *pub; /* set for an event's view */
     zframe_t *client;         /* routing id of the back-end */
     uint64_t client_id;       /* its ClientMessage id */
     int64_t deadline;         /* zclock_mono ms */
@@ -55,6 +59,10 @@ typedef struct {
     zhashx_t *serving;        /* decimal token -> agent_serving_t */
     zhashx_t *providers;      /* dataset -> zframe_t routing id of a back-end */
     uint64_t next_token;
+    MDB_dbi events_seen;      /* event id -> time acknowledged */
+    zhashx_t *subscriptions;  /* topic -> zframe_t routing id of a back-end */
+    zlistx_t *inbox;          /* events waiting for the back-end, in order */
+    zlistx_t *acks;           /* hex ids to acknowledge after the commit */
     int64_t next_hello;
     int64_t next_sweep;
     bool welcomed;
@@ -88,8 +96,19 @@ bool agent_front_send(agent_t *self, zframe_t *client, Sharebus__ClientMessage *
 void agent_front_incoming(agent_t *self, sbi_envelope_t *env, Sharebus__Payload *payload);
 void agent_front_reply(agent_t *self, sbi_envelope_t *env, Sharebus__Payload *payload);
 void agent_front_error(agent_t *self, sbi_envelope_t *env);
+void agent_front_event_ack(agent_t *self, sbi_envelope_t *env);
 void agent_front_consent_result(agent_t *self, sbi_envelope_t *env, Sharebus__Payload *payload);
 void agent_front_sweep(agent_t *self);
+
+/* Events (events.c). */
+int agent_events_open(agent_t *self);
+void agent_events_close(agent_t *self);
+void agent_publish(agent_t *self, zframe_t *client, uint64_t id, const Sharebus__ClientPublish *c);
+void agent_publication_settle(agent_t *self, agent_pending_t *p, int code, const char *reason);
+void agent_event_receive(agent_t *self, sbi_envelope_t *env, Sharebus__Payload **payload_p);
+void agent_subscribe(agent_t *self, zframe_t *client, uint64_t id, const Sharebus__ClientSubscribe *s);
+void agent_event_acked(agent_t *self, const Sharebus__ClientAck *ack);
+void agent_events_committed(agent_t *self, bool committed);
 
 /* Copies of string lists, NULL-terminated; freed with agent_strv_free. */
 char **agent_strv(const char *const *items, size_t count);

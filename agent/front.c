@@ -363,6 +363,11 @@ void agent_front_message(agent_t *self, zframe_t *client, zframe_t *frame)
     case SHAREBUS__CLIENT_MESSAGE__BODY_CONSENT_LIST:
         s_consent_list(self, client, m->id, m->consent_list);
         break;
+    case SHAREBUS__CLIENT_MESSAGE__BODY_PUBLISH: agent_publish(self, client, m->id, m->publish); break;
+    case SHAREBUS__CLIENT_MESSAGE__BODY_SUBSCRIBE:
+        agent_subscribe(self, client, m->id, m->subscribe);
+        break;
+    case SHAREBUS__CLIENT_MESSAGE__BODY_ACK: agent_event_acked(self, m->ack); break;
     default:
         agent_front_result(self, client, m->id, SB_EPROTOCOL, "unexpected client message", NULL);
     }
@@ -476,8 +481,26 @@ void agent_front_error(agent_t *self, sbi_envelope_t *env)
         sbi_info("%s from %s: %s", sb_errname(sbi_error_code(h->error)), h->from, h->reason);
         return;
     }
-    agent_front_result(self, p->client, p->client_id, sbi_error_code(h->error), h->reason, NULL);
+    if (p->pub)
+        agent_publication_settle(self, p, sbi_error_code(h->error), h->reason);
+    else
+        agent_front_result(self, p->client, p->client_id, sbi_error_code(h->error), h->reason,
+                           NULL);
     zhashx_delete(self->pending, key);
+}
+
+/* The broker has durably queued one view of an event we published. */
+void agent_front_event_ack(agent_t *self, sbi_envelope_t *env)
+{
+    const Sharebus__Header *h = env->header;
+    char key[33];
+    if (h->correlation_id.len != SBI_ID_SIZE)
+        return;
+    agent_pending_t *p = zhashx_lookup(self->pending, s_id_key(h->correlation_id.data, key));
+    if (p && p->pub) {
+        agent_publication_settle(self, p, SB_OK, NULL);
+        zhashx_delete(self->pending, key);
+    }
 }
 
 void agent_front_sweep(agent_t *self)
@@ -486,11 +509,15 @@ void agent_front_sweep(agent_t *self)
     zlistx_t *keys = zhashx_keys(self->pending);
     for (char *key = zlistx_first(keys); key; key = zlistx_next(keys)) {
         agent_pending_t *p = zhashx_lookup(self->pending, key);
-        if (p->deadline <= now) {
+        if (p->deadline > now)
+            continue;
+        if (p->pub)
+            agent_publication_settle(self, p, SB_ETIMEOUT, "the broker did not acknowledge the "
+                                                           "event before the deadline");
+        else
             agent_front_result(self, p->client, p->client_id, SB_ETIMEOUT,
                                "no answer from the broker before the deadline", NULL);
-            zhashx_delete(self->pending, key);
-        }
+        zhashx_delete(self->pending, key);
     }
     zlistx_destroy(&keys);
     zlistx_t *tokens = zhashx_keys(self->serving);

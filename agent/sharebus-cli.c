@@ -5,6 +5,8 @@
                      [--fields a,b] [--timeout MS]
     sharebus serve   --agent EP --dataset D --records FILE
     sharebus consent grant|revoke|list --agent EP ...
+    sharebus publish --agent EP --topic T --subject ID --record FILE|-
+    sharebus subscribe --agent EP --topic T [--count N]
 */
 #include <ctype.h>
 #include <getopt.h>
@@ -13,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <czmq.h>
 
 #include "sharebus.h"
 
@@ -30,6 +34,9 @@ typedef struct {
     const char *id;
     const char *reason;
     bool json;
+    const char *topic;
+    const char *record;
+    long count;
     int timeout_ms;
     char **rest;              /* arguments after the command */
     int n_rest;
@@ -284,6 +291,83 @@ static int cmd_consent(args_t *a)
     return 2;
 }
 
+/* ----------------------------------------------------------------- events */
+
+static int cmd_publish(args_t *a)
+{
+    if (!a->topic || !a->subject || !a->record) {
+        fprintf(stderr, "usage: sharebus publish --agent EP --topic T --subject ID --record FILE|-\n");
+        return 2;
+    }
+    FILE *in = strcmp(a->record, "-") == 0 ? stdin : fopen(a->record, "r");
+    char *text = NULL;
+    size_t size = 0;
+    if (in) {
+        FILE *mem = open_memstream(&text, &size);
+        char buf[4096];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, in)) > 0 && size < (1 << 20))
+            fwrite(buf, 1, n, mem);
+        fclose(mem);
+        if (in != stdin)
+            fclose(in);
+    }
+    sb_record_t *record = text ? sb_record_from_json(text) : NULL;
+    free(text);
+    if (!record) {
+        fprintf(stderr, "error: invalid: %s: not a JSON object of fields\n", a->record);
+        return 1;
+    }
+    sb_client_t *client = s_connect(a->agent);
+    int rc = client ? sb_publish(client, a->topic, a->subject, record) : SB_EINVAL;
+    if (rc == SB_OK)
+        printf("published %s\n", a->topic);
+    else if (client)
+        s_error(client, rc);
+    sb_record_destroy(&record);
+    sb_client_destroy(&client);
+    return rc == SB_OK ? 0 : 1;
+}
+
+static int cmd_subscribe(args_t *a)
+{
+    if (!a->topic) {
+        fprintf(stderr, "usage: sharebus subscribe --agent EP --topic T [--count N]\n");
+        return 2;
+    }
+    sb_client_t *client = s_connect(a->agent);
+    int rc = client ? sb_subscribe(client, a->topic) : SB_EINVAL;
+    long seen = 0;
+    while (rc == SB_OK && !zsys_interrupted && (a->count == 0 || seen < a->count)) {
+        sb_event_t *event = NULL;
+        rc = sb_event_recv(client, &event, 500);
+        if (rc == SB_ETIMEOUT) {
+            rc = SB_OK;
+            continue;
+        }
+        if (rc != SB_OK)
+            break;
+        char *record = sb_record_to_json(sb_event_record(event));
+        json_object *line = json_object_new_object();
+        json_object_object_add(line, "topic", json_object_new_string(sb_event_topic(event)));
+        json_object_object_add(line, "publisher", json_object_new_string(sb_event_publisher(event)));
+        json_object_object_add(line, "subject", json_object_new_string(sb_event_subject(event)));
+        json_object_object_add(line, "id", json_object_new_string(sb_event_id(event)));
+        json_object_object_add(line, "published_ms", json_object_new_uint64(sb_event_time(event)));
+        json_object_object_add(line, "record", json_tokener_parse(record));
+        printf("%s\n", json_object_to_json_string_ext(line, JSON_C_TO_STRING_PLAIN));
+        fflush(stdout);
+        json_object_put(line);
+        free(record);
+        rc = sb_event_ack(client, &event);     /* printed and flushed: handled */
+        seen++;
+    }
+    if (rc != SB_OK && !zsys_interrupted)
+        s_error(client, rc);
+    sb_client_destroy(&client);
+    return rc == SB_OK || zsys_interrupted ? 0 : 1;
+}
+
 static const command_t s_commands[] = {
     {"request", cmd_request,
      "request --agent EP --provider ID --dataset D --purpose P --subject ID "
@@ -295,6 +379,8 @@ static const command_t s_commands[] = {
      "       sharebus consent revoke --agent EP (--id CID | --subject ID [--consumer C] "
      "[--dataset D] [--purpose P]) [--reason TEXT]\n"
      "       sharebus consent list --agent EP --subject ID [--json]"},
+    {"publish", cmd_publish, "publish --agent EP --topic T --subject ID --record FILE|-"},
+    {"subscribe", cmd_subscribe, "subscribe --agent EP --topic T [--count N]"},
 };
 #define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])
 
@@ -317,6 +403,8 @@ int main(int argc, char **argv)
         {"consumer", required_argument, 0, 'c'}, {"until", required_argument, 0, 'u'},
         {"evidence", required_argument, 0, 'e'}, {"id", required_argument, 0, 'i'},
         {"reason", required_argument, 0, 'R'},  {"json", no_argument, 0, 'j'},
+        {"topic", required_argument, 0, 'T'},   {"record", required_argument, 0, 'X'},
+        {"count", required_argument, 0, 'n'},
         {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
     args_t args = {0};
@@ -337,6 +425,15 @@ int main(int argc, char **argv)
         case 'i': args.id = optarg; break;
         case 'R': args.reason = optarg; break;
         case 'j': args.json = true; break;
+        case 'T': args.topic = optarg; break;
+        case 'X': args.record = optarg; break;
+        case 'n':
+            args.count = strtol(optarg, &end, 10);
+            if (*end || args.count <= 0) {
+                fprintf(stderr, "sharebus: --count needs a number > 0\n");
+                return 2;
+            }
+            break;
         case 't':
             args.timeout_ms = (int) strtol(optarg, &end, 10);
             if (*end || args.timeout_ms <= 0) {

@@ -130,6 +130,10 @@ static int s_open_store(broker_t *self)
         sbi_error("cannot open the consent registry in %s", path);
         return -1;
     }
+    if (broker_events_open(self) != SB_OK) {
+        sbi_error("cannot open the event queues in %s", path);
+        return -1;
+    }
     return 0;
 }
 
@@ -258,6 +262,7 @@ void broker_destroy(broker_t **self_p)
     if (self->checkpoint)
         sharebus__checkpoint__free_unpacked(self->checkpoint, NULL);
     sbi_policy_destroy(&self->policy);
+    broker_events_close(self);
     sbi_audit_close(&self->audit);
     sbi_store_close(&self->store);
     sbi_crypto_destroy(&self->crypto);
@@ -731,6 +736,7 @@ int broker_run(broker_t *self)
         for (int n = 0; n < S_BATCH_MAX && (zsock_events(self->router) & ZMQ_POLLIN); n++)
             s_on_router(self);
         broker_flush(self);
+        broker_events_pump(self);
         while (zsock_events(self->monitor) & ZMQ_POLLIN)
             s_on_monitor(self);
         if (zsock_events(self->admin) & ZMQ_POLLIN)

@@ -25,6 +25,7 @@ typedef struct {
     int skew_ms;              /* accepted clock difference; default 30 s */
     int checkpoint_ms;        /* checkpoint interval; default 10 s */
     size_t map_max;           /* store map limit in bytes; 0 = 64 GiB */
+    uint64_t queue_max;       /* events waiting per subscriber, at most */
     const char *capture;      /* write every received frame here (diagnostics) */
 } broker_config_t;
 
@@ -64,6 +65,8 @@ typedef struct {
     int64_t last;             /* zclock_mono ms */
 } broker_bucket_t;
 
+typedef struct broker_queue_t broker_queue_t;
+
 typedef struct {
     broker_config_t config;
     sbi_trust_t *trust;
@@ -93,6 +96,8 @@ typedef struct {
     Sharebus__Checkpoint *checkpoint; /* the latest */
     zhashx_t *counters;       /* "name" -> uint64_t*, for status */
     uint64_t captured;
+    MDB_dbi queue_events;
+    zhashx_t *queues;         /* subscriber agency -> broker_queue_t */
     MDB_dbi consent_records;
     MDB_dbi consent_match;
     MDB_dbi consent_subject;
@@ -145,6 +150,16 @@ void broker_consent_revoke(broker_t *self, const sbi_cert_t *cert, const zframe_
                            sbi_envelope_t *env, Sharebus__Payload *payload);
 void broker_consent_list(broker_t *self, const sbi_cert_t *cert, const zframe_t *routing,
                          sbi_envelope_t *env, Sharebus__Payload *payload);
+
+/* Events (events.c). */
+int broker_events_open(broker_t *self);
+void broker_events_close(broker_t *self);
+void broker_event_publish(broker_t *self, const sbi_cert_t *cert, const zframe_t *routing,
+                          sbi_envelope_t *env, zframe_t *frame);
+void broker_event_ack(broker_t *self, const sbi_cert_t *cert, sbi_envelope_t *env);
+void broker_events_reset(broker_t *self, const char *agency);
+void broker_events_pump(broker_t *self);
+uint64_t broker_events_depth(broker_t *self, const char *agency);
 
 /* Counters for status. */
 void broker_count(broker_t *self, const char *name);

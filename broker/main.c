@@ -2,7 +2,7 @@
 
     sharebus-broker [run] --certs DIR --policy PDIR --data DDIR --bind tcp://HOST:PORT
                           [--skew MS] [--checkpoint-interval MS] [--log-level LEVEL]
-                          [--map-max MIB] [--capture DIR]
+                          [--map-max MIB] [--queue-max N] [--capture DIR]
     sharebus-broker reload --data DDIR
     sharebus-broker status --data DDIR [--json]
 */
@@ -27,7 +27,7 @@ static int s_usage(FILE *out, int status)
             "usage: sharebus-broker [run] --certs DIR --policy PDIR --data DDIR\n"
             "                             --bind tcp://HOST:PORT [--skew MS]\n"
             "                             [--checkpoint-interval MS] [--log-level LEVEL]\n"
-            "                             [--map-max MIB] [--capture DIR]\n"
+            "                             [--map-max MIB] [--queue-max N] [--capture DIR]\n"
             "       sharebus-broker reload --data DDIR\n"
             "       sharebus-broker status --data DDIR [--json]\n"
             "See sharebus-broker(8).\n");
@@ -128,9 +128,11 @@ int main(int argc, char **argv)
         {"skew", required_argument, 0, 's'},   {"checkpoint-interval", required_argument, 0, 'i'},
         {"log-level", required_argument, 0, 'L'}, {"json", no_argument, 0, 'j'},
         {"capture", required_argument, 0, 'C'}, {"map-max", required_argument, 0, 'M'},
+        {"queue-max", required_argument, 0, 'Q'},
         {"help", no_argument, 0, 'h'},         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
-    args_t a = {.config = {.skew_ms = 30000, .checkpoint_ms = 10000}, .level = SBI_LOG_INFO};
+    args_t a = {.config = {.skew_ms = 30000, .checkpoint_ms = 10000, .queue_max = 1000000},
+                .level = SBI_LOG_INFO};
     int opt;
     char *end;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
@@ -158,6 +160,13 @@ int main(int argc, char **argv)
             break;
         case 'j': a.json = true; break;
         case 'C': a.config.capture = optarg; break;
+        case 'Q':
+            a.config.queue_max = strtoull(optarg, &end, 10);
+            if (*end || a.config.queue_max < 1) {
+                fprintf(stderr, "sharebus-broker: --queue-max needs a number of events (>= 1)\n");
+                return 2;
+            }
+            break;
         case 'M': {
             unsigned long long mib = strtoull(optarg, &end, 10);
             if (*end || mib < 1) {

@@ -68,6 +68,7 @@ static void route_hello(s_msg_t *m)
         zhashx_insert(b->peers, agency, peer);
     }
     if (fresh) {
+        broker_events_reset(b, agency);
         zframe_destroy(&peer->routing);
         peer->routing = zframe_dup(m->routing);
         Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
@@ -361,6 +362,19 @@ static void route_consent_list(s_msg_t *m)
     s_consent(m, broker_consent_list);
 }
 
+/* ------------------------------------------------------------- events */
+
+static void route_event(s_msg_t *m)
+{
+    broker_event_publish(m->broker, m->cert, m->routing, m->env, m->frame);
+}
+
+static void route_event_ack(s_msg_t *m)
+{
+    if (strcmp(m->env->header->to, "broker") == 0)
+        broker_event_ack(m->broker, m->cert, m->env);
+}
+
 /* ------------------------------------------------------------ dispatch */
 
 static s_action_fn *const s_actions[] = {
@@ -371,6 +385,8 @@ static s_action_fn *const s_actions[] = {
     [SHAREBUS__KIND__KIND_CONSENT_GRANT] = route_consent_grant,
     [SHAREBUS__KIND__KIND_CONSENT_REVOKE] = route_consent_revoke,
     [SHAREBUS__KIND__KIND_CONSENT_LIST] = route_consent_list,
+    [SHAREBUS__KIND__KIND_EVENT] = route_event,
+    [SHAREBUS__KIND__KIND_EVENT_ACK] = route_event_ack,
 };
 #define S_NACTIONS (sizeof s_actions / sizeof s_actions[0])
 

@@ -289,6 +289,45 @@ SB_EXPORT int sb_consent_revoke_matching(sb_client_t *self, const sb_consent_t *
      "by","reason"}]}] */
 SB_EXPORT int sb_consent_list(sb_client_t *self, const char *subject, char **json_p);
 
+/* ---------------------------------------------------------------- events */
+
+/* Publishes an event about citizen `subject` on `topic` (e.g.
+   "resident.address-changed"): every subscriber the policy names receives
+   only the fields of `record` it may see. Returns SB_OK once the broker has
+   durably queued the event for every subscriber; SB_EDENIED when this
+   agency does not publish `topic`, SB_ENODATASET for an undeclared topic,
+   SB_EFULL when a subscriber's queue is full. */
+SB_EXPORT int sb_publish(sb_client_t *self, const char *topic, const char *subject,
+                         const sb_record_t *record);
+
+/* Subscribes this client to `topic`: events waiting at the agent, and every
+   later one, arrive through sb_event_recv, in order. SB_EDENIED when the
+   policy does not make this agency a subscriber. */
+SB_EXPORT int sb_subscribe(sb_client_t *self, const char *topic);
+
+/* An event received; acknowledge it with sb_event_ack once it is safely
+   handled, or it comes again (at least once, never lost). */
+typedef struct sb_event_t sb_event_t;
+
+/* Waits up to `timeout_ms` (-1 = forever) for the next event. SB_OK with
+   *event_p set; SB_ETIMEOUT when none came. */
+SB_EXPORT int sb_event_recv(sb_client_t *self, sb_event_t **event_p, int timeout_ms);
+
+/* What the event says; strings and the record live as long as the event. */
+SB_EXPORT const char *sb_event_topic(const sb_event_t *self);
+SB_EXPORT const char *sb_event_publisher(const sb_event_t *self);
+SB_EXPORT const char *sb_event_subject(const sb_event_t *self);
+SB_EXPORT const char *sb_event_id(const sb_event_t *self);   /* 32 hex digits */
+SB_EXPORT uint64_t sb_event_time(const sb_event_t *self);    /* Unix ms, when published */
+SB_EXPORT const sb_record_t *sb_event_record(const sb_event_t *self);
+
+/* Acknowledges the event (the agent records it and never hands it to a
+   back-end again) and frees it; *event_p becomes NULL. */
+SB_EXPORT int sb_event_ack(sb_client_t *self, sb_event_t **event_p);
+
+/* Frees an event without acknowledging it: it will be delivered again. */
+SB_EXPORT void sb_event_destroy(sb_event_t **self_p);
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,6 +19,7 @@ struct sb_client_t {
     char reason[512];
     zlistx_t *results;      /* Sharebus__ClientMessage * with a result */
     zlistx_t *incoming;     /* Sharebus__ClientMessage * with an incoming request */
+    zlistx_t *events;       /* Sharebus__ClientMessage * with an event */
 };
 
 struct sb_incoming_t {
@@ -57,6 +58,8 @@ sb_client_t *sb_client_new(const char *endpoint)
     self->incoming = zlistx_new();
     zlistx_set_destructor(self->results, s_message_free);
     zlistx_set_destructor(self->incoming, s_message_free);
+    self->events = zlistx_new();
+    zlistx_set_destructor(self->events, s_message_free);
     return self;
 }
 
@@ -67,6 +70,7 @@ void sb_client_destroy(sb_client_t **self_p)
         return;
     zlistx_destroy(&self->results);
     zlistx_destroy(&self->incoming);
+    zlistx_destroy(&self->events);
     zsock_destroy(&self->socket);
     free(self);
     *self_p = NULL;
@@ -126,6 +130,8 @@ static int s_pump(sb_client_t *self, int timeout_ms)
         zlistx_add_end(self->results, message);
     else if (message->body_case == SHAREBUS__CLIENT_MESSAGE__BODY_INCOMING)
         zlistx_add_end(self->incoming, message);
+    else if (message->body_case == SHAREBUS__CLIENT_MESSAGE__BODY_EVENT)
+        zlistx_add_end(self->events, message);
     else
         sharebus__client_message__free_unpacked(message, NULL);
     return SB_OK;
@@ -566,4 +572,126 @@ int sb_consent_list(sb_client_t *self, const char *subject, char **json_p)
     json_object_put(array);
     sharebus__client_message__free_unpacked(answer, NULL);
     return *json_p ? SB_OK : SB_ENOMEM;
+}
+
+/* ----------------------------------------------------------------- events */
+
+struct sb_event_t {
+    Sharebus__ClientMessage *message;
+    sb_record_t *record;
+    char id[2 * SBI_ID_SIZE + 1];
+};
+
+int sb_publish(sb_client_t *self, const char *topic, const char *subject,
+               const sb_record_t *record)
+{
+    if (!sbi_name_valid(topic) || !subject || !*subject || !record)
+        return s_fail(self, SB_EINVAL, "a topic, a subject and a record are required");
+    Sharebus__ClientPublish body = SHAREBUS__CLIENT_PUBLISH__INIT;
+    body.topic = (char *) topic;
+    body.subject_id = (char *) subject;
+    body.record = sbi_record_pb(record);
+    if (!body.record)
+        return s_fail(self, SB_ENOMEM, NULL);
+    Sharebus__ClientMessage message = SHAREBUS__CLIENT_MESSAGE__INIT;
+    message.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_PUBLISH;
+    message.publish = &body;
+    Sharebus__ClientMessage *answer = NULL;
+    int rc = s_call(self, &message, &answer);
+    sbi_record_pb_free(&body.record);
+    if (answer)
+        sharebus__client_message__free_unpacked(answer, NULL);
+    return rc;
+}
+
+int sb_subscribe(sb_client_t *self, const char *topic)
+{
+    if (!sbi_name_valid(topic))
+        return s_fail(self, SB_EINVAL, "invalid topic name");
+    Sharebus__ClientSubscribe body = SHAREBUS__CLIENT_SUBSCRIBE__INIT;
+    body.topic = (char *) topic;
+    Sharebus__ClientMessage message = SHAREBUS__CLIENT_MESSAGE__INIT;
+    message.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_SUBSCRIBE;
+    message.subscribe = &body;
+    Sharebus__ClientMessage *answer = NULL;
+    int rc = s_call(self, &message, &answer);
+    if (answer)
+        sharebus__client_message__free_unpacked(answer, NULL);
+    return rc;
+}
+
+int sb_event_recv(sb_client_t *self, sb_event_t **event_p, int timeout_ms)
+{
+    *event_p = NULL;
+    Sharebus__ClientMessage *message = NULL;
+    int rc = s_wait(self, self->events, 0, timeout_ms, &message);
+    if (rc != SB_OK)
+        return rc;
+    static const Sharebus__Record empty = SHAREBUS__RECORD__INIT;
+    const Sharebus__ClientEvent *ev = message->event;
+    sb_event_t *event = calloc(1, sizeof *event);
+    if (event)
+        event->record = sbi_record_from_pb(ev->record ? ev->record : &empty);
+    if (!event || !event->record || ev->message_id.len != SBI_ID_SIZE) {
+        free(event);
+        sharebus__client_message__free_unpacked(message, NULL);
+        return s_fail(self, SB_EMALFORMED, "the agent sent a malformed event");
+    }
+    event->message = message;
+    sbi_hex(ev->message_id.data, SBI_ID_SIZE, event->id);
+    *event_p = event;
+    return SB_OK;
+}
+
+const char *sb_event_topic(const sb_event_t *self)
+{
+    return self->message->event->topic;
+}
+
+const char *sb_event_publisher(const sb_event_t *self)
+{
+    return self->message->event->publisher;
+}
+
+const char *sb_event_subject(const sb_event_t *self)
+{
+    return self->message->event->subject_id;
+}
+
+const char *sb_event_id(const sb_event_t *self)
+{
+    return self->id;
+}
+
+uint64_t sb_event_time(const sb_event_t *self)
+{
+    return self->message->event->published_ms;
+}
+
+const sb_record_t *sb_event_record(const sb_event_t *self)
+{
+    return self->record;
+}
+
+void sb_event_destroy(sb_event_t **self_p)
+{
+    sb_event_t *self = self_p ? *self_p : NULL;
+    if (!self)
+        return;
+    sb_record_destroy(&self->record);
+    sharebus__client_message__free_unpacked(self->message, NULL);
+    free(self);
+    *self_p = NULL;
+}
+
+int sb_event_ack(sb_client_t *self, sb_event_t **event_p)
+{
+    Sharebus__ClientAck body = SHAREBUS__CLIENT_ACK__INIT;
+    body.token = (*event_p)->message->event->token;
+    Sharebus__ClientMessage message = SHAREBUS__CLIENT_MESSAGE__INIT;
+    message.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_ACK;
+    message.ack = &body;
+    int rc = s_send(self, &message);
+    sb_event_destroy(event_p);
+    return rc;
 }

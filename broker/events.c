@@ -1,0 +1,293 @@
+/*  events.c - proactive sharing: events fanned out under policy, kept in a
+    durable queue per subscriber until its agent acknowledges them.
+
+    The publisher's agent sends one EVENT per subscriber, each sealed for
+    that subscriber with only the fields the policy lets it see, so the
+    broker never reads an event's content. The broker checks each against
+    the policy's topic, appends it to the subscriber's queue and audits it
+    in the same batch, and acknowledges it to the publisher once that batch
+    is durable. Delivery is in order, at least once: a window of events is
+    sent to the connected subscriber, each removed (and audited delivered)
+    when its agent acknowledges it, and everything unacknowledged is sent
+    again when the agent reconnects.
+
+    Database queue.events: subscriber agency, a zero byte, seq (u64 BE) ->
+    the event's frame exactly as the publisher's agent sent it.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+
+#define S_WINDOW 64               /* events in flight per subscriber */
+
+typedef struct {
+    uint64_t seq;
+    uint8_t id[SBI_ID_SIZE];
+    char publisher[SBI_AGENCY_MAX + 1];
+    char topic[SBI_NAME_MAX + 1];
+    uint8_t subject_ref[SBI_HASH_SIZE];
+} s_inflight_t;
+
+struct broker_queue_t {
+    char agency[SBI_AGENCY_MAX + 1];
+    uint64_t last_seq;            /* highest seq assigned */
+    uint64_t depth;               /* events waiting, delivered or not */
+    uint64_t sent_upto;           /* highest seq sent on this connection */
+    zhashx_t *inflight;           /* hex event id -> s_inflight_t */
+};
+
+static size_t s_key(uint8_t *key, const char *agency, uint64_t seq)
+{
+    size_t n = strlen(agency);
+    memcpy(key, agency, n + 1);
+    sbi_be64_put(key + n + 1, seq);
+    return n + 9;
+}
+
+static void s_queue_free(void **item_p)
+{
+    broker_queue_t *q = *item_p;
+    if (q) {
+        zhashx_destroy(&q->inflight);
+        free(q);
+        *item_p = NULL;
+    }
+}
+
+static broker_queue_t *s_queue(broker_t *b, const char *agency)
+{
+    broker_queue_t *q = zhashx_lookup(b->queues, agency);
+    if (!q) {
+        q = calloc(1, sizeof *q);
+        assert(q);
+        snprintf(q->agency, sizeof q->agency, "%s", agency);
+        q->inflight = zhashx_new();
+        zhashx_set_destructor(q->inflight, (zhashx_destructor_fn *) zstr_free);
+        zhashx_insert(b->queues, agency, q);
+    }
+    return q;
+}
+
+/* Opens the queue database and counts what every queue holds. */
+int broker_events_open(broker_t *b)
+{
+    b->queues = zhashx_new();
+    zhashx_set_destructor(b->queues, s_queue_free);
+    int rc = sbi_store_dbi(b->store, "queue.events", 0, &b->queue_events);
+    MDB_txn *txn;
+    if (rc != SB_OK || (rc = sbi_store_begin(b->store, false, &txn)) != SB_OK)
+        return rc;
+    MDB_cursor *cursor;
+    MDB_val key, value;
+    mdb_cursor_open(txn, b->queue_events, &cursor);
+    for (int mrc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST); mrc == 0;
+         mrc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
+        const char *agency = key.mv_data;
+        size_t n = strnlen(agency, key.mv_size);
+        if (n + 9 != key.mv_size || !sbi_agency_valid(agency, false))
+            continue;   /* not a key we wrote */
+        broker_queue_t *q = s_queue(b, agency);
+        q->depth++;
+        q->last_seq = sbi_be64_get((const uint8_t *) key.mv_data + n + 1);
+    }
+    mdb_cursor_close(cursor);
+    mdb_txn_abort(txn);
+    uint64_t total = 0;
+    for (broker_queue_t *q = zhashx_first(b->queues); q; q = zhashx_next(b->queues))
+        total += q->depth;
+    if (total)
+        sbi_notice("%llu queued event(s) waiting for %zu subscriber(s)",
+                   (unsigned long long) total, zhashx_size(b->queues));
+    return SB_OK;
+}
+
+void broker_events_close(broker_t *b)
+{
+    zhashx_destroy(&b->queues);
+}
+
+static void s_audit_event(broker_t *b, Sharebus__AuditKind kind, const Sharebus__Header *h,
+                          const sbi_envelope_t *env)
+{
+    Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
+    r.kind = kind;
+    r.message_id = h->message_id;
+    r.correlation_id = h->correlation_id;
+    r.from = h->from;
+    r.to = h->to;
+    r.dataset = h->dataset;
+    r.subject_ref = h->subject_ref;
+    r.fields_delivered = h->fields;
+    r.n_fields_delivered = h->n_fields;
+    r.decision = SHAREBUS__DECISION__DECISION_ALLOW;
+    r.payload_hash = h->payload_hash;
+    r.header = env->envelope->header;
+    r.signature = env->envelope->signature;
+    broker_audit(b, &r);
+}
+
+/* An event from a publisher's agent for one subscriber. */
+void broker_event_publish(broker_t *b, const sbi_cert_t *cert, const zframe_t *routing,
+                          sbi_envelope_t *env, zframe_t *frame)
+{
+    const Sharebus__Header *h = env->header;
+    char reason[300];
+    const sbi_topic_t *topic = sbi_policy_topic(b->policy, h->dataset);
+    const sbi_subscriber_t *sub = topic ? sbi_topic_subscriber(topic, h->to) : NULL;
+    int rc = SB_OK;
+    if (h->subject_ref.len != SBI_HASH_SIZE || env->envelope->payload.len == 0) {
+        rc = SB_EMALFORMED;
+        snprintf(reason, sizeof reason, "an event needs a subject reference and a payload");
+    }
+    else if (!topic) {
+        rc = SB_ENODATASET;
+        snprintf(reason, sizeof reason, "topic %s is not declared in the policy", h->dataset);
+    }
+    else if (strcmp(topic->publisher, h->from) != 0) {
+        rc = SB_EDENIED;
+        snprintf(reason, sizeof reason, "%s is not the publisher of %s", h->from, h->dataset);
+    }
+    else if (!sub) {
+        rc = SB_EDENIED;
+        snprintf(reason, sizeof reason, "%s does not subscribe to %s", h->to, h->dataset);
+    }
+    for (size_t i = 0; rc == SB_OK && i < h->n_fields; i++) {
+        bool allowed = false;
+        for (size_t j = 0; j < sub->n_fields && !allowed; j++)
+            allowed = strcmp(sub->fields[j], h->fields[i]) == 0;
+        if (!allowed) {
+            rc = SB_EFIELDS;
+            snprintf(reason, sizeof reason, "%s may not see field '%s' of %s", h->to,
+                     h->fields[i], h->dataset);
+        }
+    }
+    broker_queue_t *q = rc == SB_OK ? s_queue(b, h->to) : NULL;
+    if (q && q->depth >= b->config.queue_max) {
+        rc = SB_EFULL;
+        snprintf(reason, sizeof reason, "the queue of %s is full (%llu events): %s is not "
+                 "acknowledging", h->to, (unsigned long long) q->depth, h->to);
+        sbi_warning("%s", reason);
+    }
+    if (rc != SB_OK) {
+        broker_refuse(b, cert, routing, env,
+                      rc == SB_EFULL ? SHAREBUS__AUDIT_KIND__AUDIT_EVENT_QUEUE_FULL
+                                     : SHAREBUS__AUDIT_KIND__AUDIT_EVENT_REFUSED,
+                      rc, reason);
+        return;
+    }
+    uint8_t key[SBI_AGENCY_MAX + 9];
+    size_t n = s_key(key, h->to, ++q->last_seq);
+    broker_put(b, b->queue_events, key, n, zframe_data(frame), zframe_size(frame));
+    q->depth++;
+    s_audit_event(b, SHAREBUS__AUDIT_KIND__AUDIT_EVENT_PUBLISHED, h, env);
+    broker_count(b, "events.published");
+
+    /* Acknowledged to the publisher when the batch is durable. */
+    sbi_header_t ack;
+    sbi_header_init(&ack, SHAREBUS__KIND__KIND_EVENT_ACK, "broker", h->from);
+    ack.header.correlation_id = h->message_id;
+    zframe_t *out = NULL;
+    if (sbi_envelope_seal(b->crypto, cert, &ack.header, NULL, &out) == SB_OK)
+        broker_send(b, routing, &out, NULL);
+}
+
+/* A subscriber's agent acknowledges an event: it leaves the queue. */
+void broker_event_ack(broker_t *b, const sbi_cert_t *cert, sbi_envelope_t *env)
+{
+    const Sharebus__Header *h = env->header;
+    broker_queue_t *q = zhashx_lookup(b->queues, cert->agency);
+    char key_hex[33];
+    if (!q || h->correlation_id.len != SBI_ID_SIZE)
+        return;
+    s_inflight_t *e = zhashx_lookup(q->inflight, sbi_hex(h->correlation_id.data, SBI_ID_SIZE,
+                                                         key_hex));
+    if (!e)
+        return;     /* acknowledged already: duplicates are harmless */
+    uint8_t key[SBI_AGENCY_MAX + 9];
+    size_t n = s_key(key, q->agency, e->seq);
+    broker_del(b, b->queue_events, key, n);
+    Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
+    r.kind = SHAREBUS__AUDIT_KIND__AUDIT_EVENT_DELIVERED;
+    r.message_id = (ProtobufCBinaryData){SBI_ID_SIZE, e->id};
+    r.from = e->publisher;
+    r.to = q->agency;
+    r.dataset = e->topic;
+    r.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, e->subject_ref};
+    r.decision = SHAREBUS__DECISION__DECISION_ALLOW;
+    r.header = env->envelope->header;
+    r.signature = env->envelope->signature;
+    broker_audit(b, &r);
+    q->depth--;
+    zhashx_delete(q->inflight, key_hex);
+    broker_count(b, "events.delivered");
+}
+
+/* The agent (re)connected: everything unacknowledged goes again. */
+void broker_events_reset(broker_t *b, const char *agency)
+{
+    broker_queue_t *q = zhashx_lookup(b->queues, agency);
+    if (q) {
+        q->sent_upto = 0;
+        zhashx_purge(q->inflight);
+    }
+}
+
+/* Sends the next events of one queue, up to the window. Reads only what
+   is committed, so nothing leaves before its audit record is durable. */
+static void s_pump(broker_t *b, MDB_txn *txn, broker_queue_t *q, broker_peer_t *peer)
+{
+    uint8_t kbuf[SBI_AGENCY_MAX + 9];
+    MDB_val key = {s_key(kbuf, q->agency, q->sent_upto + 1), kbuf}, value;
+    MDB_cursor *cursor;
+    mdb_cursor_open(txn, b->queue_events, &cursor);
+    size_t prefix = strlen(q->agency) + 1;
+    int mrc = mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE);
+    for (; mrc == 0 && zhashx_size(q->inflight) < S_WINDOW;
+         mrc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)) {
+        if (key.mv_size != prefix + 8 || memcmp(key.mv_data, q->agency, prefix) != 0)
+            break;
+        uint64_t seq = sbi_be64_get((const uint8_t *) key.mv_data + prefix);
+        sbi_envelope_t env;
+        if (sbi_envelope_decode(&env, value.mv_data, value.mv_size) == SB_OK) {
+            s_inflight_t *e = calloc(1, sizeof *e);
+            assert(e);
+            e->seq = seq;
+            memcpy(e->id, env.header->message_id.data, SBI_ID_SIZE);
+            snprintf(e->publisher, sizeof e->publisher, "%s", env.header->from);
+            snprintf(e->topic, sizeof e->topic, "%s", env.header->dataset);
+            memcpy(e->subject_ref, env.header->subject_ref.data, SBI_HASH_SIZE);
+            char hex[33];
+            zhashx_update(q->inflight, sbi_hex(e->id, SBI_ID_SIZE, hex), e);
+            zframe_t *frame = zframe_new(value.mv_data, value.mv_size);
+            broker_send(b, peer->routing, &frame, NULL);
+        }
+        sbi_envelope_clear(&env);
+        q->sent_upto = seq;
+    }
+    mdb_cursor_close(cursor);
+}
+
+void broker_events_pump(broker_t *b)
+{
+    MDB_txn *txn = NULL;
+    for (broker_queue_t *q = zhashx_first(b->queues); q; q = zhashx_next(b->queues)) {
+        broker_peer_t *peer = q->depth > zhashx_size(q->inflight)
+                                  ? zhashx_lookup(b->peers, q->agency) : NULL;
+        if (!peer || zhashx_size(q->inflight) >= S_WINDOW)
+            continue;
+        if (!txn && sbi_store_begin(b->store, false, &txn) != SB_OK)
+            return;
+        s_pump(b, txn, q, peer);
+    }
+    if (txn)
+        mdb_txn_abort(txn);
+    broker_flush(b);
+}
+
+uint64_t broker_events_depth(broker_t *b, const char *agency)
+{
+    broker_queue_t *q = zhashx_lookup(b->queues, agency);
+    return q ? q->depth : 0;
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Proactive sharing: mois publishes a change of address; every subscriber
+# the policy names receives its own view, in order, even after being
+# offline; nothing acknowledged is lost or delivered twice across a kill -9.
+source "$(dirname "$0")/lib.sh"
+TOPIC=resident.address-changed
+start_bus --queue-max 50
+
+subscribe() {  # subscribe AGENCY OUTFILE
+  "$BUILD/agent/sharebus" subscribe --agent "$(agent_ep "$1")" --topic $TOPIC >>"$2" \
+    2>>"$WORK/subscriber-$1.log" &
+  PIDS+=("$!")
+  echo $!
+}
+publish() {  # publish N: the Nth change of address
+  echo "{\"new_address\":\"$1 Sejong-daero\",\"moved_on\":\"2026-11-$((10 + $1 % 10))\",\"previous_address\":\"secret $1\"}" \
+    | sb publish --agent "$(agent_ep mois)" --topic $TOPIC --subject $SUBJECT --record -
+}
+count() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
+has_lines() { [ "$(count "$1")" -ge "$2" ]; }
+
+# koroad is offline while mois publishes; nts is online.
+kill "${AGENT_PID[koroad]}"; wait "${AGENT_PID[koroad]}" || true
+NTS_SUB=$(subscribe nts "$WORK/nts.events")
+sleep 0.5
+for i in 1 2 3 4 5; do publish $i >/dev/null || fail "publish $i"; done
+wait_for 10 has_lines "$WORK/nts.events" 5
+grep -q previous_address "$WORK/nts.events" && fail "a field beyond nts's allowance reached it"
+grep -q '"moved_on"' "$WORK/nts.events" || fail "nts should see moved_on: $(head -1 "$WORK/nts.events")"
+[ "$(grep -o '"new_address":"[0-9]' "$WORK/nts.events" | cut -d'"' -f4 | tr -d '\n')" = 12345 ] \
+  || fail "nts events out of order: $(cat "$WORK/nts.events")"
+grep -q "\"subject\":\"$SUBJECT\"" "$WORK/nts.events" || fail "subject id missing"
+pass "nts received 5 events in order, with only new_address and moved_on"
+
+# koroad comes back: it catches up, in order, with only new_address.
+start_agent koroad
+subscribe koroad "$WORK/koroad.events" >/dev/null
+wait_for 20 has_lines "$WORK/koroad.events" 5
+grep -q moved_on "$WORK/koroad.events" && fail "moved_on reached koroad"
+[ "$(grep -o '"new_address":"[0-9]' "$WORK/koroad.events" | cut -d'"' -f4 | tr -d '\n')" = 12345 ] \
+  || fail "koroad events out of order: $(cat "$WORK/koroad.events")"
+pass "offline subscriber koroad caught up: 5 events in order, only new_address"
+
+# nhis subscribes to the topic too but has no back-end listening: its queue
+# grows while the others keep receiving (a slow subscriber holds up no one).
+expect_error denied sh -c "echo '{\"new_address\":\"x\"}' | \"$BUILD/agent/sharebus\" publish \
+  --agent $(agent_ep nts) --topic $TOPIC --subject $SUBJECT --record -"
+pass "unauthorised publisher: denied"
+
+# kill -9 of the broker while mois publishes: every publication mois saw
+# acknowledged reaches nts exactly once.
+acked=5
+for i in $(seq 6 25); do
+  if publish $i >/dev/null 2>&1; then acked=$((acked + 1)); fi
+  if [ "$i" = 12 ]; then
+    kill -9 "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null || true
+    restart_broker --queue-max 50
+  fi
+done
+wait_for 30 has_lines "$WORK/nts.events" "$acked"
+sleep 1
+ids=$(grep -o '"id":"[0-9a-f]*"' "$WORK/nts.events")
+[ "$(sort <<<"$ids" | uniq -d | wc -l)" -eq 0 ] || fail "an event reached nts twice"
+got=$(count "$WORK/nts.events")
+[ "$got" -ge "$acked" ] || fail "nts got $got events, mois saw $acked acknowledged"
+pass "kill -9 of the broker: $acked acknowledged publications, nts got $got, none twice"
+
+# nhis's queue holds every event (nobody acknowledges them) up to the bound,
+# then publishing reports the full queue instead of dropping silently.
+for i in $(seq 26 60); do publish $i >/dev/null 2>&1 || break; done
+expect_error full publish 99
+grep -q "queue of nhis is full" "$WORK/broker.log" || fail "full queue not logged"
+stop_broker
+# (Captured first: grep -q would end the pipe early, and pipefail would count it.)
+out=$(audit query --data "$WORK/broker" --kind event-queue-full --json)
+grep -q '"to":"nhis"' <<<"$out" || fail "full queue not audited"
+n=$(audit query --data "$WORK/broker" --kind event-delivered --agency nts --json | wc -l)
+[ "$n" -ge "$acked" ] || fail "only $n deliveries to nts audited"
+out=$(audit query --data "$WORK/broker" --kind event-published --json)
+grep -q '"from":"mois"' <<<"$out" || fail "publications not audited"
+pass "full queue reported in log and audit; publications and deliveries audited"
