@@ -705,6 +705,30 @@ static void s_on_monitor(broker_t *self)
     broker_count(self, "refused.connection");
 }
 
+/* While the store is full, see every five seconds whether it can take writes
+   again (the map may grow, or disk space came back): resume with a record
+   that says so. */
+static void s_probe_store(broker_t *self)
+{
+    Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
+    r.kind = SHAREBUS__AUDIT_KIND__AUDIT_STORE_RESUMED;
+    r.from = "broker";
+    r.detail = "the store is writable again";
+    self->store_full = false;
+    broker_audit(self, &r);     /* grows the map when it can, or sets store_full */
+    if (!self->store_full)
+        broker_flush(self);
+    if (self->store_full) {
+        zlistx_purge(self->batch);
+        if (self->txn)
+            mdb_txn_abort(self->txn);
+        self->txn = NULL;
+        sbi_audit_abort(self->audit);
+        return;
+    }
+    sbi_notice("the store is writable again: traffic resumes");
+}
+
 static void s_sweep_seen(broker_t *self)
 {
     uint64_t now = sbi_now_ms();
@@ -728,7 +752,7 @@ int broker_run(broker_t *self)
     broker_audit(self, &r);
     broker_flush(self);
     self->next_checkpoint = zclock_mono() + self->config.checkpoint_ms;
-    int64_t next_seen_sweep = zclock_mono() + 1000;
+    int64_t next_seen_sweep = zclock_mono() + 1000, next_probe = 0;
     while (!zsys_interrupted) {
         zpoller_wait(poller, 50);
         if (zpoller_terminated(poller))
@@ -754,6 +778,10 @@ int broker_run(broker_t *self)
         if (now >= next_seen_sweep) {
             s_sweep_seen(self);
             next_seen_sweep = now + 1000;
+        }
+        if (self->store_full && now >= next_probe) {
+            s_probe_store(self);
+            next_probe = now + 5000;
         }
         if (now >= self->next_checkpoint) {
             s_checkpoint(self, false);
