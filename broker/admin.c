@@ -69,13 +69,10 @@ void broker_admin_handle(broker_t *self)
             zstr_sendx(self->admin, "OK", sbi_hex(sbi_policy_version(self->policy), 32, hex), NULL);
         }
         else {
-            sbi_error("reload refused, the old policy stays (%zu error(s)):", zlistx_size(errors));
             zmsg_t *reply = zmsg_new();
             zmsg_addstr(reply, "FAIL");
-            for (char *e = zlistx_first(errors); e; e = zlistx_next(errors)) {
-                sbi_error("  %s", e);
+            for (char *e = zlistx_first(errors); e; e = zlistx_next(errors))
                 zmsg_addstr(reply, e);
-            }
             zmsg_send(&reply, self->admin);
         }
         zlistx_destroy(&errors);

@@ -539,7 +539,8 @@ void broker_refuse(broker_t *self, const sbi_cert_t *cert, const zframe_t *routi
 
 /* ------------------------------------------------------------- reload */
 
-int broker_reload(broker_t *self, zlistx_t *errors)
+/* Loads certificates and policy; swaps them in only when both load. */
+static int s_reload(broker_t *self, zlistx_t *errors)
 {
     char err[512];
     sbi_trust_t *trust = sbi_trust_new(self->config.certs, err, sizeof err);
@@ -601,19 +602,25 @@ static void s_reload_logged(broker_t *self)
 {
     zlistx_t *errors = zlistx_new();
     zlistx_set_destructor(errors, (zlistx_destructor_fn *) zstr_free);
-    if (broker_reload(self, errors) != 0) {
-        sbi_error("reload refused, the old policy stays (%zu error(s)):", zlistx_size(errors));
-        for (char *e = zlistx_first(errors); e; e = zlistx_next(errors))
-            sbi_error("  %s", e);
-        Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
-        r.kind = SHAREBUS__AUDIT_KIND__AUDIT_POLICY_REJECTED;
-        r.from = "broker";
-        r.decision = SHAREBUS__DECISION__DECISION_DENY;
-        r.reason = zlistx_first(errors);
-        broker_audit(self, &r);
-        broker_flush(self);
-    }
+    broker_reload(self, errors);
     zlistx_destroy(&errors);
+}
+
+int broker_reload(broker_t *self, zlistx_t *errors)
+{
+    if (s_reload(self, errors) == 0)
+        return 0;
+    sbi_error("reload refused, the old policy stays (%zu error(s)):", zlistx_size(errors));
+    for (char *e = zlistx_first(errors); e; e = zlistx_next(errors))
+        sbi_error("  %s", e);
+    Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
+    r.kind = SHAREBUS__AUDIT_KIND__AUDIT_POLICY_REJECTED;
+    r.from = "broker";
+    r.decision = SHAREBUS__DECISION__DECISION_DENY;
+    r.reason = zlistx_first(errors);
+    broker_audit(self, &r);
+    broker_flush(self);
+    return -1;
 }
 
 /* -------------------------------------------------------- checkpoints */

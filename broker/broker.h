@@ -110,7 +110,8 @@ void broker_destroy(broker_t **self_p);
 int broker_run(broker_t *self);
 
 /* Loads certificates and policy afresh and swaps them in, or keeps the old
-   ones. Returns 0, or -1 with every error appended to `errors`. */
+   ones. Returns 0, or -1 with every error appended to `errors`, logged,
+   and the refusal audited (policy-rejected). */
 int broker_reload(broker_t *self, zlistx_t *errors);
 
 /* The batch: append an audit record (copied; the caller keeps `record`),

@@ -17,6 +17,8 @@
       flood N           N garbage frames as fast as possible, then a HELLO
       forged-consent    a consent grant with a corrupted consent signature
       stranger          connect with a CURVE key no certificate holds
+      silent SECONDS    say HELLO, then read and ignore everything (a provider
+                        that never answers)
       inspect CAPDIR    try to open every envelope captured in CAPDIR with ID's
                         keys: prints "own N" (addressed to ID, opened), "opened N"
                         (addressed to others, opened) and "sealed N" (not opened)
@@ -277,6 +279,19 @@ int main(int argc, char **argv)
             zframe_send(&frame, sock, 0);
         }
         printf("sent %ld\n", n);
+    }
+    else if (strcmp(mode, "silent") == 0 && arg) {
+        rc = s_hello(sock);
+        fflush(stdout);
+        int64_t end = zclock_mono() + atol(arg) * 1000;
+        while (zclock_mono() < end && !zsys_interrupted) {
+            zpoller_t *poller = zpoller_new(sock, NULL);
+            if (zpoller_wait(poller, 200)) {
+                zframe_t *ignored = zframe_recv(sock);
+                zframe_destroy(&ignored);
+            }
+            zpoller_destroy(&poller);
+        }
     }
     else if (strcmp(mode, "forged-consent") == 0)
         rc = s_forged_consent(sock);
