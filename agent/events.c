@@ -327,6 +327,8 @@ void agent_event_acked(agent_t *self, const Sharebus__ClientAck *ack)
 /* After the store committed: tell the broker which events are delivered. */
 void agent_events_committed(agent_t *self, bool committed)
 {
+    if (!self->acks)
+        return;     /* not set up yet: nothing to acknowledge */
     for (char *hex = zlistx_first(self->acks); committed && hex; hex = zlistx_next(self->acks)) {
         uint8_t id[SBI_ID_SIZE];
         if (sodium_hex2bin(id, sizeof id, hex, strlen(hex), NULL, NULL, NULL) != 0)

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Start-up errors exit non-zero with a clear message; SIGTERM stops cleanly.
+source "$(dirname "$0")/lib.sh"
+setup_certs nhis koroad
+setup_policy
+BROKER_BIN="$BUILD/broker/sharebus-broker"
+AGENT_BIN="$BUILD/agent/sharebus-agent"
+
+must_fail() {  # must_fail STATUS PATTERN CMD...
+  local want=$1 pattern=$2; shift 2
+  local out status=0
+  out=$("$@" 2>&1) || status=$?
+  [ "$status" = "$want" ] || fail "expected exit $want, got $status from $*: $out"
+  grep -q -- "$pattern" <<<"$out" || fail "expected '$pattern' from $*: $out"
+}
+
+must_fail 1 "root.cert" "$BROKER_BIN" --certs "$WORK/nowhere" --policy "$WORK/policy" \
+  --data "$WORK/b1" --bind tcp://127.0.0.1:1
+pass "unreadable certificate directory"
+
+mkdir "$WORK/badpolicy"
+printf 'version: 1\nrules:\n  - id: x\n    consumer: koroad\n    dataset: nothing\n' >"$WORK/badpolicy/a.yaml"
+must_fail 1 "a.yaml:[0-9]*:[0-9]*:" "$BROKER_BIN" --certs "$CERTS" --policy "$WORK/badpolicy" \
+  --data "$WORK/b2" --bind tcp://127.0.0.1:1
+pass "broken policy: file:line:column and no start"
+
+start_broker
+must_fail 1 "cannot bind" "$BROKER_BIN" --certs "$CERTS" --policy "$WORK/policy" \
+  --data "$WORK/b3" --bind "$BROKER"
+pass "port in use"
+
+must_fail 2 "usage" "$BROKER_BIN" --certs "$CERTS"
+must_fail 2 "usage" "$BROKER_BIN" --certs "$CERTS" --policy "$WORK/policy" --data "$WORK/b4" \
+  --bind tcp://127.0.0.1:1 --no-such-option
+pass "bad arguments: usage, exit 2"
+
+must_fail 1 "no valid, unrevoked certificate" "$AGENT_BIN" --agency mois --certs "$CERTS" \
+  --broker "$BROKER" --listen "ipc://$WORK/mois.sock" --data "$WORK/a1"
+must_fail 1 "loopback" "$AGENT_BIN" --agency nhis --certs "$CERTS" --broker "$BROKER" \
+  --listen tcp://0.0.0.0:7777 --data "$WORK/a2"
+must_fail 2 "invalid agency id" "$AGENT_BIN" --agency NHIS --certs "$CERTS" --broker "$BROKER" \
+  --listen "ipc://$WORK/x.sock" --data "$WORK/a3"
+pass "agent: missing certificate, non-loopback listener, bad id"
+
+start_agent nhis
+ls -l "$WORK/nhis.sock" | grep -q '^srw-rw----' || fail "ipc socket not 0660: $(ls -l "$WORK/nhis.sock")"
+stat -c %a "$WORK/broker/admin.sock" | grep -qx 600 || fail "admin socket not 0600"
+pass "back-end socket 0660, admin socket 0600"
+
+kill "${AGENT_PID[nhis]}"
+wait "${AGENT_PID[nhis]}" || fail "agent exited with $? on SIGTERM"
+stop_broker
+pass "SIGTERM stops broker and agent cleanly"
