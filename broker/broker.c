@@ -144,8 +144,8 @@ static int s_remember_seen(const Sharebus__AuditRecord *record, void *arg)
     broker_t *self = arg;
     char key[33];
     if (record->message_id.len == SBI_ID_SIZE)
-        zhashx_update(self->seen, sbi_hex(record->message_id.data, SBI_ID_SIZE, key),
-                      (void *) (uintptr_t) (record->time_ms + (uint64_t) S_SEEN_KEEP_MS(self)));
+        broker_seen_add(self, sbi_hex(record->message_id.data, SBI_ID_SIZE, key),
+                        record->time_ms + (uint64_t) S_SEEN_KEEP_MS(self));
     return 0;
 }
 
@@ -198,6 +198,8 @@ broker_t *broker_new(const broker_config_t *config)
     self->pending = zhashx_new();
     zhashx_set_destructor(self->pending, broker_pending_free);
     self->seen = zhashx_new();
+    self->seen_order = zlistx_new();
+    zlistx_set_destructor(self->seen_order, (zlistx_destructor_fn *) zstr_free);
     self->buckets = zhashx_new();
     zhashx_set_destructor(self->buckets, (zhashx_destructor_fn *) zstr_free);
     self->counters = zhashx_new();
@@ -257,6 +259,7 @@ void broker_destroy(broker_t **self_p)
     zhashx_destroy(&self->peers);
     zhashx_destroy(&self->pending);
     zhashx_destroy(&self->seen);
+    zlistx_destroy(&self->seen_order);
     zhashx_destroy(&self->buckets);
     zhashx_destroy(&self->counters);
     if (self->checkpoint)
@@ -736,14 +739,23 @@ static void s_probe_store(broker_t *self)
     sbi_notice("the store is writable again: traffic resumes");
 }
 
+void broker_seen_add(broker_t *self, const char *key, uint64_t expiry_ms)
+{
+    if (zhashx_insert(self->seen, key, (void *) (uintptr_t) expiry_ms) == 0)
+        zlistx_add_end(self->seen_order, strdup(key));
+}
+
+/* Ids arrive in time order, so the oldest are at the front: a sweep costs
+   what it removes, not the size of the window. */
 static void s_sweep_seen(broker_t *self)
 {
     uint64_t now = sbi_now_ms();
-    zlistx_t *keys = zhashx_keys(self->seen);
-    for (char *key = zlistx_first(keys); key; key = zlistx_next(keys))
-        if ((uintptr_t) zhashx_lookup(self->seen, key) < now)
-            zhashx_delete(self->seen, key);
-    zlistx_destroy(&keys);
+    char *key;
+    while ((key = zlistx_first(self->seen_order))
+           && (uintptr_t) zhashx_lookup(self->seen, key) < now) {
+        zhashx_delete(self->seen, key);
+        zlistx_delete(self->seen_order, zlistx_cursor(self->seen_order));
+    }
 }
 
 int broker_run(broker_t *self)

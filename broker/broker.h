@@ -88,6 +88,7 @@ typedef struct {
     zhashx_t *peers;          /* agency -> broker_peer_t */
     zhashx_t *pending;        /* hex id -> broker_pending_t */
     zhashx_t *seen;           /* hex id -> expiry (ms, as a pointer) */
+    zlistx_t *seen_order;     /* the same ids, oldest first, for expiry */
     zhashx_t *buckets;        /* "rule\0consumer" -> broker_bucket_t */
     int64_t started;
     int64_t next_sweep;
@@ -161,6 +162,9 @@ void broker_event_ack(broker_t *self, const sbi_cert_t *cert, sbi_envelope_t *en
 void broker_events_reset(broker_t *self, const char *agency);
 void broker_events_pump(broker_t *self);
 uint64_t broker_events_depth(broker_t *self, const char *agency);
+
+/* Remembers message id `key` (hex) until `expiry_ms`, for replay checks. */
+void broker_seen_add(broker_t *self, const char *key, uint64_t expiry_ms);
 
 /* Counters for status. */
 void broker_count(broker_t *self, const char *name);

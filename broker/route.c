@@ -409,7 +409,7 @@ static int s_fresh(broker_t *b, const Sharebus__Header *h, char *reason, size_t 
         snprintf(reason, size, "expired %llu ms ago", (unsigned long long) (now - h->expires_ms));
         return SB_ESTALE;
     }
-    zhashx_insert(b->seen, key, (void *) (uintptr_t) (now + 2 * skew + 1000));
+    broker_seen_add(b, key, now + 2 * skew + 1000);
     return SB_OK;
 }
 
