@@ -34,7 +34,10 @@ typedef struct sbi_audit_t sbi_audit_t;
 /* Largest serialized record the log accepts (SB_ETOOBIG beyond). */
 #define SBI_AUDIT_RECORD_MAX 65536
 
-/* Opens (creating when the store is writable) the audit databases. */
+/* Opens (creating when the store is writable) the audit databases and
+   reads the head. When the last stored record is damaged the log still
+   opens for reading, but appends fail with SB_EMALFORMED (and say so in
+   the log): a broken chain is never extended. */
 sbi_audit_t *sbi_audit_open(sbi_store_t *store, char *err, size_t err_size);
 
 void sbi_audit_close(sbi_audit_t **self_p);
@@ -65,7 +68,9 @@ uint64_t sbi_audit_head(sbi_audit_t *self, uint8_t hash[SBI_HASH_SIZE]);
 int sbi_audit_checkpoint(sbi_audit_t *self, MDB_txn *txn, const sbi_keys_t *keys,
                          Sharebus__Checkpoint **checkpoint_p) SBI_UNUSED_RESULT;
 
-/* Stores a checkpoint received from the broker (agents keep every one). */
+/* Stores a checkpoint received from the broker (agents keep every one),
+   apart from this log's own: verify does not hold them against this log.
+   SB_EMALFORMED when it has the wrong shape; check its signature first. */
 int sbi_audit_store_checkpoint(sbi_audit_t *self, MDB_txn *txn,
                                const Sharebus__Checkpoint *checkpoint) SBI_UNUSED_RESULT;
 
