@@ -27,6 +27,7 @@ typedef struct {
     uint64_t client_id;       /* its ClientMessage id */
     int64_t deadline;         /* zclock_mono ms */
     char **fields;            /* what was asked (NULL-terminated) */
+    char provider[SBI_AGENCY_MAX + 1]; /* who may answer, besides the broker */
 } agent_pending_t;
 
 /* A request from another agency that one of our back-ends is answering. */
@@ -37,6 +38,7 @@ typedef struct {
     char *purpose;
     char *rule_id;
     uint8_t subject_ref[SBI_HASH_SIZE];
+    bool has_subject;
     char **flow;              /* fields the reply may carry (NULL-terminated) */
     int64_t deadline;
 } agent_serving_t;

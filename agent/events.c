@@ -177,7 +177,7 @@ void agent_publish(agent_t *self, zframe_t *client, uint64_t id, const Sharebus_
         agent_pending_t *p = calloc(1, sizeof *p);
         assert(p);
         p->pub = pub;
-        p->deadline = zclock_mono() + 10000;
+        p->deadline = zclock_mono() + 5000;  /* within sb_publish's own wait */
         pub->remaining++;
         char key[33];
         zhashx_update(self->pending, sbi_hex(h.message_id, SBI_ID_SIZE, key), p);
@@ -290,11 +290,16 @@ void agent_subscribe(agent_t *self, zframe_t *client, uint64_t id, const Sharebu
     if (!topic || !sbi_topic_subscriber(topic, self->config.agency)) {
         snprintf(reason, sizeof reason, "the policy does not make %s a subscriber of %s",
                  self->config.agency, s->topic);
-        agent_front_result(self, client, id, topic ? SB_EDENIED : SB_ENODATASET, reason, NULL);
+        if (id)
+            agent_front_result(self, client, id, topic ? SB_EDENIED : SB_ENODATASET, reason, NULL);
         return;
     }
+    if (id)
+        agent_front_result(self, client, id, SB_OK, NULL, NULL);
+    zframe_t *known = zhashx_lookup(self->subscriptions, s->topic);
+    if (known && zframe_eq(known, client))
+        return;     /* the library refreshing: nothing changed */
     zhashx_update(self->subscriptions, s->topic, zframe_dup(client));
-    agent_front_result(self, client, id, SB_OK, NULL, NULL);
     sbi_info("a back-end now subscribes to %s", s->topic);
     /* Whatever was waiting, in order; what an earlier back-end did not
        acknowledge goes again. */

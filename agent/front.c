@@ -55,31 +55,33 @@ static void s_request(agent_t *self, zframe_t *client, uint64_t id,
         return;
     }
     if (!sbi_agency_valid(req->provider, false) || !sbi_name_valid(req->dataset)
-        || !sbi_name_valid(req->purpose) || !*req->subject_id
-        || strlen(req->subject_id) > S_SUBJECT_MAX) {
+        || !sbi_name_valid(req->purpose) || strlen(req->subject_id) > S_SUBJECT_MAX) {
         agent_front_result(self, client, id, SB_EINVAL, "malformed request", NULL);
         return;
     }
-    /* Our copy of the policy names the fields that will flow. A request it
-       denies still goes to the broker, which refuses it there: every
-       refusal is then on the bus's audit record, in the citizen's report. */
+    /* The request names the fields the back-end named, or none for "every
+       field the rule allows": the broker resolves that under its current
+       policy, which our copy may trail just after a reload. A request our
+       copy would deny still goes to the broker, which refuses it there:
+       every refusal is then on the bus's audit record, in the citizen's
+       report. */
     sbi_decision_t d;
-    if (sbi_policy_decide(self->policy, self->config.agency, req->dataset, req->purpose,
-                          (const char *const *) req->fields, req->n_fields, sbi_now_ms(),
-                          &d) != SB_OK) {
-        d.n_flow = req->n_fields < SBI_FIELDS_MAX ? req->n_fields : SBI_FIELDS_MAX;
-        for (size_t i = 0; i < d.n_flow; i++)
-            d.flow[i] = req->fields[i];
-    }
+    d.n_flow = req->n_fields < SBI_FIELDS_MAX ? req->n_fields : SBI_FIELDS_MAX;
+    for (size_t i = 0; i < d.n_flow; i++)
+        d.flow[i] = req->fields[i];
     int rc = SB_OK;
     const sbi_cert_t *provider = sbi_trust_find(self->trust, req->provider);
     if (!provider) {
         snprintf(d.reason, sizeof d.reason, "no valid certificate for %s", req->provider);
         rc = SB_EUNKNOWN;
     }
+    /* A request about no one (a dataset whose subject is none) has no
+       subject reference; the broker decides whether the dataset needs one. */
     uint8_t subject_ref[SBI_HASH_SIZE];
-    if (rc == SB_OK && sbi_subject_ref(self->subject_key, req->subject_id, subject_ref) != SB_OK) {
-        snprintf(d.reason, sizeof d.reason, "empty subject id");
+    bool has_subject = *req->subject_id != 0;
+    if (rc == SB_OK && has_subject
+        && sbi_subject_ref(self->subject_key, req->subject_id, subject_ref) != SB_OK) {
+        snprintf(d.reason, sizeof d.reason, "the subject id has nothing but separators");
         rc = SB_EINVAL;
     }
     if (rc != SB_OK) {
@@ -101,7 +103,8 @@ static void s_request(agent_t *self, zframe_t *client, uint64_t id,
     sbi_header_init(&h, SHAREBUS__KIND__KIND_REQUEST, self->config.agency, req->provider);
     h.header.dataset = req->dataset;
     h.header.purpose = req->purpose;
-    h.header.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, subject_ref};
+    if (has_subject)
+        h.header.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, subject_ref};
     h.header.fields = (char **) d.flow;
     h.header.n_fields = d.n_flow;
     h.header.expires_ms = h.header.created_ms + timeout;
@@ -119,7 +122,8 @@ static void s_request(agent_t *self, zframe_t *client, uint64_t id,
     p->client = zframe_dup(client);
     p->client_id = id;
     p->deadline = zclock_mono() + timeout + S_GRACE_MS;
-    p->fields = agent_strv(d.flow, d.n_flow);
+    p->fields = d.n_flow ? agent_strv(d.flow, d.n_flow) : NULL;
+    snprintf(p->provider, sizeof p->provider, "%s", req->provider);
     char key[33];
     zhashx_update(self->pending, s_id_key(h.message_id, key), p);
 }
@@ -132,12 +136,17 @@ static void s_serve(agent_t *self, zframe_t *client, uint64_t id, const Sharebus
     if (self->policy && (!dataset || strcmp(dataset->provider, self->config.agency) != 0)) {
         snprintf(reason, sizeof reason, "the policy does not make %s the provider of %s",
                  self->config.agency, s->dataset);
-        agent_front_result(self, client, id, SB_ENODATASET, reason, NULL);
+        if (id)
+            agent_front_result(self, client, id, SB_ENODATASET, reason, NULL);
         return;
     }
-    zhashx_update(self->providers, s->dataset, zframe_dup(client));
-    sbi_info("a back-end now serves %s", s->dataset);
-    agent_front_result(self, client, id, SB_OK, NULL, NULL);
+    zframe_t *known = zhashx_lookup(self->providers, s->dataset);
+    if (!known || !zframe_eq(known, client)) {
+        zhashx_update(self->providers, s->dataset, zframe_dup(client));
+        sbi_info("a back-end now serves %s", s->dataset);
+    }
+    if (id)     /* id 0: the library refreshing its registration */
+        agent_front_result(self, client, id, SB_OK, NULL, NULL);
 }
 
 /* Only the fields in `allowed` of `record`: the provider's minimisation. */
@@ -195,7 +204,8 @@ static void s_answer(agent_t *self, const Sharebus__ClientAnswer *answer)
     h.header.correlation_id = (ProtobufCBinaryData){SBI_ID_SIZE, s->message_id};
     h.header.dataset = s->dataset;
     h.header.purpose = s->purpose;
-    h.header.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, s->subject_ref};
+    if (s->has_subject)
+        h.header.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, s->subject_ref};
     h.header.fields = names;
     h.header.n_fields = minimal.n_fields;
     h.header.rule_id = s->rule_id;
@@ -204,8 +214,12 @@ static void s_answer(agent_t *self, const Sharebus__ClientAnswer *answer)
     payload.record = &minimal;
     const sbi_cert_t *consumer = sbi_trust_find(self->trust, s->consumer);
     int rc = consumer ? agent_send(self, consumer, &h.header, &payload) : SB_EUNKNOWN;
-    if (rc != SB_OK)
-        sbi_warning("cannot send the reply to %s: %s", s->consumer, sb_strerror(rc));
+    if (rc != SB_OK) {
+        char reason[300];
+        snprintf(reason, sizeof reason, "the provider's reply cannot be sent: %s", sb_strerror(rc));
+        sbi_warning("%s", reason);
+        agent_send_error(self, s->consumer, s->message_id, rc, reason);
+    }
     free(kept);
     free(names);
     zhashx_delete(self->serving, token);
@@ -392,7 +406,9 @@ void agent_front_incoming(agent_t *self, sbi_envelope_t *env, Sharebus__Payload 
         snprintf(d.reason, sizeof d.reason, "no back-end of %s serves %s", self->config.agency,
                  h->dataset);
     }
-    if (rc == SB_OK && (!*payload->subject_id || h->subject_ref.len != SBI_HASH_SIZE)) {
+    const sbi_dataset_t *dataset = self->policy ? sbi_policy_dataset(self->policy, h->dataset) : NULL;
+    if (rc == SB_OK && dataset && dataset->about_resident
+        && (!*payload->subject_id || h->subject_ref.len != SBI_HASH_SIZE)) {
         rc = SB_EMALFORMED;
         snprintf(d.reason, sizeof d.reason, "request without a subject");
     }
@@ -407,7 +423,9 @@ void agent_front_incoming(agent_t *self, sbi_envelope_t *env, Sharebus__Payload 
     s->dataset = strdup(h->dataset);
     s->purpose = strdup(h->purpose);
     s->rule_id = strdup(d.rule->id);
-    memcpy(s->subject_ref, h->subject_ref.data, SBI_HASH_SIZE);
+    if (h->subject_ref.len == SBI_HASH_SIZE)
+        memcpy(s->subject_ref, h->subject_ref.data, SBI_HASH_SIZE);
+    s->has_subject = h->subject_ref.len == SBI_HASH_SIZE;
     s->flow = agent_strv(d.flow, d.n_flow);
     uint64_t now = sbi_now_ms();
     int64_t left = h->expires_ms > now ? (int64_t) (h->expires_ms - now) : 0;
@@ -440,6 +458,19 @@ void agent_front_incoming(agent_t *self, sbi_envelope_t *env, Sharebus__Payload 
     }
 }
 
+/* Whether a reply to `p` may carry field `name`: one the back-end asked
+   for or, when it asked for every field the rule allows, one the reply's
+   header names (the broker checked those against the rule). */
+static bool s_asked(const agent_pending_t *p, const Sharebus__Header *reply, const char *name)
+{
+    if (p->fields)
+        return agent_strv_has(p->fields, name);
+    for (size_t i = 0; i < reply->n_fields; i++)
+        if (strcmp(reply->fields[i], name) == 0)
+            return true;
+    return false;
+}
+
 /* The reply to one of our requests: check it carries nothing we did not
    ask for, then hand it to the back-end. */
 void agent_front_reply(agent_t *self, sbi_envelope_t *env, Sharebus__Payload *payload)
@@ -449,8 +480,8 @@ void agent_front_reply(agent_t *self, sbi_envelope_t *env, Sharebus__Payload *pa
     if (h->correlation_id.len != SBI_ID_SIZE)
         return;
     agent_pending_t *p = zhashx_lookup(self->pending, s_id_key(h->correlation_id.data, key));
-    if (!p) {
-        sbi_debug("late or unknown reply %s dropped", key);
+    if (!p || strcmp(h->from, p->provider) != 0) {
+        sbi_debug("late, unknown or misdirected reply %s from %s dropped", key, h->from);
         return;
     }
     const Sharebus__Record *record = payload->body_case == SHAREBUS__PAYLOAD__BODY_RECORD
@@ -458,15 +489,23 @@ void agent_front_reply(agent_t *self, sbi_envelope_t *env, Sharebus__Payload *pa
     int rc = record && sbi_record_pb_valid(record) ? SB_OK : SB_EMALFORMED;
     char reason[300] = "reply without a valid record";
     for (size_t i = 0; rc == SB_OK && i < record->n_fields; i++)
-        if (!agent_strv_has(p->fields, record->fields[i]->name)) {
+        if (!s_asked(p, h, record->fields[i]->name)) {
             rc = SB_EFIELDS;
             snprintf(reason, sizeof reason, "reply from %s carried field '%s' that was not asked for",
                      h->from, record->fields[i]->name);
         }
     if (rc != SB_OK)
         sbi_warning("%s", reason);
-    agent_front_result(self, p->client, p->client_id, rc, rc == SB_OK ? NULL : reason,
-                       rc == SB_OK ? record : NULL);
+    Sharebus__ClientResult result = SHAREBUS__CLIENT_RESULT__INIT;
+    result.error = rc == SB_OK ? SHAREBUS__ERROR_KIND__ERR_NONE : sbi_error_kind(rc);
+    result.reason = rc == SB_OK ? "" : reason;
+    result.record = rc == SB_OK ? (Sharebus__Record *) record : NULL;
+    result.rule_id = h->rule_id;
+    Sharebus__ClientMessage message = SHAREBUS__CLIENT_MESSAGE__INIT;
+    message.id = p->client_id;
+    message.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_RESULT;
+    message.result = &result;
+    agent_front_send(self, p->client, &message);
     zhashx_delete(self->pending, key);
 }
 
@@ -477,7 +516,8 @@ void agent_front_error(agent_t *self, sbi_envelope_t *env)
     if (h->correlation_id.len != SBI_ID_SIZE)
         return;
     agent_pending_t *p = zhashx_lookup(self->pending, s_id_key(h->correlation_id.data, key));
-    if (!p) {
+    bool from_broker = env->sender == self->broker;
+    if (!p || (!from_broker && !p->pub && strcmp(h->from, p->provider) != 0)) {
         sbi_info("%s from %s: %s", sb_errname(sbi_error_code(h->error)), h->from, h->reason);
         return;
     }

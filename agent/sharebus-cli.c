@@ -79,18 +79,23 @@ static size_t s_split(char *buf, const char **items, size_t max)
 
 static int cmd_request(args_t *a)
 {
-    if (!a->provider || !a->dataset || !a->purpose || !a->subject) {
+    if (!a->provider || !a->dataset || !a->purpose) {
         fprintf(stderr, "usage: sharebus request --agent EP --provider ID --dataset D "
-                        "--purpose P --subject ID [--fields a,b] [--timeout MS]\n");
+                        "--purpose P [--subject ID] [--fields a,b] [--timeout MS]\n");
         return 2;
     }
     char fields_buf[4096] = "";
-    const char *fields[64];
+    const char *fields[65];
     snprintf(fields_buf, sizeof fields_buf, "%s", a->fields ? a->fields : "");
+    size_t n_fields = s_split(fields_buf, fields, 65);
+    if (n_fields > 64) {
+        fprintf(stderr, "error: invalid: at most 64 fields in one request\n");
+        return 2;
+    }
     sb_request_t request = {
         .provider = a->provider, .dataset = a->dataset, .purpose = a->purpose,
         .subject = a->subject, .fields = fields,
-        .n_fields = s_split(fields_buf, fields, 64), .timeout_ms = a->timeout_ms,
+        .n_fields = n_fields, .timeout_ms = a->timeout_ms,
     };
     sb_client_t *client = s_connect(a->agent);
     if (!client)

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,8 +12,6 @@
 
 #define S_BATCH_MAX 512
 #define S_SEEN_KEEP_MS(self) (2 * (int64_t) (self)->config.skew_ms + 1000)
-
-volatile sig_atomic_t broker_reload_requested;
 
 static void s_out_free(void **item_p)
 {
@@ -249,6 +248,7 @@ void broker_destroy(broker_t **self_p)
         sbi_audit_abort(self->audit);
     }
     zsock_destroy(&self->admin);
+    broker_metrics_close(self);
     if (self->router)
         zmq_socket_monitor(zsock_resolve(self->router), NULL, 0);
     zsock_destroy(&self->monitor);
@@ -405,6 +405,13 @@ void broker_send(broker_t *self, const zframe_t *to, zframe_t **frame_p, const c
     zlistx_add_end(self->outbox, out);
 }
 
+void broker_forward(broker_t *self, const zframe_t *to, zframe_t **frame_p,
+                    const char *pending_key)
+{
+    broker_send(self, to, frame_p, pending_key);
+    ((broker_out_t *) zlistx_last(self->outbox))->forward = true;
+}
+
 static void s_deliver(broker_t *self, broker_out_t *out)
 {
     if (zframe_send(&out->to, self->router, ZFRAME_MORE | ZFRAME_DONTWAIT) == 0
@@ -426,9 +433,11 @@ void broker_flush(broker_t *self)
 {
     int rc = SB_OK;
     while (self->txn) {
+        int64_t began = zclock_usecs();
         int mrc = mdb_txn_commit(self->txn);
         self->txn = NULL;
         if (mrc == 0) {
+            broker_metrics_commit(self, zclock_usecs() - began);
             sbi_audit_commit(self->audit);
             break;
         }
@@ -443,20 +452,20 @@ void broker_flush(broker_t *self)
         sbi_error("audit log cannot be written (%s): refusing traffic until space is back",
                   sb_strerror(rc));
     }
-    if (self->store_full) {
-        /* Nothing unaudited leaves: drop the batch's messages. Forwarded
-           requests are answered "unavailable" (unaudited) by the sweep. */
-        for (broker_out_t *out = zlistx_first(self->outbox); out; out = zlistx_next(self->outbox)) {
-            broker_pending_t *p = out->pending_key[0] ? zhashx_lookup(self->pending, out->pending_key) : NULL;
-            if (p) {
-                p->fail_code = SB_EUNAVAILABLE;
-                p->deadline = 0;
-            }
+    for (broker_out_t *out = zlistx_first(self->outbox); out; out = zlistx_next(self->outbox)) {
+        if (!self->store_full || !out->forward) {
+            s_deliver(self, out);
+            continue;
+        }
+        /* Nothing unaudited is forwarded: an agency's message stays here.
+           A forwarded request is answered "unavailable" by the next sweep;
+           the broker's own refusals and notices still go out. */
+        broker_pending_t *p = out->pending_key[0] ? zhashx_lookup(self->pending, out->pending_key) : NULL;
+        if (p) {
+            p->fail_code = SB_EUNAVAILABLE;
+            p->deadline = 0;
         }
     }
-    else
-        for (broker_out_t *out = zlistx_first(self->outbox); out; out = zlistx_next(self->outbox))
-            s_deliver(self, out);
     zlistx_purge(self->outbox);
     zlistx_purge(self->batch);
 }
@@ -467,7 +476,7 @@ int broker_send_to(broker_t *self, const char *agency, Sharebus__Header *header,
                    const Sharebus__Payload *payload)
 {
     broker_peer_t *peer = zhashx_lookup(self->peers, agency);
-    const sbi_cert_t *cert = sbi_trust_find(self->trust, agency);
+    const sbi_cert_t *cert = broker_peer_cert(self, agency);
     if (!peer || !cert)
         return SB_EUNAVAILABLE;
     zframe_t *frame = NULL;
@@ -574,10 +583,12 @@ static int s_reload(broker_t *self, zlistx_t *errors)
     if (s_write_admitted(self) != 0)
         sbi_warning("cannot refresh the admitted certificates: %s", strerror(errno));
 
-    /* Agencies no longer trusted are cut off: forget their connections. */
+    /* Agencies no longer trusted are cut off: forget their connections,
+       and those made with a certificate revoked since (a rotated-out key). */
     zlistx_t *agencies = zhashx_keys(self->peers);
     for (char *a = zlistx_first(agencies); a; a = zlistx_next(agencies))
-        if (!sbi_trust_find(self->trust, a)) {
+        if (!sbi_trust_find(self->trust, a)
+            || sbi_trust_check(self->trust, broker_peer_cert(self, a), sbi_now_ms()) != SB_OK) {
             sbi_notice("%s is no longer trusted: disconnected", a);
             zhashx_delete(self->peers, a);
         }
@@ -624,6 +635,17 @@ int broker_reload(broker_t *self, zlistx_t *errors)
     broker_audit(self, &r);
     broker_flush(self);
     return -1;
+}
+
+/* A SIGHUP sent since the last call, taken off the pending set: it is
+   blocked in every thread (main.c) and waited for here, with no wait. */
+static bool s_hup_taken(void)
+{
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    static const struct timespec now = {0, 0};
+    return sigtimedwait(&hup, NULL, &now) == SIGHUP;
 }
 
 /* -------------------------------------------------------- checkpoints */
@@ -761,6 +783,8 @@ static void s_sweep_seen(broker_t *self)
 int broker_run(broker_t *self)
 {
     zpoller_t *poller = zpoller_new(self->router, self->monitor, self->admin, NULL);
+    if (broker_metrics_socket(self))
+        zpoller_add(poller, broker_metrics_socket(self));
     Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
     char hex[65];
     r.kind = SHAREBUS__AUDIT_KIND__AUDIT_BROKER_STARTED;
@@ -784,10 +808,10 @@ int broker_run(broker_t *self)
             s_on_monitor(self);
         if (zsock_events(self->admin) & ZMQ_POLLIN)
             broker_admin_handle(self);
-        if (broker_reload_requested) {
-            broker_reload_requested = 0;
+        while (broker_metrics_socket(self) && (zsock_events(broker_metrics_socket(self)) & ZMQ_POLLIN))
+            broker_metrics_handle(self);
+        if (s_hup_taken())
             s_reload_logged(self);
-        }
         int64_t now = zclock_mono();
         if (now >= self->next_sweep) {
             broker_sweep(self);

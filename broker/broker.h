@@ -11,6 +11,7 @@
 #define BROKER_H_INCLUDED
 
 #include <signal.h>
+#include <stdio.h>
 
 #include "audit.h"
 #include "envelope.h"
@@ -27,6 +28,7 @@ typedef struct {
     size_t map_max;           /* store map limit in bytes; 0 = 64 GiB */
     uint64_t queue_max;       /* events waiting per subscriber, at most */
     const char *capture;      /* write every received frame here (diagnostics) */
+    const char *metrics;      /* HOST:PORT to serve Prometheus metrics on, or NULL */
 } broker_config_t;
 
 /* A connected agent, as last seen. */
@@ -36,6 +38,7 @@ typedef struct {
     int64_t last_seen;
     uint64_t received;
     uint64_t refused;
+    uint8_t curve[32];        /* the CURVE key its connection authenticated with */
 } broker_peer_t;
 
 /* A routed request waiting for its reply. */
@@ -48,9 +51,11 @@ typedef struct {
     char *rule_id;
     char *consent_id;
     uint8_t subject_ref[SBI_HASH_SIZE];
+    bool has_subject;         /* datasets not about residents have none */
     char **flow;              /* fields the reply may carry */
     int64_t deadline;         /* zclock_mono ms */
     int fail_code;            /* set when forwarding failed: answer now */
+    int64_t started_us;       /* zclock_usecs when routed, for the latency histogram */
 } broker_pending_t;
 
 /* Something to send once the batch is durable. */
@@ -58,6 +63,7 @@ typedef struct {
     zframe_t *to;             /* routing id */
     zframe_t *frame;
     char pending_key[2 * SBI_ID_SIZE + 1]; /* forwarded request, if any */
+    bool forward;             /* an agency's message: leaves only if audited */
 } broker_out_t;
 
 typedef struct {
@@ -66,6 +72,7 @@ typedef struct {
 } broker_bucket_t;
 
 typedef struct broker_queue_t broker_queue_t;
+typedef struct broker_metrics_t broker_metrics_t;
 
 typedef struct {
     broker_config_t config;
@@ -92,6 +99,7 @@ typedef struct {
     zhashx_t *buckets;        /* "rule\0consumer" -> broker_bucket_t */
     int64_t started;
     int64_t next_sweep;
+    int64_t next_peer_sweep;
     int64_t next_checkpoint;
     uint64_t checkpointed_seq;
     Sharebus__Checkpoint *checkpoint; /* the latest */
@@ -102,9 +110,8 @@ typedef struct {
     MDB_dbi consent_records;
     MDB_dbi consent_match;
     MDB_dbi consent_subject;
+    broker_metrics_t *metrics; /* counters and histograms (metrics.c) */
 } broker_t;
-
-extern volatile sig_atomic_t broker_reload_requested;
 
 broker_t *broker_new(const broker_config_t *config);
 void broker_destroy(broker_t **self_p);
@@ -123,6 +130,10 @@ void broker_put(broker_t *self, MDB_dbi dbi, const void *key, size_t key_size, c
                 size_t value_size);
 void broker_del(broker_t *self, MDB_dbi dbi, const void *key, size_t key_size);
 void broker_send(broker_t *self, const zframe_t *to, zframe_t **frame_p, const char *pending_key);
+/* Queues an agency's message forwarded as received (request, reply, event):
+   it leaves only when the batch is durable, never when the store is full. */
+void broker_forward(broker_t *self, const zframe_t *to, zframe_t **frame_p,
+                    const char *pending_key);
 void broker_flush(broker_t *self);
 
 /* Seals and signs a message from the broker to `agency` and queues it. */
@@ -172,5 +183,38 @@ void broker_count(broker_t *self, const char *name);
 /* The admin socket (admin.c). */
 int broker_admin_open(broker_t *self);
 void broker_admin_handle(broker_t *self);
+
+/* The serial of the certificate `agency`'s connection authenticated with,
+   or 0 when it is not connected. */
+uint64_t broker_peer_serial(broker_t *self, const char *agency);
+
+/* The certificate to seal to for a connected agency: the one its
+   connection uses, so an agent that has not switched to a newer
+   certificate yet can open what the broker sends it. NULL if none. */
+const sbi_cert_t *broker_peer_cert(broker_t *self, const char *agency);
+
+/* Prints a STATUS answer for people (sharebus-broker status). */
+struct json_object;
+void broker_status_print(FILE *out, struct json_object *status);
+
+/* Metrics (metrics.c): made by broker_admin_open, served when
+   config.metrics is set. */
+int broker_metrics_open(broker_t *self);
+void broker_metrics_close(broker_t *self);
+zsock_t *broker_metrics_socket(broker_t *self);
+void broker_metrics_handle(broker_t *self);
+void broker_metrics_request(broker_t *self, const Sharebus__Header *request);
+void broker_metrics_latency(broker_t *self, int64_t usecs);
+void broker_metrics_commit(broker_t *self, int64_t usecs);
+void broker_metrics_status(broker_t *self, struct json_object *status);
+/* The Prometheus text exposition; the caller frees it. */
+char *broker_metrics_text(broker_t *self);
+/* Checks "HOST:PORT" and writes "tcp://HOST:PORT" to `endpoint` (may be
+   NULL): SB_OK or SB_EINVAL. */
+int broker_metrics_endpoint(const char *host_port, char *endpoint, size_t size);
+
+/* Backup (backup.c): copies DDIR/store, compacted, into DIR/store while
+   the broker runs, refusing to overwrite. Prints what it copied. */
+int broker_backup(const char *data, const char *to);
 
 #endif

@@ -189,7 +189,7 @@ int broker_consent_find(broker_t *b, const Sharebus__Header *h, char *consent_id
 
 /* Checks a consent as received: shape, signature, policy. SB_OK or the
    refusal with its reason. */
-static int s_check_grant(broker_t *b, const char *recorder, const Sharebus__SignedConsent *sc,
+static int s_check_grant(broker_t *b, const sbi_cert_t *by, const Sharebus__SignedConsent *sc,
                          Sharebus__Consent **consent_p, char *reason, size_t size)
 {
     sbi_unpack_t budget;
@@ -203,8 +203,11 @@ static int s_check_grant(broker_t *b, const char *recorder, const Sharebus__Sign
         snprintf(reason, size, "malformed consent record");
         return SB_EMALFORMED;
     }
-    const sbi_cert_t *cert = sbi_trust_find(b->trust, recorder);
-    if (strcmp(c->recorded_by, recorder) != 0 || !cert
+    /* Signed with the keys of the certificate the recorder's connection
+       uses, which during a key rotation need not be its newest. */
+    const char *recorder = by->agency;
+    const sbi_cert_t *cert = by;
+    if (strcmp(c->recorded_by, recorder) != 0
         || crypto_sign_verify_detached(sc->signature.data, sc->consent.data, sc->consent.len,
                                        cert->sign_public) != 0) {
         snprintf(reason, size, "consent signature is not %s's", recorder);
@@ -221,6 +224,11 @@ static int s_check_grant(broker_t *b, const char *recorder, const Sharebus__Sign
         snprintf(reason, size, "no rule lets %s obtain %s for %s: %s", c->consumer, c->dataset,
                  c->purpose, d.reason);
         return rc;
+    }
+    if (!d.rule->consent_required) {
+        snprintf(reason, size, "rule %s does not require consent: a consent "
+                 "would change nothing", d.rule->id);
+        return SB_EDENIED;
     }
     if (!sbi_rule_consent_recorder(d.rule, recorder)) {
         snprintf(reason, size, "%s may not record consent for %s under rule %s", recorder,
@@ -326,7 +334,7 @@ void broker_consent_grant(broker_t *b, const sbi_cert_t *cert, const zframe_t *r
     char reason[300];
     Sharebus__Consent *c = NULL;
     int rc = payload->body_case == SHAREBUS__PAYLOAD__BODY_CONSENT
-                 ? s_check_grant(b, cert->agency, payload->consent, &c, reason, sizeof reason)
+                 ? s_check_grant(b, cert, payload->consent, &c, reason, sizeof reason)
                  : SB_EMALFORMED;
     if (rc == SB_EMALFORMED && payload->body_case != SHAREBUS__PAYLOAD__BODY_CONSENT)
         snprintf(reason, sizeof reason, "consent grant without a consent");
@@ -487,8 +495,11 @@ void broker_consent_list(broker_t *b, const sbi_cert_t *cert, const zframe_t *ro
         return;
     }
     MDB_txn *txn;
-    if (sbi_store_begin(b->store, false, &txn) != SB_OK)
+    if (sbi_store_begin(b->store, false, &txn) != SB_OK) {
+        broker_refuse(b, cert, routing, env, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REFUSED,
+                      SB_EUNAVAILABLE, "the consent registry cannot be read now");
         return;
+    }
     MDB_cursor *cursor;
     MDB_val key = {SBI_HASH_SIZE, q->subject_ref.data}, value;
     mdb_cursor_open(txn, b->consent_subject, &cursor);

@@ -261,7 +261,7 @@ static void s_pump(broker_t *b, MDB_txn *txn, broker_queue_t *q, broker_peer_t *
             char hex[33];
             zhashx_update(q->inflight, sbi_hex(e->id, SBI_ID_SIZE, hex), e);
             zframe_t *frame = zframe_new(value.mv_data, value.mv_size);
-            broker_send(b, peer->routing, &frame, NULL);
+            broker_forward(b, peer->routing, &frame, NULL);
         }
         sbi_envelope_clear(&env);
         q->sent_upto = seq;

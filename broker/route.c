@@ -50,7 +50,7 @@ static broker_peer_t *s_peer(broker_t *self, const char *agency)
 static void s_forward(s_msg_t *m, broker_peer_t *peer, const char *pending_key)
 {
     zframe_t *copy = zframe_dup(m->frame);
-    broker_send(m->broker, peer->routing, &copy, pending_key);
+    broker_forward(m->broker, peer->routing, &copy, pending_key);
 }
 
 /* -------------------------------------------------------------- hello */
@@ -67,10 +67,14 @@ static void route_hello(s_msg_t *m)
         snprintf(peer->agency, sizeof peer->agency, "%s", agency);
         zhashx_insert(b->peers, agency, peer);
     }
+    /* Seal to the certificate this connection uses: an agent switching to
+       a new certificate opens with the keys it connected with. */
+    memcpy(peer->curve, m->cert->curve_public, sizeof peer->curve);
     if (fresh) {
         broker_events_reset(b, agency);
         zframe_destroy(&peer->routing);
         peer->routing = zframe_dup(m->routing);
+        peer->last_seen = zclock_mono();
         Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
         r.kind = SHAREBUS__AUDIT_KIND__AUDIT_AGENT_CONNECTED;
         r.message_id = m->env->header->message_id;
@@ -79,8 +83,12 @@ static void route_hello(s_msg_t *m)
         r.decision = SHAREBUS__DECISION__DECISION_ALLOW;
         r.header = m->env->envelope->header;
         r.signature = m->env->envelope->signature;
+        char serial[40];
+        snprintf(serial, sizeof serial, "certificate serial %llu",
+                 (unsigned long long) m->cert->serial);
+        r.detail = serial;
         broker_audit(b, &r);
-        sbi_notice("%s connected", agency);
+        sbi_notice("%s connected (%s)", agency, serial);
     }
     sbi_header_t h;
     sbi_header_init(&h, SHAREBUS__KIND__KIND_WELCOME, "broker", agency);
@@ -141,16 +149,22 @@ static void route_request(s_msg_t *m)
     broker_t *b = m->broker;
     const Sharebus__Header *h = m->env->header;
     char reason[300];
+    broker_metrics_request(b, h);
     const sbi_dataset_t *dataset = sbi_policy_dataset(b->policy, h->dataset);
-    if (!*h->dataset || !*h->purpose || h->subject_ref.len != SBI_HASH_SIZE
-        || h->correlation_id.len) {
+    if (!*h->dataset || !*h->purpose || h->correlation_id.len) {
         s_refuse(m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, SB_EMALFORMED,
-                 "a request needs a dataset, a purpose and a subject reference");
+                 "a request needs a dataset and a purpose");
         return;
     }
     if (!dataset) {
         snprintf(reason, sizeof reason, "dataset %s is not declared in the policy", h->dataset);
         s_refuse(m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, SB_ENODATASET, reason);
+        return;
+    }
+    if (dataset->about_resident && h->subject_ref.len != SBI_HASH_SIZE) {
+        snprintf(reason, sizeof reason, "dataset %s is about residents: the request needs a "
+                 "subject", h->dataset);
+        s_refuse(m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, SB_EMALFORMED, reason);
         return;
     }
     if (strcmp(dataset->provider, h->to) != 0) {
@@ -167,6 +181,11 @@ static void route_request(s_msg_t *m)
         return;
     }
     char consent_id[SBI_NAME_MAX + 1] = "";
+    if (d.rule->consent_required && h->subject_ref.len != SBI_HASH_SIZE) {
+        s_refuse(m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, SB_ENOCONSENT,
+                 "the rule requires consent, and the request names no subject");
+        return;
+    }
     if (d.rule->consent_required) {
         rc = broker_consent_find(b, h, consent_id, sizeof consent_id, reason, sizeof reason);
         if (rc != SB_OK) {
@@ -195,14 +214,18 @@ static void route_request(s_msg_t *m)
     p->purpose = strdup(h->purpose);
     p->rule_id = strdup(d.rule->id);
     p->consent_id = strdup(consent_id);
-    memcpy(p->subject_ref, h->subject_ref.data, SBI_HASH_SIZE);
+    if (h->subject_ref.len == SBI_HASH_SIZE)
+        memcpy(p->subject_ref, h->subject_ref.data, SBI_HASH_SIZE);
+    p->has_subject = h->subject_ref.len == SBI_HASH_SIZE;
     p->flow = calloc(d.n_flow + 1, sizeof *p->flow);
     assert(p->flow);
     for (size_t i = 0; i < d.n_flow; i++)
         p->flow[i] = strdup(d.flow[i]);
     uint64_t now = sbi_now_ms();
-    uint64_t left = h->expires_ms > now ? h->expires_ms - now : 0;
+    /* No deadline (expires_ms 0) means the longest the broker waits. */
+    uint64_t left = !h->expires_ms ? S_MAX_TIMEOUT_MS : h->expires_ms > now ? h->expires_ms - now : 0;
     p->deadline = zclock_mono() + (int64_t) (left < S_MAX_TIMEOUT_MS ? left : S_MAX_TIMEOUT_MS);
+    p->started_us = zclock_usecs();
     char key[33];
     sbi_hex(p->id, SBI_ID_SIZE, key);
     zhashx_update(b->pending, key, p);
@@ -255,7 +278,7 @@ static void s_audit_answer(s_msg_t *m, broker_pending_t *p, int code)
     r.to = h->to;
     r.dataset = p->dataset;
     r.purpose = p->purpose;
-    r.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, p->subject_ref};
+    r.subject_ref = (ProtobufCBinaryData){p->has_subject ? SBI_HASH_SIZE : 0, p->subject_ref};
     r.fields_delivered = code == SB_OK ? h->fields : NULL;
     r.n_fields_delivered = code == SB_OK ? h->n_fields : 0;
     r.decision = code == SB_OK ? SHAREBUS__DECISION__DECISION_ALLOW
@@ -298,6 +321,7 @@ static void route_reply(s_msg_t *m)
     broker_peer_t *consumer = s_peer(b, p->consumer);
     s_audit_answer(m, p, SB_OK);
     broker_count(b, "replies.forwarded");
+    broker_metrics_latency(b, zclock_usecs() - p->started_us);
     if (consumer)
         s_forward(m, consumer, NULL);
     zhashx_delete(b->pending, key);
@@ -325,6 +349,7 @@ static void route_error(s_msg_t *m)
     broker_peer_t *consumer = s_peer(b, p->consumer);
     s_audit_answer(m, p, sbi_error_code(m->env->header->error));
     broker_count(b, "replies.refused");
+    broker_metrics_latency(b, zclock_usecs() - p->started_us);
     if (consumer)
         s_forward(m, consumer, NULL);
     zhashx_delete(b->pending, key);
@@ -427,6 +452,9 @@ void broker_route(broker_t *self, const sbi_cert_t *cert, zframe_t *routing, zfr
         return;
     }
     m.env = &env;
+    broker_peer_t *peer = s_peer(self, cert->agency);
+    if (peer && zframe_eq(peer->routing, routing))
+        peer->last_seen = zclock_mono();
     rc = sbi_envelope_verify(&env, self->trust, cert, sbi_now_ms());
     if (rc != SB_OK) {
         snprintf(reason, sizeof reason, "%s (envelope from '%s' on %s's connection)",
@@ -460,11 +488,33 @@ void broker_route(broker_t *self, const sbi_cert_t *cert, zframe_t *routing, zfr
     sbi_envelope_clear(&env);
 }
 
+/* Agents say hello every few seconds; one silent for S_PEER_SILENCE_MS is
+   gone (its connection died without a word): forget its route, so that
+   requests to it are answered unavailable at once and status tells true. */
+#define S_PEER_SILENCE_MS 20000
+
+static void s_sweep_peers(broker_t *self, int64_t now)
+{
+    zlistx_t *agencies = zhashx_keys(self->peers);
+    for (char *a = zlistx_first(agencies); a; a = zlistx_next(agencies)) {
+        broker_peer_t *peer = zhashx_lookup(self->peers, a);
+        if (now - peer->last_seen > S_PEER_SILENCE_MS) {
+            sbi_notice("%s silent for %d s: its route is forgotten", a, S_PEER_SILENCE_MS / 1000);
+            zhashx_delete(self->peers, a);
+        }
+    }
+    zlistx_destroy(&agencies);
+}
+
 /* Requests whose deadline passed, or whose forwarding failed: audited and
    answered to the consumer. */
 void broker_sweep(broker_t *self)
 {
     int64_t now = zclock_mono();
+    if (now >= self->next_peer_sweep) {
+        s_sweep_peers(self, now);
+        self->next_peer_sweep = now + 1000;
+    }
     zlistx_t *keys = zhashx_keys(self->pending);
     for (char *key = zlistx_first(keys); key; key = zlistx_next(keys)) {
         broker_pending_t *p = zhashx_lookup(self->pending, key);
@@ -484,7 +534,7 @@ void broker_sweep(broker_t *self)
         r.to = p->consumer;
         r.dataset = p->dataset;
         r.purpose = p->purpose;
-        r.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, p->subject_ref};
+        r.subject_ref = (ProtobufCBinaryData){p->has_subject ? SBI_HASH_SIZE : 0, p->subject_ref};
         r.decision = SHAREBUS__DECISION__DECISION_DENY;
         r.rule_id = p->rule_id;
         r.consent_id = p->consent_id;

@@ -166,7 +166,9 @@ typedef struct {
     const char *dataset;           /* e.g. "health.checkup.vision-hearing" */
     const char *purpose;           /* e.g. "driver-licence-renewal" */
     const char *subject;           /* the citizen's national id, in clear:
-                                      only the provider's agent sees it */
+                                      only the provider's agent sees it.
+                                      NULL for a dataset about no one
+                                      (subject: none in the policy) */
     const char *const *fields;     /* fields wanted; NULL = all allowed */
     size_t n_fields;
     int timeout_ms;                /* deadline from now; 0 = 5000 */
@@ -266,14 +268,15 @@ typedef struct {
 /* Records a consent given at this agency (the consumer itself, or an agency
    the policy lets record consent for it). The agent signs it; the broker
    checks and stores it. On SB_OK `id` holds the consent id. SB_EDENIED when
-   this agency may not record it or no rule needs it, SB_EINVAL for a date
-   in the past. */
+   this agency may not record it, or no rule lets the consumer obtain the
+   dataset for the purpose with consent required; SB_EINVAL for a date in
+   the past. */
 SB_EXPORT int sb_consent_grant(sb_client_t *self, const sb_consent_t *consent,
                                char id[SB_CONSENT_ID_SIZE]);
 
 /* Revokes consent `id` from the next request on. SB_ENOTFOUND when no
    active consent has that id, SB_EDENIED when this agency is neither its
-   recorder nor its consumer. */
+   recorder, nor its consumer, nor an agency the rule lets record it. */
 SB_EXPORT int sb_consent_revoke(sb_client_t *self, const char *id, const char *reason);
 
 /* Revokes every active consent of `match->subject` whose consumer, dataset
@@ -325,7 +328,9 @@ SB_EXPORT const sb_record_t *sb_event_record(const sb_event_t *self);
    back-end again) and frees it; *event_p becomes NULL. */
 SB_EXPORT int sb_event_ack(sb_client_t *self, sb_event_t **event_p);
 
-/* Frees an event without acknowledging it: it will be delivered again. */
+/* Frees an event without acknowledging it: the agent keeps it and hands it
+   again to the next client that subscribes to its topic (or to this one
+   after the agent restarts). */
 SB_EXPORT void sb_event_destroy(sb_event_t **self_p);
 
 #ifdef __cplusplus

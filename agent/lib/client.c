@@ -12,6 +12,7 @@
 
 #define S_DEFAULT_TIMEOUT_MS 5000
 #define S_GRACE_MS 2000     /* the agent answers timeouts itself; this is a backstop */
+#define S_REFRESH_MS 2000   /* registrations are said again this often */
 
 struct sb_client_t {
     zsock_t *socket;
@@ -20,6 +21,9 @@ struct sb_client_t {
     zlistx_t *results;      /* Sharebus__ClientMessage * with a result */
     zlistx_t *incoming;     /* Sharebus__ClientMessage * with an incoming request */
     zlistx_t *events;       /* Sharebus__ClientMessage * with an event */
+    zlistx_t *serving;      /* datasets served (char *) */
+    zlistx_t *topics;       /* topics subscribed (char *) */
+    int64_t next_refresh;
 };
 
 struct sb_incoming_t {
@@ -56,10 +60,17 @@ sb_client_t *sb_client_new(const char *endpoint)
     }
     self->results = zlistx_new();
     self->incoming = zlistx_new();
+    self->next_refresh = zclock_mono() + S_REFRESH_MS;
     zlistx_set_destructor(self->results, s_message_free);
     zlistx_set_destructor(self->incoming, s_message_free);
     self->events = zlistx_new();
     zlistx_set_destructor(self->events, s_message_free);
+    self->serving = zlistx_new();
+    zlistx_set_destructor(self->serving, (zlistx_destructor_fn *) zstr_free);
+    zlistx_set_comparator(self->serving, (zlistx_comparator_fn *) strcmp);
+    self->topics = zlistx_new();
+    zlistx_set_destructor(self->topics, (zlistx_destructor_fn *) zstr_free);
+    zlistx_set_comparator(self->topics, (zlistx_comparator_fn *) strcmp);
     return self;
 }
 
@@ -71,6 +82,8 @@ void sb_client_destroy(sb_client_t **self_p)
     zlistx_destroy(&self->results);
     zlistx_destroy(&self->incoming);
     zlistx_destroy(&self->events);
+    zlistx_destroy(&self->serving);
+    zlistx_destroy(&self->topics);
     zsock_destroy(&self->socket);
     free(self);
     *self_p = NULL;
@@ -107,10 +120,39 @@ static int s_send(sb_client_t *self, Sharebus__ClientMessage *message)
     return SB_OK;
 }
 
+/* Says this client's registrations again (id 0: the agent does not
+   answer), so that an agent that restarted knows them without the back-end
+   doing anything. */
+static void s_refresh(sb_client_t *self)
+{
+    if (zclock_mono() < self->next_refresh)
+        return;
+    self->next_refresh = zclock_mono() + S_REFRESH_MS;
+    for (char *dataset = zlistx_first(self->serving); dataset; dataset = zlistx_next(self->serving)) {
+        Sharebus__ClientServe body = SHAREBUS__CLIENT_SERVE__INIT;
+        body.dataset = dataset;
+        Sharebus__ClientMessage message = SHAREBUS__CLIENT_MESSAGE__INIT;
+        message.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_SERVE;
+        message.serve = &body;
+        s_send(self, &message);
+    }
+    for (char *topic = zlistx_first(self->topics); topic; topic = zlistx_next(self->topics)) {
+        Sharebus__ClientSubscribe body = SHAREBUS__CLIENT_SUBSCRIBE__INIT;
+        body.topic = topic;
+        Sharebus__ClientMessage message = SHAREBUS__CLIENT_MESSAGE__INIT;
+        message.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_SUBSCRIBE;
+        message.subscribe = &body;
+        s_send(self, &message);
+    }
+}
+
 /* Reads one message from the agent into the right queue. SB_ETIMEOUT when
    nothing came within `timeout_ms`; SB_EINTERNAL when interrupted. */
 static int s_pump(sb_client_t *self, int timeout_ms)
 {
+    s_refresh(self);
+    if (timeout_ms < 0 || timeout_ms > S_REFRESH_MS)
+        timeout_ms = S_REFRESH_MS;  /* wake up to refresh; the caller loops */
     zmq_pollitem_t item = {zsock_resolve(self->socket), 0, ZMQ_POLLIN, 0};
     int rc = zmq_poll(&item, 1, timeout_ms);
     if (rc < 0)
@@ -184,8 +226,8 @@ static int s_result_code(sb_client_t *self, const Sharebus__ClientResult *result
 static bool s_request_valid(const sb_request_t *r)
 {
     if (!r || !sbi_agency_valid(r->provider, false) || !sbi_name_valid(r->dataset)
-        || !sbi_name_valid(r->purpose) || !r->subject || !*r->subject
-        || strlen(r->subject) > 64 || r->n_fields > SBI_FIELDS_MAX || r->timeout_ms < 0
+        || !sbi_name_valid(r->purpose) || (r->subject && strlen(r->subject) > 64)
+        || r->n_fields > SBI_FIELDS_MAX || r->timeout_ms < 0
         || (r->n_fields && !r->fields))
         return false;
     for (size_t i = 0; i < r->n_fields; i++)
@@ -197,13 +239,13 @@ static bool s_request_valid(const sb_request_t *r)
 int sb_request_send(sb_client_t *self, const sb_request_t *request, uint64_t *ticket_p)
 {
     if (!s_request_valid(request))
-        return s_fail(self, SB_EINVAL, "provider, dataset, purpose and subject are required "
-                                       "and must be well-formed");
+        return s_fail(self, SB_EINVAL, "provider, dataset and purpose are required, and "
+                                       "everything must be well-formed");
     Sharebus__ClientRequest body = SHAREBUS__CLIENT_REQUEST__INIT;
     body.provider = (char *) request->provider;
     body.dataset = (char *) request->dataset;
     body.purpose = (char *) request->purpose;
-    body.subject_id = (char *) request->subject;
+    body.subject_id = (char *) (request->subject ? request->subject : "");
     body.fields = (char **) request->fields;
     body.n_fields = request->n_fields;
     body.timeout_ms = (uint32_t) (request->timeout_ms ? request->timeout_ms : S_DEFAULT_TIMEOUT_MS);
@@ -282,6 +324,8 @@ int sb_client_serve(sb_client_t *self, const char *dataset)
         return rc;
     rc = s_result_code(self, answer->result);
     sharebus__client_message__free_unpacked(answer, NULL);
+    if (rc == SB_OK && !zlistx_find(self->serving, (void *) dataset))
+        zlistx_add_end(self->serving, strdup(dataset));
     return rc;
 }
 
@@ -472,8 +516,9 @@ static int s_revoke(sb_client_t *self, Sharebus__ClientConsentRevoke *body, size
 
 int sb_consent_revoke(sb_client_t *self, const char *id, const char *reason)
 {
-    if (!id || strlen(id) != SB_CONSENT_ID_SIZE - 1)
-        return s_fail(self, SB_EINVAL, "a consent id is 32 hexadecimal digits");
+    if (!id || strlen(id) != SB_CONSENT_ID_SIZE - 1
+        || strspn(id, "0123456789abcdef") != SB_CONSENT_ID_SIZE - 1)
+        return s_fail(self, SB_EINVAL, "a consent id is 32 lower-case hexadecimal digits");
     Sharebus__ClientConsentRevoke body = SHAREBUS__CLIENT_CONSENT_REVOKE__INIT;
     body.id = (char *) id;
     body.reason = (char *) (reason ? reason : "");
@@ -617,6 +662,8 @@ int sb_subscribe(sb_client_t *self, const char *topic)
     int rc = s_call(self, &message, &answer);
     if (answer)
         sharebus__client_message__free_unpacked(answer, NULL);
+    if (rc == SB_OK && !zlistx_find(self->topics, (void *) topic))
+        zlistx_add_end(self->topics, strdup(topic));
     return rc;
 }
 

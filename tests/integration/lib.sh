@@ -83,8 +83,15 @@ start_broker() {
       >>"$WORK/broker.log" 2>&1 &
     BROKER_PID=$!
     PIDS+=("$BROKER_PID")
-    wait_for 10 test -S "$WORK/broker/admin.sock" || true
-    kill -0 "$BROKER_PID" 2>/dev/null && return 0
+    # Up, or dead (the random port was taken: try another).
+    local end=$((SECONDS + 10))
+    while kill -0 "$BROKER_PID" 2>/dev/null && [ ! -S "$WORK/broker/admin.sock" ] \
+          && [ $SECONDS -lt $end ]; do
+      sleep 0.1
+    done
+    [ -S "$WORK/broker/admin.sock" ] && kill -0 "$BROKER_PID" 2>/dev/null && return 0
+    kill "$BROKER_PID" 2>/dev/null || true
+    wait "$BROKER_PID" 2>/dev/null || true
     tries=$((tries + 1))
     [ $tries -lt 5 ] || fail "broker does not start"
   done
