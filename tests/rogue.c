@@ -17,8 +17,20 @@
       flood N           N garbage frames as fast as possible, then a HELLO
       forged-consent    a consent grant with a corrupted consent signature
       stranger          connect with a CURVE key no certificate holds
+      bighead           a signed envelope whose header is over SBI_HEADER_MAX
+                        (the frame itself well within ZMQ_MAXMSGSIZE)
+      swap              a signed request carrying another request's payload
+      impostor          (with --agency broker) listen on EP as a broker with a
+                        fresh CURVE key, until SIGTERM: prints "listening",
+                        "event NAME" for each connection event, "message N
+                        bytes" for each message, and "received N" at the end
+      impostor-real     the same with the broker's real CURVE key (a control:
+                        agents that pin the broker's key do talk to it)
       silent SECONDS    say HELLO, then read and ignore everything (a provider
                         that never answers)
+      backdate SECONDS  re-sign ID's certificate (issued by sharebus-cert) with the
+                        root so that its validity ends SECONDS from now
+                        (negative: already ended); prints the end, Unix seconds
       inspect CAPDIR    try to open every envelope captured in CAPDIR with ID's
                         keys: prints "own N" (addressed to ID, opened), "opened N"
                         (addressed to others, opened) and "sealed N" (not opened)
@@ -27,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "envelope.h"
 
@@ -162,6 +175,144 @@ static int s_forged_consent(zsock_t *sock)
     return 0;
 }
 
+/* An envelope whose header alone is over SBI_HEADER_MAX, properly signed. */
+static zframe_t *s_bighead(void)
+{
+    sbi_header_t h;
+    sbi_header_init(&h, SHAREBUS__KIND__KIND_HELLO, s_agency, "broker");
+    char *reason = malloc(SBI_HEADER_MAX + 1);
+    memset(reason, 'x', SBI_HEADER_MAX);
+    reason[SBI_HEADER_MAX] = 0;
+    h.header.reason = reason;
+    size_t size = sharebus__header__get_packed_size(&h.header);
+    uint8_t *bytes = malloc(size), signature[crypto_sign_BYTES];
+    sharebus__header__pack(&h.header, bytes);
+    crypto_sign_detached(signature, NULL, bytes, size, sbi_crypto_keys(s_crypto)->sign_secret);
+    Sharebus__Envelope envelope = SHAREBUS__ENVELOPE__INIT;
+    envelope.header = (ProtobufCBinaryData){size, bytes};
+    envelope.signature = (ProtobufCBinaryData){sizeof signature, signature};
+    zframe_t *frame = zframe_new(NULL, sharebus__envelope__get_packed_size(&envelope));
+    sharebus__envelope__pack(&envelope, zframe_data(frame));
+    free(bytes);
+    free(reason);
+    return frame;
+}
+
+/* Request `id`'s signed header with another request's sealed payload. */
+static zframe_t *s_swapped(uint8_t id[SBI_ID_SIZE])
+{
+    uint8_t other[SBI_ID_SIZE];
+    zframe_t *mine = s_request(s_agency, 0, id), *theirs = s_request(s_agency, 0, other);
+    sbi_envelope_t a, b;
+    if (sbi_envelope_decode(&a, zframe_data(mine), zframe_size(mine)) != SB_OK
+        || sbi_envelope_decode(&b, zframe_data(theirs), zframe_size(theirs)) != SB_OK)
+        exit(3);
+    ProtobufCBinaryData payload = a.envelope->payload;
+    a.envelope->payload = b.envelope->payload;
+    zframe_t *frame = zframe_new(NULL, sharebus__envelope__get_packed_size(a.envelope));
+    sharebus__envelope__pack(a.envelope, zframe_data(frame));
+    a.envelope->payload = payload;
+    sbi_envelope_clear(&a);
+    sbi_envelope_clear(&b);
+    zframe_destroy(&mine);
+    zframe_destroy(&theirs);
+    return frame;
+}
+
+static const char *s_event_name(uint16_t event)
+{
+    switch (event) {
+    case ZMQ_EVENT_LISTENING: return "listening";
+    case ZMQ_EVENT_ACCEPTED: return "accepted";
+    case ZMQ_EVENT_DISCONNECTED: return "disconnected";
+    case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: return "handshake-succeeded";
+    case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL: return "handshake-failed";
+    case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL: return "handshake-failed";
+    case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH: return "handshake-failed";
+    default: return NULL;
+    }
+}
+
+/* A broker impostor on `endpoint`: a CURVE server that admits any client
+   key (no ZAP handler) and counts what reaches it. */
+static int s_impostor(const char *endpoint, bool real)
+{
+    uint8_t pub[32], sec[32];
+    if (real) {
+        memcpy(pub, sbi_crypto_keys(s_crypto)->cert.curve_public, 32);
+        memcpy(sec, sbi_crypto_keys(s_crypto)->curve_secret, 32);
+    }
+    else
+        crypto_box_keypair(pub, sec);
+    zsock_t *router = zsock_new(ZMQ_ROUTER);
+    zsock_set_curve_server(router, 1);
+    zsock_set_curve_publickey_bin(router, pub);
+    zsock_set_curve_secretkey_bin(router, sec);
+    sodium_memzero(sec, sizeof sec);
+    zmq_socket_monitor(zsock_resolve(router), "inproc://impostor-monitor", ZMQ_EVENT_ALL);
+    zsock_t *monitor = zsock_new(ZMQ_PAIR);
+    zsock_connect(monitor, "inproc://impostor-monitor");
+    if (zsock_bind(router, "%s", endpoint) < 0) {
+        fprintf(stderr, "rogue: cannot bind %s\n", endpoint);
+        zsock_destroy(&monitor);
+        zsock_destroy(&router);
+        return 3;
+    }
+    printf("listening\n");
+    fflush(stdout);
+    zpoller_t *poller = zpoller_new(router, monitor, NULL);
+    long received = 0;
+    while (!zsys_interrupted) {
+        void *which = zpoller_wait(poller, 100);
+        if (which == router) {
+            zmsg_t *msg = zmsg_recv(router);
+            printf("message %zu bytes\n", msg ? zmsg_content_size(msg) : 0);
+            received++;
+            zmsg_destroy(&msg);
+        }
+        else if (which == monitor) {
+            zmsg_t *event = zmsg_recv(monitor);
+            zframe_t *first = event ? zmsg_first(event) : NULL;
+            uint16_t number = 0;
+            if (first && zframe_size(first) >= 2)
+                memcpy(&number, zframe_data(first), 2);
+            const char *name = s_event_name(number);
+            if (name)
+                printf("event %s\n", name);
+            zmsg_destroy(&event);
+        }
+        fflush(stdout);
+    }
+    printf("received %ld\n", received);
+    zpoller_destroy(&poller);
+    zmq_socket_monitor(zsock_resolve(router), NULL, 0);
+    zsock_destroy(&monitor);
+    zsock_destroy(&router);
+    return 0;
+}
+
+static int s_backdate(const char *certs, long long seconds)
+{
+    char path[4096];
+    sbi_cert_t cert;
+    sbi_keys_t root;
+    snprintf(path, sizeof path, "%s/root.key", certs);
+    if (sbi_keys_load(path, &root) != SB_OK)
+        return 3;
+    snprintf(path, sizeof path, "%s/%s.cert", certs, s_agency);
+    if (sbi_cert_load(path, &cert) != SB_OK)
+        return 3;
+    cert.not_after_ms = (uint64_t) ((long long) (sbi_now_ms() / 1000) + seconds) * 1000;
+    cert.not_before_ms = cert.not_after_ms - 86400 * 1000;
+    sbi_cert_sign(&cert, root.sign_secret);
+    sbi_keys_wipe(&root);
+    unlink(path);
+    if (sbi_cert_save(&cert, path) != SB_OK)
+        return 3;
+    printf("%llu\n", (unsigned long long) (cert.not_after_ms / 1000));
+    return 0;
+}
+
 static int s_inspect(const char *dir)
 {
     DIR *handle = opendir(dir);
@@ -225,6 +376,14 @@ int main(int argc, char **argv)
     sbi_keys_wipe(&keys);
     if (strcmp(mode, "inspect") == 0)
         return arg ? s_inspect(arg) : 2;
+    if (strcmp(mode, "backdate") == 0)
+        return arg ? s_backdate(certs, atoll(arg)) : 2;
+    if (strcmp(mode, "impostor") == 0 || strcmp(mode, "impostor-real") == 0) {
+        int status = s_impostor(endpoint, strcmp(mode, "impostor-real") == 0);
+        sbi_crypto_destroy(&s_crypto);
+        sbi_trust_destroy(&s_trust);
+        return status;
+    }
 
     zsock_t *sock = s_connect(certs, endpoint, strcmp(mode, "stranger") == 0);
     uint8_t id[SBI_ID_SIZE];
@@ -295,6 +454,14 @@ int main(int argc, char **argv)
     }
     else if (strcmp(mode, "forged-consent") == 0)
         rc = s_forged_consent(sock);
+    else if (strcmp(mode, "bighead") == 0) {
+        frame = s_bighead();
+        s_send_and_report(sock, &frame, NULL);
+    }
+    else if (strcmp(mode, "swap") == 0) {
+        frame = s_swapped(id);
+        s_send_and_report(sock, &frame, id);
+    }
     else {
         fprintf(stderr, "rogue: unknown mode %s\n", mode);
         rc = 2;

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# More hostile peers: expired certificates, a broker impostor against the
+# agents' pinned broker key, a header over SBI_HEADER_MAX in a frame well
+# within ZMQ_MAXMSGSIZE, and an envelope carrying another envelope's payload.
+# A well-behaved agent's traffic keeps flowing throughout.
+source "$(dirname "$0")/lib.sh"
+setup_certs nhis koroad mois nts lapsed brief
+setup_policy
+start_broker
+for a in nhis koroad; do start_agent "$a"; done
+start_nhis_backend
+grant koroad koroad $CHECKUP $RENEWAL 2030-12-31 >/dev/null
+
+good() {
+  request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT \
+    --fields exam_date >/dev/null || fail "well-behaved traffic stopped after: $1"
+}
+answer() {  # answer EXPECTED MODE...: the rogue's (last) answer must be EXPECTED
+  local expected=$1; shift
+  local got
+  got=$(rogue "$@" | tail -1)
+  [ "$got" = "answer: $expected" ] || fail "rogue $*: expected $expected, got '$got'"
+  good "$*"
+  pass "rogue $*: $expected"
+}
+reload() { "$BUILD/broker/sharebus-broker" reload --data "$WORK/broker" >/dev/null; }
+
+# --- expired certificates
+answer ok lapsed hello        # valid: the same agency is admitted before
+rogue lapsed backdate -60 >/dev/null
+reload
+answer none lapsed hello
+grep -q "CURVE key not admitted" "$WORK/broker.log" || fail "refused connection not logged"
+pass "a certificate that has expired is refused at connect after the reload"
+
+# Admitted while valid, expired by the time it speaks: every message refused.
+end=$(rogue brief backdate 3)
+reload
+answer ok brief hello
+while [ "$(date +%s)" -le "$end" ]; do sleep 0.2; done
+answer expired brief hello
+pass "a certificate that expired since the reload: its messages are refused as expired"
+
+# --- frames the broker must refuse
+answer malformed mois bighead
+answer bad-signature mois swap
+kill -0 "$BROKER_PID" || fail "broker died"
+
+# --- the broker's key is pinned by the agents
+# Control: an impostor holding the broker's real CURVE key receives the
+# agents' traffic (so the next check can fail).
+stop_broker
+"$BUILD/tests/rogue" --certs "$CERTS" --agency broker --broker "$BROKER" impostor-real \
+  >"$WORK/impostor-real.out" 2>&1 &
+IMPOSTOR=$!
+PIDS+=("$IMPOSTOR")
+wait_for 20 grep -q '^message' "$WORK/impostor-real.out"
+kill "$IMPOSTOR"; wait "$IMPOSTOR" || fail "impostor: $(cat "$WORK"/impostor*.out)"
+pass "control: with the broker's real key, the impostor hears from the agents"
+
+# The impostor with another key on the broker's port: the agents connect to
+# the port, the CURVE handshake fails, and not one message reaches it.
+"$BUILD/tests/rogue" --certs "$CERTS" --agency broker --broker "$BROKER" impostor \
+  >"$WORK/impostor.out" 2>&1 &
+IMPOSTOR=$!
+PIDS+=("$IMPOSTOR")
+wait_for 10 grep -q '^listening' "$WORK/impostor.out"
+expect_error timeout request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL \
+  --subject $SUBJECT --timeout 1000
+wait_for 20 grep -q '^event handshake-failed' "$WORK/impostor.out"
+kill "$IMPOSTOR"; wait "$IMPOSTOR" || fail "impostor: $(cat "$WORK"/impostor*.out)"
+grep -q '^received 0$' "$WORK/impostor.out" || fail "the impostor received: $(cat "$WORK/impostor.out")"
+n=$(grep -c '^event accepted' "$WORK/impostor.out" || true)
+[ "$n" -ge 1 ] || fail "no agent reached the impostor's port: $(cat "$WORK/impostor.out")"
+pass "a broker impostor with another key: $n connection(s) accepted, handshakes failed, 0 messages"
+
+# The real broker comes back on its port: the agents reconnect and traffic flows.
+restart_broker
+wait_for 30 request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL \
+  --subject $SUBJECT --fields exam_date
+pass "the real broker is back: traffic flows"
+stop_broker
