@@ -3,23 +3,30 @@
     sharebus-broker [run] --certs DIR --policy PDIR --data DDIR --bind tcp://HOST:PORT
                           [--skew MS] [--checkpoint-interval MS] [--log-level LEVEL]
                           [--map-max MIB] [--queue-max N] [--capture DIR]
+                          [--metrics HOST:PORT] [--config FILE]
     sharebus-broker reload --data DDIR
     sharebus-broker status --data DDIR [--json]
+    sharebus-broker backup --data DDIR --to DIR
 */
 #include <getopt.h>
 #include <json-c/json.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "broker.h"
+#include "config.h"
 
 typedef struct {
     broker_config_t config;
     sbi_log_level_t level;
     bool json;
+    const char *to;           /* backup */
 } args_t;
+
+typedef int(s_command_fn)(args_t *a);
 
 static int s_usage(FILE *out, int status)
 {
@@ -28,26 +35,29 @@ static int s_usage(FILE *out, int status)
             "                             --bind tcp://HOST:PORT [--skew MS]\n"
             "                             [--checkpoint-interval MS] [--log-level LEVEL]\n"
             "                             [--map-max MIB] [--queue-max N] [--capture DIR]\n"
+            "                             [--metrics HOST:PORT] [--config FILE]\n"
             "       sharebus-broker reload --data DDIR\n"
             "       sharebus-broker status --data DDIR [--json]\n"
+            "       sharebus-broker backup --data DDIR --to DIR\n"
+            "Every command takes --config FILE; flags override the file.\n"
             "See sharebus-broker(8).\n");
     return status;
-}
-
-static void s_on_hup(int sig)
-{
-    broker_reload_requested = 1;
 }
 
 static int cmd_run(args_t *a)
 {
     broker_config_t *c = &a->config;
-    if (!c->certs || !c->policy || !c->data || !c->bind)
+    if (!c->certs || !c->policy || !c->bind)
         return s_usage(stderr, 2);
     sbi_log_setup("sharebus-broker", a->level);
     zsys_set_logstream(NULL);
-    struct sigaction hup = {.sa_handler = s_on_hup};
-    sigaction(SIGHUP, &hup, NULL);
+    /* SIGHUP asks for a reload. It is blocked before any thread exists, so
+       in every thread: it never interrupts a poll (which zpoller reports as
+       termination) nor stops zauth's actor; the broker's loop takes it. */
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL);
     broker_t *broker = broker_new(c);
     if (!broker)
         return 1;
@@ -104,94 +114,170 @@ static int cmd_status(args_t *a)
     if (!reply)
         return 1;
     char *status = zmsg_popstr(reply), *json = zmsg_popstr(reply);
-    int rc = status && json && strcmp(status, "OK") == 0 ? 0 : 1;
+    json_object *obj = json ? json_tokener_parse(json) : NULL;
+    int rc = status && obj && strcmp(status, "OK") == 0 ? 0 : 1;
     if (rc == 0 && a->json)
         puts(json);
-    else if (rc == 0) {
-        json_object *obj = json_tokener_parse(json);
-        json_object_object_foreach(obj, key, value)
-            printf("%-20s %s\n", key, json_object_to_json_string_ext(value, JSON_C_TO_STRING_PLAIN));
-        json_object_put(obj);
-    }
+    else if (rc == 0)
+        broker_status_print(stdout, obj);
+    else
+        fprintf(stderr, "sharebus-broker: the broker's status does not read\n");
+    json_object_put(obj);
     zstr_free(&status);
     zstr_free(&json);
     zmsg_destroy(&reply);
     return rc;
 }
 
+static int cmd_backup(args_t *a)
+{
+    if (!a->to)
+        return s_usage(stderr, 2);
+    return broker_backup(a->config.data, a->to) == SB_OK ? 0 : 1;
+}
+
+static const struct {
+    const char *name;
+    s_command_fn *fn;
+    const char *help;
+} s_commands[] = {
+    {"run", cmd_run, "run the broker (the default)"},
+    {"reload", cmd_reload, "reload certificates and policy"},
+    {"status", cmd_status, "print the running broker's state"},
+    {"backup", cmd_backup, "copy the store of the running broker"},
+};
+
+static const struct option s_options[] = {
+    {"certs", required_argument, 0, 'c'},   {"policy", required_argument, 0, 'p'},
+    {"data", required_argument, 0, 'd'},    {"bind", required_argument, 0, 'b'},
+    {"skew", required_argument, 0, 's'},    {"checkpoint-interval", required_argument, 0, 'i'},
+    {"log-level", required_argument, 0, 'L'}, {"json", no_argument, 0, 'j'},
+    {"capture", required_argument, 0, 'C'}, {"map-max", required_argument, 0, 'M'},
+    {"queue-max", required_argument, 0, 'Q'}, {"metrics", required_argument, 0, 'm'},
+    {"to", required_argument, 0, 't'},      {"config", required_argument, 0, 'F'},
+    {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
+    {0, 0, 0, 0}};
+
+/* What a configuration file may not set: per-invocation options. */
+static const char *const s_not_in_files[] = {"config", "json", "to", "help", "version", NULL};
+
+/* Sets one option from the command line or the configuration file. */
+static int s_option(void *arg, int opt, const char *value, char *err, size_t size)
+{
+    args_t *a = arg;
+    char *end;
+    switch (opt) {
+    case 'c': a->config.certs = value; break;
+    case 'p': a->config.policy = value; break;
+    case 'd': a->config.data = value; break;
+    case 'b': a->config.bind = value; break;
+    case 'C': a->config.capture = value; break;
+    case 't': a->to = value; break;
+    case 'j': a->json = true; break;
+    case 's':
+    case 'i': {
+        long v = strtol(value, &end, 10);
+        if (end == value || *end || v <= 0 || v > 3600000) {
+            snprintf(err, size, "needs milliseconds (1..3600000)");
+            return -1;
+        }
+        *(opt == 's' ? &a->config.skew_ms : &a->config.checkpoint_ms) = (int) v;
+        break;
+    }
+    case 'L':
+        if (sbi_log_level_parse(value, &a->level) != SB_OK) {
+            snprintf(err, size, "error, warning, notice, info or debug");
+            return -1;
+        }
+        break;
+    case 'Q':
+        a->config.queue_max = strtoull(value, &end, 10);
+        if (end == value || *end || *value == '-' || a->config.queue_max < 1) {
+            snprintf(err, size, "needs a number of events (>= 1)");
+            return -1;
+        }
+        break;
+    case 'M': {
+        unsigned long long mib = strtoull(value, &end, 10);
+        if (end == value || *end || *value == '-' || mib < 1 || mib > (1ull << 30)) {
+            snprintf(err, size, "needs MiB (1..1073741824)");
+            return -1;
+        }
+        a->config.map_max = (size_t) mib << 20;
+        break;
+    }
+    case 'm':
+        if (broker_metrics_endpoint(value, NULL, 0) != SB_OK) {
+            snprintf(err, size, "needs HOST:PORT, such as 127.0.0.1:9474");
+            return -1;
+        }
+        a->config.metrics = value;
+        break;
+    default:
+        snprintf(err, size, "not a setting");
+        return -1;
+    }
+    return 0;
+}
+
+static const char *s_option_name(int opt)
+{
+    for (const struct option *o = s_options; o->name; o++)
+        if (o->val == opt)
+            return o->name;
+    return "?";
+}
+
+/* Options, the configuration file first: 0, or the exit status. */
+static int s_parse(int argc, char **argv, args_t *a, sbi_config_t **config_p)
+{
+    char err[1024];
+    const char *path = sbi_config_arg(argc, argv);
+    if (path) {
+        *config_p = sbi_config_load(path, err, sizeof err);
+        if (!*config_p
+            || sbi_config_apply(*config_p, s_options, s_not_in_files, s_option, a, err,
+                                sizeof err) != 0) {
+            fprintf(stderr, "sharebus-broker: %s\n", err);
+            return 2;
+        }
+    }
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", s_options, NULL)) != -1) {
+        switch (opt) {
+        case 'F': break;   /* read above */
+        case 'h': return s_usage(stdout, 0) + 256;
+        case 'V': puts("sharebus-broker " SHAREBUS_VERSION); return 256;
+        case '?': return s_usage(stderr, 2);
+        default:
+            if (s_option(a, opt, optarg, err, sizeof err) != 0) {
+                fprintf(stderr, "sharebus-broker: --%s: %s\n", s_option_name(opt), err);
+                return 2;
+            }
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     sbi_init();
-    static const struct option options[] = {
-        {"certs", required_argument, 0, 'c'},  {"policy", required_argument, 0, 'p'},
-        {"data", required_argument, 0, 'd'},   {"bind", required_argument, 0, 'b'},
-        {"skew", required_argument, 0, 's'},   {"checkpoint-interval", required_argument, 0, 'i'},
-        {"log-level", required_argument, 0, 'L'}, {"json", no_argument, 0, 'j'},
-        {"capture", required_argument, 0, 'C'}, {"map-max", required_argument, 0, 'M'},
-        {"queue-max", required_argument, 0, 'Q'},
-        {"help", no_argument, 0, 'h'},         {"version", no_argument, 0, 'V'},
-        {0, 0, 0, 0}};
     args_t a = {.config = {.skew_ms = 30000, .checkpoint_ms = 10000, .queue_max = 1000000},
                 .level = SBI_LOG_INFO};
-    int opt;
-    char *end;
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        switch (opt) {
-        case 'c': a.config.certs = optarg; break;
-        case 'p': a.config.policy = optarg; break;
-        case 'd': a.config.data = optarg; break;
-        case 'b': a.config.bind = optarg; break;
-        case 's':
-        case 'i': {
-            long v = strtol(optarg, &end, 10);
-            if (*end || v <= 0 || v > 3600000) {
-                fprintf(stderr, "sharebus-broker: --%s needs milliseconds (1..3600000)\n",
-                        opt == 's' ? "skew" : "checkpoint-interval");
-                return 2;
-            }
-            *(opt == 's' ? &a.config.skew_ms : &a.config.checkpoint_ms) = (int) v;
-            break;
-        }
-        case 'L':
-            if (sbi_log_level_parse(optarg, &a.level) != SB_OK) {
-                fprintf(stderr, "sharebus-broker: --log-level: error, warning, notice, info or debug\n");
-                return 2;
-            }
-            break;
-        case 'j': a.json = true; break;
-        case 'C': a.config.capture = optarg; break;
-        case 'Q':
-            a.config.queue_max = strtoull(optarg, &end, 10);
-            if (*end || a.config.queue_max < 1) {
-                fprintf(stderr, "sharebus-broker: --queue-max needs a number of events (>= 1)\n");
-                return 2;
-            }
-            break;
-        case 'M': {
-            unsigned long long mib = strtoull(optarg, &end, 10);
-            if (*end || mib < 1) {
-                fprintf(stderr, "sharebus-broker: --map-max needs MiB (>= 1)\n");
-                return 2;
-            }
-            a.config.map_max = (size_t) mib << 20;
-            break;
-        }
-        case 'h': return s_usage(stdout, 0);
-        case 'V': puts("sharebus-broker " SHAREBUS_VERSION); return 0;
-        default: return s_usage(stderr, 2);
-        }
+    sbi_config_t *config = NULL;
+    int rc = s_parse(argc, argv, &a, &config);
+    if (rc != 0) {
+        sbi_config_destroy(&config);
+        return rc & 255;   /* 256: --help or --version, done */
     }
     const char *command = optind < argc ? argv[optind++] : "run";
-    if (optind < argc)
-        return s_usage(stderr, 2);
-    if (strcmp(command, "run") == 0)
-        return cmd_run(&a);
-    if (!a.config.data)
-        return s_usage(stderr, 2);
-    if (strcmp(command, "reload") == 0)
-        return cmd_reload(&a);
-    if (strcmp(command, "status") == 0)
-        return cmd_status(&a);
-    fprintf(stderr, "sharebus-broker: unknown command '%s'\n", command);
-    return s_usage(stderr, 2);
+    s_command_fn *fn = NULL;
+    for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
+        if (strcmp(command, s_commands[i].name) == 0)
+            fn = s_commands[i].fn;
+    if (!fn)
+        fprintf(stderr, "sharebus-broker: unknown command '%s'\n", command);
+    rc = !fn || optind < argc || !a.config.data ? s_usage(stderr, 2) : fn(&a);
+    sbi_config_destroy(&config);
+    return rc;
 }
