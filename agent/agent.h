@@ -67,6 +67,7 @@ typedef struct {
     zlistx_t *acks;           /* hex ids to acknowledge after the commit */
     int64_t next_hello;
     int64_t next_sweep;
+    int64_t next_commit;
     bool welcomed;
 } agent_t;
 
