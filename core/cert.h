@@ -155,4 +155,21 @@ const sbi_cert_t *sbi_trust_at(sbi_trust_t *self, size_t index);
 /* The revocation list the store loaded. */
 const sbi_crl_t *sbi_trust_crl(sbi_trust_t *self);
 
+/* Key rotation. An agency may hold several valid certificates while it
+   moves to a new key. sbi_trust_find() returns, for sealing, the one the
+   agency was last seen signing with (sbi_trust_prefer), else its newest:
+   an agency that has not switched yet can open what is sealed for it. */
+
+/* Makes `cert` (held by this store, unrevoked) the one sbi_trust_find
+   returns for its agency. */
+void sbi_trust_prefer(sbi_trust_t *self, const sbi_cert_t *cert);
+
+/* Carries the preferences of `from` (an earlier load of the same
+   directory) over to `self`, for certificates still unrevoked in `self`. */
+void sbi_trust_inherit(sbi_trust_t *self, sbi_trust_t *from);
+
+/* The valid (unrevoked, unexpired at `now_ms`) certificate of `agency`
+   with the highest serial, whatever the preference; or NULL. */
+const sbi_cert_t *sbi_trust_newest(sbi_trust_t *self, const char *agency, uint64_t now_ms);
+
 #endif

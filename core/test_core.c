@@ -376,6 +376,63 @@ TEST(test_sender_must_match_the_authenticated_certificate)
     s_cleanup(&f);
 }
 
+/* koroad rotates its keys: serial 2 (f.b) and serial 5 are both valid. */
+TEST(test_rotating_sender_verifies_under_either_certificate)
+{
+    fixture_t f;
+    s_fixture(&f);
+    char from[128], to[128];
+    snprintf(from, sizeof from, "%s/koroad.cert", f.dir);
+    snprintf(to, sizeof to, "%s/koroad.2.cert", f.dir);
+    CHECK_EQ(rename(from, to), 0);
+    sbi_keys_t fresh;
+    s_issue(&f, &fresh, "koroad", 5, -10, 3600);
+    sbi_trust_t *trust = s_trust(&f);
+    uint64_t now = sbi_now_ms();
+    CHECK_EQ(sbi_trust_find(trust, "koroad")->serial, 5);
+    zframe_t *by_old = s_sealed(&f, &f.b, &f.a), *by_new = s_sealed(&f, &fresh, &f.a);
+    CHECK_EQ(s_receive(trust, &f.a, zframe_data(by_old), zframe_size(by_old)), SB_OK);
+    CHECK_EQ(s_receive(trust, &f.a, zframe_data(by_new), zframe_size(by_new)), SB_OK);
+
+    /* The sender is the certificate it signed with; sealing follows it. */
+    sbi_envelope_t env;
+    CHECK_EQ(sbi_envelope_decode(&env, zframe_data(by_old), zframe_size(by_old)), SB_OK);
+    CHECK_EQ(sbi_envelope_verify(&env, trust, NULL, now), SB_OK);
+    CHECK_EQ(env.sender->serial, 2);
+    sbi_trust_prefer(trust, env.sender);
+    CHECK_EQ(sbi_trust_find(trust, "koroad")->serial, 2);
+    sbi_envelope_clear(&env);
+    sbi_trust_t *again = s_trust(&f);
+    sbi_trust_inherit(again, trust);
+    CHECK_EQ(sbi_trust_find(again, "koroad")->serial, 2);
+    CHECK_EQ(sbi_trust_newest(again, "koroad", now)->serial, 5);
+    sbi_trust_destroy(&again);
+
+    /* The broker's way: only the connection's certificate counts. */
+    CHECK_EQ(sbi_envelope_decode(&env, zframe_data(by_new), zframe_size(by_new)), SB_OK);
+    CHECK_EQ(sbi_envelope_verify(&env, trust, sbi_trust_find(trust, "koroad"), now), SB_EBADSIG);
+    sbi_envelope_clear(&env);
+
+    /* Serial 2 revoked: no longer preferred, and its signatures fail. */
+    char path[128];
+    snprintf(path, sizeof path, "%s/revoked.crl", f.dir);
+    sbi_crl_t crl = {0};
+    CHECK_EQ(sbi_crl_add(&crl, "koroad", 2, now), SB_OK);
+    CHECK_EQ(sbi_crl_save(&crl, f.root.sign_secret, path), SB_OK);
+    sbi_crl_clear(&crl);
+    again = s_trust(&f);
+    sbi_trust_inherit(again, trust);
+    CHECK_EQ(sbi_trust_find(again, "koroad")->serial, 5);
+    CHECK(s_receive(again, &f.a, zframe_data(by_old), zframe_size(by_old)) != SB_OK);
+    CHECK_EQ(s_receive(again, &f.a, zframe_data(by_new), zframe_size(by_new)), SB_OK);
+    sbi_trust_destroy(&again);
+    sbi_keys_wipe(&fresh);
+    zframe_destroy(&by_old);
+    zframe_destroy(&by_new);
+    sbi_trust_destroy(&trust);
+    s_cleanup(&f);
+}
+
 TEST(test_error_names_round_trip)
 {
     for (int code = 0; code >= SB_ERROR_MIN; code--)

@@ -167,3 +167,32 @@ const sbi_crl_t *sbi_trust_crl(sbi_trust_t *self)
 {
     return &self->crl;
 }
+
+void sbi_trust_prefer(sbi_trust_t *self, const sbi_cert_t *cert)
+{
+    assert(cert >= self->certs && cert < self->certs + self->count);
+    if (zhashx_lookup(self->by_agency, cert->agency) != cert
+        && !sbi_crl_revoked(&self->crl, cert->serial))
+        zhashx_update(self->by_agency, cert->agency, (void *) cert);
+}
+
+void sbi_trust_inherit(sbi_trust_t *self, sbi_trust_t *from)
+{
+    for (size_t i = 0; i < self->count; i++) {
+        const sbi_cert_t *cert = &self->certs[i];
+        const sbi_cert_t *preferred = zhashx_lookup(from->by_agency, cert->agency);
+        if (preferred && preferred->serial == cert->serial
+            && memcmp(preferred->sign_public, cert->sign_public, 32) == 0)
+            sbi_trust_prefer(self, cert);
+    }
+}
+
+const sbi_cert_t *sbi_trust_newest(sbi_trust_t *self, const char *agency, uint64_t now_ms)
+{
+    /* Sorted by serial: the last valid one wins. */
+    for (size_t i = self->count; i-- > 0;)
+        if (strcmp(self->certs[i].agency, agency) == 0
+            && sbi_trust_check(self, &self->certs[i], now_ms) == SB_OK)
+            return &self->certs[i];
+    return NULL;
+}
