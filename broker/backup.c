@@ -102,10 +102,13 @@ int broker_backup(const char *data, const char *to)
         return s_fail("cannot open the broker's store", err);
     }
     int64_t started = zclock_mono();
+    mode_t mask = umask(0077);    /* the copy is as private as the store */
     int rc = s_copy(sbi_store_env(store), store_dir);
+    umask(mask);
     sbi_store_close(&store);
     snprintf(file, sizeof file, "%s/data.mdb", store_dir);
-    if (rc == 0 && (s_sync(file) != 0 || s_sync(store_dir) != 0 || s_sync(to) != 0))
+    if (rc == 0 && (chmod(file, 0600) != 0 || s_sync(file) != 0 || s_sync(store_dir) != 0
+                    || s_sync(to) != 0))
         rc = errno;
     if (rc != 0) {
         unlink(file);
