@@ -141,33 +141,45 @@ static bool s_loopback(const char *endpoint)
            || strncmp(host, "[::1]:", 6) == 0;
 }
 
+zsock_t *agent_bus_new(agent_t *self, sbi_crypto_t *crypto, zsock_t **monitor_p)
+{
+    const sbi_keys_t *keys = sbi_crypto_keys(crypto);
+    zsock_t *bus = zsock_new(ZMQ_DEALER);
+    zsock_set_curve_serverkey_bin(bus, self->broker->curve_public);
+    zsock_set_curve_publickey_bin(bus, keys->cert.curve_public);
+    zsock_set_curve_secretkey_bin(bus, keys->curve_secret);
+    zsock_set_sndhwm(bus, 100000);
+    zsock_set_rcvhwm(bus, 100000);
+    zsock_set_maxmsgsize(bus, SBI_FRAME_MAX);
+    zsock_set_linger(bus, 2000);
+    zsock_set_reconnect_ivl(bus, 100);
+    zsock_set_reconnect_ivl_max(bus, 2000);
+    zsock_set_heartbeat_ivl(bus, 2000);
+    zsock_set_heartbeat_timeout(bus, 6000);
+    /* Say hello as soon as a (re)connection completes its CURVE handshake,
+       so the broker can route to us at once after either side restarts. */
+    static unsigned count;
+    char monitor[80];
+    snprintf(monitor, sizeof monitor, "inproc://agent-monitor-%p-%u", (void *) self, count++);
+    zmq_socket_monitor(zsock_resolve(bus), monitor, ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
+    *monitor_p = zsock_new(ZMQ_PAIR);
+    zsock_connect(*monitor_p, "%s", monitor);
+    if (zsock_connect(bus, "%s", self->config.broker) != 0) {
+        sbi_error("cannot connect to broker %s: %s", self->config.broker,
+                  zmq_strerror(zmq_errno()));
+        zmq_socket_monitor(zsock_resolve(bus), NULL, 0);
+        zsock_destroy(monitor_p);
+        zsock_destroy(&bus);
+    }
+    return bus;
+}
+
 static int s_open_sockets(agent_t *self)
 {
     const agent_config_t *c = &self->config;
-    const sbi_keys_t *keys = sbi_crypto_keys(self->crypto);
-    self->bus = zsock_new(ZMQ_DEALER);
-    zsock_set_curve_serverkey_bin(self->bus, self->broker->curve_public);
-    zsock_set_curve_publickey_bin(self->bus, keys->cert.curve_public);
-    zsock_set_curve_secretkey_bin(self->bus, keys->curve_secret);
-    zsock_set_sndhwm(self->bus, 100000);
-    zsock_set_rcvhwm(self->bus, 100000);
-    zsock_set_maxmsgsize(self->bus, SBI_FRAME_MAX);
-    zsock_set_linger(self->bus, 2000);
-    zsock_set_reconnect_ivl(self->bus, 100);
-    zsock_set_reconnect_ivl_max(self->bus, 2000);
-    zsock_set_heartbeat_ivl(self->bus, 2000);
-    zsock_set_heartbeat_timeout(self->bus, 6000);
-    /* Say hello as soon as a (re)connection completes its CURVE handshake,
-       so the broker can route to us at once after either side restarts. */
-    char monitor[64];
-    snprintf(monitor, sizeof monitor, "inproc://agent-monitor-%p", (void *) self);
-    zmq_socket_monitor(zsock_resolve(self->bus), monitor, ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
-    self->monitor = zsock_new(ZMQ_PAIR);
-    zsock_connect(self->monitor, "%s", monitor);
-    if (zsock_connect(self->bus, "%s", c->broker) != 0) {
-        sbi_error("cannot connect to broker %s: %s", c->broker, zmq_strerror(zmq_errno()));
+    self->bus = agent_bus_new(self, self->crypto, &self->monitor);
+    if (!self->bus)
         return -1;
-    }
     if (strncmp(c->listen, "ipc://", 6) != 0
         && !(strncmp(c->listen, "tcp://", 6) == 0 && s_loopback(c->listen))) {
         sbi_error("--listen %s: use ipc://PATH or tcp:// on a loopback address", c->listen);
@@ -201,7 +213,8 @@ agent_t *agent_new(const agent_config_t *config)
     zhashx_set_destructor(self->serving, s_serving_free);
     self->providers = zhashx_new();
     zhashx_set_destructor(self->providers, s_frame_free);
-    if (s_load_identity(self) != 0 || s_open_store(self) != 0 || s_open_sockets(self) != 0)
+    if (s_load_identity(self) != 0 || s_open_store(self) != 0 || s_open_sockets(self) != 0
+        || agent_keys_open(self) != 0)
         agent_destroy(&self);
     return self;
 }
@@ -231,6 +244,7 @@ void agent_destroy(agent_t **self_p)
     if (!self)
         return;
     s_log_commit(self);
+    agent_keys_close(self);
     zsock_destroy(&self->front);
     if (self->bus)
         zmq_socket_monitor(zsock_resolve(self->bus), NULL, 0);
@@ -379,17 +393,22 @@ static void s_on_bus(agent_t *self, zframe_t *frame)
     sbi_envelope_t env;
     int rc = sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame));
     if (rc == SB_OK)
-        rc = sbi_envelope_verify(&env, self->trust, NULL, sbi_now_ms());
+        rc = agent_keys_verify(self, &env);
     if (rc == SB_OK && strcmp(env.header->to, self->config.agency) != 0)
         rc = SB_EPROTOCOL;
     if (rc != SB_OK) {
-        sbi_warning("message from the broker refused: %s", sb_strerror(rc));
+        char id[33];
+        if (env.header)
+            sbi_warning("message %s from %s refused: %s", sbi_id_hex(env.header->message_id, id),
+                        env.header->from, sb_strerror(rc));
+        else
+            sbi_warning("message from the broker refused: %s", sb_strerror(rc));
         sbi_envelope_clear(&env);
         return;
     }
     agent_log(self, SHAREBUS__AUDIT_KIND__AUDIT_MESSAGE_RECEIVED, env.header, env.envelope);
     Sharebus__Payload *payload = NULL;
-    rc = sbi_envelope_open(&env, self->crypto, &payload);
+    rc = agent_keys_open_payload(self, &env, &payload);
     if (rc != SB_OK) {
         char id[33];
         sbi_warning("message %s from %s does not open: %s",
@@ -451,6 +470,7 @@ static void s_on_front(agent_t *self)
 int agent_run(agent_t *self)
 {
     zpoller_t *poller = zpoller_new(self->bus, self->front, self->monitor, NULL);
+    agent_keys_attach(self, poller);
     s_hello(self);
     while (!zsys_interrupted) {
         int64_t next = self->next_hello;
@@ -466,6 +486,11 @@ int agent_run(agent_t *self)
                 s_on_bus(self, frame);
             zframe_destroy(&frame);
         }
+        zframe_t *drained;   /* after a switch of keys, from the old connection */
+        for (int n = 0; n < S_BATCH_MAX && (drained = agent_keys_recv(self)); n++) {
+            s_on_bus(self, drained);
+            zframe_destroy(&drained);
+        }
         for (int n = 0; n < S_BATCH_MAX && (zsock_events(self->front) & ZMQ_POLLIN); n++)
             s_on_front(self);
         while (zsock_events(self->monitor) & ZMQ_POLLIN) {
@@ -473,6 +498,7 @@ int agent_run(agent_t *self)
             zmsg_destroy(&event);
             self->next_hello = 0;   /* a fresh connection: hello now */
         }
+        agent_keys_tick(self);
         if (zclock_mono() >= self->next_hello)
             s_hello(self);
         if (zclock_mono() >= self->next_sweep) {
@@ -486,6 +512,7 @@ int agent_run(agent_t *self)
             self->next_commit = zclock_mono() + S_COMMIT_MS;
         }
     }
+    agent_keys_attach(self, NULL);
     zpoller_destroy(&poller);
     sbi_info("stopping");
     return 0;

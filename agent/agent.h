@@ -18,6 +18,7 @@ typedef struct {
 } agent_config_t;
 
 typedef struct agent_publication_t agent_publication_t;
+typedef struct agent_keys_t agent_keys_t;
 
 /* A request of one of our back-ends, waiting for its reply; or one view of
    an event it published, waiting for the broker's acknowledgement. */
@@ -69,6 +70,7 @@ typedef struct {
     int64_t next_sweep;
     int64_t next_commit;
     bool welcomed;
+    agent_keys_t *keys;       /* certificates and key pairs over time (keys.c) */
 } agent_t;
 
 /* Sets up keys, store, sockets. NULL (having logged why) on failure. */
@@ -112,6 +114,30 @@ void agent_event_receive(agent_t *self, sbi_envelope_t *env, Sharebus__Payload *
 void agent_subscribe(agent_t *self, zframe_t *client, uint64_t id, const Sharebus__ClientSubscribe *s);
 void agent_event_acked(agent_t *self, const Sharebus__ClientAck *ack);
 void agent_events_committed(agent_t *self, bool committed);
+
+/* A DEALER to the broker authenticated with `crypto`'s CURVE keys, and a
+   PAIR in *monitor_p that reports each completed handshake. NULL (logged)
+   on failure. */
+zsock_t *agent_bus_new(agent_t *self, sbi_crypto_t *crypto, zsock_t **monitor_p);
+
+/* Certificates and keys (keys.c). */
+int agent_keys_open(agent_t *self);
+void agent_keys_close(agent_t *self);
+/* The loop's poller, to which the switch adds and removes its sockets. */
+void agent_keys_attach(agent_t *self, zpoller_t *poller);
+/* Reloads the certificate directory; with `rotate`, also moves to the
+   newest certificate of our agency if there is one (make before break). */
+void agent_keys_reload(agent_t *self, bool rotate);
+/* Each turn of the loop: a pending SIGHUP (blocked in every thread by
+   main.c), the switch, the drain, directory changes. */
+void agent_keys_tick(agent_t *self);
+/* A frame from the connection that drains after a switch, or NULL. */
+zframe_t *agent_keys_recv(agent_t *self);
+/* sbi_envelope_verify, reloading the directory once when the sender's key
+   is not known, and remembering which certificate the sender used. */
+int agent_keys_verify(agent_t *self, sbi_envelope_t *env);
+/* sbi_envelope_open with our keys, or with any key pair we held before. */
+int agent_keys_open_payload(agent_t *self, sbi_envelope_t *env, Sharebus__Payload **payload_p);
 
 /* Copies of string lists, NULL-terminated; freed with agent_strv_free. */
 char **agent_strv(const char *const *items, size_t count);

@@ -5,7 +5,9 @@
 
     Keeps N requests in flight until --count answers came (0 = until
     SIGTERM), then prints "answers N" and one "KIND COUNT" line per outcome
-    ("ok" for records). */
+    ("ok" for records). On SIGTERM it stops sending and waits (up to the
+    timeout and two seconds more) for the answers of what it sent, so that
+    a last line "sent N" equal to "answers N" means no request was lost. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,10 +66,24 @@ int main(int argc, char **argv)
         outcomes[-result.code]++;
         sb_record_destroy(&result.record);
     }
+    /* Stopped: every request sent gets its answer, or is counted lost. */
+    int64_t end = zclock_mono() + request.timeout_ms + 2000;
+    while (answers < sent && zclock_mono() < end) {
+        sb_result_t result;
+        int rc = sb_result_recv(client, &result, 200);
+        if (rc == SB_ETIMEOUT || rc == SB_EINTERNAL)
+            continue;
+        if (rc != SB_OK)
+            break;
+        answers++;
+        outcomes[-result.code]++;
+        sb_record_destroy(&result.record);
+    }
     printf("answers %ld\n", answers);
     for (int i = 0; i <= -SB_ERROR_MIN; i++)
         if (outcomes[i])
             printf("%s %ld\n", i == 0 ? "ok" : sb_errname(-i), outcomes[i]);
+    printf("sent %ld\n", sent);
     sb_client_destroy(&client);
     return 0;
 }
