@@ -6,8 +6,8 @@
     Keeps N requests in flight until --count answers came (0 = until
     SIGTERM), then prints "answers N" and one "KIND COUNT" line per outcome
     ("ok" for records). On SIGTERM it stops sending and waits (up to the
-    timeout and two seconds more) for the answers of what it sent, so that
-    a last line "sent N" equal to "answers N" means no request was lost. */
+    timeout and two seconds more) for the answers of what it sent, and
+    prints "sent N" on stderr: equal to "answers N", no request was lost. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,7 +83,7 @@ int main(int argc, char **argv)
     for (int i = 0; i <= -SB_ERROR_MIN; i++)
         if (outcomes[i])
             printf("%s %ld\n", i == 0 ? "ok" : sb_errname(-i), outcomes[i]);
-    printf("sent %ld\n", sent);
+    fprintf(stderr, "sent %ld\n", sent);
     sb_client_destroy(&client);
     return 0;
 }
