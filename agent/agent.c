@@ -141,11 +141,12 @@ static bool s_loopback(const char *endpoint)
            || strncmp(host, "[::1]:", 6) == 0;
 }
 
-zsock_t *agent_bus_new(agent_t *self, sbi_crypto_t *crypto, zsock_t **monitor_p)
+zsock_t *agent_bus_new(agent_t *self, sbi_crypto_t *crypto, const uint8_t server_key[32],
+                       zsock_t **monitor_p)
 {
     const sbi_keys_t *keys = sbi_crypto_keys(crypto);
     zsock_t *bus = zsock_new(ZMQ_DEALER);
-    zsock_set_curve_serverkey_bin(bus, self->broker->curve_public);
+    zsock_set_curve_serverkey_bin(bus, server_key);
     zsock_set_curve_publickey_bin(bus, keys->cert.curve_public);
     zsock_set_curve_secretkey_bin(bus, keys->curve_secret);
     zsock_set_sndhwm(bus, 100000);
@@ -177,7 +178,7 @@ zsock_t *agent_bus_new(agent_t *self, sbi_crypto_t *crypto, zsock_t **monitor_p)
 static int s_open_sockets(agent_t *self)
 {
     const agent_config_t *c = &self->config;
-    self->bus = agent_bus_new(self, self->crypto, &self->monitor);
+    self->bus = agent_bus_new(self, self->crypto, self->broker->curve_public, &self->monitor);
     if (!self->bus)
         return -1;
     if (strncmp(c->listen, "ipc://", 6) != 0

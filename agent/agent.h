@@ -115,10 +115,11 @@ void agent_subscribe(agent_t *self, zframe_t *client, uint64_t id, const Sharebu
 void agent_event_acked(agent_t *self, const Sharebus__ClientAck *ack);
 void agent_events_committed(agent_t *self, bool committed);
 
-/* A DEALER to the broker authenticated with `crypto`'s CURVE keys, and a
-   PAIR in *monitor_p that reports each completed handshake. NULL (logged)
-   on failure. */
-zsock_t *agent_bus_new(agent_t *self, sbi_crypto_t *crypto, zsock_t **monitor_p);
+/* A DEALER to the broker whose CURVE key is `server_key`, authenticated
+   with `crypto`'s CURVE keys, and a PAIR in *monitor_p that reports each
+   completed handshake. NULL (logged) on failure. */
+zsock_t *agent_bus_new(agent_t *self, sbi_crypto_t *crypto, const uint8_t server_key[32],
+                       zsock_t **monitor_p);
 
 /* Certificates and keys (keys.c). */
 int agent_keys_open(agent_t *self);

@@ -42,6 +42,7 @@
 struct agent_keys_t {
     zlistx_t *retired;        /* sbi_crypto_t *: earlier key pairs, to open with */
     sbi_crypto_t *next;       /* a newer certificate's keys, until its connection is up */
+    uint8_t next_server[32];  /* the broker's CURVE key that connection expects */
     zsock_t *next_bus;
     zsock_t *next_monitor;
     int64_t next_since;
@@ -207,7 +208,7 @@ static int s_reload_trust(agent_t *self, const char *why)
     }
     sbi_trust_inherit(trust, self->trust);
     const sbi_cert_t *me = sbi_trust_by_curve(trust, sbi_crypto_keys(self->crypto)->cert.curve_public);
-    const sbi_cert_t *broker = sbi_trust_find(trust, "broker");
+    const sbi_cert_t *broker = sbi_trust_newest(trust, "broker", sbi_now_ms());
     if (!me || strcmp(me->agency, self->config.agency) != 0 || !broker) {
         sbi_error("certificates not reloaded (%s): %s", why,
                   broker ? "the certificate of the keys in use is gone from the directory"
@@ -225,6 +226,7 @@ static int s_reload_trust(agent_t *self, const char *why)
         pinned = broker;
     if (pinned != broker)
         sbi_warning("broker.cert has a new key: send SIGHUP to reconnect with it");
+    sbi_trust_prefer(trust, pinned);   /* what the broker's messages verify under first */
     sbi_trust_destroy(&self->trust);
     self->trust = trust;
     self->me = me;
@@ -238,8 +240,10 @@ void agent_keys_reload(agent_t *self, bool rotate)
     agent_keys_t *k = self->keys;
     if (s_reload_trust(self, rotate ? "SIGHUP" : "the directory changed") != 0 || !rotate)
         return;
-    const sbi_cert_t *pinned = self->broker, *broker = sbi_trust_find(self->trust, "broker");
-    bool new_broker = broker != pinned;
+    const sbi_cert_t *broker = sbi_trust_newest(self->trust, "broker", sbi_now_ms());
+    bool new_broker = broker && broker != self->broker;
+    if (!broker)
+        broker = self->broker;
     const sbi_cert_t *newest = sbi_trust_newest(self->trust, self->config.agency, sbi_now_ms());
     if (!newest) {
         sbi_error("no valid certificate of %s in %s: staying on serial %llu",
@@ -267,11 +271,10 @@ void agent_keys_reload(agent_t *self, bool rotate)
     }
     s_drop_next(k);
     k->next = next;
-    self->broker = broker;
-    k->next_bus = agent_bus_new(self, next, &k->next_monitor);
+    memcpy(k->next_server, broker->curve_public, 32);
+    k->next_bus = agent_bus_new(self, next, broker->curve_public, &k->next_monitor);
     if (!k->next_bus) {
         s_drop_next(k);
-        self->broker = pinned;
         return;
     }
     if (k->poller) {
@@ -280,8 +283,13 @@ void agent_keys_reload(agent_t *self, bool rotate)
     }
     k->next_since = zclock_mono();
     k->next_nag = k->next_since + S_NAG_MS;
-    sbi_notice("switching to certificate serial %llu: connecting with its key",
-               (unsigned long long) newest->serial);
+    if (new_broker)
+        sbi_notice("connecting to the broker's new key (broker certificate serial %llu)%s",
+                   (unsigned long long) broker->serial,
+                   newest == self->me ? "" : ", with our new certificate");
+    if (newest != self->me)
+        sbi_notice("switching to certificate serial %llu: connecting with its key",
+                   (unsigned long long) newest->serial);
 }
 
 /* The new connection is up: sign and send with the new keys from now on. */
@@ -297,6 +305,11 @@ static void s_switch(agent_t *self)
                                               sbi_crypto_keys(self->crypto)->cert.curve_public);
     assert(me);
     self->me = me;
+    const sbi_cert_t *broker = sbi_trust_by_curve(self->trust, k->next_server);
+    if (broker && broker->kind == SBI_CERT_BROKER) {
+        self->broker = broker;
+        sbi_trust_prefer(self->trust, broker);
+    }
     zmq_socket_monitor(zsock_resolve(self->bus), NULL, 0);
     s_drop_socket(k, &self->monitor, false);
     k->old_bus = self->bus;
@@ -307,9 +320,13 @@ static void s_switch(agent_t *self)
     k->next_monitor = NULL;
     self->welcomed = false;
     self->next_hello = 0;       /* the broker routes to us here from our hello */
-    sbi_notice("switched from certificate serial %llu to serial %llu; the old connection "
-               "drains for %d s", (unsigned long long) from, (unsigned long long) me->serial,
-               S_DRAIN_MS / 1000);
+    if (from != me->serial)
+        sbi_notice("switched from certificate serial %llu to serial %llu; the old connection "
+                   "drains for %d s", (unsigned long long) from, (unsigned long long) me->serial,
+                   S_DRAIN_MS / 1000);
+    else
+        sbi_notice("switched to the broker's new key; the old connection drains for %d s",
+                   S_DRAIN_MS / 1000);
 }
 
 void agent_keys_tick(agent_t *self)
@@ -328,8 +345,9 @@ void agent_keys_tick(agent_t *self)
         s_switch(self);
     }
     else if (k->next && now >= k->next_nag) {
-        sbi_warning("the broker has not admitted our new certificate for %lld s: install it "
-                    "in the broker's certificate directory and run sharebus-broker reload",
+        sbi_warning("the new connection is not up after %lld s: the broker has not admitted "
+                    "our new certificate (install it in the broker's certificate directory and "
+                    "run sharebus-broker reload) or does not run with its new key yet",
                     (long long) (now - k->next_since) / 1000);
         k->next_nag = now + S_NAG_MS;
     }

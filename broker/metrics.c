@@ -233,6 +233,29 @@ static void s_gauge(FILE *out, const char *name, const char *help, double value)
     fprintf(out, "%s %.17g\n", name, value);
 }
 
+/* What each broker_count() name counts, for # HELP. */
+static const char *s_help(const char *counter)
+{
+    static const struct {
+        const char *name, *help;
+    } helps[] = {
+        {"messages.received", "Messages received from agents on authenticated connections."},
+        {"requests.routed", "Requests allowed, audited and forwarded to their provider."},
+        {"replies.forwarded", "Providers' replies audited and forwarded to the consumer."},
+        {"replies.refused", "Providers' refusals (ERROR answers) forwarded to the consumer."},
+        {"requests.timeout", "Routed requests whose provider did not answer in time."},
+        {"requests.unavailable", "Routed requests whose provider could not be reached."},
+        {"consents.granted", "Consents recorded."},
+        {"consents.revoked", "Consents revoked."},
+        {"events.published", "Events queued for a subscriber."},
+        {"events.delivered", "Events acknowledged by their subscriber's agent."},
+    };
+    for (size_t i = 0; i < sizeof helps / sizeof helps[0]; i++)
+        if (strcmp(helps[i].name, counter) == 0)
+            return helps[i].help;
+    return counter;
+}
+
 static void s_render_counters(broker_t *self, FILE *out)
 {
     broker_metrics_t *m = self->metrics;
@@ -268,7 +291,7 @@ static void s_render_counters(broker_t *self, FILE *out)
         if (strncmp(key, "refused.", 8) == 0)
             continue;
         snprintf(name, sizeof name, "sharebus_%s_total", s_name(key, a, sizeof a));
-        s_family(out, name, "counter", key);
+        s_family(out, name, "counter", s_help(key));
         fprintf(out, "%s %llu\n", name,
                 (unsigned long long) *(uint64_t *) zhashx_lookup(self->counters, key));
     }

@@ -8,6 +8,7 @@
 # agency's agent picks up the new certificate by itself, and an agent
 # still holding only a revoked key is refused.
 source "$(dirname "$0")/lib.sh"
+declare -A skip_after
 setup_certs nhis koroad mois nts
 setup_policy
 sed -i '/^ *rate:/d' "$WORK/policy/health.yaml"
@@ -91,6 +92,31 @@ pass "an agent with the revoked key is refused"
 
 request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT >/dev/null \
   || fail "a request after the rotations"
+
+# The broker's own key: agents told on SIGHUP connect to the new key while
+# the old broker still serves them, and move over when it restarts.
+OLD_broker=$(serial_of broker)
+cert issue --dir "$CERTS" --broker --replace >/dev/null
+NEW_broker=$(serial_of broker)
+for a in koroad nhis; do
+  skip=$(lines "$WORK/$a.log")
+  kill -HUP "${AGENT_PID[$a]}"
+  wait_for 20 logged_after "$WORK/$a.log" "$skip" "connecting to the broker's new key (broker certificate serial $NEW_broker)"
+done
+request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT >/dev/null \
+  || fail "a request while the agents wait for the broker's new key"
+for a in koroad nhis; do skip_after[$a]=$(lines "$WORK/$a.log"); done
+stop_broker
+restart_broker
+for a in koroad nhis; do
+  wait_for 30 logged_after "$WORK/$a.log" "${skip_after[$a]}" "switched to the broker's new key"
+done
+wait_for 30 request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT
+cert revoke --dir "$CERTS" --broker --serial "$OLD_broker" >/dev/null
+broker reload --data "$WORK/broker" >/dev/null || fail "reload after revoking the old broker key"
+request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT >/dev/null \
+  || fail "a request after the broker's rotation"
+pass "the broker moved from serial $OLD_broker to $NEW_broker; agents followed"
 stop_broker
 audit verify --data "$WORK/broker" --certs "$CERTS" >/dev/null || fail "audit verify"
 for a in koroad nhis; do
