@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define S_BATCH_MAX 512
@@ -316,18 +317,23 @@ static int s_apply(broker_t *self, zchunk_t *op)
 }
 
 /* The batch's transaction failed: grow the map if we may and apply the
-   whole journal again; otherwise the batch is lost and the store is full. */
+   whole journal again, growing again while it does not fit; at the map's
+   limit (SB_EFULL) the batch is lost and the store is full. */
 static int s_retry_batch(broker_t *self)
 {
-    if (self->txn)
-        mdb_txn_abort(self->txn);
-    self->txn = NULL;
-    sbi_audit_abort(self->audit);
-    if (sbi_store_grow(self->store) != SB_OK)
-        return SB_EFULL;
-    int rc = SB_OK;
-    for (zchunk_t *op = zlistx_first(self->batch); rc == SB_OK && op; op = zlistx_next(self->batch))
-        rc = s_apply(self, op);
+    int rc = SB_EFULL;
+    while (rc == SB_EFULL) {
+        if (self->txn)
+            mdb_txn_abort(self->txn);
+        self->txn = NULL;
+        sbi_audit_abort(self->audit);
+        if (sbi_store_grow(self->store) != SB_OK)
+            return SB_EFULL;
+        rc = SB_OK;
+        for (zchunk_t *op = zlistx_first(self->batch); rc == SB_OK && op;
+             op = zlistx_next(self->batch))
+            rc = s_apply(self, op);
+    }
     return rc;
 }
 
@@ -342,8 +348,8 @@ static void s_journal(broker_t *self, zchunk_t *op)
         self->exclusive_full = true;    /* the writer retries it whole */
         return;
     }
-    while (rc == SB_EFULL)
-        rc = s_retry_batch(self);
+    if (rc == SB_EFULL)
+        rc = s_retry_batch(self);   /* returns once the map cannot grow */
     if (rc != SB_OK) {
         self->store_full = true;
         sbi_error("the store cannot be written (%s): refusing traffic until space is back",
@@ -442,7 +448,15 @@ void broker_flush(broker_t *self)
             break;
         }
         sbi_audit_abort(self->audit);
-        sbi_error("audit commit failed: %s", mdb_strerror(mrc));
+        /* LMDB reports a short write on a full file system as EIO: say how
+           much room is left, so that the operator sees why. */
+        struct statvfs fs;
+        if (statvfs(self->config.data, &fs) == 0)
+            sbi_error("audit commit failed: %s (%llu bytes free on the file system of %s)",
+                      mdb_strerror(mrc), (unsigned long long) fs.f_bavail * fs.f_frsize,
+                      self->config.data);
+        else
+            sbi_error("audit commit failed: %s", mdb_strerror(mrc));
         rc = mrc == MDB_MAP_FULL || mrc == ENOSPC ? s_retry_batch(self) : SB_EIO;
         if (rc != SB_OK)
             break;

@@ -28,8 +28,13 @@ sbi_store_t *sbi_store_open(const char *path, unsigned flags, size_t map_size,
     int rc = mdb_env_create(&self->env);
     if (rc == 0)
         rc = mdb_env_set_maxdbs(self->env, max_dbs);
+    /* The first map is never larger than the limit: a --map-max below the
+       64 MiB default must hold from the start. */
+    size_t first = map_size ? map_size : (size_t) 64 << 20;
+    if (first > self->map_max)
+        first = self->map_max;
     if (rc == 0 && !self->readonly)
-        rc = mdb_env_set_mapsize(self->env, map_size ? map_size : (size_t) 64 << 20);
+        rc = mdb_env_set_mapsize(self->env, first);
     if (rc == 0)
         rc = mdb_env_open(self->env, path,
                           MDB_NOTLS | (self->readonly ? MDB_RDONLY : 0), 0600);
