@@ -31,6 +31,9 @@
       backdate SECONDS  re-sign ID's certificate (issued by sharebus-cert) with the
                         root so that its validity ends SECONDS from now
                         (negative: already ended); prints the end, Unix seconds
+      keystrings        print every key of the certificate directory, one per
+                        line, as Z85 and as hex: the secret and public keys of
+                        every *.key file and the subject key (for log greps)
       inspect CAPDIR    try to open every envelope captured in CAPDIR with ID's
                         keys: prints "own N" (addressed to ID, opened), "opened N"
                         (addressed to others, opened) and "sealed N" (not opened)
@@ -313,6 +316,50 @@ static int s_backdate(const char *certs, long long seconds)
     return 0;
 }
 
+static void s_print_key(const uint8_t *key, size_t size)
+{
+    char z85[128], hex[160];
+    zmq_z85_encode(z85, key, size);
+    printf("%s\n%s\n", z85, sbi_hex(key, size, hex));
+}
+
+static int s_keystrings(const char *certs)
+{
+    DIR *handle = opendir(certs);
+    if (!handle)
+        return 3;
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(handle))) {
+        size_t len = strlen(e->d_name);
+        if (len < 5 || strcmp(e->d_name + len - 4, ".key") != 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", certs, e->d_name);
+        sbi_keys_t keys;
+        uint8_t secret[32];
+        if (strcmp(e->d_name, "subject.key") == 0) {
+            if (sbi_secret_load(path, secret) != SB_OK)
+                return 3;
+            s_print_key(secret, 32);
+            sodium_memzero(secret, sizeof secret);
+            continue;
+        }
+        if (sbi_keys_load(path, &keys) != SB_OK)
+            return 3;
+        s_print_key(keys.sign_secret, 64);
+        s_print_key(keys.cert.sign_public, 32);
+        if (keys.cert.kind != SBI_CERT_ROOT) {
+            s_print_key(keys.curve_secret, 32);
+            s_print_key(keys.cert.curve_public, 32);
+            s_print_key(keys.box_secret, 32);
+            s_print_key(keys.cert.box_public, 32);
+        }
+        sbi_keys_wipe(&keys);
+    }
+    closedir(handle);
+    return 0;
+}
+
 static int s_inspect(const char *dir)
 {
     DIR *handle = opendir(dir);
@@ -376,6 +423,8 @@ int main(int argc, char **argv)
     sbi_keys_wipe(&keys);
     if (strcmp(mode, "inspect") == 0)
         return arg ? s_inspect(arg) : 2;
+    if (strcmp(mode, "keystrings") == 0)
+        return s_keystrings(certs);
     if (strcmp(mode, "backdate") == 0)
         return arg ? s_backdate(certs, atoll(arg)) : 2;
     if (strcmp(mode, "impostor") == 0 || strcmp(mode, "impostor-real") == 0) {
