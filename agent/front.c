@@ -357,9 +357,7 @@ void agent_front_consent_result(agent_t *self, sbi_envelope_t *env, Sharebus__Pa
 
 void agent_front_message(agent_t *self, zframe_t *client, zframe_t *frame)
 {
-    sbi_unpack_t budget;
-    Sharebus__ClientMessage *m = sharebus__client_message__unpack(
-        sbi_unpack_init(&budget, zframe_size(frame)), zframe_size(frame), zframe_data(frame));
+    Sharebus__ClientMessage *m = sbi_client_message_decode(zframe_data(frame), zframe_size(frame));
     if (!m) {
         agent_front_result(self, client, 0, SB_EMALFORMED, "not a sharebus client message", NULL);
         return;

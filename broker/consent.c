@@ -12,9 +12,9 @@
 #include <string.h>
 
 #include "broker.h"
+#include "consent.h"
 
 #define S_ID_LEN 32
-#define S_EVIDENCE_MAX 1024
 
 int broker_consent_open(broker_t *b)
 {
@@ -37,16 +37,6 @@ static size_t s_match_key(uint8_t *key, size_t size, const uint8_t *subject_ref,
     return SBI_HASH_SIZE + (size_t) n;
 }
 
-static bool s_id_valid(const char *id)
-{
-    if (!id || strlen(id) != S_ID_LEN)
-        return false;
-    for (const char *c = id; *c; c++)
-        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
-            return false;
-    return true;
-}
-
 /* The stored entry of consent `id`, decoded. */
 static int s_load(broker_t *b, MDB_txn *txn, const char *id, Sharebus__ConsentEntry **entry_p,
                   Sharebus__Consent **consent_p)
@@ -55,21 +45,7 @@ static int s_load(broker_t *b, MDB_txn *txn, const char *id, Sharebus__ConsentEn
     int rc = mdb_get(txn, b->consent_records, &key, &value);
     if (rc != 0)
         return sbi_store_code(rc);
-    sbi_unpack_t budget;
-    *entry_p = sharebus__consent_entry__unpack(sbi_unpack_init(&budget, value.mv_size),
-                                               value.mv_size, value.mv_data);
-    *consent_p = NULL;
-    if (*entry_p && (*entry_p)->signed_)
-        *consent_p = sharebus__consent__unpack(
-            sbi_unpack_init(&budget, (*entry_p)->signed_->consent.len),
-            (*entry_p)->signed_->consent.len, (*entry_p)->signed_->consent.data);
-    if (!*consent_p) {
-        if (*entry_p)
-            sharebus__consent_entry__free_unpacked(*entry_p, NULL);
-        *entry_p = NULL;
-        return SB_EMALFORMED;
-    }
-    return SB_OK;
+    return sbi_consent_entry_decode(value.mv_data, value.mv_size, entry_p, consent_p);
 }
 
 static void s_free(Sharebus__ConsentEntry **entry_p, Sharebus__Consent **consent_p)
@@ -192,14 +168,10 @@ int broker_consent_find(broker_t *b, const Sharebus__Header *h, char *consent_id
 static int s_check_grant(broker_t *b, const sbi_cert_t *by, const Sharebus__SignedConsent *sc,
                          Sharebus__Consent **consent_p, char *reason, size_t size)
 {
-    sbi_unpack_t budget;
-    Sharebus__Consent *c = sharebus__consent__unpack(sbi_unpack_init(&budget, sc->consent.len),
-                                                     sc->consent.len, sc->consent.data);
+    Sharebus__Consent *c = NULL;
+    int shape = sbi_consent_decode(sc->consent, &c);
     *consent_p = c;
-    if (!c || !s_id_valid(c->id) || c->subject_ref.len != SBI_HASH_SIZE
-        || !sbi_agency_valid(c->consumer, false) || !sbi_name_valid(c->dataset)
-        || !sbi_name_valid(c->purpose) || strlen(c->evidence) > S_EVIDENCE_MAX
-        || sc->signature.len != crypto_sign_BYTES) {
+    if (shape != SB_OK || sc->signature.len != crypto_sign_BYTES) {
         snprintf(reason, size, "malformed consent record");
         return SB_EMALFORMED;
     }
@@ -449,7 +421,7 @@ void broker_consent_revoke(broker_t *b, const sbi_cert_t *cert, const zframe_t *
 {
     const Sharebus__ConsentRevoke *rv = payload->body_case == SHAREBUS__PAYLOAD__BODY_REVOKE
                                             ? payload->revoke : NULL;
-    if (!rv || (*rv->id ? !s_id_valid(rv->id) : rv->subject_ref.len != SBI_HASH_SIZE)) {
+    if (!rv || (*rv->id ? !sbi_consent_id_valid(rv->id) : rv->subject_ref.len != SBI_HASH_SIZE)) {
         broker_refuse(b, cert, routing, env, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REFUSED,
                       SB_EMALFORMED, "a revocation names a consent id, or a subject");
         broker_flush(b);

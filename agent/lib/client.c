@@ -146,6 +146,14 @@ static void s_refresh(sb_client_t *self)
     }
 }
 
+Sharebus__ClientMessage *sbi_client_message_decode(const uint8_t *data, size_t size)
+{
+    if (size > SBI_FRAME_MAX)
+        return NULL;
+    sbi_unpack_t budget;
+    return sharebus__client_message__unpack(sbi_unpack_init(&budget, size), size, data);
+}
+
 /* Reads one message from the agent into the right queue. SB_ETIMEOUT when
    nothing came within `timeout_ms`; SB_EINTERNAL when interrupted. */
 static int s_pump(sb_client_t *self, int timeout_ms)
@@ -162,9 +170,8 @@ static int s_pump(sb_client_t *self, int timeout_ms)
     zframe_t *frame = zframe_recv(self->socket);
     if (!frame)
         return SB_EINTERNAL;
-    sbi_unpack_t budget;
-    Sharebus__ClientMessage *message = sharebus__client_message__unpack(
-        sbi_unpack_init(&budget, zframe_size(frame)), zframe_size(frame), zframe_data(frame));
+    Sharebus__ClientMessage *message
+        = sbi_client_message_decode(zframe_data(frame), zframe_size(frame));
     zframe_destroy(&frame);
     if (!message)
         return SB_OK;   /* not from a sharebus agent: ignore */
@@ -680,6 +687,8 @@ int sb_event_recv(sb_client_t *self, sb_event_t **event_p, int timeout_ms)
     if (event)
         event->record = sbi_record_from_pb(ev->record ? ev->record : &empty);
     if (!event || !event->record || ev->message_id.len != SBI_ID_SIZE) {
+        if (event)
+            sb_record_destroy(&event->record);
         free(event);
         sharebus__client_message__free_unpacked(message, NULL);
         return s_fail(self, SB_EMALFORMED, "the agent sent a malformed event");

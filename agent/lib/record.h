@@ -20,4 +20,9 @@ sb_record_t *sbi_record_from_pb(const Sharebus__Record *pb);
 /* True when every field of `pb` has a valid, unique name and a value. */
 bool sbi_record_pb_valid(const Sharebus__Record *pb);
 
+/* One frame of the client protocol (back-end <-> agent), decoded with a
+   bounded allocator as both sides receive it; NULL when it does not
+   decode. Free with sharebus__client_message__free_unpacked(m, NULL). */
+Sharebus__ClientMessage *sbi_client_message_decode(const uint8_t *data, size_t size);
+
 #endif
