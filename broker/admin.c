@@ -66,9 +66,8 @@ static json_object *s_status(broker_t *self)
     for (broker_peer_t *p = zhashx_first(self->peers); p; p = zhashx_next(self->peers))
         json_object_array_add(agencies, json_object_new_string(p->agency));
     json_object_object_add(obj, "connected", agencies);
-    uint8_t head[SBI_HASH_SIZE];
     json_object_object_add(obj, "audit_seq",
-                           json_object_new_uint64(sbi_audit_head(self->audit, head)));
+                           json_object_new_uint64(self->audit_seq));
     json_object_object_add(obj, "pending_requests",
                            json_object_new_uint64(zhashx_size(self->pending)));
     size_t map_size, used;

@@ -8,22 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define S_BATCH_MAX 512
 #define S_SEEN_KEEP_MS(self) (2 * (int64_t) (self)->config.skew_ms + 1000)
-
-static void s_out_free(void **item_p)
-{
-    broker_out_t *out = *item_p;
-    if (out) {
-        zframe_destroy(&out->to);
-        zframe_destroy(&out->frame);
-        free(out);
-        *item_p = NULL;
-    }
-}
 
 static void s_peer_free(void **item_p)
 {
@@ -187,6 +175,8 @@ static int s_open_sockets(broker_t *self)
     return broker_admin_open(self);
 }
 
+static void s_collect(broker_t *self, bool wait);
+
 broker_t *broker_new(const broker_config_t *config)
 {
     broker_t *self = calloc(1, sizeof *self);
@@ -204,10 +194,8 @@ broker_t *broker_new(const broker_config_t *config)
     zhashx_set_destructor(self->buckets, (zhashx_destructor_fn *) zstr_free);
     self->counters = zhashx_new();
     zhashx_set_destructor(self->counters, (zhashx_destructor_fn *) zstr_free);
-    self->batch = zlistx_new();
-    zlistx_set_destructor(self->batch, (zlistx_destructor_fn *) zchunk_destroy);
-    self->outbox = zlistx_new();
-    zlistx_set_destructor(self->outbox, s_out_free);
+    self->batch = broker_batch_new();
+    pthread_rwlock_init(&self->map_lock, NULL);
 
     char err[512];
     self->trust = sbi_trust_new(config->certs, err, sizeof err);
@@ -234,20 +222,24 @@ broker_t *broker_new(const broker_config_t *config)
     sbi_audit_filter_t recent = {.since_ms = sbi_now_ms() - (uint64_t) S_SEEN_KEEP_MS(self)};
     if (sbi_audit_query(self->audit, &recent, s_remember_seen, self) != SB_OK)
         sbi_warning("cannot read recent message ids from the audit log");
+    uint8_t head[SBI_HASH_SIZE];
+    self->audit_seq = sbi_audit_head(self->audit, head);
+    /* From here on the audit log and every store write are the writer's. */
+    self->writer = broker_writer_new(self);
     return self;
 }
 
-static void s_checkpoint(broker_t *self, bool force);
 
 void broker_destroy(broker_t **self_p)
 {
     broker_t *self = *self_p;
     if (!self)
         return;
-    if (self->txn) {
-        mdb_txn_abort(self->txn);
-        sbi_audit_abort(self->audit);
+    if (self->writer) {
+        s_collect(self, true);
+        zactor_destroy(&self->writer);
     }
+    broker_batch_destroy(&self->batch);
     zsock_destroy(&self->admin);
     broker_metrics_close(self);
     if (self->router)
@@ -255,8 +247,6 @@ void broker_destroy(broker_t **self_p)
     zsock_destroy(&self->monitor);
     zsock_destroy(&self->router);
     zactor_destroy(&self->auth);
-    zlistx_destroy(&self->outbox);
-    zlistx_destroy(&self->batch);
     zhashx_destroy(&self->peers);
     zhashx_destroy(&self->pending);
     zhashx_destroy(&self->seen);
@@ -269,6 +259,7 @@ void broker_destroy(broker_t **self_p)
     broker_events_close(self);
     sbi_audit_close(&self->audit);
     sbi_store_close(&self->store);
+    pthread_rwlock_destroy(&self->map_lock);
     sbi_crypto_destroy(&self->crypto);
     sbi_trust_destroy(&self->trust);
     free(self);
@@ -276,86 +267,6 @@ void broker_destroy(broker_t **self_p)
 }
 
 /* ------------------------------------------------------------ the batch */
-
-/* The batch is a journal of operations on the store, kept until the batch
-   commits so that it can be applied again in a fresh transaction after the
-   map grew. Each is a zchunk: a tag byte, then its data.
-     'A' packed AuditRecord
-     'P' dbi (4 bytes), key length (4 bytes), key, value
-     'D' dbi (4 bytes), key */
-static int s_begin(broker_t *self)
-{
-    return self->txn ? SB_OK : sbi_store_begin(self->store, true, &self->txn);
-}
-
-static int s_apply(broker_t *self, zchunk_t *op)
-{
-    const uint8_t *data = zchunk_data(op);
-    size_t size = zchunk_size(op);
-    int rc = s_begin(self);
-    if (rc != SB_OK)
-        return rc;
-    if (data[0] == 'A') {
-        Sharebus__AuditRecord *r = sharebus__audit_record__unpack(NULL, size - 1, data + 1);
-        rc = r ? sbi_audit_append(self->audit, self->txn, r) : SB_EINTERNAL;
-        if (r)
-            sharebus__audit_record__free_unpacked(r, NULL);
-        return rc;
-    }
-    uint32_t dbi, klen = 0;
-    memcpy(&dbi, data + 1, 4);
-    if (data[0] == 'P')
-        memcpy(&klen, data + 5, 4);
-    else
-        klen = (uint32_t) (size - 5);
-    size_t at = data[0] == 'P' ? 9 : 5;
-    MDB_val key = {klen, (void *) (data + at)};
-    MDB_val value = {size - at - klen, (void *) (data + at + klen)};
-    int mrc = data[0] == 'P' ? mdb_put(self->txn, dbi, &key, &value, 0)
-                             : mdb_del(self->txn, dbi, &key, NULL);
-    return mrc == MDB_NOTFOUND ? SB_OK : sbi_store_code(mrc);
-}
-
-/* The batch's transaction failed: grow the map if we may and apply the
-   whole journal again, growing again while it does not fit; at the map's
-   limit (SB_EFULL) the batch is lost and the store is full. */
-static int s_retry_batch(broker_t *self)
-{
-    int rc = SB_EFULL;
-    while (rc == SB_EFULL) {
-        if (self->txn)
-            mdb_txn_abort(self->txn);
-        self->txn = NULL;
-        sbi_audit_abort(self->audit);
-        if (sbi_store_grow(self->store) != SB_OK)
-            return SB_EFULL;
-        rc = SB_OK;
-        for (zchunk_t *op = zlistx_first(self->batch); rc == SB_OK && op;
-             op = zlistx_next(self->batch))
-            rc = s_apply(self, op);
-    }
-    return rc;
-}
-
-/* Adds `op` to the journal and applies it. */
-static void s_journal(broker_t *self, zchunk_t *op)
-{
-    zlistx_add_end(self->batch, op);
-    if (self->store_full)
-        return;
-    int rc = s_apply(self, op);
-    if (rc == SB_EFULL && self->exclusive) {
-        self->exclusive_full = true;    /* the writer retries it whole */
-        return;
-    }
-    if (rc == SB_EFULL)
-        rc = s_retry_batch(self);   /* returns once the map cannot grow */
-    if (rc != SB_OK) {
-        self->store_full = true;
-        sbi_error("the store cannot be written (%s): refusing traffic until space is back",
-                  sb_strerror(rc));
-    }
-}
 
 /* A zeroed operation of `size` bytes (zchunk_new(NULL, n) has size 0). */
 static zchunk_t *s_op_new(size_t size)
@@ -371,7 +282,7 @@ void broker_audit(broker_t *self, Sharebus__AuditRecord *record)
     zchunk_t *op = s_op_new(size + 1);
     zchunk_data(op)[0] = 'A';
     sharebus__audit_record__pack(record, zchunk_data(op) + 1);
-    s_journal(self, op);
+    broker_batch_op(self->batch, op);
 }
 
 void broker_put(broker_t *self, MDB_dbi dbi, const void *key, size_t key_size, const void *value,
@@ -385,7 +296,7 @@ void broker_put(broker_t *self, MDB_dbi dbi, const void *key, size_t key_size, c
     memcpy(data + 5, &k, 4);
     memcpy(data + 9, key, key_size);
     memcpy(data + 9 + key_size, value, value_size);
-    s_journal(self, op);
+    broker_batch_op(self->batch, op);
 }
 
 void broker_del(broker_t *self, MDB_dbi dbi, const void *key, size_t key_size)
@@ -396,10 +307,11 @@ void broker_del(broker_t *self, MDB_dbi dbi, const void *key, size_t key_size)
     data[0] = 'D';
     memcpy(data + 1, &d, 4);
     memcpy(data + 5, key, key_size);
-    s_journal(self, op);
+    broker_batch_op(self->batch, op);
 }
 
-void broker_send(broker_t *self, const zframe_t *to, zframe_t **frame_p, const char *pending_key)
+static void s_queue(broker_t *self, const zframe_t *to, zframe_t **frame_p, const char *pending_key,
+                    bool durable)
 {
     broker_out_t *out = calloc(1, sizeof *out);
     assert(out);
@@ -408,14 +320,19 @@ void broker_send(broker_t *self, const zframe_t *to, zframe_t **frame_p, const c
     *frame_p = NULL;
     if (pending_key)
         snprintf(out->pending_key, sizeof out->pending_key, "%s", pending_key);
-    zlistx_add_end(self->outbox, out);
+    out->forward = durable;
+    broker_batch_send(self->batch, out);
+}
+
+void broker_send(broker_t *self, const zframe_t *to, zframe_t **frame_p, const char *pending_key)
+{
+    s_queue(self, to, frame_p, pending_key, false);
 }
 
 void broker_forward(broker_t *self, const zframe_t *to, zframe_t **frame_p,
                     const char *pending_key)
 {
-    broker_send(self, to, frame_p, pending_key);
-    ((broker_out_t *) zlistx_last(self->outbox))->forward = true;
+    s_queue(self, to, frame_p, pending_key, true);
 }
 
 static void s_deliver(broker_t *self, broker_out_t *out)
@@ -434,54 +351,100 @@ static void s_deliver(broker_t *self, broker_out_t *out)
     }
 }
 
-/* Commits the batch; then, and only then, sends what it produced. */
-void broker_flush(broker_t *self)
+/* The writer handed a batch back: when it is durable, what it produced
+   leaves; when not, nothing an agency sent leaves, and the store is full
+   until a probe finds it writable. */
+static void s_batch_done(broker_t *self, broker_batch_t *batch)
 {
-    int rc = SB_OK;
-    while (self->txn) {
-        int64_t began = zclock_usecs();
-        int mrc = mdb_txn_commit(self->txn);
-        self->txn = NULL;
-        if (mrc == 0) {
-            broker_metrics_commit(self, zclock_usecs() - began);
-            sbi_audit_commit(self->audit);
-            break;
-        }
-        sbi_audit_abort(self->audit);
-        /* LMDB reports a short write on a full file system as EIO: say how
-           much room is left, so that the operator sees why. */
-        struct statvfs fs;
-        if (statvfs(self->config.data, &fs) == 0)
-            sbi_error("audit commit failed: %s (%llu bytes free on the file system of %s)",
-                      mdb_strerror(mrc), (unsigned long long) fs.f_bavail * fs.f_frsize,
-                      self->config.data);
-        else
-            sbi_error("audit commit failed: %s", mdb_strerror(mrc));
-        rc = mrc == MDB_MAP_FULL || mrc == ENOSPC ? s_retry_batch(self) : SB_EIO;
-        if (rc != SB_OK)
-            break;
-    }
+    self->in_flight--;
+    int rc = broker_batch_status(batch);
     if (rc != SB_OK && !self->store_full) {
         self->store_full = true;
         sbi_error("audit log cannot be written (%s): refusing traffic until space is back",
                   sb_strerror(rc));
     }
-    for (broker_out_t *out = zlistx_first(self->outbox); out; out = zlistx_next(self->outbox)) {
-        if (!self->store_full || !out->forward) {
+    if (rc == SB_OK) {
+        broker_metrics_commit(self, broker_batch_commit_us(batch));
+        self->audit_seq = broker_batch_head(batch);
+    }
+    zlistx_t *outbox = broker_batch_outbox(batch);
+    for (broker_out_t *out = zlistx_first(outbox); out; out = zlistx_next(outbox)) {
+        if (rc == SB_OK || !out->forward) {
             s_deliver(self, out);
             continue;
         }
-        /* Nothing unaudited is forwarded: an agency's message stays here.
-           A forwarded request is answered "unavailable" by the next sweep;
-           the broker's own refusals and notices still go out. */
+        /* Nothing unaudited is forwarded. A forwarded request is answered
+           "unavailable" by the next sweep; the broker's refusals still go. */
         broker_pending_t *p = out->pending_key[0] ? zhashx_lookup(self->pending, out->pending_key) : NULL;
         if (p) {
             p->fail_code = SB_EUNAVAILABLE;
             p->deadline = 0;
         }
     }
-    zlistx_purge(self->outbox);
-    zlistx_purge(self->batch);
+    Sharebus__Checkpoint *cp = broker_batch_take_checkpoint(batch);
+    if (cp) {
+        if (self->checkpoint)
+            sharebus__checkpoint__free_unpacked(self->checkpoint, NULL);
+        self->checkpoint = cp;
+        self->checkpointed_seq = cp->seq;
+        Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
+        payload.body_case = SHAREBUS__PAYLOAD__BODY_CHECKPOINT;
+        payload.checkpoint = self->checkpoint;
+        broker_broadcast(self, SHAREBUS__KIND__KIND_CHECKPOINT, &payload);
+    }
+    broker_batch_destroy(&batch);
+}
+
+/* Takes back every batch the writer has finished, waiting for them when
+   `wait` is set (until none is in flight). */
+static void s_collect(broker_t *self, bool wait)
+{
+    while (self->in_flight > 0 && (wait || (zsock_events(self->writer) & ZMQ_POLLIN))) {
+        broker_batch_t *batch = broker_writer_done(self->writer);
+        if (!batch)
+            break;
+        s_batch_done(self, batch);
+    }
+}
+
+/* Hands the current batch to the writer; what it produced leaves when the
+   writer hands it back durable. */
+void broker_flush(broker_t *self)
+{
+    if (broker_batch_empty(self->batch))
+        return;
+    broker_writer_submit(self->writer, self->batch);
+    self->in_flight++;
+    self->batch = broker_batch_new();
+}
+
+void broker_sync(broker_t *self)
+{
+    broker_flush(self);
+    s_collect(self, true);
+    /* Checkpoints broadcast on the way are sent too. */
+    if (!broker_batch_empty(self->batch)) {
+        broker_flush(self);
+        s_collect(self, true);
+    }
+}
+
+int broker_read_begin(broker_t *self, MDB_txn **txn_p)
+{
+    pthread_rwlock_rdlock(&self->map_lock);
+    int rc = sbi_store_begin(self->store, false, txn_p);
+    if (rc != SB_OK)
+        pthread_rwlock_unlock(&self->map_lock);
+    return rc;
+}
+
+void broker_read_end(broker_t *self, MDB_txn **txn_p)
+{
+    if (*txn_p) {
+        mdb_txn_abort(*txn_p);
+        *txn_p = NULL;
+        pthread_rwlock_unlock(&self->map_lock);
+    }
 }
 
 /* ----------------------------------------------------- broker messages */
@@ -666,33 +629,10 @@ static bool s_hup_taken(void)
 
 static void s_checkpoint(broker_t *self, bool force)
 {
-    uint8_t hash[SBI_HASH_SIZE];
-    uint64_t head = sbi_audit_head(self->audit, hash);
-    if (head == 0 || (head == self->checkpointed_seq && !force) || self->store_full)
+    if (self->audit_seq == 0 || (self->audit_seq == self->checkpointed_seq && !force)
+        || self->store_full)
         return;
-    MDB_txn *txn;
-    Sharebus__Checkpoint *cp = NULL;
-    if (sbi_store_begin(self->store, true, &txn) != SB_OK)
-        return;
-    int rc = sbi_audit_checkpoint(self->audit, txn, sbi_crypto_keys(self->crypto), &cp);
-    if (rc == SB_OK && mdb_txn_commit(txn) == 0) {
-        if (self->checkpoint)
-            sharebus__checkpoint__free_unpacked(self->checkpoint, NULL);
-        self->checkpoint = cp;
-        self->checkpointed_seq = head;
-    }
-    else {
-        if (rc != SB_OK)
-            mdb_txn_abort(txn);
-        if (cp)
-            sharebus__checkpoint__free_unpacked(cp, NULL);
-        sbi_warning("checkpoint at %llu failed", (unsigned long long) head);
-        return;
-    }
-    Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
-    payload.body_case = SHAREBUS__PAYLOAD__BODY_CHECKPOINT;
-    payload.checkpoint = self->checkpoint;
-    broker_broadcast(self, SHAREBUS__KIND__KIND_CHECKPOINT, &payload);
+    broker_batch_want_checkpoint(self->batch);
     broker_flush(self);
 }
 
@@ -760,19 +700,12 @@ static void s_probe_store(broker_t *self)
     r.kind = SHAREBUS__AUDIT_KIND__AUDIT_STORE_RESUMED;
     r.from = "broker";
     r.detail = "the store is writable again";
+    bool was_full = self->store_full;
+    broker_audit(self, &r);     /* the writer grows the map when it can */
     self->store_full = false;
-    broker_audit(self, &r);     /* grows the map when it can, or sets store_full */
-    if (!self->store_full)
-        broker_flush(self);
-    if (self->store_full) {
-        zlistx_purge(self->batch);
-        if (self->txn)
-            mdb_txn_abort(self->txn);
-        self->txn = NULL;
-        sbi_audit_abort(self->audit);
-        return;
-    }
-    sbi_notice("the store is writable again: traffic resumes");
+    broker_sync(self);
+    if (was_full && !self->store_full)
+        sbi_notice("the store is writable again: traffic resumes");
 }
 
 void broker_seen_add(broker_t *self, const char *key, uint64_t expiry_ms)
@@ -796,7 +729,7 @@ static void s_sweep_seen(broker_t *self)
 
 int broker_run(broker_t *self)
 {
-    zpoller_t *poller = zpoller_new(self->router, self->monitor, self->admin, NULL);
+    zpoller_t *poller = zpoller_new(self->router, self->monitor, self->admin, self->writer, NULL);
     if (broker_metrics_socket(self))
         zpoller_add(poller, broker_metrics_socket(self));
     Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
@@ -807,13 +740,18 @@ int broker_run(broker_t *self)
     broker_audit(self, &r);
     r.kind = SHAREBUS__AUDIT_KIND__AUDIT_POLICY_LOADED;
     broker_audit(self, &r);
-    broker_flush(self);
+    broker_sync(self);
     self->next_checkpoint = zclock_mono() + self->config.checkpoint_ms;
     int64_t next_seen_sweep = zclock_mono() + 1000, next_probe = 0;
     while (!zsys_interrupted) {
         zpoller_wait(poller, 50);
         if (zpoller_terminated(poller))
             break;
+        s_collect(self, false);
+        /* Bounded work in flight: with two batches at the writer, take no
+           more until one comes back (it takes everything queued at once). */
+        if (self->in_flight >= 2)
+            s_collect(self, true);
         for (int n = 0; n < S_BATCH_MAX && (zsock_events(self->router) & ZMQ_POLLIN); n++)
             s_on_router(self);
         broker_flush(self);
@@ -849,8 +787,9 @@ int broker_run(broker_t *self)
     r.kind = SHAREBUS__AUDIT_KIND__AUDIT_BROKER_STOPPED;
     r.detail = "";
     broker_audit(self, &r);
-    broker_flush(self);
+    broker_sync(self);
     s_checkpoint(self, true);
+    broker_sync(self);
     sbi_notice("stopped; audit head checkpointed");
     return 0;
 }

@@ -10,6 +10,7 @@
 #ifndef BROKER_H_INCLUDED
 #define BROKER_H_INCLUDED
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 
@@ -72,6 +73,7 @@ typedef struct {
 } broker_bucket_t;
 
 typedef struct broker_queue_t broker_queue_t;
+typedef struct broker_batch_t broker_batch_t;
 typedef struct broker_metrics_t broker_metrics_t;
 
 typedef struct {
@@ -82,12 +84,12 @@ typedef struct {
     sbi_policy_t *policy;
     sbi_store_t *store;
     sbi_audit_t *audit;
-    MDB_txn *txn;             /* the batch's write transaction */
-    zlistx_t *batch;          /* zchunk_t: the journal of its operations */
-    zlistx_t *outbox;         /* broker_out_t * to send after commit */
+    broker_batch_t *batch;    /* being built: journal and outbox */
+    zactor_t *writer;         /* the store writer thread (writer.c) */
+    int in_flight;            /* batches handed to it, not yet back */
+    pthread_rwlock_t map_lock; /* readers vs the writer growing the map */
+    uint64_t audit_seq;       /* audit head as of the last commit */
     bool store_full;          /* refusing until space is back */
-    bool exclusive;           /* a consent write owns the transaction */
-    bool exclusive_full;      /* ... and the map filled up under it */
     zactor_t *auth;
     zsock_t *router;
     zsock_t *monitor;
@@ -135,6 +137,32 @@ void broker_send(broker_t *self, const zframe_t *to, zframe_t **frame_p, const c
 void broker_forward(broker_t *self, const zframe_t *to, zframe_t **frame_p,
                     const char *pending_key);
 void broker_flush(broker_t *self);
+
+/* Hands the current batch to the writer without waiting; broker_sync also
+   waits until every batch handed over is durable and its outbox sent. */
+void broker_sync(broker_t *self);
+
+/* A read-only transaction on the store, safe against the writer growing
+   the map; end it soon (it holds the lock the writer grows under). */
+int broker_read_begin(broker_t *self, MDB_txn **txn_p) SBI_UNUSED_RESULT;
+void broker_read_end(broker_t *self, MDB_txn **txn_p);
+
+/* The writer (writer.c). A batch is built by the main thread, applied and
+   committed by the writer, and handed back. */
+broker_batch_t *broker_batch_new(void);
+void broker_batch_destroy(broker_batch_t **batch_p);
+bool broker_batch_empty(const broker_batch_t *batch);
+void broker_batch_op(broker_batch_t *batch, zchunk_t *op);
+void broker_batch_send(broker_batch_t *batch, broker_out_t *out);
+void broker_batch_want_checkpoint(broker_batch_t *batch);
+int broker_batch_status(const broker_batch_t *batch);
+zlistx_t *broker_batch_outbox(broker_batch_t *batch);
+Sharebus__Checkpoint *broker_batch_take_checkpoint(broker_batch_t *batch);
+int64_t broker_batch_commit_us(const broker_batch_t *batch);
+uint64_t broker_batch_head(const broker_batch_t *batch);
+zactor_t *broker_writer_new(broker_t *broker);
+void broker_writer_submit(zactor_t *writer, broker_batch_t *batch);
+broker_batch_t *broker_writer_done(zactor_t *writer);
 
 /* Seals and signs a message from the broker to `agency` and queues it. */
 int broker_send_to(broker_t *self, const char *agency, Sharebus__Header *header,

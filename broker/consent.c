@@ -58,10 +58,11 @@ static void s_free(Sharebus__ConsentEntry **entry_p, Sharebus__Consent **consent
     *consent_p = NULL;
 }
 
-/* Appends a history event and writes the entry back. History is only ever
-   appended to: grant, revoke and expiry each stay on record. */
-static int s_transition(broker_t *b, MDB_txn *txn, const char *id, Sharebus__ConsentEntry *entry,
-                        Sharebus__ConsentState state, const char *by, const char *reason)
+/* Appends a history event and writes the entry back (in the batch).
+   History is only ever appended to: grant, revoke and expiry each stay on
+   record. */
+static void s_transition(broker_t *b, const char *id, Sharebus__ConsentEntry *entry,
+                         Sharebus__ConsentState state, const char *by, const char *reason)
 {
     Sharebus__ConsentEvent event = SHAREBUS__CONSENT_EVENT__INIT;
     event.state = state;
@@ -80,11 +81,9 @@ static int s_transition(broker_t *b, MDB_txn *txn, const char *id, Sharebus__Con
     uint8_t *buf = malloc(size);
     assert(buf);
     sharebus__consent_entry__pack(&updated, buf);
-    MDB_val key = {S_ID_LEN, (void *) id}, value = {size, buf};
-    int rc = mdb_put(txn, b->consent_records, &key, &value, 0);
+    broker_put(b, b->consent_records, id, S_ID_LEN, buf, size);
     free(buf);
     free(history);
-    return sbi_store_code(rc);
 }
 
 static void s_audit_consent(broker_t *b, Sharebus__AuditKind kind, const Sharebus__Consent *c,
@@ -112,12 +111,11 @@ static void s_audit_consent(broker_t *b, Sharebus__AuditKind kind, const Sharebu
 int broker_consent_find(broker_t *b, const Sharebus__Header *h, char *consent_id,
                         size_t id_size, char *reason, size_t reason_size)
 {
-    MDB_txn *txn = b->txn;
-    if (!txn && sbi_store_begin(b->store, true, &b->txn) != SB_OK) {
+    MDB_txn *txn = NULL;
+    if (broker_read_begin(b, &txn) != SB_OK) {
         snprintf(reason, reason_size, "consent registry unavailable");
         return SB_EUNAVAILABLE;
     }
-    txn = b->txn;
     uint8_t kbuf[SBI_HASH_SIZE + 3 * (SBI_NAME_MAX + 1)];
     MDB_val key = {s_match_key(kbuf, sizeof kbuf, h->subject_ref.data, h->from, h->dataset,
                                h->purpose), kbuf}, value;
@@ -142,10 +140,10 @@ int broker_consent_find(broker_t *b, const Sharebus__Header *h, char *consent_id
         else if (c->until_ms < now) {
             /* Noticed expired: keep that in its history, and audit it. */
             expired = true;
-            if (s_transition(b, txn, id, entry, SHAREBUS__CONSENT_STATE__CONSENT_EXPIRED, "broker",
-                             "validity ended") == SB_OK)
-                s_audit_consent(b, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_EXPIRED, c, "broker", NULL,
-                                "validity ended");
+            s_transition(b, id, entry, SHAREBUS__CONSENT_STATE__CONSENT_EXPIRED, "broker",
+                         "validity ended");
+            s_audit_consent(b, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_EXPIRED, c, "broker", NULL,
+                            "validity ended");
         }
         else if (c->granted_ms <= now + (uint64_t) b->config.skew_ms) {
             snprintf(consent_id, id_size, "%s", id);
@@ -154,6 +152,7 @@ int broker_consent_find(broker_t *b, const Sharebus__Header *h, char *consent_id
         s_free(&entry, &c);
     }
     mdb_cursor_close(cursor);
+    broker_read_end(b, &txn);
     if (rc != SB_OK)
         snprintf(reason, reason_size, "no active consent of this subject for %s to obtain %s "
                  "for %s%s", h->from, h->dataset, h->purpose,
@@ -210,8 +209,8 @@ static int s_check_grant(broker_t *b, const sbi_cert_t *by, const Sharebus__Sign
     return SB_OK;
 }
 
-static int s_store_grant(broker_t *b, MDB_txn *txn, const Sharebus__SignedConsent *sc,
-                         const Sharebus__Consent *c)
+static void s_store_grant(broker_t *b, const Sharebus__SignedConsent *sc,
+                          const Sharebus__Consent *c)
 {
     Sharebus__ConsentEvent event = SHAREBUS__CONSENT_EVENT__INIT, *history[] = {&event};
     event.state = SHAREBUS__CONSENT_STATE__CONSENT_ACTIVE;
@@ -227,77 +226,41 @@ static int s_store_grant(broker_t *b, MDB_txn *txn, const Sharebus__SignedConsen
     uint8_t *buf = malloc(size), kbuf[SBI_HASH_SIZE + 3 * (SBI_NAME_MAX + 1)];
     assert(buf);
     sharebus__consent_entry__pack(&entry, buf);
-    MDB_val key = {S_ID_LEN, c->id}, value = {size, buf};
-    int rc = mdb_put(txn, b->consent_records, &key, &value, MDB_NOOVERWRITE);
+    broker_put(b, b->consent_records, c->id, S_ID_LEN, buf, size);
     free(buf);
-    MDB_val id = {S_ID_LEN, c->id};
-    if (rc == 0) {
-        MDB_val match = {s_match_key(kbuf, sizeof kbuf, c->subject_ref.data, c->consumer,
-                                     c->dataset, c->purpose), kbuf};
-        rc = mdb_put(txn, b->consent_match, &match, &id, 0);
-    }
-    if (rc == 0) {
-        MDB_val subject = {SBI_HASH_SIZE, c->subject_ref.data};
-        rc = mdb_put(txn, b->consent_subject, &subject, &id, 0);
-    }
-    return sbi_store_code(rc);
+    size_t n = s_match_key(kbuf, sizeof kbuf, c->subject_ref.data, c->consumer, c->dataset,
+                           c->purpose);
+    broker_put(b, b->consent_match, kbuf, n, c->id, S_ID_LEN);
+    broker_put(b, b->consent_subject, c->subject_ref.data, SBI_HASH_SIZE, c->id, S_ID_LEN);
 }
 
-/* Runs `write` in its own transaction with its audit records, growing the
-   map once if it is full. The batch before it is flushed first. */
-static int s_write(broker_t *b, int (*write)(broker_t *, MDB_txn *, void *), void *arg)
-{
-    broker_flush(b);
-    for (int attempt = 0; attempt < 2; attempt++) {
-        b->exclusive = true;
-        b->exclusive_full = false;
-        int rc = sbi_store_begin(b->store, true, &b->txn);
-        if (rc == SB_OK)
-            rc = write(b, b->txn, arg);
-        if (rc == SB_OK && b->exclusive_full)
-            rc = SB_EFULL;
-        b->exclusive = false;
-        if (rc == SB_OK && !b->store_full)
-            return SB_OK;   /* committed by the caller's broker_flush */
-        if (b->txn)
-            mdb_txn_abort(b->txn);
-        b->txn = NULL;
-        sbi_audit_abort(b->audit);
-        zlistx_purge(b->batch);
-        zlistx_purge(b->outbox);
-        if (rc != SB_EFULL || sbi_store_grow(b->store) != SB_OK)
-            return rc == SB_OK ? SB_EFULL : rc;
-        b->store_full = false;
-    }
-    return SB_EFULL;
-}
-
-typedef struct {
-    const Sharebus__SignedConsent *sc;
-    const Sharebus__Consent *c;
-    const Sharebus__Header *h;
-} s_grant_t;
-
-static int s_grant_write(broker_t *b, MDB_txn *txn, void *arg)
-{
-    s_grant_t *g = arg;
-    int rc = s_store_grant(b, txn, g->sc, g->c);
-    if (rc == SB_OK)
-        s_audit_consent(b, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_GRANTED, g->c, g->c->recorded_by,
-                        g->h, NULL);
-    return rc;
-}
-
-static void s_answer(broker_t *b, const char *agency, const Sharebus__Header *h,
-                     Sharebus__ConsentList *list)
+/* The answer to a consent operation leaves only once the batch holding
+   the change is durable. */
+static void s_answer(broker_t *b, const sbi_cert_t *cert, const zframe_t *routing,
+                     const Sharebus__Header *h, Sharebus__ConsentList *list)
 {
     Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
     payload.body_case = SHAREBUS__PAYLOAD__BODY_CONSENTS;
     payload.consents = list;
     sbi_header_t r;
-    sbi_header_init(&r, SHAREBUS__KIND__KIND_CONSENT_RESULT, "broker", agency);
+    sbi_header_init(&r, SHAREBUS__KIND__KIND_CONSENT_RESULT, "broker", cert->agency);
     r.header.correlation_id = h->message_id;
-    broker_send_to(b, agency, &r.header, &payload);
+    zframe_t *frame = NULL;
+    if (sbi_envelope_seal(b->crypto, cert, &r.header, &payload, &frame) == SB_OK)
+        broker_forward(b, routing, &frame, NULL);
+}
+
+/* Whether consent `id` exists (committed: the caller synced the writer). */
+static int s_exists(broker_t *b, const char *id)
+{
+    MDB_txn *txn = NULL;
+    int rc = broker_read_begin(b, &txn);
+    if (rc != SB_OK)
+        return rc;
+    MDB_val key = {S_ID_LEN, (void *) id}, value;
+    rc = mdb_get(txn, b->consent_records, &key, &value) == 0 ? SB_EEXISTS : SB_OK;
+    broker_read_end(b, &txn);
+    return rc;
 }
 
 void broker_consent_grant(broker_t *b, const sbi_cert_t *cert, const zframe_t *routing,
@@ -311,12 +274,18 @@ void broker_consent_grant(broker_t *b, const sbi_cert_t *cert, const zframe_t *r
     if (rc == SB_EMALFORMED && payload->body_case != SHAREBUS__PAYLOAD__BODY_CONSENT)
         snprintf(reason, sizeof reason, "consent grant without a consent");
     if (rc == SB_OK) {
-        s_grant_t g = {payload->consent, c, env->header};
-        rc = s_write(b, s_grant_write, &g);
+        /* Read what is committed, after everything before this message. */
+        broker_sync(b);
+        rc = b->store_full ? SB_EUNAVAILABLE : s_exists(b, c->id);
         if (rc == SB_EEXISTS)
             snprintf(reason, sizeof reason, "consent %s already exists", c->id);
         else if (rc != SB_OK)
             snprintf(reason, sizeof reason, "consent registry cannot store it: %s", sb_strerror(rc));
+    }
+    if (rc == SB_OK) {
+        s_store_grant(b, payload->consent, c);
+        s_audit_consent(b, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_GRANTED, c, c->recorded_by,
+                        env->header, NULL);
     }
     if (rc != SB_OK) {
         broker_refuse(b, cert, routing, env, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REFUSED,
@@ -328,7 +297,7 @@ void broker_consent_grant(broker_t *b, const sbi_cert_t *cert, const zframe_t *r
         Sharebus__ConsentList list = SHAREBUS__CONSENT_LIST__INIT;
         list.ids = ids;
         list.n_ids = 1;
-        s_answer(b, cert->agency, env->header, &list);
+        s_answer(b, cert, routing, env->header, &list);
         broker_flush(b);
         sbi_info("consent %s recorded by %s for %s", c->id, cert->agency, c->consumer);
         broker_count(b, "consents.granted");
@@ -368,38 +337,37 @@ static bool s_revoke_matches(const Sharebus__ConsentRevoke *rv, const Sharebus__
            && (!*rv->purpose || strcmp(rv->purpose, c->purpose) == 0);
 }
 
-static int s_revoke_one(broker_t *b, MDB_txn *txn, s_revoke_t *r, const char *id)
+static void s_revoke_one(broker_t *b, MDB_txn *txn, s_revoke_t *r, const char *id)
 {
     Sharebus__ConsentEntry *entry;
     Sharebus__Consent *c;
     if (s_load(b, txn, id, &entry, &c) != SB_OK)
-        return SB_OK;
-    int rc = SB_OK;
+        return;
     if (entry->state == SHAREBUS__CONSENT_STATE__CONSENT_ACTIVE && s_revoke_matches(r->revoke, c)) {
         if (!s_may_manage(b, r->agency, c))
             r->forbidden = true;
         else {
             const char *why = *r->revoke->reason ? r->revoke->reason : "revoked";
-            rc = s_transition(b, txn, id, entry, SHAREBUS__CONSENT_STATE__CONSENT_REVOKED,
-                              r->agency, why);
-            if (rc == SB_OK) {
-                s_audit_consent(b, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REVOKED, c, r->agency,
-                                r->h, why);
-                zlistx_add_end(r->ids, strdup(id));
-            }
+            s_transition(b, id, entry, SHAREBUS__CONSENT_STATE__CONSENT_REVOKED, r->agency, why);
+            s_audit_consent(b, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REVOKED, c, r->agency, r->h, why);
+            zlistx_add_end(r->ids, strdup(id));
         }
     }
     s_free(&entry, &c);
-    return rc;
 }
 
-static int s_revoke_write(broker_t *b, MDB_txn *txn, void *arg)
+/* Revokes what `r` names, reading committed state (the caller synced). */
+static int s_revoke_all(broker_t *b, s_revoke_t *r)
 {
-    s_revoke_t *r = arg;
-    zlistx_purge(r->ids);
-    r->forbidden = false;
-    if (*r->revoke->id)
-        return s_revoke_one(b, txn, r, r->revoke->id);
+    MDB_txn *txn = NULL;
+    int rc = broker_read_begin(b, &txn);
+    if (rc != SB_OK)
+        return rc;
+    if (*r->revoke->id) {
+        s_revoke_one(b, txn, r, r->revoke->id);
+        broker_read_end(b, &txn);
+        return SB_OK;
+    }
     MDB_cursor *cursor;
     MDB_val key = {SBI_HASH_SIZE, r->revoke->subject_ref.data}, value;
     mdb_cursor_open(txn, b->consent_subject, &cursor);
@@ -409,11 +377,11 @@ static int s_revoke_write(broker_t *b, MDB_txn *txn, void *arg)
          mrc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT_DUP))
         zlistx_add_end(ids, zsys_sprintf("%.*s", S_ID_LEN, (char *) value.mv_data));
     mdb_cursor_close(cursor);
-    int rc = SB_OK;
-    for (char *id = zlistx_first(ids); rc == SB_OK && id; id = zlistx_next(ids))
-        rc = s_revoke_one(b, txn, r, id);
+    for (char *id = zlistx_first(ids); id; id = zlistx_next(ids))
+        s_revoke_one(b, txn, r, id);
     zlistx_destroy(&ids);
-    return rc;
+    broker_read_end(b, &txn);
+    return SB_OK;
 }
 
 void broker_consent_revoke(broker_t *b, const sbi_cert_t *cert, const zframe_t *routing,
@@ -429,7 +397,8 @@ void broker_consent_revoke(broker_t *b, const sbi_cert_t *cert, const zframe_t *
     }
     s_revoke_t r = {cert->agency, rv, env->header, zlistx_new(), false};
     zlistx_set_destructor(r.ids, (zlistx_destructor_fn *) zstr_free);
-    int rc = s_write(b, s_revoke_write, &r);
+    broker_sync(b);
+    int rc = b->store_full ? SB_EUNAVAILABLE : s_revoke_all(b, &r);
     if (rc == SB_OK && zlistx_size(r.ids) == 0)
         rc = r.forbidden ? SB_EDENIED : SB_ENOTFOUND;
     if (rc != SB_OK) {
@@ -446,7 +415,7 @@ void broker_consent_revoke(broker_t *b, const sbi_cert_t *cert, const zframe_t *
         Sharebus__ConsentList list = SHAREBUS__CONSENT_LIST__INIT;
         list.ids = ids;
         list.n_ids = n;
-        s_answer(b, cert->agency, env->header, &list);
+        s_answer(b, cert, routing, env->header, &list);
         free(ids);
         broker_count(b, "consents.revoked");
     }
@@ -466,8 +435,8 @@ void broker_consent_list(broker_t *b, const sbi_cert_t *cert, const zframe_t *ro
                       SB_EMALFORMED, "a consent query names a subject");
         return;
     }
-    MDB_txn *txn;
-    if (sbi_store_begin(b->store, false, &txn) != SB_OK) {
+    MDB_txn *txn = NULL;
+    if (broker_read_begin(b, &txn) != SB_OK) {
         broker_refuse(b, cert, routing, env, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REFUSED,
                       SB_EUNAVAILABLE, "the consent registry cannot be read now");
         return;
@@ -495,14 +464,14 @@ void broker_consent_list(broker_t *b, const sbi_cert_t *cert, const zframe_t *ro
         s_free(&entry, &c);
     }
     mdb_cursor_close(cursor);
-    mdb_txn_abort(txn);
+    broker_read_end(b, &txn);
     Sharebus__ConsentList list = SHAREBUS__CONSENT_LIST__INIT;
     list.n_entries = zlistx_size(entries);
     list.entries = calloc(list.n_entries + 1, sizeof *list.entries);
     size_t n = 0;
     for (Sharebus__ConsentEntry *e = zlistx_first(entries); e; e = zlistx_next(entries))
         list.entries[n++] = e;
-    s_answer(b, cert->agency, env->header, &list);
+    s_answer(b, cert, routing, env->header, &list);
     for (size_t i = 0; i < n; i++)
         sharebus__consent_entry__free_unpacked(list.entries[i], NULL);
     free(list.entries);

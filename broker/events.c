@@ -190,7 +190,7 @@ void broker_event_publish(broker_t *b, const sbi_cert_t *cert, const zframe_t *r
     ack.header.correlation_id = h->message_id;
     zframe_t *out = NULL;
     if (sbi_envelope_seal(b->crypto, cert, &ack.header, NULL, &out) == SB_OK)
-        broker_send(b, routing, &out, NULL);
+        broker_forward(b, routing, &out, NULL);
 }
 
 /* A subscriber's agent acknowledges an event: it leaves the queue. */
@@ -277,12 +277,11 @@ void broker_events_pump(broker_t *b)
                                   ? zhashx_lookup(b->peers, q->agency) : NULL;
         if (!peer || zhashx_size(q->inflight) >= S_WINDOW)
             continue;
-        if (!txn && sbi_store_begin(b->store, false, &txn) != SB_OK)
+        if (!txn && broker_read_begin(b, &txn) != SB_OK)
             return;
         s_pump(b, txn, q, peer);
     }
-    if (txn)
-        mdb_txn_abort(txn);
+    broker_read_end(b, &txn);
     broker_flush(b);
 }
 

@@ -322,9 +322,8 @@ static void s_render_state(broker_t *self, FILE *out)
     zlistx_destroy(&keys);
     s_gauge(out, "sharebus_pending_requests", "Requests forwarded and not yet answered.",
             (double) zhashx_size(self->pending));
-    uint8_t head[SBI_HASH_SIZE];
     s_gauge(out, "sharebus_audit_sequence", "Sequence number of the newest audit record.",
-            (double) sbi_audit_head(self->audit, head));
+            (double) self->audit_seq);
     s_gauge(out, "sharebus_audit_checkpointed_sequence",
             "Sequence number of the newest signed checkpoint.", (double) self->checkpointed_seq);
     s_family(out, "sharebus_event_queue_depth", "gauge",
