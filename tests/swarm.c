@@ -73,6 +73,16 @@ static int s_send(s_agent_t *a, Sharebus__Header *h, const sbi_cert_t *to,
     return rc;
 }
 
+/* HELLO, as agents say it on connecting and every 5 s after: the broker
+   forgets the route of an agent silent for 20 s. */
+static int s_hello(s_agent_t *a)
+{
+    sbi_header_t h;
+    sbi_header_init(&h, SHAREBUS__KIND__KIND_HELLO, a->agency, "broker");
+    h.header.policy_version = (ProtobufCBinaryData){32, (uint8_t *) s_version};
+    return s_send(a, &h.header, s_broker, NULL);
+}
+
 static int s_connect(s_agent_t *a, const char *certs, const char *endpoint, int index)
 {
     char path[4096];
@@ -94,10 +104,7 @@ static int s_connect(s_agent_t *a, const char *certs, const char *endpoint, int 
     sbi_keys_wipe(&keys);
     if (zsock_connect(a->sock, "%s", endpoint) != 0)
         return -1;
-    sbi_header_t h;
-    sbi_header_init(&h, SHAREBUS__KIND__KIND_HELLO, a->agency, "broker");
-    h.header.policy_version = (ProtobufCBinaryData){32, (uint8_t *) s_version};
-    return s_send(a, &h.header, s_broker, NULL) == SB_OK ? 0 : -1;
+    return s_hello(a) == SB_OK ? 0 : -1;
 }
 
 static int s_request(s_agent_t *a)
@@ -151,8 +158,13 @@ static void s_pump(s_agent_t *agents, int n, bool (*done)(const s_agent_t *))
     zmq_pollitem_t *items = calloc((size_t) n, sizeof *items);
     for (int i = 0; i < n; i++)
         items[i] = (zmq_pollitem_t){zsock_resolve(agents[i].sock), 0, ZMQ_POLLIN, 0};
-    int64_t deadline = zclock_mono() + S_WAIT_MS;
+    int64_t deadline = zclock_mono() + S_WAIT_MS, next_hello = zclock_mono() + 5000;
     while (zclock_mono() < deadline && !zsys_interrupted) {
+        if (zclock_mono() >= next_hello) {
+            for (int i = 0; i < n; i++)
+                s_hello(&agents[i]);
+            next_hello = zclock_mono() + 5000;
+        }
         int left = 0;
         for (int i = 0; i < n; i++)
             left += !done(&agents[i]);
