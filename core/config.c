@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #define S_SETTINGS_MAX 64
+#define S_FILE_MAX (1 << 16)
 
 typedef struct {
     char *key;
@@ -58,16 +59,20 @@ static bool s_is_empty(struct fy_node *node)
            (len == 4 && strncasecmp(text, "null", 4) == 0);
 }
 
-/* A scalar's text, without NUL bytes inside; NULL for anything else. */
-static const char *s_text(struct fy_node *node)
+/* A copy of a scalar's text, without NUL bytes inside; NULL for anything
+   else. (Not fy_node_get_scalar0: libfyaml 0.8 leaks what it allocates
+   for some quoted scalars.) The caller frees it. */
+static char *s_text(struct fy_node *node)
 {
     if (!node || !fy_node_is_scalar(node) || fy_node_is_alias(node))
         return NULL;
     size_t len = 0;
-    const char *text = fy_node_get_scalar0(node);
-    if (!fy_node_get_scalar(node, &len) || !text || strlen(text) != len)
+    const char *text = fy_node_get_scalar(node, &len);
+    if (!text || memchr(text, 0, len))
         return NULL;
-    return text;
+    char *copy = strndup(text, len);
+    assert(copy);
+    return copy;
 }
 
 static const char *s_describe(struct fy_node *node)
@@ -97,6 +102,79 @@ static bool s_diag_error(struct fy_diag *diag, const char *path, char *err, size
     return false;
 }
 
+/* YAML is Unicode text, and libfyaml meets some broken UTF-8 badly (it
+   can loop on a directive holding one): refuse it, and control
+   characters, before parsing. True when the text is fine. */
+static bool s_text_valid(const char *path, const char *data, size_t size, char *err,
+                         size_t err_size)
+{
+    static const uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+    const unsigned char *p = (const unsigned char *) data, *end = p + size;
+    size_t line = 1;
+    while (p < end) {
+        unsigned b = *p;
+        size_t n = b < 0x80 ? 1 : (b & 0xe0) == 0xc0 ? 2 : (b & 0xf0) == 0xe0 ? 3
+                 : (b & 0xf8) == 0xf0 ? 4 : 0;
+        bool ok = n > 0 && (size_t) (end - p) >= n;
+        uint32_t code = n > 1 ? b & (0x7f >> n) : b;
+        for (size_t i = 1; ok && i < n; i++) {
+            ok = (p[i] & 0xc0) == 0x80;
+            code = code << 6 | (p[i] & 0x3f);
+        }
+        if (ok && n == 1)
+            ok = code >= 0x20 ? code != 0x7f : code == '\t' || code == '\n' || code == '\r';
+        else if (ok)
+            ok = code >= least[n] && code <= 0x10ffff && (code < 0xd800 || code > 0xdfff);
+        if (!ok) {
+            snprintf(err, err_size, "%s:%zu: not UTF-8 text: byte 0x%02x is not allowed here",
+                     path, line, b);
+            return false;
+        }
+        line += b == '\n';
+        p += n;
+    }
+    return true;
+}
+
+/* Debian's libfyaml 0.8 crashes on some inputs with explicit keys ("? ?:\t:"
+   frees its indent stack twice). A setting never needs one: refuse a '?'
+   indicator (followed by a blank or the end) outside quotes and comments.
+   True when there is none. */
+static bool s_no_explicit_keys(const char *path, const char *data, size_t size, char *err,
+                               size_t err_size)
+{
+    size_t line = 1;
+    char quote = 0;
+    bool comment = false;
+    for (size_t i = 0; i < size; i++) {
+        char c = data[i], next = i + 1 < size ? data[i + 1] : '\n';
+        bool blank_before = i == 0 || data[i - 1] == ' ' || data[i - 1] == '\t'
+                            || data[i - 1] == '\n' || data[i - 1] == '\r';
+        if (c == '\n') {
+            line++;
+            comment = false;
+        }
+        else if (comment)
+            continue;
+        else if (quote) {
+            if (c == quote)
+                quote = 0;
+            else if (c == '\\' && quote == '"')
+                i++;
+        }
+        else if (c == '#' && blank_before)
+            comment = true;
+        else if (c == '"' || c == '\'')
+            quote = c;
+        else if (c == '?' && (next == ' ' || next == '\t' || next == '\n' || next == '\r')) {
+            snprintf(err, err_size, "%s:%zu: '?' (an explicit YAML key) has no place in a "
+                     "configuration file: write key: value", path, line);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Reads the settings of `root` (a mapping) into `self`. */
 static int s_read(sbi_config_t *self, struct fy_node *root, char *err, size_t size)
 {
@@ -110,27 +188,32 @@ static int s_read(sbi_config_t *self, struct fy_node *root, char *err, size_t si
     while ((pair = fy_node_mapping_iterate(root, &iter))) {
         struct fy_node *key = fy_node_pair_key(pair), *value = fy_node_pair_value(pair);
         size_t line = s_line(key);
-        const char *name = s_text(key), *text = s_text(value);
+        char *name = s_text(key), *text = s_text(value);
+        int rc = 0;
         if (!name || s_is_empty(key)) {
             snprintf(err, size, "%s:%zu: a setting's name must be plain text, not %s",
                      self->path, line, s_describe(key));
-            return -1;
+            rc = -1;
         }
-        if (s_is_empty(value) || !text) {
+        else if (s_is_empty(value) || !text) {
             snprintf(err, size, "%s:%zu: '%s' needs a single value, not %s", self->path, line,
                      name, s_describe(value));
-            return -1;
+            rc = -1;
         }
-        if (self->count == S_SETTINGS_MAX) {
+        else if (self->count == S_SETTINGS_MAX) {
             snprintf(err, size, "%s:%zu: more than %d settings", self->path, line,
                      S_SETTINGS_MAX);
+            rc = -1;
+        }
+        if (rc != 0) {
+            free(name);
+            free(text);
             return -1;
         }
         s_setting_t *s = &self->settings[self->count++];
-        s->key = strdup(name);
-        s->value = strdup(text);
+        s->key = name;
+        s->value = text;
         s->line = line;
-        assert(s->key && s->value);
     }
     return 0;
 }
@@ -139,17 +222,27 @@ sbi_config_t *sbi_config_load(const char *path, char *err, size_t err_size)
 {
     char *data = NULL;
     size_t size = 0;
-    int rc = sbi_file_read(path, 1 << 16, &data, &size);
+    int rc = sbi_file_read(path, S_FILE_MAX, &data, &size);
     if (rc != SB_OK) {
         snprintf(err, err_size, "%s: %s", path,
                  rc == SB_ETOOBIG ? "larger than 64 KiB" : strerror(errno));
         return NULL;
     }
-    if (strlen(data) != size) {
-        snprintf(err, err_size, "%s: not a text file (holds a NUL byte)", path);
-        free(data);
+    sbi_config_t *self = sbi_config_parse(path, data, size, err, err_size);
+    free(data);
+    return self;
+}
+
+sbi_config_t *sbi_config_parse(const char *path, const char *data, size_t size, char *err,
+                               size_t err_size)
+{
+    if (size > S_FILE_MAX) {
+        snprintf(err, err_size, "%s: larger than 64 KiB", path);
         return NULL;
     }
+    if (!s_text_valid(path, data, size, err, err_size)
+        || !s_no_explicit_keys(path, data, size, err, err_size))
+        return NULL;
     sbi_config_t *self = calloc(1, sizeof *self);
     assert(self);
     self->path = strdup(path);
@@ -165,12 +258,15 @@ sbi_config_t *sbi_config_load(const char *path, char *err, size_t err_size)
     struct fy_parser *parser = fy_parser_create(&cfg);
     assert(parser);
     struct fy_document *doc = NULL;
-    rc = -1;
+    int rc = -1;
     if (fy_parser_set_string(parser, data, size) != 0)
         snprintf(err, err_size, "%s: cannot be parsed", path);
     else {
         doc = fy_parse_load_document(parser);
-        struct fy_document *extra = doc ? fy_parse_load_document(parser) : NULL;
+        /* Only after a clean first document: libfyaml does not survive
+           parsing on past some errors. */
+        struct fy_document *extra =
+            doc && !fy_diag_got_error(diag) ? fy_parse_load_document(parser) : NULL;
         if (s_diag_error(diag, path, err, err_size))
             ;
         else if (extra && fy_document_root(extra))
@@ -187,7 +283,6 @@ sbi_config_t *sbi_config_load(const char *path, char *err, size_t err_size)
         fy_parse_document_destroy(parser, doc);
     fy_parser_destroy(parser);
     fy_diag_destroy(diag);
-    free(data);
     if (rc != 0)
         sbi_config_destroy(&self);
     return self;

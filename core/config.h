@@ -24,6 +24,10 @@ typedef struct sbi_config_t sbi_config_t;
    in `err`. An empty file, or one holding only comments, has no settings. */
 sbi_config_t *sbi_config_load(const char *path, char *err, size_t err_size);
 
+/* The same from text in memory; `path` names it in messages. */
+sbi_config_t *sbi_config_parse(const char *path, const char *data, size_t size, char *err,
+                               size_t err_size);
+
 void sbi_config_destroy(sbi_config_t **self_p);
 
 /* The settings, in file order; strings live as long as the config. */

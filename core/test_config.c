@@ -65,7 +65,7 @@ static int s_option(void *arg, int opt, const char *value, char *err, size_t siz
 TEST(test_settings_come_in_file_order_with_their_lines)
 {
     char err[512];
-    sbi_config_t *c = s_load("# broker\ncerts: /etc/sharebus/certs\n\nskew: 5000  # ms\n"
+    sbi_config_t *c = s_load("# broker? yes\ncerts: /etc/sharebus/certs\n\nskew: 5000  # ms?\n"
                              "json: true\n", err, sizeof err);
     CHECK(c);
     if (!c)
@@ -145,6 +145,10 @@ TEST(test_malformed_files_are_refused_at_their_line)
         {"- certs\n", 1},                          /* not a mapping */
         {"certs: /x\n---\nskew: 1\n", 3},          /* two documents */
         {"certs: \"/x\n", 1},                      /* unterminated quote */
+        {"certs: /x\n%\x8c\n", 2},                  /* not UTF-8 (libfyaml would loop) */
+        {"certs: /x\nskew: \x01\n", 2},              /* a control character */
+        {"certs: /x\n? ?:\t:\n", 2},                 /* explicit keys (libfyaml crashes) */
+        {"certs: /x\n{? a: b}\n", 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char err[512];
