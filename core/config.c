@@ -136,43 +136,16 @@ static bool s_text_valid(const char *path, const char *data, size_t size, char *
     return true;
 }
 
-/* Debian's libfyaml 0.8 crashes on some inputs with explicit keys ("? ?:\t:"
-   frees its indent stack twice). A setting never needs one: refuse a '?'
-   indicator (followed by a blank or the end) outside quotes and comments.
-   True when there is none. */
+/* libfyaml 0.8 crashes on some explicit keys; a setting never needs one. */
 static bool s_no_explicit_keys(const char *path, const char *data, size_t size, char *err,
                                size_t err_size)
 {
-    size_t line = 1;
-    char quote = 0;
-    bool comment = false;
-    for (size_t i = 0; i < size; i++) {
-        char c = data[i], next = i + 1 < size ? data[i + 1] : '\n';
-        bool blank_before = i == 0 || data[i - 1] == ' ' || data[i - 1] == '\t'
-                            || data[i - 1] == '\n' || data[i - 1] == '\r';
-        if (c == '\n') {
-            line++;
-            comment = false;
-        }
-        else if (comment)
-            continue;
-        else if (quote) {
-            if (c == quote)
-                quote = 0;
-            else if (c == '\\' && quote == '"')
-                i++;
-        }
-        else if (c == '#' && blank_before)
-            comment = true;
-        else if (c == '"' || c == '\'')
-            quote = c;
-        else if (c == '?' && (next == ' ' || next == '\t' || next == '\n' || next == '\r')) {
-            snprintf(err, err_size, "%s:%zu: '?' (an explicit YAML key) has no place in a "
-                     "configuration file: write key: value", path, line);
-            return false;
-        }
-    }
-    return true;
+    size_t line, column;
+    if (!sbi_yaml_explicit_key(data, size, &line, &column))
+        return true;
+    snprintf(err, err_size, "%s:%zu: '?' (an explicit YAML key) has no place in a "
+             "configuration file: write key: value", path, line);
+    return false;
 }
 
 /* Reads the settings of `root` (a mapping) into `self`. */

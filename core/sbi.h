@@ -63,6 +63,13 @@ bool sbi_name_valid(const char *name);
 int sbi_subject_ref(const uint8_t key[32], const char *national_id,
                     uint8_t ref[SBI_HASH_SIZE]) SBI_UNUSED_RESULT;
 
+/* True when YAML text `data` holds an explicit-key indicator ('?' followed
+   by a blank or the end, outside quotes and comments), with its 1-based
+   line and column. Debian's libfyaml 0.8 crashes on some explicit keys
+   ("? ?:<TAB>:"), and sharebus's files never need one: callers refuse
+   them before parsing. */
+bool sbi_yaml_explicit_key(const char *data, size_t size, size_t *line, size_t *column);
+
 /* ------------------------------------------------------------- files */
 
 /* Reads at most `max` bytes of `path` into a NUL-terminated buffer the caller

@@ -229,3 +229,37 @@ ProtobufCAllocator *sbi_unpack_init(sbi_unpack_t *self, size_t size)
     self->used = 0;
     return &self->allocator;
 }
+
+bool sbi_yaml_explicit_key(const char *data, size_t size, size_t *line, size_t *column)
+{
+    size_t at_line = 1, line_start = 0;
+    char quote = 0;
+    bool comment = false;
+    for (size_t i = 0; i < size; i++) {
+        char c = data[i], next = i + 1 < size ? data[i + 1] : '\n';
+        bool blank_before = i == line_start || data[i - 1] == ' ' || data[i - 1] == '\t';
+        if (c == '\n') {
+            at_line++;
+            line_start = i + 1;
+            comment = false;
+        }
+        else if (comment)
+            continue;
+        else if (quote) {
+            if (c == quote)
+                quote = 0;
+            else if (c == '\\' && quote == '"' && next != '\n')
+                i++;
+        }
+        else if (c == '#' && blank_before)
+            comment = true;
+        else if (c == '"' || c == '\'')
+            quote = c;
+        else if (c == '?' && (next == ' ' || next == '\t' || next == '\n' || next == '\r')) {
+            *line = at_line;
+            *column = i - line_start + 1;
+            return true;
+        }
+    }
+    return false;
+}

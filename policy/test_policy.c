@@ -568,6 +568,20 @@ TEST(test_text_that_is_not_utf8_is_reported)
     zlistx_destroy(&errors);
 }
 
+TEST(test_explicit_keys_are_refused_before_libfyaml_sees_them)
+{
+    /* libfyaml 0.8 crashes on this one. */
+    s_expect("version: 1\n? ?:\t:\n", "p.yaml:2:1: '?' (an explicit YAML key) is not used in "
+                                       "policy files: write key: value\n");
+    s_expect("version: 1\ndatasets: {? d: x}\n",
+             "p.yaml:2:12: '?' (an explicit YAML key) is not used in policy files: write key: "
+             "value\n");
+    /* In comments and quoted values, '?' is text. */
+    sbi_policy_t *policy = s_load_files(NULL, "p.yaml", "version: 1 # really? yes\n", NULL);
+    CHECK(policy);
+    sbi_policy_destroy(&policy);
+}
+
 TEST(test_aliases_are_refused)
 {
     s_expect("version: 1\ndatasets:\n  d:\n    provider: &p nhis\n    subject: none\n"

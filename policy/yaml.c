@@ -105,6 +105,14 @@ pol_yaml_t *pol_yaml_parse(pol_ctx_t *c, const pol_file_t *file)
 {
     if (!s_text_valid(c, file->content, file->size))
         return NULL;
+    /* libfyaml 0.8 crashes on some explicit keys ("? ?:<TAB>:"): refuse
+       them all before it parses; a policy never needs one. */
+    size_t line, column;
+    if (sbi_yaml_explicit_key(file->content, file->size, &line, &column)) {
+        pol_err(c, ((pol_mark_t){(int) line, (int) column}),
+                "'?' (an explicit YAML key) is not used in policy files: write key: value");
+        return NULL;
+    }
     pol_yaml_t *self = calloc(1, sizeof *self);
     self->diag = self ? s_diag_new() : NULL;
     struct fy_parse_cfg cfg = {.flags = FYPCF_QUIET | FYPCF_DEFAULT_VERSION_1_2,
