@@ -38,6 +38,7 @@
 #define S_DRAIN_MS 5000       /* the old connection stays open this long */
 #define S_CHECK_MS 2000       /* how often the directory is looked at */
 #define S_NAG_MS 10000        /* how often a switch waiting for the broker is logged */
+#define S_UNKNOWN_GAP_MS 100  /* unknown keys make us look at the directory this often */
 
 struct agent_keys_t {
     zlistx_t *retired;        /* sbi_crypto_t *: earlier key pairs, to open with */
@@ -53,6 +54,7 @@ struct agent_keys_t {
     uint8_t stamp[32];        /* of the directory when last loaded */
     int64_t loaded_at;
     int64_t next_check;
+    int64_t unknown_check;    /* when a message from an unknown key last made us look */
 };
 
 static void s_crypto_free(void **item_p)
@@ -374,7 +376,10 @@ int agent_keys_verify(agent_t *self, sbi_envelope_t *env)
 {
     agent_keys_t *k = self->keys;
     int rc = sbi_envelope_verify(env, self->trust, NULL, sbi_now_ms());
-    if ((rc == SB_EUNKNOWN || rc == SB_EBADSIG) && strcmp(env->header->from, "broker") != 0) {
+    int64_t now = zclock_mono();
+    if ((rc == SB_EUNKNOWN || rc == SB_EBADSIG) && strcmp(env->header->from, "broker") != 0
+        && now - k->unknown_check >= S_UNKNOWN_GAP_MS) {
+        k->unknown_check = now;
         /* Perhaps a certificate we have not loaded yet: look, and reload
            only when the directory changed (the broker checked the
            signature already, so this is no flood's lever). */
