@@ -358,6 +358,8 @@ static void s_batch_done(broker_t *self, broker_batch_t *batch)
 {
     self->in_flight--;
     int rc = broker_batch_status(batch);
+    if (rc != SB_OK)
+        broker_events_reset_all(self);
     if (rc != SB_OK && !self->store_full) {
         self->store_full = true;
         sbi_error("audit log cannot be written (%s): refusing traffic until space is back",
@@ -584,7 +586,7 @@ static int s_reload(broker_t *self, zlistx_t *errors)
     payload.body_case = SHAREBUS__PAYLOAD__BODY_POLICY;
     payload.policy = (Sharebus__PolicyBundle *) sbi_policy_bundle(policy);
     broker_broadcast(self, SHAREBUS__KIND__KIND_POLICY, &payload);
-    broker_flush(self);
+    broker_sync(self);      /* a reload answered OK is on the record */
     sbi_notice("policy %s loaded", hex);
     return 0;
 }
@@ -610,7 +612,7 @@ int broker_reload(broker_t *self, zlistx_t *errors)
     r.decision = SHAREBUS__DECISION__DECISION_DENY;
     r.reason = zlistx_first(errors);
     broker_audit(self, &r);
-    broker_flush(self);
+    broker_sync(self);
     return -1;
 }
 

@@ -1,11 +1,12 @@
 /*  broker.h - the sharebus broker: transport authentication, the policy
     gate, consent, the audit writer and routing. Internal to sharebus-broker.
 
-    One thread runs everything. Each turn of the loop takes a batch of
-    messages, decides each one, appends their audit records to one write
-    transaction, commits it (one fsync for the batch), and only then sends
-    what the batch produced: nothing leaves the broker before its audit
-    record is durable.
+    The main thread decides every message and journals what the store must
+    hold (audit records, consent changes, queued events) into a batch, with
+    what the batch lets leave. A writer thread (writer.c) commits every
+    batch handed to it meanwhile in one transaction, one fsync; only then
+    does the main thread send what those batches produced: nothing an
+    agency sent leaves the broker before its audit record is durable.
 */
 #ifndef BROKER_H_INCLUDED
 #define BROKER_H_INCLUDED
@@ -199,6 +200,7 @@ void broker_event_publish(broker_t *self, const sbi_cert_t *cert, const zframe_t
                           sbi_envelope_t *env, zframe_t *frame);
 void broker_event_ack(broker_t *self, const sbi_cert_t *cert, sbi_envelope_t *env);
 void broker_events_reset(broker_t *self, const char *agency);
+void broker_events_reset_all(broker_t *self);
 void broker_events_pump(broker_t *self);
 uint64_t broker_events_depth(broker_t *self, const char *agency);
 

@@ -234,6 +234,16 @@ void broker_events_reset(broker_t *b, const char *agency)
     }
 }
 
+/* A batch did not commit: the events it was to deliver never left, so
+   every queue starts again from its head (the agents drop duplicates). */
+void broker_events_reset_all(broker_t *b)
+{
+    for (broker_queue_t *q = zhashx_first(b->queues); q; q = zhashx_next(b->queues)) {
+        q->sent_upto = 0;
+        zhashx_purge(q->inflight);
+    }
+}
+
 /* Sends the next events of one queue, up to the window. Reads only what
    is committed, so nothing leaves before its audit record is durable. */
 static void s_pump(broker_t *b, MDB_txn *txn, broker_queue_t *q, broker_peer_t *peer)

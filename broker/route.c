@@ -267,11 +267,16 @@ static broker_pending_t *s_answered(s_msg_t *m, char key[33])
     return p;
 }
 
-static void s_audit_answer(s_msg_t *m, broker_pending_t *p, int code)
+/* Audits an answer to `p` and forwards it to the consumer; a consumer gone
+   meanwhile is recorded as such, not as a forward that never happened. */
+static void s_answer(s_msg_t *m, broker_pending_t *p, int code)
 {
+    broker_t *b = m->broker;
     const Sharebus__Header *h = m->env->header;
+    broker_peer_t *consumer = s_peer(b, p->consumer);
     Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
-    r.kind = SHAREBUS__AUDIT_KIND__AUDIT_REPLY_FORWARDED;
+    r.kind = consumer ? SHAREBUS__AUDIT_KIND__AUDIT_REPLY_FORWARDED
+                      : SHAREBUS__AUDIT_KIND__AUDIT_REPLY_REFUSED;
     r.message_id = h->message_id;
     r.correlation_id = h->correlation_id;
     r.from = h->from;
@@ -287,10 +292,17 @@ static void s_audit_answer(s_msg_t *m, broker_pending_t *p, int code)
     r.consent_id = p->consent_id;
     r.error = code == SB_OK ? SHAREBUS__ERROR_KIND__ERR_NONE : sbi_error_kind(code);
     r.reason = h->reason;
+    if (!consumer) {
+        r.error = SHAREBUS__ERROR_KIND__ERR_UNAVAILABLE;
+        r.reason = "the consumer is no longer connected";
+    }
     r.payload_hash = h->payload_hash;
     r.header = m->env->envelope->header;
     r.signature = m->env->envelope->signature;
-    broker_audit(m->broker, &r);
+    broker_audit(b, &r);
+    broker_metrics_latency(b, zclock_usecs() - p->started_us);
+    if (consumer)
+        s_forward(m, consumer, NULL);
 }
 
 static void route_reply(s_msg_t *m)
@@ -318,12 +330,8 @@ static void route_reply(s_msg_t *m)
             return;
         }
     }
-    broker_peer_t *consumer = s_peer(b, p->consumer);
-    s_audit_answer(m, p, SB_OK);
+    s_answer(m, p, SB_OK);
     broker_count(b, "replies.forwarded");
-    broker_metrics_latency(b, zclock_usecs() - p->started_us);
-    if (consumer)
-        s_forward(m, consumer, NULL);
     zhashx_delete(b->pending, key);
 }
 
@@ -346,12 +354,8 @@ static void route_error(s_msg_t *m)
         broker_audit(b, &r);
         return;
     }
-    broker_peer_t *consumer = s_peer(b, p->consumer);
-    s_audit_answer(m, p, sbi_error_code(m->env->header->error));
+    s_answer(m, p, sbi_error_code(m->env->header->error));
     broker_count(b, "replies.refused");
-    broker_metrics_latency(b, zclock_usecs() - p->started_us);
-    if (consumer)
-        s_forward(m, consumer, NULL);
     zhashx_delete(b->pending, key);
 }
 
