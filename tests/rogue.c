@@ -20,6 +20,9 @@
       bighead           a signed envelope whose header is over SBI_HEADER_MAX
                         (the frame itself well within ZMQ_MAXMSGSIZE)
       swap              a signed request carrying another request's payload
+      overreply         (as a provider's agency) take its route with a HELLO,
+                        wait for one request and reply with a field the rule
+                        does not let flow; prints "waiting", then the answer
       impostor          (with --agency broker) listen on EP as a broker with a
                         fresh CURVE key, until SIGTERM: prints "listening",
                         "event NAME" for each connection event, "message N
@@ -220,6 +223,78 @@ static zframe_t *s_swapped(uint8_t id[SBI_ID_SIZE])
     zframe_destroy(&mine);
     zframe_destroy(&theirs);
     return frame;
+}
+
+/* A provider that answers beyond the rule: the request's fields and one
+   more, blood_pressure, which no rule lets flow. */
+static int s_overreply(zsock_t *sock)
+{
+    sbi_header_t h;
+    sbi_header_init(&h, SHAREBUS__KIND__KIND_HELLO, s_agency, "broker");
+    zframe_t *frame = NULL;
+    if (sbi_envelope_seal(s_crypto, sbi_trust_find(s_trust, "broker"), &h.header, NULL, &frame))
+        return 3;
+    zframe_send(&frame, sock, 0);
+    /* The route is ours once the broker welcomes us. */
+    if (strcmp(s_answer(sock, NULL), "ok") != 0)
+        return 3;
+    printf("waiting\n");
+    fflush(stdout);
+    int64_t deadline = zclock_mono() + 30000;
+    while (zclock_mono() < deadline) {
+        zpoller_t *poller = zpoller_new(sock, NULL);
+        void *which = zpoller_wait(poller, 500);
+        zpoller_destroy(&poller);
+        if (!which)
+            continue;
+        frame = zframe_recv(sock);
+        sbi_envelope_t env;
+        int rc = sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame));
+        zframe_destroy(&frame);
+        if (rc != SB_OK)
+            continue;
+        const Sharebus__Header *q = env.header;
+        const sbi_cert_t *consumer = sbi_trust_find(s_trust, q->from);
+        if (q->kind != SHAREBUS__KIND__KIND_REQUEST || !consumer) {
+            sbi_envelope_clear(&env);
+            continue;
+        }
+        char *names[SBI_FIELDS_MAX + 1];
+        Sharebus__Field fields[SBI_FIELDS_MAX + 1], *pointers[SBI_FIELDS_MAX + 1];
+        size_t n = 0;
+        for (size_t i = 0; i < q->n_fields && i < SBI_FIELDS_MAX; i++)
+            names[n++] = q->fields[i];
+        names[n++] = "blood_pressure";
+        for (size_t i = 0; i < n; i++) {
+            sharebus__field__init(&fields[i]);
+            fields[i].name = names[i];
+            fields[i].value_case = SHAREBUS__FIELD__VALUE_TEXT;
+            fields[i].text = "128/84";
+            pointers[i] = &fields[i];
+        }
+        Sharebus__Record record = SHAREBUS__RECORD__INIT;
+        record.fields = pointers;
+        record.n_fields = n;
+        Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
+        payload.body_case = SHAREBUS__PAYLOAD__BODY_RECORD;
+        payload.record = &record;
+        sbi_header_t r;
+        sbi_header_init(&r, SHAREBUS__KIND__KIND_REPLY, s_agency, q->from);
+        r.header.correlation_id = q->message_id;
+        r.header.dataset = q->dataset;
+        r.header.purpose = q->purpose;
+        r.header.subject_ref = q->subject_ref;
+        r.header.fields = names;
+        r.header.n_fields = n;
+        rc = sbi_envelope_seal(s_crypto, consumer, &r.header, &payload, &frame);
+        sbi_envelope_clear(&env);
+        if (rc != SB_OK)
+            return 3;
+        s_send_and_report(sock, &frame, r.message_id);
+        return 0;
+    }
+    printf("answer: no request came\n");
+    return 1;
 }
 
 static const char *s_event_name(uint16_t event)
@@ -507,6 +582,8 @@ int main(int argc, char **argv)
         frame = s_bighead();
         s_send_and_report(sock, &frame, NULL);
     }
+    else if (strcmp(mode, "overreply") == 0)
+        rc = s_overreply(sock);
     else if (strcmp(mode, "swap") == 0) {
         frame = s_swapped(id);
         s_send_and_report(sock, &frame, id);

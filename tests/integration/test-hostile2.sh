@@ -46,6 +46,26 @@ answer malformed mois bighead
 answer bad-signature mois swap
 kill -0 "$BROKER_PID" || fail "broker died"
 
+# --- a provider that answers beyond the rule
+# The real nhis steps aside; a rogue nhis answers with blood_pressure, which
+# no rule lets flow: the broker refuses the reply and the consumer is told.
+kill "$NHIS_BACKEND" "${AGENT_PID[nhis]}"
+wait "$NHIS_BACKEND" "${AGENT_PID[nhis]}" || true
+"$BUILD/tests/rogue" --certs "$CERTS" --agency nhis --broker "$BROKER" overreply \
+  >"$WORK/overreply.out" 2>&1 &
+ROGUE=$!
+PIDS+=("$ROGUE")
+wait_for 10 grep -q '^waiting' "$WORK/overreply.out"
+expect_error fields request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL \
+  --subject $SUBJECT --fields exam_date
+wait "$ROGUE" || fail "rogue nhis: $(cat "$WORK/overreply.out")"
+grep -q '^answer: fields$' "$WORK/overreply.out" || fail "rogue nhis: $(cat "$WORK/overreply.out")"
+grep -q "beyond rule" "$WORK/broker.log" || fail "the refused reply is not logged"
+pass "a reply carrying a field beyond the rule: refused to the provider, 'fields' to the consumer"
+start_agent nhis
+start_nhis_backend
+good "the real nhis's return"
+
 # --- the broker's key is pinned by the agents
 # Control: an impostor holding the broker's real CURVE key receives the
 # agents' traffic (so the next check can fail).
