@@ -13,7 +13,7 @@
 source "$(dirname "$0")/lib.sh"
 N=${SWARM_AGENTS:-100}
 STAGES=${SWARM_STAGES:-$((N / 2)),$N}
-ulimit -n "$(ulimit -Hn)"   # the broker needs a descriptor per connection
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true   # a descriptor per connection
 
 setup_certs nhis koroad
 "$BUILD/tests/swarm" --certs "$CERTS" --issue "$N" >/dev/null || fail "cannot issue $N certificates"
