@@ -148,8 +148,8 @@ static void s_consent_list(Sharebus__ClientMessage *m)
     free(bytes);
     char *json = NULL;
     int rc = sb_consent_list(s_client, "900101-1234567", &json);
-    if (rc == SB_ETIMEOUT)
-        abort();    /* it was there: it must have been found */
+    if (rc == SB_ETIMEOUT && m->result->error != SHAREBUS__ERROR_KIND__ERR_TIMEOUT)
+        abort();    /* it was there: it must have been found (or say timeout itself) */
     free(json);
     s_drain();
 }
