@@ -90,20 +90,13 @@ static int s_load_identity(agent_t *self)
         return -1;
     }
     snprintf(path, sizeof path, "%s/%s.key", c->certs, c->agency);
-    sbi_keys_t keys;
-    int rc = sbi_keys_load(path, &keys);
-    if (rc == SB_OK && memcmp(keys.cert.sign_public, self->me->sign_public, 32) != 0)
-        rc = SB_EBADCERT;
+    int rc = sbi_crypto_load(path, self->me, &self->crypto);
     if (rc != SB_OK) {
         sbi_error("%s: %s", path, rc == SB_EIO ? strerror(errno)
                                   : rc == SB_EBADCERT ? "keys do not match the certificate"
                                                       : "not a sharebus key file");
-        sbi_keys_wipe(&keys);
         return -1;
     }
-    keys.cert = *self->me;
-    self->crypto = sbi_crypto_new(&keys);
-    sbi_keys_wipe(&keys);
     snprintf(path, sizeof path, "%s/subject.key", c->certs);
     if (sbi_secret_load(path, self->subject_key) != SB_OK) {
         sbi_error("%s: cannot read the bus's subject key", path);

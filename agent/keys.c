@@ -100,18 +100,11 @@ static void s_stamp(const char *dir, uint8_t stamp[32])
    file does not exist). */
 static sbi_crypto_t *s_load_pair(const char *path, const sbi_cert_t *cert)
 {
-    sbi_keys_t keys;
-    int rc = sbi_keys_load(path, &keys);
     sbi_crypto_t *crypto = NULL;
-    if (rc == SB_OK && memcmp(keys.cert.sign_public, cert->sign_public, 32) == 0
-        && memcmp(keys.cert.curve_public, cert->curve_public, 32) == 0) {
-        keys.cert = *cert;
-        crypto = sbi_crypto_new(&keys);
-    }
-    else if (rc == SB_OK || errno != ENOENT)
-        sbi_warning("%s: %s", path, rc == SB_OK ? "does not match its certificate"
+    int rc = sbi_crypto_load(path, cert, &crypto);
+    if (rc != SB_OK && !(rc == SB_EIO && errno == ENOENT))
+        sbi_warning("%s: %s", path, rc == SB_EBADCERT ? "does not match its certificate"
                                     : rc == SB_EIO ? strerror(errno) : "not a key file");
-    sbi_keys_wipe(&keys);
     return crypto;
 }
 

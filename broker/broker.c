@@ -74,20 +74,13 @@ static int s_load_keys(broker_t *self)
         return -1;
     }
     snprintf(path, sizeof path, "%s/broker.key", self->config.certs);
-    sbi_keys_t keys;
-    int rc = sbi_keys_load(path, &keys);
-    if (rc == SB_OK && memcmp(keys.cert.sign_public, self->me->sign_public, 32) != 0)
-        rc = SB_EBADCERT;
+    int rc = sbi_crypto_load(path, self->me, &self->crypto);
     if (rc != SB_OK) {
         sbi_error("%s: %s", path, rc == SB_EIO ? strerror(errno)
                                   : rc == SB_EBADCERT ? "key does not match broker.cert"
                                                       : "not a sharebus key file");
-        sbi_keys_wipe(&keys);
         return -1;
     }
-    keys.cert = *self->me;
-    self->crypto = sbi_crypto_new(&keys);
-    sbi_keys_wipe(&keys);
     return 0;
 }
 

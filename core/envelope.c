@@ -30,6 +30,23 @@ sbi_crypto_t *sbi_crypto_new(const sbi_keys_t *keys)
     return self;
 }
 
+int sbi_crypto_load(const char *path, const sbi_cert_t *cert, sbi_crypto_t **crypto_p)
+{
+    *crypto_p = NULL;
+    sbi_keys_t keys;
+    int rc = sbi_keys_load(path, &keys);
+    if (rc == SB_OK && (memcmp(keys.cert.sign_public, cert->sign_public, 32) != 0
+                        || memcmp(keys.cert.curve_public, cert->curve_public, 32) != 0
+                        || memcmp(keys.cert.box_public, cert->box_public, 32) != 0))
+        rc = SB_EBADCERT;
+    if (rc == SB_OK) {
+        keys.cert = *cert;
+        *crypto_p = sbi_crypto_new(&keys);
+    }
+    sbi_keys_wipe(&keys);
+    return rc;
+}
+
 void sbi_crypto_destroy(sbi_crypto_t **self_p)
 {
     sbi_crypto_t *self = *self_p;
