@@ -65,6 +65,7 @@ typedef struct {
     MDB_dbi events_seen;      /* event id -> time acknowledged */
     zhashx_t *subscriptions;  /* topic -> zframe_t routing id of a back-end */
     zlistx_t *inbox;          /* events waiting for the back-end, in order */
+    zhashx_t *inbox_index;    /* the same, by hex id and by decimal token */
     zlistx_t *acks;           /* hex ids to acknowledge after the commit */
     int64_t next_hello;
     int64_t next_sweep;

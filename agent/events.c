@@ -28,7 +28,9 @@ struct agent_publication_t {
 typedef struct {
     uint8_t id[SBI_ID_SIZE];
     char hex[2 * SBI_ID_SIZE + 1];
+    char token_key[24];       /* decimal token, the key in inbox_index too */
     uint64_t token;
+    void *handle;             /* its place in the inbox list */
     bool sent;                /* handed to the current back-end */
     Sharebus__Payload *payload;
     char *topic;
@@ -54,6 +56,7 @@ int agent_events_open(agent_t *self)
     zhashx_set_destructor(self->subscriptions, (zhashx_destructor_fn *) zframe_destroy);
     self->inbox = zlistx_new();
     zlistx_set_destructor(self->inbox, s_event_free);
+    self->inbox_index = zhashx_new();   /* hex id and decimal token -> event */
     self->acks = zlistx_new();
     zlistx_set_destructor(self->acks, (zlistx_destructor_fn *) zstr_free);
     return sbi_store_dbi(self->store, "events.seen", 0, &self->events_seen);
@@ -62,6 +65,7 @@ int agent_events_open(agent_t *self)
 void agent_events_close(agent_t *self)
 {
     zhashx_destroy(&self->subscriptions);
+    zhashx_destroy(&self->inbox_index);
     zlistx_destroy(&self->inbox);
     zlistx_destroy(&self->acks);
 }
@@ -229,12 +233,14 @@ static void s_deliver(agent_t *self, s_event_t *e)
         zhashx_delete(self->subscriptions, e->topic);   /* that back-end is gone */
 }
 
+/* An event waiting in the inbox, by hex id or by token: hashed, since a
+   catching-up subscriber may hold a whole delivery window. */
 static s_event_t *s_find(agent_t *self, const char *hex, uint64_t token)
 {
-    for (s_event_t *e = zlistx_first(self->inbox); e; e = zlistx_next(self->inbox))
-        if ((hex && strcmp(e->hex, hex) == 0) || (!hex && e->token == token))
-            return e;
-    return NULL;
+    char key[24];
+    if (!hex)
+        snprintf(key, sizeof key, "%llu", (unsigned long long) token);
+    return zhashx_lookup(self->inbox_index, hex ? hex : key);
 }
 
 void agent_event_receive(agent_t *self, sbi_envelope_t *env, Sharebus__Payload **payload_p)
@@ -279,7 +285,10 @@ void agent_event_receive(agent_t *self, sbi_envelope_t *env, Sharebus__Payload *
     e->topic = strdup(h->dataset);
     e->publisher = strdup(h->from);
     e->published_ms = h->created_ms;
-    zlistx_add_end(self->inbox, e);
+    snprintf(e->token_key, sizeof e->token_key, "%llu", (unsigned long long) e->token);
+    e->handle = zlistx_add_end(self->inbox, e);
+    zhashx_insert(self->inbox_index, e->hex, e);
+    zhashx_insert(self->inbox_index, e->token_key, e);
     s_deliver(self, e);
 }
 
@@ -324,9 +333,9 @@ void agent_event_acked(agent_t *self, const Sharebus__ClientAck *ack)
         return;
     }
     s_ack_later(self, e->hex);
-    void *handle = zlistx_find(self->inbox, e);
-    if (handle)
-        zlistx_delete(self->inbox, handle);
+    zhashx_delete(self->inbox_index, e->hex);
+    zhashx_delete(self->inbox_index, e->token_key);
+    zlistx_delete(self->inbox, e->handle);
 }
 
 /* After the store committed: tell the broker which events are delivered. */

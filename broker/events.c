@@ -20,7 +20,10 @@
 
 #include "broker.h"
 
-#define S_WINDOW 64               /* events in flight per subscriber */
+/* Events in flight per subscriber. The agent acknowledges after its own
+   commit (every 50 ms), so the window is what one commit can carry: a
+   catching-up subscriber gets up to S_WINDOW events per agent commit. */
+#define S_WINDOW 1024
 
 typedef struct {
     uint64_t seq;
