@@ -1,0 +1,519 @@
+/*  report - assembles the parts bench/run measured into one document,
+    bench/results/latest.json, and prints the table.
+
+    report --dir PARTS --out FILE [--commit C] [--started TEXT]
+           [--load-start LOAD] [--quick]
+
+    PARTS holds one JSON object per measurement, named by bench/run:
+      ceiling-SIZE-N.json, full-SIZE-N.json      closed loop, N in flight
+      nats-SIZE-N-MODE.json                      MODE buffered or asap
+      cpu-SIZE-N.json                            CPU ms per round trip of
+                                                 each process of the full path
+      full-fixed.json                            open loop at a fixed rate
+      crypto.json                                crypto-floor
+      audit.json, consent.json, consent-full.json, consent-fixed.json,
+      agents.json, agents-issue.json             the other measurements
+      *.note                                     a sentence to show instead
+    A missing part is reported as not measured, never invented. */
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "stats.h"
+
+static const long s_sizes[] = {512, 16384};
+static const long s_inflight[] = {1, 16, 128};
+#define S_NSIZES 2
+#define S_NINFLIGHT 3
+
+typedef struct {
+    const char *dir;
+    bool quick;
+} s_report_t;
+
+static json_object *s_part(const s_report_t *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static json_object *s_part(const s_report_t *r, const char *fmt, ...)
+{
+    char name[256], path[4400];
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(name, sizeof name, fmt, args);
+    va_end(args);
+    snprintf(path, sizeof path, "%s/%s", r->dir, name);
+    if (access(path, R_OK) != 0)
+        return NULL;
+    return json_object_from_file(path);
+}
+
+/* The note bench/run left for part `name`, or NULL. */
+static char *s_note(const s_report_t *r, const char *name)
+{
+    char path[4400], *text = NULL;
+    snprintf(path, sizeof path, "%s/%s.note", r->dir, name);
+    FILE *f = fopen(path, "r");
+    size_t size = 0;
+    if (f && getline(&text, &size, f) > 0)
+        text[strcspn(text, "\n")] = 0;
+    if (f)
+        fclose(f);
+    return text;
+}
+
+/* obj.key (a path "a.b") as a number; NAN when absent. */
+static double s_num(json_object *obj, const char *path)
+{
+    char copy[128];
+    snprintf(copy, sizeof copy, "%s", path);
+    json_object *at = obj;
+    for (char *save, *key = strtok_r(copy, ".", &save); key && at; key = strtok_r(NULL, ".", &save))
+        if (!json_object_object_get_ex(at, key, &at))
+            at = NULL;
+    return at ? json_object_get_double(at) : NAN;
+}
+
+static void s_put(json_object *obj, const char *key, double value)
+{
+    if (isnan(value))
+        json_object_object_add(obj, key, NULL);
+    else
+        bench_json_put(obj, key, value);
+}
+
+/* ------------------------------------------------------------ machine */
+
+static json_object *s_machine(const char *commit, const char *started, const char *load_start)
+{
+    json_object *m = json_object_new_object();
+    json_object_object_add(m, "nproc", json_object_new_int64(sysconf(_SC_NPROCESSORS_ONLN)));
+    char line[512], model[256] = "unknown";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "model name", 10) == 0 && strchr(line, ':')) {
+            snprintf(model, sizeof model, "%s", strchr(line, ':') + 2);
+            model[strcspn(model, "\n")] = 0;
+            break;
+        }
+    if (f)
+        fclose(f);
+    json_object_object_add(m, "cpu_model", json_object_new_string(model));
+    struct utsname u;
+    uname(&u);
+    json_object_object_add(m, "kernel", json_object_new_string(u.release));
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    json_object_object_add(m, "memory_mib", json_object_new_int64((int64_t)pages * page >> 20));
+    char date[64];
+    time_t now = time(NULL);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    json_object_object_add(m, "date", json_object_new_string(date));
+    json_object_object_add(m, "started", json_object_new_string(started ? started : date));
+    json_object_object_add(m, "git_commit", json_object_new_string(commit ? commit : "unknown"));
+    if (load_start)
+        bench_json_put(m, "loadavg_1min_at_start", atof(load_start));
+    double load[3];
+    if (getloadavg(load, 3) == 3)
+        bench_json_put(m, "loadavg_1min_at_end", load[0]);
+    return m;
+}
+
+/* --------------------------------------------------- request / reply */
+
+static bool s_measured(long size, long inflight, bool quick)
+{
+    return !quick || (size == 512 && inflight == 128);
+}
+
+/* NATS at one point: the better of libnats's two send modes. */
+static json_object *s_nats_best(const s_report_t *r, long size, long n)
+{
+    json_object *best = NULL;
+    double best_rate = -1;
+    static const char *modes[] = {"buffered", "asap"};
+    for (int m = 0; m < 2; m++) {
+        json_object *part = s_part(r, "nats-%ld-%ld-%s.json", size, n, modes[m]);
+        double rate = part ? s_num(part, "round_trips_per_s") : NAN;
+        if (part && rate > best_rate) {
+            json_object_put(best);
+            best = part;
+            best_rate = rate;
+        } else
+            json_object_put(part);
+    }
+    return best;
+}
+
+/* The comparison runs: arrays of points, and the headline 512 B x 128. */
+static void s_request_reply(const s_report_t *r, json_object *doc)
+{
+    json_object *ceiling = json_object_new_object(), *full = json_object_new_object(),
+                *nats = json_object_new_object();
+    json_object *cr = json_object_new_array(), *fr = json_object_new_array(),
+                *nr = json_object_new_array();
+    for (int s = 0; s < S_NSIZES; s++)
+        for (int i = 0; i < S_NINFLIGHT; i++) {
+            long size = s_sizes[s], n = s_inflight[i];
+            if (!s_measured(size, n, r->quick))
+                continue;
+            json_object *c = s_part(r, "ceiling-%ld-%ld.json", size, n);
+            json_object *f = s_part(r, "full-%ld-%ld.json", size, n);
+            json_object *x = s_nats_best(r, size, n);
+            double crate = c ? s_num(c, "round_trips_per_s") : NAN;
+            double frate = f ? s_num(f, "round_trips_per_s") : NAN;
+            if (f) {
+                json_object_object_add(f, "size", json_object_new_int64(size));
+                s_put(f, "ratio_to_ceiling", frate / crate);
+                json_object *cpu = s_part(r, "cpu-%ld-%ld.json", size, n);
+                double total = cpu ? s_num(cpu, "total") : NAN;
+                if (cpu)
+                    json_object_object_add(f, "cpu_ms_per_round_trip", cpu);
+                /* What the path's CPU cost allows with every core busy:
+                   other load on the machine does not change it. */
+                s_put(f, "cpu_bound_round_trips_per_s",
+                      total > 0 ? (double)sysconf(_SC_NPROCESSORS_ONLN) * 1000 / total : NAN);
+            }
+            if (x)
+                s_put(x, "ratio_to_full_path", s_num(x, "round_trips_per_s") / frate);
+            if (size == 512 && n == 128) {
+                s_put(ceiling, "round_trips_per_s", crate);
+                s_put(ceiling, "p99_ms", c ? s_num(c, "p99_ms") : NAN);
+                s_put(full, "round_trips_per_s", frate);
+                s_put(full, "ratio_to_ceiling", frate / crate);
+                s_put(full, "p99_ms", f ? s_num(f, "p99_ms") : NAN);
+                s_put(full, "cpu_ms_per_round_trip",
+                      f ? s_num(f, "cpu_ms_per_round_trip.total") : NAN);
+                s_put(full, "cpu_bound_round_trips_per_s",
+                      f ? s_num(f, "cpu_bound_round_trips_per_s") : NAN);
+                double xrate = x ? s_num(x, "round_trips_per_s") : NAN;
+                s_put(nats, "round_trips_per_s", xrate);
+                s_put(nats, "p99_ms", x ? s_num(x, "p99_ms") : NAN);
+                s_put(nats, "ratio_to_full_path", xrate / frate);
+            }
+            if (c)
+                json_object_array_add(cr, c);
+            if (f)
+                json_object_array_add(fr, f);
+            if (x)
+                json_object_array_add(nr, x);
+        }
+    json_object_object_add(ceiling, "runs", cr);
+    json_object_object_add(full, "runs", fr);
+    json_object_object_add(nats, "runs", nr);
+    json_object *fixed = s_part(r, "full-fixed.json");
+    s_put(full, "p99_ms_at_fixed_load", fixed ? s_num(fixed, "p99_ms") : NAN);
+    if (fixed)
+        json_object_object_add(full, "fixed_load", fixed);
+    json_object *crypto = s_part(r, "crypto.json");
+    double floor_rate = crypto ? s_num(crypto, "round_trips_per_s") : NAN;
+    s_put(full, "ratio_to_crypto_floor", s_num(full, "round_trips_per_s") / floor_rate);
+    /* The same comparison by CPU cost, which other work on the machine
+       hardly moves: what the full path's CPU time per round trip allows
+       with every core busy, against what the signatures' CPU time allows. */
+    s_put(full, "cpu_bound_ratio_to_crypto_floor",
+          s_num(full, "cpu_bound_round_trips_per_s") /
+              (crypto ? s_num(crypto, "round_trips_per_s_by_cpu_time") : NAN));
+    json_object_object_add(doc, "ceiling", ceiling);
+    json_object_object_add(doc, "full_path", full);
+    json_object_object_add(doc, "crypto_floor", crypto ? crypto : json_object_new_object());
+    if (!crypto)
+        json_object_object_add(json_object_object_get(doc, "crypto_floor"), "round_trips_per_s",
+                               NULL);
+    char *note = s_note(r, "nats");
+    if (note)
+        json_object_object_add(nats, "note", json_object_new_string(note));
+    free(note);
+    json_object_object_add(doc, "nats", nats);
+}
+
+/* -------------------------------------------------------------- others */
+
+static void s_other(const s_report_t *r, json_object *doc, const char *key, const char *part)
+{
+    json_object *obj = s_part(r, "%s.json", part);
+    char *note = s_note(r, part);
+    if (!obj && (r->quick || note)) {
+        obj = json_object_new_object();
+        json_object_object_add(obj, "status",
+                               json_object_new_string(note ? "not measured" : "not run (--quick)"));
+    }
+    if (obj && note)
+        json_object_object_add(obj, "note", json_object_new_string(note));
+    free(note);
+    if (obj)
+        json_object_object_add(doc, key, obj);
+}
+
+static void s_consent(const s_report_t *r, json_object *doc)
+{
+    s_other(r, doc, "consent", "consent");
+    json_object *consent = json_object_object_get(doc, "consent");
+    json_object *full = s_part(r, "consent-full.json"), *fixed = s_part(r, "consent-fixed.json");
+    if (consent && full)
+        json_object_object_add(consent, "full_path", full);
+    else
+        json_object_put(full);
+    if (consent && fixed)
+        json_object_object_add(consent, "fixed_load", fixed);
+    else
+        json_object_put(fixed);
+}
+
+static void s_agents(const s_report_t *r, json_object *doc)
+{
+    s_other(r, doc, "agents", "agents");
+    json_object *agents = json_object_object_get(doc, "agents"), *issue;
+    if (agents && (issue = s_part(r, "agents-issue.json")))
+        json_object_object_add(agents, "issue", issue);
+}
+
+/* -------------------------------------------------------------- targets */
+
+static void s_target(json_object *list, const char *name, double value, double bound, bool below)
+{
+    json_object *t = json_object_new_object();
+    json_object_object_add(t, "target", json_object_new_string(name));
+    s_put(t, "value", value);
+    s_put(t, "bound", bound);
+    if (isnan(value))
+        json_object_object_add(t, "met", NULL);
+    else
+        json_object_object_add(t, "met",
+                               json_object_new_boolean(below ? value < bound : value >= bound));
+    json_object_array_add(list, t);
+}
+
+static void s_targets(json_object *doc)
+{
+    json_object *t = json_object_new_array();
+    s_target(t, "full path, 512 B, 128 in flight: round trips/s >= 5000",
+             s_num(doc, "full_path.round_trips_per_s"), 5000, false);
+    s_target(t, "full path / ceiling >= 0.10", s_num(doc, "full_path.ratio_to_ceiling"), 0.10,
+             false);
+    s_target(t, "full path / crypto floor >= 0.6", s_num(doc, "full_path.ratio_to_crypto_floor"),
+             0.6, false);
+    s_target(t, "p99 at 1,000 requests/s offered < 5 ms",
+             s_num(doc, "full_path.p99_ms_at_fixed_load"), 5, true);
+    s_target(t, "audit query by subject on 10M records < 10 ms",
+             s_num(doc, "audit.records") >= 1e7 ? s_num(doc, "audit.query_subject_ms") : NAN, 10,
+             true);
+    s_target(t, "audit verify >= 500,000 records/s", s_num(doc, "audit.verify_records_per_s"),
+             500000, false);
+    json_object_object_add(doc, "targets", t);
+}
+
+/* ---------------------------------------------------------------- table */
+
+/* `value` with `decimals` decimals, or "-" when it was not measured. */
+static const char *s_fmt(char *buf, size_t size, int decimals, double value)
+{
+    if (isnan(value))
+        snprintf(buf, size, "-");
+    else
+        snprintf(buf, size, "%.*f", decimals, value);
+    return buf;
+}
+
+static void s_cell(char *out, size_t size, json_object *run)
+{
+    if (!run) {
+        snprintf(out, size, "not measured");
+        return;
+    }
+    snprintf(out, size, "%7.0f  %6.2f/%6.2f/%6.2f", s_num(run, "round_trips_per_s"),
+             s_num(run, "p50_ms"), s_num(run, "p99_ms"), s_num(run, "p999_ms"));
+}
+
+static json_object *s_run_at(json_object *doc, const char *section, long size, long n)
+{
+    json_object *runs = NULL, *sec = json_object_object_get(doc, section);
+    if (!sec || !json_object_object_get_ex(sec, "runs", &runs))
+        return NULL;
+    for (size_t i = 0; i < json_object_array_length(runs); i++) {
+        json_object *run = json_object_array_get_idx(runs, i);
+        if (s_num(run, "size") == size && s_num(run, "inflight") == n)
+            return run;
+    }
+    return NULL;
+}
+
+static void s_table(json_object *doc)
+{
+    char a[128], b[128], c[128], d[64], e[64], f[64];
+    json_object *m = json_object_object_get(doc, "machine");
+    printf("\nsharebus bench  %s  |  %s x %d  |  kernel %s  |  commit %s\n",
+           json_object_get_string(json_object_object_get(m, "date")),
+           json_object_get_string(json_object_object_get(m, "cpu_model")), (int)s_num(m, "nproc"),
+           json_object_get_string(json_object_object_get(m, "kernel")),
+           json_object_get_string(json_object_object_get(m, "git_commit")));
+    printf("load average (1 min) %s at the start, %s at the end: other work on the machine "
+           "lowers every figure; the ratios are measured side by side\n",
+           s_fmt(d, sizeof d, 2, s_num(m, "loadavg_1min_at_start")),
+           s_fmt(e, sizeof e, 2, s_num(m, "loadavg_1min_at_end")));
+    printf("\nrequest/reply: round trips/s   p50/p99/p99.9 ms; cpu = CPU ms per round trip, "
+           "all processes of the full path\n");
+    printf("%-7s %4s  %-31s %-31s %-6s %-5s %-31s\n", "size", "infl", "ceiling (ZeroMQ+CURVE)",
+           "sharebus full path", "ratio", "cpu", "NATS+TLS");
+    for (int s = 0; s < S_NSIZES; s++)
+        for (int i = 0; i < S_NINFLIGHT; i++) {
+            long size = s_sizes[s], n = s_inflight[i];
+            json_object *full = s_run_at(doc, "full_path", size, n);
+            if (!full && !s_run_at(doc, "ceiling", size, n))
+                continue;
+            s_cell(a, sizeof a, s_run_at(doc, "ceiling", size, n));
+            s_cell(b, sizeof b, full);
+            s_cell(c, sizeof c, s_run_at(doc, "nats", size, n));
+            printf("%-7s %4ld  %-31s %-31s %-6s %-5s %-31s\n", size == 512 ? "512 B" : "16 KiB", n,
+                   a, b, s_fmt(d, sizeof d, 3, full ? s_num(full, "ratio_to_ceiling") : NAN),
+                   s_fmt(e, sizeof e, 2, full ? s_num(full, "cpu_ms_per_round_trip.total") : NAN),
+                   c);
+        }
+    json_object *fixed = NULL;
+    json_object_object_get_ex(json_object_object_get(doc, "full_path"), "fixed_load", &fixed);
+    if (fixed)
+        printf("\nfull path at %.0f requests/s offered (open loop, 512 B): achieved %.0f/s, "
+               "p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f ms\n",
+               s_num(fixed, "offered_per_s"), s_num(fixed, "round_trips_per_s"),
+               s_num(fixed, "p50_ms"), s_num(fixed, "p99_ms"), s_num(fixed, "p999_ms"),
+               s_num(fixed, "max_ms"));
+    printf("crypto floor (2 Ed25519 signs + 4 verifies per round trip, %s threads): %s "
+           "round trips/s; with sealing and hashing: %s\n",
+           s_fmt(d, sizeof d, 0, s_num(doc, "crypto_floor.threads")),
+           s_fmt(e, sizeof e, 0, s_num(doc, "crypto_floor.round_trips_per_s")),
+           s_fmt(f, sizeof f, 0, s_num(doc, "crypto_floor.all_crypto_round_trips_per_s")));
+    printf(
+        "  by CPU time (what the cores allow when nothing else runs): crypto floor %s, "
+        "with sealing and hashing %s\n",
+        s_fmt(d, sizeof d, 0, s_num(doc, "crypto_floor.round_trips_per_s_by_cpu_time")),
+        s_fmt(e, sizeof e, 0, s_num(doc, "crypto_floor.all_crypto_round_trips_per_s_by_cpu_time")));
+    if (!isnan(s_num(doc, "full_path.cpu_bound_round_trips_per_s")))
+        printf("full path CPU cost %.2f ms per round trip (512 B x 128): %.0f round trips/s "
+               "with every core busy, %.3f of the crypto floor by CPU time\n",
+               s_num(doc, "full_path.cpu_ms_per_round_trip"),
+               s_num(doc, "full_path.cpu_bound_round_trips_per_s"),
+               s_num(doc, "full_path.cpu_bound_ratio_to_crypto_floor"));
+    printf("full path / ceiling %s, / crypto floor %s;  NATS / full path %s\n",
+           s_fmt(d, sizeof d, 3, s_num(doc, "full_path.ratio_to_ceiling")),
+           s_fmt(e, sizeof e, 3, s_num(doc, "full_path.ratio_to_crypto_floor")),
+           s_fmt(f, sizeof f, 2, s_num(doc, "nats.ratio_to_full_path")));
+
+    json_object *audit = json_object_object_get(doc, "audit");
+    if (audit && !isnan(s_num(audit, "records")))
+        printf("\naudit (%.0f records, %.0f per commit): append %.0f records/s; query by subject "
+               "%.3f ms, by agency first 100 %.3f ms; verify %.0f records/s\n",
+               s_num(audit, "records"), s_num(audit, "batch"), s_num(audit, "append_records_per_s"),
+               s_num(audit, "query_subject_ms"), s_num(audit, "query_agency_first_100_ms"),
+               s_num(audit, "verify_records_per_s"));
+    else
+        printf("\naudit: %s\n",
+               audit ? json_object_get_string(json_object_object_get(audit, "status"))
+                     : "not measured");
+    json_object *consent = json_object_object_get(doc, "consent");
+    if (consent && !isnan(s_num(consent, "consents"))) {
+        printf("consent (%.0f on record): one check %.1f us (p99 %.1f us), %.0f checks/s",
+               s_num(consent, "consents"), s_num(consent, "lookup.mean_ms") * 1000,
+               s_num(consent, "lookup.p99_ms") * 1000, s_num(consent, "lookup.lookups_per_s"));
+        if (!isnan(s_num(consent, "full_path.round_trips_per_s")))
+            printf("; full path 512 B x 16 at random subjects %.0f round trips/s, p99 %.2f ms",
+                   s_num(consent, "full_path.round_trips_per_s"),
+                   s_num(consent, "full_path.p99_ms"));
+        if (!isnan(s_num(consent, "fixed_load.p99_ms")))
+            printf("; p99 at %.0f/s %.2f ms", s_num(consent, "fixed_load.offered_per_s"),
+                   s_num(consent, "fixed_load.p99_ms"));
+        printf("\n");
+    } else
+        printf("consent: %s\n",
+               consent ? json_object_get_string(json_object_object_get(consent, "status"))
+                       : "not measured");
+    json_object *agents = json_object_object_get(doc, "agents");
+    if (agents && !isnan(s_num(agents, "agents")))
+        printf("broker with %.0f agents connected: RSS %.1f -> %.1f MiB, fds %.0f -> %.0f "
+               "(%.0f welcomed in %.2f s; %.0f requests answered)\n",
+               s_num(agents, "agents"), s_num(agents, "before.rss_mib"),
+               s_num(agents, "connected.rss_mib"), s_num(agents, "before.open_fds"),
+               s_num(agents, "connected.open_fds"), s_num(agents, "welcomed"),
+               s_num(agents, "connect_all_s"), s_num(agents, "requests_answered"));
+    else
+        printf("agents: %s\n",
+               agents ? json_object_get_string(json_object_object_get(agents, "status"))
+                      : "not measured");
+    printf("events (fan-out, catch-up): %s\n",
+           json_object_get_string(
+               json_object_object_get(json_object_object_get(doc, "events"), "status")));
+    printf("\ntargets\n");
+    json_object *targets = json_object_object_get(doc, "targets");
+    for (size_t i = 0; i < json_object_array_length(targets); i++) {
+        json_object *t = json_object_array_get_idx(targets, i), *met = NULL;
+        json_object_object_get_ex(t, "met", &met);
+        printf("  %-8s %-55s %s\n",
+               !met                           ? "n/a"
+               : json_object_get_boolean(met) ? "met"
+                                              : "MISSED",
+               json_object_get_string(json_object_object_get(t, "target")),
+               s_fmt(a, sizeof a, 3, s_num(t, "value")));
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option options[] = {{"dir", required_argument, 0, 'd'},
+                                            {"out", required_argument, 0, 'o'},
+                                            {"commit", required_argument, 0, 'c'},
+                                            {"started", required_argument, 0, 's'},
+                                            {"load-start", required_argument, 0, 'l'},
+                                            {"quick", no_argument, 0, 'q'},
+                                            {"help", no_argument, 0, 'h'},
+                                            {0, 0, 0, 0}};
+    s_report_t r = {0};
+    const char *out = NULL, *commit = NULL, *started = NULL, *load_start = NULL;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (opt) {
+        case 'd': r.dir = optarg; break;
+        case 'o': out = optarg; break;
+        case 'c': commit = optarg; break;
+        case 's': started = optarg; break;
+        case 'l': load_start = optarg; break;
+        case 'q': r.quick = true; break;
+        case 'h':
+            puts("usage: report --dir PARTS --out FILE [--commit C] [--started TEXT]\n"
+                 "              [--load-start LOAD] [--quick]");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (!r.dir || !out) {
+        fprintf(stderr, "usage: report --dir PARTS --out FILE [--commit C] [--started TEXT] "
+                        "[--quick]\n");
+        return 2;
+    }
+    json_object *doc = json_object_new_object();
+    json_object_object_add(doc, "sharebus_bench", json_object_new_int(1));
+    json_object_object_add(doc, "mode", json_object_new_string(r.quick ? "quick" : "full"));
+    json_object_object_add(doc, "machine", s_machine(commit, started, load_start));
+    s_request_reply(&r, doc);
+    s_other(&r, doc, "audit", "audit");
+    s_consent(&r, doc);
+    s_agents(&r, doc);
+    json_object *events = json_object_new_object();
+    json_object_object_add(events, "status", json_object_new_string("not yet measured"));
+    json_object_object_add(
+        events, "note",
+        json_object_new_string(
+            "event fan-out and catch-up are being built; bench/run has a stub (bench_events)"));
+    json_object_object_add(doc, "events", events);
+    s_targets(doc);
+    if (json_object_to_file_ext(out, doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED) != 0) {
+        fprintf(stderr, "report: cannot write %s\n", out);
+        return 1;
+    }
+    s_table(doc);
+    json_object_put(doc);
+    return 0;
+}
