@@ -194,7 +194,8 @@ static void s_describe_other(const Sharebus__AuditRecord *r, s_names_t *n, s_ent
         s_add(&e->headline, "consent %s for %s expired", id, n->d);
         break;
     case SHAREBUS__AUDIT_KIND__AUDIT_EVENT_PUBLISHED:
-        s_add(&e->headline, "%s published %s about you", n->a, n->d);
+        s_add(&e->headline, "%s published %s about you for %s (%s)", n->a, n->d, n->b,
+              n->f.text);
         break;
     case SHAREBUS__AUDIT_KIND__AUDIT_EVENT_DELIVERED:
         e->event = "obtained";

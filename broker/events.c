@@ -31,7 +31,21 @@ typedef struct {
     char publisher[SBI_AGENCY_MAX + 1];
     char topic[SBI_NAME_MAX + 1];
     uint8_t subject_ref[SBI_HASH_SIZE];
+    char **fields;            /* the fields the event carries */
+    size_t n_fields;
 } s_inflight_t;
+
+static void s_inflight_free(void **item_p)
+{
+    s_inflight_t *e = *item_p;
+    if (e) {
+        for (size_t i = 0; i < e->n_fields; i++)
+            free(e->fields[i]);
+        free(e->fields);
+        free(e);
+        *item_p = NULL;
+    }
+}
 
 struct broker_queue_t {
     char agency[SBI_AGENCY_MAX + 1];
@@ -67,7 +81,7 @@ static broker_queue_t *s_queue(broker_t *b, const char *agency)
         assert(q);
         snprintf(q->agency, sizeof q->agency, "%s", agency);
         q->inflight = zhashx_new();
-        zhashx_set_destructor(q->inflight, (zhashx_destructor_fn *) zstr_free);
+        zhashx_set_destructor(q->inflight, s_inflight_free);
         zhashx_insert(b->queues, agency, q);
     }
     return q;
@@ -218,6 +232,8 @@ void broker_event_ack(broker_t *b, const sbi_cert_t *cert, sbi_envelope_t *env)
     r.to = q->agency;
     r.dataset = e->topic;
     r.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, e->subject_ref};
+    r.fields_delivered = e->fields;
+    r.n_fields_delivered = e->n_fields;
     r.decision = SHAREBUS__DECISION__DECISION_ALLOW;
     r.header = env->envelope->header;
     r.signature = env->envelope->signature;
@@ -271,6 +287,11 @@ static void s_pump(broker_t *b, MDB_txn *txn, broker_queue_t *q, broker_peer_t *
             snprintf(e->publisher, sizeof e->publisher, "%s", env.header->from);
             snprintf(e->topic, sizeof e->topic, "%s", env.header->dataset);
             memcpy(e->subject_ref, env.header->subject_ref.data, SBI_HASH_SIZE);
+            e->fields = calloc(env.header->n_fields + 1, sizeof *e->fields);
+            assert(e->fields);
+            for (size_t i = 0; i < env.header->n_fields; i++)
+                e->fields[i] = strdup(env.header->fields[i]);
+            e->n_fields = env.header->n_fields;
             char hex[33];
             zhashx_update(q->inflight, sbi_hex(e->id, SBI_ID_SIZE, hex), e);
             zframe_t *frame = zframe_new(value.mv_data, value.mv_size);
