@@ -2,7 +2,7 @@
     bench/results/latest.json, and prints the table.
 
     report --dir PARTS --out FILE [--commit C] [--started TEXT]
-           [--load-start LOAD] [--quick]
+           [--load-start LOAD] [--quick | --events-only]
 
     PARTS holds one JSON object per measurement, named by bench/run:
       ceiling-SIZE-N.json, full-SIZE-N.json      closed loop, N in flight
@@ -12,7 +12,10 @@
       full-fixed.json                            open loop at a fixed rate
       crypto.json                                crypto-floor
       audit.json, consent.json, consent-full.json, consent-fixed.json,
-      agents.json, agents-issue.json             the other measurements
+      agents.json, agents-issue.json,            the other measurements
+      events-publish.json, events-receive-SUB.json,
+      events-load.json, events-catchup.json,
+      events-restart.json
       *.note                                     a sentence to show instead
     A missing part is reported as not measured, never invented. */
 #include <getopt.h>
@@ -36,6 +39,7 @@ static const long s_inflight[] = {1, 16, 128};
 typedef struct {
     const char *dir;
     bool quick;
+    bool events_only;   /* bench/run with BENCH_ONLY=events */
 } s_report_t;
 
 static json_object *s_part(const s_report_t *r, const char *fmt, ...)
@@ -273,6 +277,75 @@ static void s_agents(const s_report_t *r, json_object *doc)
         json_object_object_add(agents, "issue", issue);
 }
 
+/* Events: the fan-out from the publisher's and subscribers' parts, the
+   catch-up from the broker's restart to the last event received. */
+static void s_events(const s_report_t *r, json_object *doc)
+{
+    static const char *subscribers[] = {"nts", "koroad", "nhis"};
+    json_object *events = json_object_new_object();
+    if (r->quick) {
+        json_object_object_add(events, "status", json_object_new_string("not run (--quick)"));
+        json_object_object_add(doc, "events", events);
+        return;
+    }
+    json_object *publish = s_part(r, "events-publish.json");
+    char *note = s_note(r, "events-publish");
+    if (publish) {
+        json_object *fan = json_object_new_object();
+        double start = s_num(publish, "start"), last = NAN, delivered = 0;
+        bool in_order = true;
+        for (size_t i = 0; i < sizeof subscribers / sizeof *subscribers; i++) {
+            json_object *got = s_part(r, "events-receive-%s.json", subscribers[i]), *order;
+            if (!got)
+                continue;
+            delivered += s_num(got, "received");
+            if (isnan(last) || s_num(got, "last") > last)
+                last = s_num(got, "last");
+            in_order = in_order && json_object_object_get_ex(got, "in_order", &order)
+                       && json_object_get_boolean(order);
+            json_object_put(got);
+        }
+        s_put(fan, "events", s_num(publish, "published"));
+        s_put(fan, "subscribers", (double) (sizeof subscribers / sizeof *subscribers));
+        s_put(fan, "publishers", s_num(publish, "threads"));
+        s_put(fan, "published_per_s", s_num(publish, "per_s"));
+        s_put(fan, "deliveries", delivered);
+        s_put(fan, "seconds", last - start);
+        s_put(fan, "deliveries_per_s", delivered / (last - start));
+        json_object_object_add(fan, "in_order", json_object_new_boolean(in_order));
+        json_object_object_add(events, "fan_out", fan);
+        json_object_put(publish);
+    } else
+        json_object_object_add(events, "fan_out_note",
+                               json_object_new_string(note ? note : "not measured"));
+    free(note);
+    json_object *load = s_part(r, "events-load.json"), *catchup = s_part(r, "events-catchup.json");
+    json_object *restart = s_part(r, "events-restart.json");
+    if (load && catchup && restart) {
+        json_object *c = json_object_new_object(), *order;
+        double started = s_num(restart, "broker_started");
+        s_put(c, "events", s_num(catchup, "received"));
+        s_put(c, "queued", s_num(load, "loaded"));
+        s_put(c, "first_event_after_s", s_num(catchup, "first") - started);
+        s_put(c, "seconds", s_num(catchup, "last") - started);
+        s_put(c, "events_per_s", s_num(catchup, "received") / (s_num(catchup, "last") - started));
+        json_object_object_add(c, "in_order",
+                               json_object_new_boolean(
+                                   json_object_object_get_ex(catchup, "in_order", &order)
+                                   && json_object_get_boolean(order)));
+        json_object_object_add(events, "catch_up", c);
+    } else {
+        char *why = s_note(r, load ? "events-catchup" : "events-load");
+        json_object_object_add(events, "catch_up_note",
+                               json_object_new_string(why ? why : "not measured"));
+        free(why);
+    }
+    json_object_put(load);
+    json_object_put(catchup);
+    json_object_put(restart);
+    json_object_object_add(doc, "events", events);
+}
+
 /* -------------------------------------------------------------- targets */
 
 static void s_target(json_object *list, const char *name, double value, double bound, bool below)
@@ -341,6 +414,33 @@ static json_object *s_run_at(json_object *doc, const char *section, long size, l
             return run;
     }
     return NULL;
+}
+
+static void s_events_line(json_object *doc)
+{
+    json_object *events = json_object_object_get(doc, "events"), *x;
+    if (json_object_object_get_ex(events, "status", &x)) {
+        printf("events: %s\n", json_object_get_string(x));
+        return;
+    }
+    if (json_object_object_get_ex(events, "fan_out", &x))
+        printf("events fan-out: %.0f events from %.0f publishing clients to %.0f subscribers: "
+               "%.0f deliveries/s (publication durable for all %.0f/s), %.2f s; in order: %s\n",
+               s_num(x, "events"), s_num(x, "publishers"), s_num(x, "subscribers"),
+               s_num(x, "deliveries_per_s"), s_num(x, "published_per_s"), s_num(x, "seconds"),
+               json_object_get_boolean(json_object_object_get(x, "in_order")) ? "yes" : "NO");
+    else
+        printf("events fan-out: %s\n",
+               json_object_get_string(json_object_object_get(events, "fan_out_note")));
+    if (json_object_object_get_ex(events, "catch_up", &x))
+        printf("events catch-up: %.0f of %.0f queued events at a subscriber %.1f s after the "
+               "broker started (first after %.2f s): %.0f events/s; in order: %s\n",
+               s_num(x, "events"), s_num(x, "queued"), s_num(x, "seconds"),
+               s_num(x, "first_event_after_s"), s_num(x, "events_per_s"),
+               json_object_get_boolean(json_object_object_get(x, "in_order")) ? "yes" : "NO");
+    else
+        printf("events catch-up: %s\n",
+               json_object_get_string(json_object_object_get(events, "catch_up_note")));
 }
 
 static void s_table(json_object *doc)
@@ -443,9 +543,7 @@ static void s_table(json_object *doc)
         printf("agents: %s\n",
                agents ? json_object_get_string(json_object_object_get(agents, "status"))
                       : "not measured");
-    printf("events (fan-out, catch-up): %s\n",
-           json_object_get_string(
-               json_object_object_get(json_object_object_get(doc, "events"), "status")));
+    s_events_line(doc);
     printf("\ntargets\n");
     json_object *targets = json_object_object_get(doc, "targets");
     for (size_t i = 0; i < json_object_array_length(targets); i++) {
@@ -468,6 +566,7 @@ int main(int argc, char **argv)
                                             {"started", required_argument, 0, 's'},
                                             {"load-start", required_argument, 0, 'l'},
                                             {"quick", no_argument, 0, 'q'},
+                                            {"events-only", no_argument, 0, 'e'},
                                             {"help", no_argument, 0, 'h'},
                                             {0, 0, 0, 0}};
     s_report_t r = {0};
@@ -481,9 +580,10 @@ int main(int argc, char **argv)
         case 's': started = optarg; break;
         case 'l': load_start = optarg; break;
         case 'q': r.quick = true; break;
+        case 'e': r.events_only = true; break;
         case 'h':
             puts("usage: report --dir PARTS --out FILE [--commit C] [--started TEXT]\n"
-                 "              [--load-start LOAD] [--quick]");
+                 "              [--load-start LOAD] [--quick | --events-only]");
             return 0;
         default: return 2;
         }
@@ -495,19 +595,25 @@ int main(int argc, char **argv)
     }
     json_object *doc = json_object_new_object();
     json_object_object_add(doc, "sharebus_bench", json_object_new_int(1));
-    json_object_object_add(doc, "mode", json_object_new_string(r.quick ? "quick" : "full"));
+    json_object_object_add(doc, "mode", json_object_new_string(r.events_only ? "events" : r.quick ? "quick" : "full"));
     json_object_object_add(doc, "machine", s_machine(commit, started, load_start));
+    if (r.events_only) {
+        s_events(&r, doc);
+        if (json_object_to_file_ext(out, doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED)
+            != 0) {
+            fprintf(stderr, "report: cannot write %s\n", out);
+            return 1;
+        }
+        printf("\n");
+        s_events_line(doc);
+        json_object_put(doc);
+        return 0;
+    }
     s_request_reply(&r, doc);
     s_other(&r, doc, "audit", "audit");
     s_consent(&r, doc);
     s_agents(&r, doc);
-    json_object *events = json_object_new_object();
-    json_object_object_add(events, "status", json_object_new_string("not yet measured"));
-    json_object_object_add(
-        events, "note",
-        json_object_new_string(
-            "event fan-out and catch-up are being built; bench/run has a stub (bench_events)"));
-    json_object_object_add(doc, "events", events);
+    s_events(&r, doc);
     s_targets(doc);
     if (json_object_to_file_ext(out, doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED) != 0) {
         fprintf(stderr, "report: cannot write %s\n", out);

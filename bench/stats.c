@@ -79,7 +79,10 @@ double bench_stats_percentile_ms(bench_stats_t *self, double p)
 void bench_json_put(json_object *obj, const char *key, double value)
 {
     char text[64];
-    snprintf(text, sizeof text, "%.4g", value);
+    if (value == (double) (int64_t) value && value > -1e15 && value < 1e15)
+        snprintf(text, sizeof text, "%.0f", value);   /* counts stay counts, not 1e+06 */
+    else
+        snprintf(text, sizeof text, "%.4g", value);
     json_object_object_add(obj, key, json_object_new_double_s(value, text));
 }
 
