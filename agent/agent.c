@@ -213,23 +213,43 @@ agent_t *agent_new(const agent_config_t *config)
     return self;
 }
 
+/* Keeps a quarter of the map free after each commit, so that a batch
+   (a catching-up subscriber's window, say) does not meet a full map: a
+   write that does fails the whole batch. */
+static void s_reserve(agent_t *self)
+{
+    size_t map, used;
+    sbi_store_usage(self->store, &map, &used);
+    if (used > map / 4 * 3 && sbi_store_grow(self->store) != SB_OK) {
+        /* At its maximum: a batch that does not fit fails and says so. */
+    }
+}
+
+/* Commits the open batch of log records and event marks. When it fails,
+   the events the back-ends acknowledged are not acknowledged to the
+   broker: they are marked again in the next batch, which the loop commits
+   next, and acknowledged when that one commits. */
 static void s_log_commit(agent_t *self)
 {
-    if (!self->txn) {
-        agent_events_committed(self, true);
+    if (!self->txn)
+        agent_events_remark(self);   /* acknowledgements a failed batch held */
+    if (!self->txn)
         return;
-    }
     int rc = mdb_txn_commit(self->txn);
     self->txn = NULL;
-    agent_events_committed(self, rc == 0);
-    if (rc == 0)
+    if (rc == 0) {
         sbi_audit_commit(self->audit);
-    else {
-        sbi_audit_abort(self->audit);
-        sbi_error("agent log: commit failed: %s", mdb_strerror(rc));
-        if (rc == MDB_MAP_FULL && sbi_store_grow(self->store) != SB_OK)
-            sbi_error("agent log: store full and cannot grow");
+        s_reserve(self);                 /* now: no transaction may be open */
+        agent_events_committed(self);    /* logs the acknowledgements it sends */
+        return;
     }
+    sbi_audit_abort(self->audit);
+    sbi_error("agent log: commit failed: %s", mdb_strerror(rc));
+    /* A write that met a full map fails the batch (MDB_BAD_TXN here). */
+    size_t map, used;
+    sbi_store_usage(self->store, &map, &used);
+    if ((rc == MDB_MAP_FULL || used > map / 2) && sbi_store_grow(self->store) != SB_OK)
+        sbi_error("agent log: store full and cannot grow");
 }
 
 void agent_destroy(agent_t **self_p)
@@ -295,6 +315,7 @@ void agent_log(agent_t *self, Sharebus__AuditKind kind, const Sharebus__Header *
         sbi_error("agent log: append failed: %s", sb_strerror(rc));
         if (rc == SB_EFULL && sbi_store_grow(self->store) != SB_OK)
             sbi_error("agent log: store full and cannot grow");
+        agent_events_remark(self);   /* the aborted batch held their marks */
     }
 }
 
@@ -468,7 +489,7 @@ int agent_run(agent_t *self)
     s_hello(self);
     while (!zsys_interrupted) {
         int64_t next = self->next_hello;
-        if (self->txn && self->next_commit < next)
+        if ((self->txn || (self->acks && zlistx_size(self->acks) > 0)) && self->next_commit < next)
             next = self->next_commit;
         int wait = (int) (next - zclock_mono());
         zpoller_wait(poller, wait < 0 ? 0 : wait > 100 ? 100 : wait);

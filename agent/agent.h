@@ -114,7 +114,11 @@ void agent_publication_settle(agent_t *self, agent_pending_t *p, int code, const
 void agent_event_receive(agent_t *self, sbi_envelope_t *env, Sharebus__Payload **payload_p);
 void agent_subscribe(agent_t *self, zframe_t *client, uint64_t id, const Sharebus__ClientSubscribe *s);
 void agent_event_acked(agent_t *self, const Sharebus__ClientAck *ack);
-void agent_events_committed(agent_t *self, bool committed);
+/* After a batch committed: tells the broker which events are delivered. */
+void agent_events_committed(agent_t *self);
+/* After a batch failed: marks the delivered events seen again, in a new
+   batch; the broker hears of them when that one commits. */
+void agent_events_remark(agent_t *self);
 
 /* A DEALER to the broker whose CURVE key is `server_key`, authenticated
    with `crypto`'s CURVE keys, and a PAIR in *monitor_p that reports each

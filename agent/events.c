@@ -319,31 +319,46 @@ void agent_subscribe(agent_t *self, zframe_t *client, uint64_t id, const Sharebu
         }
 }
 
+/* Marks event `id` seen in the open batch, so that a copy the broker sends
+   again is dropped. A mark that cannot be written makes the batch fail;
+   agent_events_remark() writes it again. */
+static void s_mark_seen(agent_t *self, const uint8_t id[SBI_ID_SIZE])
+{
+    if (!self->txn && sbi_store_begin(self->store, true, &self->txn) != SB_OK)
+        return;
+    uint64_t now = sbi_now_ms();
+    MDB_val key = {SBI_ID_SIZE, (void *) id}, value = {sizeof now, &now};
+    mdb_put(self->txn, self->events_seen, &key, &value, 0);
+}
+
 void agent_event_acked(agent_t *self, const Sharebus__ClientAck *ack)
 {
     s_event_t *e = s_find(self, NULL, ack->token);
     if (!e)
         return;
-    if (!self->txn && sbi_store_begin(self->store, true, &self->txn) != SB_OK)
-        return;
-    uint64_t now = sbi_now_ms();
-    MDB_val key = {SBI_ID_SIZE, e->id}, value = {sizeof now, &now};
-    if (mdb_put(self->txn, self->events_seen, &key, &value, 0) != 0) {
-        sbi_warning("cannot record event %s as delivered", e->hex);
-        return;
-    }
+    s_mark_seen(self, e->id);
     s_ack_later(self, e->hex);
     zhashx_delete(self->inbox_index, e->hex);
     zhashx_delete(self->inbox_index, e->token_key);
     zlistx_delete(self->inbox, e->handle);
 }
 
+void agent_events_remark(agent_t *self)
+{
+    for (char *hex = self->acks ? zlistx_first(self->acks) : NULL; hex;
+         hex = zlistx_next(self->acks)) {
+        uint8_t id[SBI_ID_SIZE];
+        if (sodium_hex2bin(id, sizeof id, hex, strlen(hex), NULL, NULL, NULL) == 0)
+            s_mark_seen(self, id);
+    }
+}
+
 /* After the store committed: tell the broker which events are delivered. */
-void agent_events_committed(agent_t *self, bool committed)
+void agent_events_committed(agent_t *self)
 {
     if (!self->acks)
         return;     /* not set up yet: nothing to acknowledge */
-    for (char *hex = zlistx_first(self->acks); committed && hex; hex = zlistx_next(self->acks)) {
+    for (char *hex = zlistx_first(self->acks); hex; hex = zlistx_next(self->acks)) {
         uint8_t id[SBI_ID_SIZE];
         if (sodium_hex2bin(id, sizeof id, hex, strlen(hex), NULL, NULL, NULL) != 0)
             continue;
