@@ -356,16 +356,31 @@ void agent_events_remark(agent_t *self)
 /* After the store committed: tell the broker which events are delivered. */
 void agent_events_committed(agent_t *self)
 {
-    if (!self->acks)
-        return;     /* not set up yet: nothing to acknowledge */
+    if (!self->acks || zlistx_size(self->acks) == 0)
+        return;     /* not set up yet, or nothing to acknowledge */
+    /* One EVENT_ACK per SBI_ACKS_MAX events: one signature, one record in
+       this agent's log and one verification at the broker for all. */
+    size_t total = zlistx_size(self->acks), seen = 0, n = 0;
+    uint8_t (*ids)[SBI_ID_SIZE] = malloc(SBI_ACKS_MAX * sizeof *ids);
+    ProtobufCBinaryData *more = malloc(SBI_ACKS_MAX * sizeof *more);
+    assert(ids && more);
     for (char *hex = zlistx_first(self->acks); hex; hex = zlistx_next(self->acks)) {
-        uint8_t id[SBI_ID_SIZE];
-        if (sodium_hex2bin(id, sizeof id, hex, strlen(hex), NULL, NULL, NULL) != 0)
+        seen++;
+        if (sodium_hex2bin(ids[n], SBI_ID_SIZE, hex, strlen(hex), NULL, NULL, NULL) == 0)
+            n++;
+        if (n == 0 || (n < SBI_ACKS_MAX && seen < total))
             continue;
         sbi_header_t h;
         sbi_header_init(&h, SHAREBUS__KIND__KIND_EVENT_ACK, self->config.agency, "broker");
-        h.header.correlation_id = (ProtobufCBinaryData){SBI_ID_SIZE, id};
+        h.header.correlation_id = (ProtobufCBinaryData){SBI_ID_SIZE, ids[0]};
+        for (size_t i = 1; i < n; i++)
+            more[i - 1] = (ProtobufCBinaryData){SBI_ID_SIZE, ids[i]};
+        h.header.acked_ids = more;
+        h.header.n_acked_ids = n - 1;
         agent_send(self, self->broker, &h.header, NULL);
+        n = 0;
     }
+    free(ids);
+    free(more);
     zlistx_purge(self->acks);
 }

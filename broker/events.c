@@ -210,16 +210,14 @@ void broker_event_publish(broker_t *b, const sbi_cert_t *cert, const zframe_t *r
         broker_forward(b, routing, &out, NULL);
 }
 
-/* A subscriber's agent acknowledges an event: it leaves the queue. */
-void broker_event_ack(broker_t *b, const sbi_cert_t *cert, sbi_envelope_t *env)
+/* Event `id`, in flight to queue `q`'s subscriber, is delivered: it
+   leaves the queue, and `event-delivered` carries the acknowledgement's
+   header and signature. */
+static void s_delivered(broker_t *b, broker_queue_t *q, const uint8_t id[SBI_ID_SIZE],
+                        sbi_envelope_t *env)
 {
-    const Sharebus__Header *h = env->header;
-    broker_queue_t *q = zhashx_lookup(b->queues, cert->agency);
     char key_hex[33];
-    if (!q || h->correlation_id.len != SBI_ID_SIZE)
-        return;
-    s_inflight_t *e = zhashx_lookup(q->inflight, sbi_hex(h->correlation_id.data, SBI_ID_SIZE,
-                                                         key_hex));
+    s_inflight_t *e = zhashx_lookup(q->inflight, sbi_hex(id, SBI_ID_SIZE, key_hex));
     if (!e)
         return;     /* acknowledged already: duplicates are harmless */
     uint8_t key[SBI_AGENCY_MAX + 9];
@@ -241,6 +239,19 @@ void broker_event_ack(broker_t *b, const sbi_cert_t *cert, sbi_envelope_t *env)
     q->depth--;
     zhashx_delete(q->inflight, key_hex);
     broker_count(b, "events.delivered");
+}
+
+/* A subscriber's agent acknowledges events (the one in correlation_id,
+   and up to 255 more in acked_ids): they leave the queue. */
+void broker_event_ack(broker_t *b, const sbi_cert_t *cert, sbi_envelope_t *env)
+{
+    const Sharebus__Header *h = env->header;
+    broker_queue_t *q = zhashx_lookup(b->queues, cert->agency);
+    if (!q || h->correlation_id.len != SBI_ID_SIZE)
+        return;
+    s_delivered(b, q, h->correlation_id.data, env);
+    for (size_t i = 0; i < h->n_acked_ids; i++)
+        s_delivered(b, q, h->acked_ids[i].data, env);
 }
 
 /* The agent (re)connected: everything unacknowledged goes again. */

@@ -179,6 +179,14 @@ static int s_check_header(const Sharebus__Header *h)
     for (size_t i = 0; i < h->n_fields; i++)
         if (!sbi_name_valid(h->fields[i]))
             return SB_EMALFORMED;
+    /* Further acknowledged events: only on an EVENT_ACK that names a first. */
+    if (h->n_acked_ids > 0
+        && (h->kind != SHAREBUS__KIND__KIND_EVENT_ACK || h->correlation_id.len == 0
+            || h->n_acked_ids > SBI_ACKS_MAX - 1))
+        return SB_EMALFORMED;
+    for (size_t i = 0; i < h->n_acked_ids; i++)
+        if (h->acked_ids[i].len != SBI_ID_SIZE)
+            return SB_EMALFORMED;
     return SB_OK;
 }
 

@@ -26,6 +26,7 @@
 #define SBI_FRAME_MAX (1 << 20)   /* one envelope frame on the wire */
 #define SBI_HEADER_MAX 8192       /* serialized header */
 #define SBI_FIELDS_MAX 64         /* fields named in one header */
+#define SBI_ACKS_MAX 256          /* events one EVENT_ACK acknowledges (18 header bytes each) */
 #define SBI_FILE_MAX (1 << 20)    /* certificate, key, policy file */
 #define SBI_UNPACK_BUDGET(n) ((size_t) (n) * 32 + 4096) /* decoder memory */
 

@@ -332,6 +332,47 @@ TEST(test_truncated_and_garbage_buffers_are_rejected)
     s_cleanup(&f);
 }
 
+/* An EVENT_ACK from `from` acknowledging `n` events; `kind` and `id_len`
+   spoil it for the tests. The decoded result. */
+static int s_acks(fixture_t *f, Sharebus__Kind kind, size_t n, size_t id_len)
+{
+    sbi_crypto_t *crypto = sbi_crypto_new(&f->b);
+    sbi_header_t h;
+    sbi_header_init(&h, kind, f->b.cert.agency, f->a.cert.agency);
+    uint8_t ids[SBI_ACKS_MAX + 1][SBI_ID_SIZE];
+    ProtobufCBinaryData more[SBI_ACKS_MAX + 1];
+    randombytes_buf(ids, sizeof ids);
+    h.header.correlation_id = (ProtobufCBinaryData){SBI_ID_SIZE, ids[0]};
+    for (size_t i = 1; i < n; i++)
+        more[i - 1] = (ProtobufCBinaryData){i == n - 1 ? id_len : SBI_ID_SIZE, ids[i]};
+    h.header.acked_ids = more;
+    h.header.n_acked_ids = n - 1;
+    zframe_t *frame = NULL;
+    CHECK_EQ(sbi_envelope_seal(crypto, &f->a.cert, &h.header, NULL, &frame), SB_OK);
+    sbi_envelope_t env;
+    int rc = sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame));
+    if (rc == SB_OK) {
+        CHECK_EQ(env.header->n_acked_ids, n - 1);
+        sbi_envelope_clear(&env);
+    }
+    zframe_destroy(&frame);
+    sbi_crypto_destroy(&crypto);
+    return rc;
+}
+
+TEST(test_event_ack_carries_up_to_its_limit_of_ids)
+{
+    fixture_t f;
+    s_fixture(&f);
+    CHECK_EQ(s_acks(&f, SHAREBUS__KIND__KIND_EVENT_ACK, 1, SBI_ID_SIZE), SB_OK);
+    CHECK_EQ(s_acks(&f, SHAREBUS__KIND__KIND_EVENT_ACK, SBI_ACKS_MAX, SBI_ID_SIZE), SB_OK);
+    CHECK_EQ(s_acks(&f, SHAREBUS__KIND__KIND_EVENT_ACK, SBI_ACKS_MAX + 1, SBI_ID_SIZE),
+             SB_EMALFORMED);
+    CHECK_EQ(s_acks(&f, SHAREBUS__KIND__KIND_EVENT_ACK, 3, SBI_ID_SIZE - 1), SB_EMALFORMED);
+    CHECK_EQ(s_acks(&f, SHAREBUS__KIND__KIND_REQUEST, 2, SBI_ID_SIZE), SB_EMALFORMED);
+    s_cleanup(&f);
+}
+
 TEST(test_envelope_from_revoked_or_expired_sender_is_rejected)
 {
     fixture_t f;
