@@ -445,7 +445,7 @@ static void s_events_line(json_object *doc)
 
 static void s_table(json_object *doc)
 {
-    char a[128], b[128], c[128], d[64], e[64], f[64];
+    char a[128], b[128], c[128], d[64], e[64], f[64], g[64], h[64];
     json_object *m = json_object_object_get(doc, "machine");
     printf("\nsharebus bench  %s  |  %s x %d  |  kernel %s  |  commit %s\n",
            json_object_get_string(json_object_object_get(m, "date")),
@@ -482,8 +482,10 @@ static void s_table(json_object *doc)
                s_num(fixed, "offered_per_s"), s_num(fixed, "round_trips_per_s"),
                s_num(fixed, "p50_ms"), s_num(fixed, "p99_ms"), s_num(fixed, "p999_ms"),
                s_num(fixed, "max_ms"));
-    printf("crypto floor (2 Ed25519 signs + 4 verifies per round trip, %s threads): %s "
+    printf("crypto floor (2 Ed25519 signs + %s verifies + %s MACs per round trip, %s threads): %s "
            "round trips/s; with sealing and hashing: %s\n",
+           s_fmt(g, sizeof g, 0, s_num(doc, "crypto_floor.per_round_trip.ed25519_verify")),
+           s_fmt(h, sizeof h, 0, s_num(doc, "crypto_floor.per_round_trip.blake2b_mac")),
            s_fmt(d, sizeof d, 0, s_num(doc, "crypto_floor.threads")),
            s_fmt(e, sizeof e, 0, s_num(doc, "crypto_floor.round_trips_per_s")),
            s_fmt(f, sizeof f, 0, s_num(doc, "crypto_floor.all_crypto_round_trips_per_s")));

@@ -1,20 +1,27 @@
-/*  envelope.c - sign, seal, decode, verify, open. */
+/*  envelope.c - sign, seal, MAC, decode, verify, open. */
 #include "envelope.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define S_SHARED_CACHE_MAX 4096
+#define S_MAC_CONTEXT "sbenvmac"   /* crypto_kdf context: the MAC key is not the box key */
 
 struct sbi_crypto_t {
     sbi_keys_t keys;
-    zhashx_t *shared;   /* Z85 peer box key -> 32-byte precomputed key */
+    zhashx_t *shared;   /* Z85 peer box key -> s_shared_t */
 };
+
+/* What one peer's X25519 key gives us, computed once. */
+typedef struct {
+    uint8_t box[crypto_box_BEFORENMBYTES];  /* crypto_box_beforenm */
+    uint8_t mac[crypto_kdf_KEYBYTES];       /* derived from it for envelope MACs */
+} s_shared_t;
 
 static void s_shared_free(void **item_p)
 {
     if (*item_p) {
-        sodium_memzero(*item_p, crypto_box_BEFORENMBYTES);
+        sodium_memzero(*item_p, sizeof(s_shared_t));
         free(*item_p);
         *item_p = NULL;
     }
@@ -63,23 +70,45 @@ const sbi_keys_t *sbi_crypto_keys(sbi_crypto_t *self)
     return &self->keys;
 }
 
-static const uint8_t *s_shared_key(sbi_crypto_t *self, const uint8_t peer[32])
+/* The keys shared with `peer`; valid until the next call. */
+static const s_shared_t *s_shared_key(sbi_crypto_t *self, const uint8_t peer[32])
 {
     char z85[41];
     zmq_z85_encode(z85, peer, 32);
-    uint8_t *key = zhashx_lookup(self->shared, z85);
+    s_shared_t *key = zhashx_lookup(self->shared, z85);
     if (key)
         return key;
     if (zhashx_size(self->shared) >= S_SHARED_CACHE_MAX)
         zhashx_purge(self->shared);
-    key = malloc(crypto_box_BEFORENMBYTES);
+    key = malloc(sizeof *key);
     assert(key);
-    if (crypto_box_beforenm(key, peer, self->keys.box_secret) != 0) {
+    if (crypto_box_beforenm(key->box, peer, self->keys.box_secret) != 0) {
         free(key);
         return NULL;    /* a low-order point: not a key anyone holds */
     }
+    crypto_kdf_derive_from_key(key->mac, sizeof key->mac, 1, S_MAC_CONTEXT, key->box);
     zhashx_insert(self->shared, z85, key);
     return key;
+}
+
+static void s_mac(const s_shared_t *key, const Sharebus__Envelope *e, uint8_t mac[SBI_MAC_SIZE])
+{
+    crypto_generichash_state state;
+    crypto_generichash_init(&state, key->mac, sizeof key->mac, SBI_MAC_SIZE);
+    crypto_generichash_update(&state, e->header.data, e->header.len);
+    crypto_generichash_update(&state, e->signature.data, e->signature.len);
+    crypto_generichash_final(&state, mac, SBI_MAC_SIZE);
+    sodium_memzero(&state, sizeof state);
+}
+
+int sbi_envelope_mac(sbi_crypto_t *me, const sbi_cert_t *peer,
+                     const Sharebus__Envelope *envelope, uint8_t mac[SBI_MAC_SIZE])
+{
+    const s_shared_t *key = s_shared_key(me, peer->box_public);
+    if (!key)
+        return SB_EBADCERT;
+    s_mac(key, envelope, mac);
+    return SB_OK;
 }
 
 void sbi_header_init(sbi_header_t *self, Sharebus__Kind kind, const char *from,
@@ -101,10 +130,14 @@ int sbi_envelope_seal(sbi_crypto_t *me, const sbi_cert_t *to, Sharebus__Header *
 {
     uint8_t *sealed = NULL, hash[SBI_HASH_SIZE];
     size_t sealed_size = 0;
-    if (payload) {
-        const uint8_t *key = s_shared_key(me, to->box_public);
+    bool with_mac = me->keys.cert.kind == SBI_CERT_AGENCY && to->kind == SBI_CERT_AGENCY;
+    const s_shared_t *key = NULL;
+    if (payload || with_mac) {
+        key = s_shared_key(me, to->box_public);
         if (!key)
             return SB_EBADCERT;
+    }
+    if (payload) {
         size_t plain_size = sharebus__payload__get_packed_size(payload);
         if (plain_size > SBI_FRAME_MAX - SBI_HEADER_MAX - 256)
             return SB_ETOOBIG;
@@ -114,7 +147,7 @@ int sbi_envelope_seal(sbi_crypto_t *me, const sbi_cert_t *to, Sharebus__Header *
         assert(plain && sealed);
         sharebus__payload__pack(payload, plain);
         randombytes_buf(sealed, SBI_NONCE_SIZE);
-        crypto_box_easy_afternm(sealed + SBI_NONCE_SIZE, plain, plain_size, sealed, key);
+        crypto_box_easy_afternm(sealed + SBI_NONCE_SIZE, plain, plain_size, sealed, key->box);
         sodium_memzero(plain, plain_size);
         free(plain);
         crypto_generichash(hash, sizeof hash, sealed, sealed_size, NULL, 0);
@@ -131,7 +164,7 @@ int sbi_envelope_seal(sbi_crypto_t *me, const sbi_cert_t *to, Sharebus__Header *
         free(sealed);
         return SB_ETOOBIG;
     }
-    uint8_t header_bytes[SBI_HEADER_MAX], signature[crypto_sign_BYTES];
+    uint8_t header_bytes[SBI_HEADER_MAX], signature[crypto_sign_BYTES], mac[SBI_MAC_SIZE];
     sharebus__header__pack(header, header_bytes);
     crypto_sign_detached(signature, NULL, header_bytes, header_size, me->keys.sign_secret);
 
@@ -139,6 +172,10 @@ int sbi_envelope_seal(sbi_crypto_t *me, const sbi_cert_t *to, Sharebus__Header *
     envelope.header = (ProtobufCBinaryData){header_size, header_bytes};
     envelope.signature = (ProtobufCBinaryData){sizeof signature, signature};
     envelope.payload = (ProtobufCBinaryData){sealed_size, sealed};
+    if (with_mac) {
+        s_mac(key, &envelope, mac);
+        envelope.mac = (ProtobufCBinaryData){sizeof mac, mac};
+    }
     zframe_t *frame = zframe_new(NULL, sharebus__envelope__get_packed_size(&envelope));
     sharebus__envelope__pack(&envelope, zframe_data(frame));
     free(sealed);
@@ -201,7 +238,7 @@ int sbi_envelope_decode(sbi_envelope_t *self, const uint8_t *data, size_t size)
         return SB_EMALFORMED;
     Sharebus__Envelope *e = self->envelope;
     if (e->header.len == 0 || e->header.len > SBI_HEADER_MAX
-        || e->signature.len != crypto_sign_BYTES) {
+        || e->signature.len != crypto_sign_BYTES || !s_bytes_len(e->mac, SBI_MAC_SIZE)) {
         sbi_envelope_clear(self);
         return SB_EMALFORMED;
     }
@@ -230,20 +267,28 @@ static int s_sender_cert(sbi_trust_t *trust, const char *agency, const sbi_cert_
     return SB_EUNKNOWN;
 }
 
-/* SB_OK when `cert`, valid now, signed the header. */
-static int s_signed_by(const sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert_t *cert,
-                       uint64_t now_ms)
+/* SB_OK when `cert`, valid now, made the envelope: its signature holds or,
+   with `me`, its MAC for `me` does. */
+static int s_made_by(const sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert_t *cert,
+                     sbi_crypto_t *me, uint64_t now_ms)
 {
     int rc = sbi_trust_check(trust, cert, now_ms);
     if (rc != SB_OK)
         return rc;
     const Sharebus__Envelope *e = self->envelope;
+    if (me) {
+        uint8_t mac[SBI_MAC_SIZE];
+        if (e->mac.len != SBI_MAC_SIZE || sbi_envelope_mac(me, cert, e, mac) != SB_OK)
+            return SB_EBADSIG;
+        return sodium_memcmp(mac, e->mac.data, sizeof mac) == 0 ? SB_OK : SB_EBADSIG;
+    }
     return crypto_sign_verify_detached(e->signature.data, e->header.data, e->header.len,
                                        cert->sign_public) == 0 ? SB_OK : SB_EBADSIG;
 }
 
-int sbi_envelope_verify(sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert_t *cert,
-                        uint64_t now_ms)
+/* Signature (`me` NULL) or MAC for `me`; see the two callers. */
+static int s_verify(sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert_t *cert,
+                    sbi_crypto_t *me, uint64_t now_ms)
 {
     Sharebus__Header *h = self->header;
     if (cert && strcmp(cert->agency, h->from) != 0)
@@ -251,14 +296,14 @@ int sbi_envelope_verify(sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert
     bool given = cert != NULL;   /* the broker's: the connection's certificate */
     int rc = given ? SB_OK : s_sender_cert(trust, h->from, &cert);
     if (rc == SB_OK)
-        rc = s_signed_by(self, trust, cert, now_ms);
+        rc = s_made_by(self, trust, cert, me, now_ms);
     if ((rc == SB_EBADSIG || rc == SB_EEXPIRED) && !given) {
-        /* During a key rotation the sender may sign with another of its
-           valid certificates than the one we would seal to. */
+        /* During a key rotation the sender may sign (and MAC) with another
+           of its valid certificates than the one we would seal to. */
         for (size_t i = 0; rc != SB_OK && i < sbi_trust_count(trust); i++) {
             const sbi_cert_t *other = sbi_trust_at(trust, i);
             if (other != cert && strcmp(other->agency, h->from) == 0
-                && s_signed_by(self, trust, other, now_ms) == SB_OK) {
+                && s_made_by(self, trust, other, me, now_ms) == SB_OK) {
                 cert = other;
                 rc = SB_OK;
             }
@@ -277,6 +322,19 @@ int sbi_envelope_verify(sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert
     return SB_OK;
 }
 
+int sbi_envelope_verify(sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert_t *cert,
+                        uint64_t now_ms)
+{
+    return s_verify(self, trust, cert, NULL, now_ms);
+}
+
+int sbi_envelope_verify_mac(sbi_envelope_t *self, sbi_trust_t *trust, sbi_crypto_t *me,
+                            uint64_t now_ms)
+{
+    assert(me);
+    return s_verify(self, trust, NULL, me, now_ms);
+}
+
 int sbi_envelope_open(sbi_envelope_t *self, sbi_crypto_t *me, Sharebus__Payload **payload_p)
 {
     assert(self->sender);
@@ -288,7 +346,7 @@ int sbi_envelope_open(sbi_envelope_t *self, sbi_crypto_t *me, Sharebus__Payload 
         sharebus__payload__init(*payload_p);
         return SB_OK;
     }
-    const uint8_t *key = s_shared_key(me, self->sender->box_public);
+    const s_shared_t *key = s_shared_key(me, self->sender->box_public);
     if (!key)
         return SB_EBADSIG;
     size_t plain_size = sealed->len - SBI_NONCE_SIZE - crypto_box_MACBYTES;
@@ -296,7 +354,7 @@ int sbi_envelope_open(sbi_envelope_t *self, sbi_crypto_t *me, Sharebus__Payload 
     assert(plain);
     int rc = SB_OK;
     if (crypto_box_open_easy_afternm(plain, sealed->data + SBI_NONCE_SIZE,
-                                     sealed->len - SBI_NONCE_SIZE, sealed->data, key) != 0)
+                                     sealed->len - SBI_NONCE_SIZE, sealed->data, key->box) != 0)
         rc = SB_EBADSIG;
     if (rc == SB_OK) {
         sbi_unpack_t budget;

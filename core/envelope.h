@@ -2,11 +2,15 @@
 
     Sending: sbi_header_init(), fill the header, sbi_envelope_seal() packs
     the Payload, seals it for the recipient's X25519 key, hashes the
-    ciphertext into the header, signs the header bytes and returns one frame.
+    ciphertext into the header, signs the header bytes, adds the MAC when
+    sender and recipient are both agencies, and returns one frame.
 
     Receiving: sbi_envelope_decode() (bounded, any bytes at all give a code
-    or an envelope), sbi_envelope_verify() (sender certificate, signature,
-    payload hash), sbi_envelope_open() (only the recipient can).
+    or an envelope), then sbi_envelope_verify() (sender certificate,
+    signature, payload hash: the broker, and agents for what has no MAC) or
+    sbi_envelope_verify_mac() (the same with the MAC in place of the
+    signature: agents, for what another agency sealed for them), then
+    sbi_envelope_open() (only the recipient can).
 */
 #ifndef SBI_ENVELOPE_H_INCLUDED
 #define SBI_ENVELOPE_H_INCLUDED
@@ -14,6 +18,7 @@
 #include "cert.h"
 
 #define SBI_NONCE_SIZE crypto_box_NONCEBYTES
+#define SBI_MAC_SIZE 32   /* keyed BLAKE2b-256 */
 
 /* An agency's own keys with a cache of precomputed X25519 shared keys, so
    that sealing and opening cost a symmetric operation, not a scalar mult. */
@@ -46,7 +51,9 @@ void sbi_header_init(sbi_header_t *self, Sharebus__Kind kind, const char *from,
                      const char *to);
 
 /* Seals `payload` (NULL for none) for `to`, signs `header` and returns the
-   envelope frame in *frame_p. Sets header->payload_hash. */
+   envelope frame in *frame_p. Sets header->payload_hash. When `me` and `to`
+   are both agencies the envelope carries the MAC (sbi_envelope_mac) too.
+   SB_EBADCERT when `to`'s X25519 key is unusable, SB_ETOOBIG. */
 int sbi_envelope_seal(sbi_crypto_t *me, const sbi_cert_t *to, Sharebus__Header *header,
                       const Sharebus__Payload *payload, zframe_t **frame_p)
     SBI_UNUSED_RESULT;
@@ -55,7 +62,7 @@ int sbi_envelope_seal(sbi_crypto_t *me, const sbi_cert_t *to, Sharebus__Header *
 typedef struct {
     Sharebus__Envelope *envelope;  /* owns the header bytes and payload */
     Sharebus__Header *header;
-    const sbi_cert_t *sender;      /* set by sbi_envelope_verify */
+    const sbi_cert_t *sender;      /* set by sbi_envelope_verify(_mac) */
 } sbi_envelope_t;
 
 /* Decodes one frame. Returns SB_OK, SB_ETOOBIG or SB_EMALFORMED; never
@@ -71,6 +78,29 @@ int sbi_envelope_decode(sbi_envelope_t *self, const uint8_t *data, size_t size)
    the certificate the connection authenticated with. */
 int sbi_envelope_verify(sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert_t *cert,
                         uint64_t now_ms) SBI_UNUSED_RESULT;
+
+/* The MAC of the envelope's header and signature between `me` and `peer`:
+   keyed BLAKE2b-256 under a key derived (crypto_kdf, context "sbenvmac")
+   from their precomputed X25519 shared key, the one that seals payloads
+   between them. The key is the same in both directions; header.from and
+   header.to, inside the MAC, say which way. SB_OK, or SB_EBADCERT when
+   `peer`'s X25519 key is unusable. */
+int sbi_envelope_mac(sbi_crypto_t *me, const sbi_cert_t *peer,
+                     const Sharebus__Envelope *envelope, uint8_t mac[SBI_MAC_SIZE])
+    SBI_UNUSED_RESULT;
+
+/* Verifies as sbi_envelope_verify() does (sender certificate valid and
+   unrevoked, any valid certificate of the sender during its key rotation,
+   payload hash), with the envelope's MAC for `me` in place of the Ed25519
+   signature: one BLAKE2b instead of a public-key operation. For agents,
+   on envelopes from another agency; the broker cannot (it does not hold
+   the key) and checks the signature. SB_EBADSIG also when the envelope
+   has no MAC, or when it was made for another of the recipient's key
+   pairs (an agent holding several tries each). The signature is not
+   checked: the MAC covers it, so it is the sender's own bytes, and the
+   broker refuses envelopes whose signature does not hold. */
+int sbi_envelope_verify_mac(sbi_envelope_t *self, sbi_trust_t *trust, sbi_crypto_t *me,
+                            uint64_t now_ms) SBI_UNUSED_RESULT;
 
 /* Opens the payload of a verified envelope addressed to `me`: SB_EBADSIG
    when it does not authenticate, SB_EMALFORMED when it does not decode.

@@ -13,7 +13,7 @@ static const struct {
     [3] = {"io", "system or file error"},
     [4] = {"malformed", "malformed message"},
     [5] = {"too-big", "over a size limit"},
-    [6] = {"bad-signature", "signature or payload hash does not verify"},
+    [6] = {"bad-signature", "signature, MAC or payload hash does not verify"},
     [7] = {"bad-certificate", "certificate not valid under the root"},
     [8] = {"revoked", "certificate revoked"},
     [9] = {"expired", "outside its validity period"},

@@ -89,24 +89,35 @@ static zframe_t *s_sealed(fixture_t *f, sbi_keys_t *from, sbi_keys_t *to)
     return frame;
 }
 
-/* Decode, verify and open as `me`: the first failing code, or SB_OK. */
+/* Decode, verify as an agent does (the MAC when there is one, else the
+   signature) and open as `me`: the first failing code, or SB_OK. */
 static int s_receive(sbi_trust_t *trust, sbi_keys_t *me, const uint8_t *data, size_t size)
 {
     sbi_envelope_t env;
     int rc = sbi_envelope_decode(&env, data, size);
     if (rc != SB_OK)
         return rc;
-    rc = sbi_envelope_verify(&env, trust, NULL, sbi_now_ms());
+    sbi_crypto_t *crypto = sbi_crypto_new(me);
+    if (env.envelope->mac.len > 0)
+        rc = sbi_envelope_verify_mac(&env, trust, crypto, sbi_now_ms());
+    else
+        rc = sbi_envelope_verify(&env, trust, NULL, sbi_now_ms());
     Sharebus__Payload *payload = NULL;
-    if (rc == SB_OK) {
-        sbi_crypto_t *crypto = sbi_crypto_new(me);
+    if (rc == SB_OK)
         rc = sbi_envelope_open(&env, crypto, &payload);
-        sbi_crypto_destroy(&crypto);
-    }
+    sbi_crypto_destroy(&crypto);
     if (payload)
         sharebus__payload__free_unpacked(payload, NULL);
     sbi_envelope_clear(&env);
     return rc;
+}
+
+/* The decoded envelope packed again, as a rogue sender or broker would. */
+static zframe_t *s_repacked(const sbi_envelope_t *env)
+{
+    zframe_t *frame = zframe_new(NULL, sharebus__envelope__get_packed_size(env->envelope));
+    sharebus__envelope__pack(env->envelope, zframe_data(frame));
+    return frame;
 }
 
 TEST(test_agency_ids_are_checked)
@@ -285,6 +296,10 @@ TEST(test_sealed_envelope_opens_for_its_recipient_only)
     s_cleanup(&f);
 }
 
+/* Every bit of the envelope, the signature and the MAC included, is
+   covered. The one exception is the MAC's own protobuf tag: a flip there
+   can turn the MAC into an unknown field, and the envelope is then one
+   without a MAC, verified by its (intact) signature: authentic still. */
 TEST(test_every_flipped_bit_is_rejected)
 {
     fixture_t f;
@@ -292,20 +307,25 @@ TEST(test_every_flipped_bit_is_rejected)
     sbi_trust_t *trust = s_trust(&f);
     zframe_t *frame = s_sealed(&f, &f.b, &f.a);
     size_t size = zframe_size(frame);
+    size_t mac_tag = size - SBI_MAC_SIZE - 2;   /* mac = 4 is packed last: tag, length, bytes */
+    CHECK_EQ(zframe_data(frame)[mac_tag], 0x22);
     uint8_t *copy = malloc(size);
-    int accepted = 0, tested = 0;
+    int accepted = 0, tested = 0, unmacked = 0;
     for (size_t bit = 0; bit < size * 8; bit++) {
         memcpy(copy, zframe_data(frame), size);
         copy[bit / 8] ^= (uint8_t) (1u << (bit % 8));
         int rc = s_receive(trust, &f.a, copy, size);
         tested++;
-        if (rc == SB_OK)
+        if (rc == SB_OK && bit / 8 == mac_tag)
+            unmacked++;
+        else if (rc == SB_OK)
             accepted++;
         else if (rc != SB_EMALFORMED && rc != SB_EBADSIG && rc != SB_EUNKNOWN)
             fprintf(stderr, "  bit %zu: unexpected %s\n", bit, sb_errname(rc)), accepted++;
     }
     CHECK(tested > 1000);
     CHECK_EQ(accepted, 0);
+    CHECK(unmacked < 8);
     free(copy);
     zframe_destroy(&frame);
     sbi_trust_destroy(&trust);
@@ -318,8 +338,11 @@ TEST(test_truncated_and_garbage_buffers_are_rejected)
     s_fixture(&f);
     sbi_trust_t *trust = s_trust(&f);
     zframe_t *frame = s_sealed(&f, &f.b, &f.a);
+    /* Cut just before the MAC (packed last), it is an envelope without
+       one: verified by its intact signature, as an older agent's. */
+    size_t unmacked = zframe_size(frame) - SBI_MAC_SIZE - 2;
     for (size_t len = 0; len < zframe_size(frame); len++)
-        CHECK(s_receive(trust, &f.a, zframe_data(frame), len) != SB_OK);
+        CHECK_EQ(s_receive(trust, &f.a, zframe_data(frame), len) == SB_OK, len == unmacked);
     uint8_t garbage[512];
     for (int round = 0; round < 200; round++) {
         randombytes_buf(garbage, sizeof garbage);
@@ -470,6 +493,155 @@ TEST(test_rotating_sender_verifies_under_either_certificate)
     sbi_keys_wipe(&fresh);
     zframe_destroy(&by_old);
     zframe_destroy(&by_new);
+    sbi_trust_destroy(&trust);
+    s_cleanup(&f);
+}
+
+TEST(test_mac_between_agencies_is_accepted)
+{
+    fixture_t f;
+    s_fixture(&f);
+    sbi_trust_t *trust = s_trust(&f);
+    zframe_t *frame = s_sealed(&f, &f.b, &f.a);
+    sbi_envelope_t env;
+    CHECK_EQ(sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame)), SB_OK);
+    CHECK_EQ(env.envelope->mac.len, SBI_MAC_SIZE);
+    sbi_crypto_t *nhis = sbi_crypto_new(&f.a);
+    CHECK_EQ(sbi_envelope_verify_mac(&env, trust, nhis, sbi_now_ms()), SB_OK);
+    CHECK(env.sender == sbi_trust_find(trust, "koroad"));
+    /* The signature is there as before, for the broker and the logs. */
+    CHECK_EQ(sbi_envelope_verify(&env, trust, NULL, sbi_now_ms()), SB_OK);
+
+    /* The MAC key is not the box key itself. */
+    uint8_t box[crypto_box_BEFORENMBYTES], raw[SBI_MAC_SIZE];
+    CHECK(crypto_box_beforenm(box, f.b.cert.box_public, f.a.box_secret) == 0);
+    crypto_generichash_state state;
+    crypto_generichash_init(&state, box, sizeof box, sizeof raw);
+    crypto_generichash_update(&state, env.envelope->header.data, env.envelope->header.len);
+    crypto_generichash_update(&state, env.envelope->signature.data, env.envelope->signature.len);
+    crypto_generichash_final(&state, raw, sizeof raw);
+    CHECK(memcmp(raw, env.envelope->mac.data, sizeof raw) != 0);
+    sodium_memzero(box, sizeof box);
+    sbi_envelope_clear(&env);
+    zframe_destroy(&frame);
+
+    /* To and from the broker: no MAC (it could not check one). */
+    sbi_keys_t broker;
+    sbi_keys_generate(&broker, SBI_CERT_BROKER);
+    strcpy(broker.cert.agency, "broker");
+    sbi_crypto_t *koroad = sbi_crypto_new(&f.b);
+    sbi_header_t h;
+    sbi_header_init(&h, SHAREBUS__KIND__KIND_HELLO, "koroad", "broker");
+    CHECK_EQ(sbi_envelope_seal(koroad, &broker.cert, &h.header, NULL, &frame), SB_OK);
+    CHECK_EQ(sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame)), SB_OK);
+    CHECK_EQ(env.envelope->mac.len, 0);
+    sbi_envelope_clear(&env);
+    zframe_destroy(&frame);
+    sbi_crypto_t *crypto = sbi_crypto_new(&broker);
+    sbi_header_init(&h, SHAREBUS__KIND__KIND_WELCOME, "broker", "koroad");
+    CHECK_EQ(sbi_envelope_seal(crypto, &f.b.cert, &h.header, NULL, &frame), SB_OK);
+    CHECK_EQ(sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame)), SB_OK);
+    CHECK_EQ(env.envelope->mac.len, 0);
+    sbi_envelope_clear(&env);
+    zframe_destroy(&frame);
+    sbi_crypto_destroy(&crypto);
+    sbi_crypto_destroy(&koroad);
+    sbi_keys_wipe(&broker);
+    sbi_crypto_destroy(&nhis);
+    sbi_trust_destroy(&trust);
+    s_cleanup(&f);
+}
+
+TEST(test_mac_over_a_changed_header_byte_is_refused)
+{
+    fixture_t f;
+    s_fixture(&f);
+    sbi_trust_t *trust = s_trust(&f);
+    zframe_t *frame = s_sealed(&f, &f.b, &f.a);
+    sbi_envelope_t env;
+    CHECK_EQ(sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame)), SB_OK);
+    /* "health.checkup" -> "health.checkuq": the header still decodes. */
+    uint8_t *bytes = env.envelope->header.data;
+    size_t len = env.envelope->header.len, at = 0;
+    while (at + 14 <= len && memcmp(bytes + at, "health.checkup", 14) != 0)
+        at++;
+    CHECK(at + 14 <= len);
+    bytes[at + 13] = 'q';
+    zframe_t *changed = s_repacked(&env);
+    sbi_envelope_clear(&env);
+    CHECK_EQ(sbi_envelope_decode(&env, zframe_data(changed), zframe_size(changed)), SB_OK);
+    CHECK_STR(env.header->dataset, "health.checkuq");
+    sbi_crypto_t *nhis = sbi_crypto_new(&f.a);
+    CHECK_EQ(sbi_envelope_verify_mac(&env, trust, nhis, sbi_now_ms()), SB_EBADSIG);
+    CHECK(env.sender == NULL);
+    CHECK_EQ(s_receive(trust, &f.a, zframe_data(changed), zframe_size(changed)), SB_EBADSIG);
+    sbi_crypto_destroy(&nhis);
+    sbi_envelope_clear(&env);
+    zframe_destroy(&changed);
+    zframe_destroy(&frame);
+    sbi_trust_destroy(&trust);
+    s_cleanup(&f);
+}
+
+/* mois, a third agency, replaces the MAC of koroad's envelope with one of
+   its own for nhis: the signature still holds (the broker would pass it),
+   the MAC does not. */
+TEST(test_mac_made_with_a_third_agencys_key_is_refused)
+{
+    fixture_t f;
+    s_fixture(&f);
+    sbi_keys_t mois;
+    s_issue(&f, &mois, "mois", 3, -10, 3600);
+    sbi_trust_t *trust = s_trust(&f);
+    zframe_t *frame = s_sealed(&f, &f.b, &f.a);
+    sbi_envelope_t env;
+    CHECK_EQ(sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame)), SB_OK);
+    sbi_crypto_t *third = sbi_crypto_new(&mois);
+    CHECK_EQ(sbi_envelope_mac(third, &f.a.cert, env.envelope, env.envelope->mac.data), SB_OK);
+    zframe_t *forged = s_repacked(&env);
+    sbi_envelope_clear(&env);
+    CHECK_EQ(sbi_envelope_decode(&env, zframe_data(forged), zframe_size(forged)), SB_OK);
+    CHECK_EQ(sbi_envelope_verify(&env, trust, sbi_trust_find(trust, "koroad"), sbi_now_ms()),
+             SB_OK);
+    sbi_crypto_t *nhis = sbi_crypto_new(&f.a);
+    CHECK_EQ(sbi_envelope_verify_mac(&env, trust, nhis, sbi_now_ms()), SB_EBADSIG);
+    CHECK_EQ(s_receive(trust, &f.a, zframe_data(forged), zframe_size(forged)), SB_EBADSIG);
+    sbi_crypto_destroy(&nhis);
+    sbi_crypto_destroy(&third);
+    sbi_keys_wipe(&mois);
+    sbi_envelope_clear(&env);
+    zframe_destroy(&forged);
+    zframe_destroy(&frame);
+    sbi_trust_destroy(&trust);
+    s_cleanup(&f);
+}
+
+/* An envelope without a MAC (an agent older than the field): the agent
+   verifies the signature, as before, and a bad one is refused. */
+TEST(test_envelope_without_mac_falls_back_to_the_signature)
+{
+    fixture_t f;
+    s_fixture(&f);
+    sbi_trust_t *trust = s_trust(&f);
+    zframe_t *frame = s_sealed(&f, &f.b, &f.a);
+    sbi_envelope_t env;
+    CHECK_EQ(sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame)), SB_OK);
+    env.envelope->mac.len = 0;
+    zframe_t *plain = s_repacked(&env);
+    env.envelope->signature.data[5] ^= 1;
+    zframe_t *forged = s_repacked(&env);
+    sbi_envelope_clear(&env);
+    CHECK_EQ(s_receive(trust, &f.a, zframe_data(plain), zframe_size(plain)), SB_OK);
+    CHECK_EQ(s_receive(trust, &f.a, zframe_data(forged), zframe_size(forged)), SB_EBADSIG);
+    /* and the MAC path does not take an envelope without one */
+    CHECK_EQ(sbi_envelope_decode(&env, zframe_data(plain), zframe_size(plain)), SB_OK);
+    sbi_crypto_t *nhis = sbi_crypto_new(&f.a);
+    CHECK_EQ(sbi_envelope_verify_mac(&env, trust, nhis, sbi_now_ms()), SB_EBADSIG);
+    sbi_crypto_destroy(&nhis);
+    sbi_envelope_clear(&env);
+    zframe_destroy(&plain);
+    zframe_destroy(&forged);
+    zframe_destroy(&frame);
     sbi_trust_destroy(&trust);
     s_cleanup(&f);
 }

@@ -20,6 +20,9 @@
       bighead           a signed envelope whose header is over SBI_HEADER_MAX
                         (the frame itself well within ZMQ_MAXMSGSIZE)
       swap              a signed request carrying another request's payload
+      badmac SUBJECT    a request to nhis about SUBJECT (for the checkup,
+                        exam_date) with a valid signature and a wrong MAC:
+                        the broker passes it, nhis's agent must refuse it
       overreply         (as a provider's agency) take its route with a HELLO,
                         wait for one request and reply with a field the rule
                         does not let flow; prints "waiting", then the answer
@@ -202,6 +205,44 @@ static zframe_t *s_bighead(void)
     free(bytes);
     free(reason);
     return frame;
+}
+
+/* A request the broker passes (signed, about a subject with consent) whose
+   MAC is not what nhis's agent computes. */
+static zframe_t *s_bad_mac(const char *certs, const char *subject, uint8_t id[SBI_ID_SIZE])
+{
+    char path[4096];
+    uint8_t key[32], ref[SBI_HASH_SIZE];
+    snprintf(path, sizeof path, "%s/subject.key", certs);
+    if (sbi_secret_load(path, key) != SB_OK || sbi_subject_ref(key, subject, ref) != SB_OK)
+        exit(3);
+    sodium_memzero(key, sizeof key);
+    sbi_header_t h;
+    sbi_header_init(&h, SHAREBUS__KIND__KIND_REQUEST, s_agency, "nhis");
+    h.header.expires_ms = h.header.created_ms + 5000;
+    h.header.dataset = "health.checkup.vision-hearing";
+    h.header.purpose = "driver-licence-renewal";
+    h.header.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, ref};
+    char *fields[] = {"exam_date"};
+    h.header.fields = fields;
+    h.header.n_fields = 1;
+    Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
+    payload.subject_id = (char *) subject;
+    zframe_t *frame = NULL;
+    const sbi_cert_t *to = sbi_trust_find(s_trust, "nhis");
+    if (!to || sbi_envelope_seal(s_crypto, to, &h.header, &payload, &frame) != SB_OK)
+        exit(3);
+    memcpy(id, h.message_id, SBI_ID_SIZE);
+    sbi_envelope_t env;
+    if (sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame)) != SB_OK
+        || env.envelope->mac.len != SBI_MAC_SIZE)
+        exit(3);
+    env.envelope->mac.data[7] ^= 1;
+    zframe_t *forged = zframe_new(NULL, sharebus__envelope__get_packed_size(env.envelope));
+    sharebus__envelope__pack(env.envelope, zframe_data(forged));
+    sbi_envelope_clear(&env);
+    zframe_destroy(&frame);
+    return forged;
 }
 
 /* Request `id`'s signed header with another request's sealed payload. */
@@ -584,6 +625,10 @@ int main(int argc, char **argv)
     }
     else if (strcmp(mode, "overreply") == 0)
         rc = s_overreply(sock);
+    else if (strcmp(mode, "badmac") == 0 && arg) {
+        frame = s_bad_mac(certs, arg, id);
+        s_send_and_report(sock, &frame, id);
+    }
     else if (strcmp(mode, "swap") == 0) {
         frame = s_swapped(id);
         s_send_and_report(sock, &frame, id);

@@ -41,7 +41,7 @@ typedef enum {
     SB_EIO = -3,          /* system or file error */
     SB_EMALFORMED = -4,   /* bytes do not decode */
     SB_ETOOBIG = -5,      /* over a size limit */
-    SB_EBADSIG = -6,      /* signature or payload hash does not verify */
+    SB_EBADSIG = -6,      /* signature, MAC or payload hash does not verify */
     SB_EBADCERT = -7,     /* certificate unreadable or not signed by the root */
     SB_EREVOKED = -8,     /* certificate revoked */
     SB_EEXPIRED = -9,     /* certificate or consent outside its validity */

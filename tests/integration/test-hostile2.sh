@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # More hostile peers: expired certificates, a broker impostor against the
 # agents' pinned broker key, a header over SBI_HEADER_MAX in a frame well
-# within ZMQ_MAXMSGSIZE, and an envelope carrying another envelope's payload.
+# within ZMQ_MAXMSGSIZE, an envelope carrying another envelope's payload, and
+# one whose signature holds but whose MAC does not.
 # A well-behaved agent's traffic keeps flowing throughout.
 source "$(dirname "$0")/lib.sh"
 setup_certs nhis koroad mois nts lapsed brief
@@ -45,6 +46,13 @@ pass "a certificate that expired since the reload: its messages are refused as e
 answer malformed mois bighead
 answer bad-signature mois swap
 kill -0 "$BROKER_PID" || fail "broker died"
+
+# --- a MAC only the two agencies can check: a request koroad really signed
+# (the broker passes it) whose MAC for nhis is wrong; nhis's agent refuses it.
+answer none koroad badmac $SUBJECT
+wait_for 10 grep -q "from koroad refused: signature, MAC or payload hash does not verify" \
+  "$WORK/nhis.log"
+pass "a request with a valid signature and a wrong MAC: passed by the broker, refused by nhis"
 
 # --- a provider that answers beyond the rule
 # The real nhis steps aside; a rogue nhis answers with blood_pressure, which
