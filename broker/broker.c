@@ -406,6 +406,7 @@ static void s_collect(broker_t *self, bool wait)
    writer hands it back durable. */
 void broker_flush(broker_t *self)
 {
+    broker_events_flush_acks(self);
     if (broker_batch_empty(self->batch))
         return;
     broker_writer_submit(self->writer, self->batch);

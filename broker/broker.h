@@ -110,6 +110,7 @@ typedef struct {
     uint64_t captured;
     MDB_dbi queue_events;
     zhashx_t *queues;         /* subscriber agency -> broker_queue_t */
+    zhashx_t *event_acks;     /* publisher agency -> what the batch acknowledges */
     MDB_dbi consent_records;
     MDB_dbi consent_match;
     MDB_dbi consent_subject;
@@ -202,6 +203,9 @@ void broker_event_ack(broker_t *self, const sbi_cert_t *cert, sbi_envelope_t *en
 void broker_events_reset(broker_t *self, const char *agency);
 void broker_events_reset_all(broker_t *self);
 void broker_events_pump(broker_t *self);
+/* Seals the batch's acknowledgements to publishers into it: one EVENT_ACK
+   per publisher, sent when the batch is durable. */
+void broker_events_flush_acks(broker_t *self);
 uint64_t broker_events_depth(broker_t *self, const char *agency);
 
 /* Remembers message id `key` (hex) until `expiry_ms`, for replay checks. */

@@ -55,6 +55,26 @@ struct broker_queue_t {
     zhashx_t *inflight;           /* hex event id -> s_inflight_t */
 };
 
+/* The acknowledgements owed to one publisher for the batch being built:
+   one EVENT_ACK for up to SBI_ACKS_MAX events, sealed when the batch is
+   handed to the writer and sent once it is durable. */
+typedef struct {
+    char agency[SBI_AGENCY_MAX + 1];
+    zframe_t *routing;            /* the publisher's latest connection */
+    size_t n;
+    uint8_t ids[SBI_ACKS_MAX][SBI_ID_SIZE];
+} s_acks_t;
+
+static void s_acks_free(void **item_p)
+{
+    s_acks_t *a = *item_p;
+    if (a) {
+        zframe_destroy(&a->routing);
+        free(a);
+        *item_p = NULL;
+    }
+}
+
 static size_t s_key(uint8_t *key, const char *agency, uint64_t seq)
 {
     size_t n = strlen(agency);
@@ -92,6 +112,8 @@ int broker_events_open(broker_t *b)
 {
     b->queues = zhashx_new();
     zhashx_set_destructor(b->queues, s_queue_free);
+    b->event_acks = zhashx_new();
+    zhashx_set_destructor(b->event_acks, s_acks_free);
     int rc = sbi_store_dbi(b->store, "queue.events", 0, &b->queue_events);
     MDB_txn *txn;
     if (rc != SB_OK || (rc = sbi_store_begin(b->store, false, &txn)) != SB_OK)
@@ -123,6 +145,57 @@ int broker_events_open(broker_t *b)
 void broker_events_close(broker_t *b)
 {
     zhashx_destroy(&b->queues);
+    zhashx_destroy(&b->event_acks);
+}
+
+/* Seals one EVENT_ACK for what `a` holds into the current batch. A
+   publisher whose certificate is gone meanwhile gets none: its agent
+   answers its back-end `timeout`, though the events are queued. */
+static void s_acks_send(broker_t *b, s_acks_t *a)
+{
+    const sbi_cert_t *cert = sbi_trust_find(b->trust, a->agency);
+    ProtobufCBinaryData more[SBI_ACKS_MAX];
+    if (cert && a->n > 0) {
+        sbi_header_t ack;
+        sbi_header_init(&ack, SHAREBUS__KIND__KIND_EVENT_ACK, "broker", a->agency);
+        ack.header.correlation_id = (ProtobufCBinaryData){SBI_ID_SIZE, a->ids[0]};
+        for (size_t i = 1; i < a->n; i++)
+            more[i - 1] = (ProtobufCBinaryData){SBI_ID_SIZE, a->ids[i]};
+        ack.header.acked_ids = more;
+        ack.header.n_acked_ids = a->n - 1;
+        zframe_t *out = NULL;
+        if (sbi_envelope_seal(b->crypto, cert, &ack.header, NULL, &out) == SB_OK)
+            broker_forward(b, a->routing, &out, NULL);
+    }
+    a->n = 0;
+}
+
+/* Event `id` is queued in the batch being built: its publisher hears so,
+   with the batch's other events, once the batch is durable. */
+static void s_ack_publisher(broker_t *b, const char *agency, const zframe_t *routing,
+                            const uint8_t id[SBI_ID_SIZE])
+{
+    s_acks_t *a = zhashx_lookup(b->event_acks, agency);
+    if (!a) {
+        a = calloc(1, sizeof *a);
+        assert(a);
+        snprintf(a->agency, sizeof a->agency, "%s", agency);
+        zhashx_insert(b->event_acks, agency, a);
+    }
+    if (!a->routing || !zframe_eq(a->routing, (zframe_t *) routing)) {
+        zframe_destroy(&a->routing);
+        a->routing = zframe_dup((zframe_t *) routing);
+    }
+    memcpy(a->ids[a->n++], id, SBI_ID_SIZE);
+    if (a->n == SBI_ACKS_MAX)
+        s_acks_send(b, a);
+}
+
+void broker_events_flush_acks(broker_t *b)
+{
+    for (s_acks_t *a = zhashx_first(b->event_acks); a; a = zhashx_next(b->event_acks))
+        s_acks_send(b, a);
+    zhashx_purge(b->event_acks);
 }
 
 static void s_audit_event(broker_t *b, Sharebus__AuditKind kind, const Sharebus__Header *h,
@@ -201,13 +274,7 @@ void broker_event_publish(broker_t *b, const sbi_cert_t *cert, const zframe_t *r
     s_audit_event(b, SHAREBUS__AUDIT_KIND__AUDIT_EVENT_PUBLISHED, h, env);
     broker_count(b, "events.published");
 
-    /* Acknowledged to the publisher when the batch is durable. */
-    sbi_header_t ack;
-    sbi_header_init(&ack, SHAREBUS__KIND__KIND_EVENT_ACK, "broker", h->from);
-    ack.header.correlation_id = h->message_id;
-    zframe_t *out = NULL;
-    if (sbi_envelope_seal(b->crypto, cert, &ack.header, NULL, &out) == SB_OK)
-        broker_forward(b, routing, &out, NULL);
+    s_ack_publisher(b, h->from, routing, h->message_id.data);
 }
 
 /* Event `id`, in flight to queue `q`'s subscriber, is delivered: it
