@@ -365,14 +365,15 @@ zframe_t *agent_keys_recv(agent_t *self)
     return old && (zsock_events(old) & ZMQ_POLLIN) ? zframe_recv(old) : NULL;
 }
 
-/* Another agency's envelope with a MAC: checked under each key pair we hold
-   (it was made for the one the sender sealed to). Anything else, the
-   broker's or an older agent's: the Ed25519 signature. */
+/* The broker's envelopes: its Ed25519 signature. Another agency's must
+   carry a MAC for us, checked under each key pair we hold (it was made for
+   the one the sender sealed to); one without (stripped, or a flipped tag)
+   is refused like a bad signature. */
 static int s_verify(agent_t *self, sbi_envelope_t *env)
 {
     agent_keys_t *k = self->keys;
     uint64_t now = sbi_now_ms();
-    if (env->envelope->mac.len == 0 || strcmp(env->header->from, "broker") == 0)
+    if (strcmp(env->header->from, "broker") == 0)
         return sbi_envelope_verify(env, self->trust, NULL, now);
     int rc = sbi_envelope_verify_mac(env, self->trust, self->crypto, now);
     for (sbi_crypto_t *c = zlistx_first(k->retired); rc == SB_EBADSIG && c;

@@ -7,7 +7,7 @@
 
     Receiving: sbi_envelope_decode() (bounded, any bytes at all give a code
     or an envelope), then sbi_envelope_verify() (sender certificate,
-    signature, payload hash: the broker, and agents for what has no MAC) or
+    signature, payload hash: the broker, and agents for the broker's) or
     sbi_envelope_verify_mac() (the same with the MAC in place of the
     signature: agents, for what another agency sealed for them), then
     sbi_envelope_open() (only the recipient can).
