@@ -138,7 +138,8 @@ SB_EXPORT sb_record_t *sb_record_from_json(const char *json);
 /* ---------------------------------------------------------------- client */
 
 /* A connection from a back-end to its own agency's agent. Not thread-safe:
-   use one client per thread. */
+   use one client per thread. Threads may create their clients at the same
+   time. */
 typedef struct sb_client_t sb_client_t;
 
 /* Connects to the agent at `endpoint` ("ipc:///run/sharebus/koroad.sock" or

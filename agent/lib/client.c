@@ -4,6 +4,7 @@
     order, so whatever a call is not waiting for is queued for the call that
     will want it: results, and requests to serve. */
 #include <json-c/json.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,9 +39,19 @@ static void s_message_free(void **item_p)
     }
 }
 
-sb_client_t *sb_client_new(const char *endpoint)
+/* libsodium and CZMQ are set up once per process. CZMQ would do it on the
+   first socket, but not safely when threads create their first clients
+   at the same time (zsys_init asserts that no socket is open yet). */
+static void s_init_once(void)
 {
     sbi_init();
+    zsys_init();
+}
+
+sb_client_t *sb_client_new(const char *endpoint)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, s_init_once);
     if (!endpoint || (strncmp(endpoint, "ipc://", 6) != 0 && strncmp(endpoint, "tcp://", 6) != 0))
         return NULL;
     sb_client_t *self = calloc(1, sizeof *self);

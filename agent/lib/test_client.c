@@ -1,0 +1,77 @@
+/*  test_client - libsharebus without an agent: what a back-end does before
+    and around talking to one. */
+#include <pthread.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sharebus.h"
+#include "testing.h"
+
+#define S_THREADS 32
+#define S_PROCESSES 40
+
+static pthread_barrier_t s_start;
+
+static void *s_connect(void *arg)
+{
+    const char *endpoint = arg;
+    pthread_barrier_wait(&s_start);
+    sb_client_t *client = sb_client_new(endpoint);
+    if (!client)
+        return (void *) 1;
+    sb_client_destroy(&client);
+    return NULL;
+}
+
+/* In a fresh process (nothing of CZMQ set up yet), S_THREADS threads
+   create their first client at the same moment. */
+static int s_race(const char *endpoint)
+{
+    pthread_t threads[S_THREADS];
+    pthread_barrier_init(&s_start, NULL, S_THREADS);
+    for (int i = 0; i < S_THREADS; i++)
+        pthread_create(&threads[i], NULL, s_connect, (void *) endpoint);
+    int failed = 0;
+    for (int i = 0; i < S_THREADS; i++) {
+        void *rc;
+        pthread_join(threads[i], &rc);
+        failed += rc != NULL;
+    }
+    pthread_barrier_destroy(&s_start);
+    return failed;
+}
+
+TEST(test_threads_may_create_their_first_clients_at_once)
+{
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "ipc:///tmp/sharebus-test-client-%d.sock", getpid());
+    for (int p = 0; p < S_PROCESSES; p++) {
+        pid_t child = fork();
+        CHECK(child >= 0);
+        if (child == 0)
+            _exit(s_race(endpoint) == 0 ? 0 : 1);
+        int status = 0;
+        CHECK_EQ(waitpid(child, &status, 0), child);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fprintf(stderr, "  process %d: %s %d\n", p,
+                    WIFSIGNALED(status) ? "killed by signal" : "exit status",
+                    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+}
+
+TEST(test_client_needs_an_ipc_or_tcp_endpoint)
+{
+    CHECK(sb_client_new(NULL) == NULL);
+    CHECK(sb_client_new("inproc://agent") == NULL);
+    CHECK(sb_client_new("/run/sharebus/koroad.sock") == NULL);
+    sb_client_t *client = sb_client_new("tcp://127.0.0.1:1");
+    CHECK(client != NULL);
+    sb_client_destroy(&client);
+    CHECK(client == NULL);
+}
+
+int main(int argc, char **argv)
+{
+    return RUN_TESTS();
+}
