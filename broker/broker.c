@@ -553,6 +553,17 @@ static int s_reload(broker_t *self, zlistx_t *errors)
     self->me = me;
     sbi_policy_destroy(&self->policy);
     self->policy = policy;
+    /* Rate buckets ("rule/consumer") of rules now gone or no longer
+       limited go too; the others keep counting across the reload. */
+    zlistx_t *buckets = zhashx_keys(self->buckets);
+    for (char *key = zlistx_first(buckets); key; key = zlistx_next(buckets)) {
+        char id[SBI_NAME_MAX + 1];
+        snprintf(id, sizeof id, "%.*s", (int) strcspn(key, "/"), key);
+        const sbi_rule_t *rule = sbi_policy_rule(policy, id);
+        if (!rule || !rule->rate_count)
+            zhashx_delete(self->buckets, key);
+    }
+    zlistx_destroy(&buckets);
     if (s_write_admitted(self) != 0)
         sbi_warning("cannot refresh the admitted certificates: %s", strerror(errno));
 

@@ -19,7 +19,7 @@ serving_version() {
 
 # The test's own policy: the checkup dataset, and the rules the reloads
 # change. renewal has no rate limit, so that the load never meets one.
-write_policy() {  # write_policy RENEWAL_FIELDS|none
+write_policy() {  # write_policy RENEWAL_FIELDS|none [SURVEY_RATE|none]
   mkdir -p "$WORK/policy"
   cat >"$WORK/policy/datasets.yaml" <<EOF
 version: 1
@@ -63,8 +63,8 @@ EOF
     purposes: [$SURVEY]
     fields: [exam_date]
     consent: none
-    rate: 3/min
 EOF
+    [ "${2:-3/min}" = none ] || echo "    rate: ${2:-3/min}"
   } >"$WORK/policy/rules.yaml"
 }
 
@@ -146,6 +146,25 @@ out=$(request koroad --provider nhis --dataset $CHECKUP --purpose $SURVEY --subj
   2>&1) && fail "3/min rule: a 4th request within the minute succeeded: $out"
 grep -q "^error: rate-limited: .*3 per minute" <<<"$out" || fail "3/min: $out"
 pass "3/min: 3 of 10 through, still limited 1.5 s later"
+
+# A reload keeps counting for a rule still limited, and forgets the count
+# of one that no longer is: limited again later, it starts afresh.
+RENEWAL_FIELDS="exam_date, vision_left, vision_right, hearing_left, hearing_right"
+survey() { request koroad --provider nhis --dataset $CHECKUP --purpose $SURVEY --subject $SUBJECT; }
+write_policy "$RENEWAL_FIELDS" 3/min
+out=$(reload) || fail "reload failed: $out"
+expect_error rate-limited survey
+write_policy "$RENEWAL_FIELDS" none
+out=$(reload) || fail "reload failed: $out"
+survey >/dev/null || fail "the survey rule without its rate still limits"
+write_policy "$RENEWAL_FIELDS"
+out=$(reload) || fail "reload failed: $out"
+[ "$(version)" = "$V1" ] || fail "the test's first policy did not come back"
+for i in 1 2 3; do
+  survey >/dev/null || fail "3/min again after a reload without it: request $i refused"
+done
+expect_error rate-limited survey
+pass "reloads: a rule still limited keeps its count; one limited anew starts with a full bucket"
 
 # ------------------------------------------------------ reload under load
 load_start load1
