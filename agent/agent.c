@@ -213,16 +213,13 @@ agent_t *agent_new(const agent_config_t *config)
     return self;
 }
 
-/* Keeps a quarter of the map free after each commit, so that a batch
-   (a catching-up subscriber's window, say) does not meet a full map: a
-   write that does fails the whole batch. */
-static void s_reserve(agent_t *self)
+/* Doubles the store's map when more than `quarters` quarters of it are in
+   use (no transaction may be open): SB_OK, or SB_EFULL at its maximum. */
+static int s_grow_beyond(agent_t *self, size_t quarters)
 {
     size_t map, used;
     sbi_store_usage(self->store, &map, &used);
-    if (used > map / 4 * 3 && sbi_store_grow(self->store) != SB_OK) {
-        /* At its maximum: a batch that does not fit fails and says so. */
-    }
+    return used > map / 4 * quarters ? sbi_store_grow(self->store) : SB_OK;
 }
 
 /* Commits the open batch of log records and event marks. When it fails,
@@ -239,16 +236,18 @@ static void s_log_commit(agent_t *self)
     self->txn = NULL;
     if (rc == 0) {
         sbi_audit_commit(self->audit);
-        s_reserve(self);                 /* now: no transaction may be open */
-        agent_events_committed(self);    /* logs the acknowledgements it sends */
+        /* A quarter kept free, so that a batch (a catching-up subscriber's
+           window, say) does not meet a full map, which fails all of it; at
+           its maximum, such a batch fails and says so below. Now, before
+           the acknowledgements sent next open a transaction. */
+        (void) s_grow_beyond(self, 3);
+        agent_events_committed(self);
         return;
     }
     sbi_audit_abort(self->audit);
     sbi_error("agent log: commit failed: %s", mdb_strerror(rc));
     /* A write that met a full map fails the batch (MDB_BAD_TXN here). */
-    size_t map, used;
-    sbi_store_usage(self->store, &map, &used);
-    if ((rc == MDB_MAP_FULL || used > map / 2) && sbi_store_grow(self->store) != SB_OK)
+    if ((rc == MDB_MAP_FULL ? sbi_store_grow(self->store) : s_grow_beyond(self, 2)) != SB_OK)
         sbi_error("agent log: store full and cannot grow");
 }
 

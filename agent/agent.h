@@ -139,9 +139,9 @@ void agent_keys_reload(agent_t *self, bool rotate);
 void agent_keys_tick(agent_t *self);
 /* A frame from the connection that drains after a switch, or NULL. */
 zframe_t *agent_keys_recv(agent_t *self);
-/* sbi_envelope_verify_mac under each key pair we hold for another agency's
-   envelope with a MAC, else sbi_envelope_verify (the broker's, an older
-   agent's); reloading the directory once when the sender's key is not
+/* The broker's envelopes by sbi_envelope_verify, another agency's by
+   sbi_envelope_verify_mac under each key pair we hold (one without a MAC
+   is refused); reloading the directory once when the sender's key is not
    known, and remembering which certificate the sender used. */
 int agent_keys_verify(agent_t *self, sbi_envelope_t *env);
 /* sbi_envelope_open with our keys, or with any key pair we held before. */

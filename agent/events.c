@@ -353,34 +353,31 @@ void agent_events_remark(agent_t *self)
     }
 }
 
+/* One EVENT_ACK for `n` delivered events: one signature, one record in
+   this agent's log and one verification at the broker for all. */
+static void s_send_acks(agent_t *self, uint8_t (*ids)[SBI_ID_SIZE], size_t n)
+{
+    ProtobufCBinaryData more[SBI_ACKS_MAX - 1];
+    sbi_header_t h;
+    sbi_header_init(&h, SHAREBUS__KIND__KIND_EVENT_ACK, self->config.agency, "broker");
+    sbi_header_set_acks(&h.header, ids, n, more);
+    agent_send(self, self->broker, &h.header, NULL);
+}
+
 /* After the store committed: tell the broker which events are delivered. */
 void agent_events_committed(agent_t *self)
 {
-    if (!self->acks || zlistx_size(self->acks) == 0)
-        return;     /* not set up yet, or nothing to acknowledge */
-    /* One EVENT_ACK per SBI_ACKS_MAX events: one signature, one record in
-       this agent's log and one verification at the broker for all. */
-    size_t total = zlistx_size(self->acks), seen = 0, n = 0;
-    uint8_t (*ids)[SBI_ID_SIZE] = malloc(SBI_ACKS_MAX * sizeof *ids);
-    ProtobufCBinaryData *more = malloc(SBI_ACKS_MAX * sizeof *more);
-    assert(ids && more);
-    for (char *hex = zlistx_first(self->acks); hex; hex = zlistx_next(self->acks)) {
-        seen++;
-        if (sodium_hex2bin(ids[n], SBI_ID_SIZE, hex, strlen(hex), NULL, NULL, NULL) == 0)
-            n++;
-        if (n == 0 || (n < SBI_ACKS_MAX && seen < total))
-            continue;
-        sbi_header_t h;
-        sbi_header_init(&h, SHAREBUS__KIND__KIND_EVENT_ACK, self->config.agency, "broker");
-        h.header.correlation_id = (ProtobufCBinaryData){SBI_ID_SIZE, ids[0]};
-        for (size_t i = 1; i < n; i++)
-            more[i - 1] = (ProtobufCBinaryData){SBI_ID_SIZE, ids[i]};
-        h.header.acked_ids = more;
-        h.header.n_acked_ids = n - 1;
-        agent_send(self, self->broker, &h.header, NULL);
-        n = 0;
-    }
-    free(ids);
-    free(more);
+    if (!self->acks)
+        return;     /* not set up yet */
+    uint8_t ids[SBI_ACKS_MAX][SBI_ID_SIZE];
+    size_t n = 0;
+    for (char *hex = zlistx_first(self->acks); hex; hex = zlistx_next(self->acks))
+        if (sodium_hex2bin(ids[n], SBI_ID_SIZE, hex, strlen(hex), NULL, NULL, NULL) == 0
+            && ++n == SBI_ACKS_MAX) {
+            s_send_acks(self, ids, n);
+            n = 0;
+        }
+    if (n > 0)
+        s_send_acks(self, ids, n);
     zlistx_purge(self->acks);
 }

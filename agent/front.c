@@ -536,8 +536,7 @@ void agent_front_event_ack(agent_t *self, sbi_envelope_t *env)
     /* The broker acknowledges every view it queued in one batch at once. */
     for (size_t i = 0; i <= h->n_acked_ids; i++) {
         char key[33];
-        const uint8_t *id = i == 0 ? h->correlation_id.data : h->acked_ids[i - 1].data;
-        agent_pending_t *p = zhashx_lookup(self->pending, s_id_key(id, key));
+        agent_pending_t *p = zhashx_lookup(self->pending, s_id_key(sbi_header_acked(h, i), key));
         if (p && p->pub) {
             agent_publication_settle(self, p, SB_OK, NULL);
             zhashx_delete(self->pending, key);

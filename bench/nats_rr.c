@@ -166,16 +166,10 @@ static int s_requester(const s_args_t *a)
             bench_stats_add(stats, now - sent[seq % S_RING]);
         }
     }
-    json_object *out = json_object_new_object();
-    json_object_object_add(out, "size", json_object_new_int64(a->size));
-    json_object_object_add(out, "request_size", json_object_new_int64(a->request_size));
-    json_object_object_add(out, "inflight", json_object_new_int64(a->inflight));
-    json_object_object_add(out, "seconds", json_object_new_int64(a->seconds));
-    json_object_object_add(out, "lost", json_object_new_int64((int64_t)outstanding));
+    json_object *out = bench_closed_loop_json(a->size, a->request_size, a->inflight, a->seconds,
+                                              outstanding, in_window, stats);
     json_object_object_add(out, "tls", json_object_new_boolean(1));
     json_object_object_add(out, "send_asap", json_object_new_boolean(a->send_asap));
-    bench_json_put(out, "round_trips_per_s", (double)in_window / (double)a->seconds);
-    bench_stats_json(stats, out);
     puts(json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN));
     json_object_put(out);
     bench_stats_destroy(&stats);

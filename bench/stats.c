@@ -86,6 +86,20 @@ void bench_json_put(json_object *obj, const char *key, double value)
     json_object_object_add(obj, key, json_object_new_double_s(value, text));
 }
 
+json_object *bench_closed_loop_json(long size, long request_size, long inflight, long seconds,
+                                    uint64_t lost, uint64_t answered, bench_stats_t *stats)
+{
+    json_object *out = json_object_new_object();
+    json_object_object_add(out, "size", json_object_new_int64(size));
+    json_object_object_add(out, "request_size", json_object_new_int64(request_size));
+    json_object_object_add(out, "inflight", json_object_new_int64(inflight));
+    json_object_object_add(out, "seconds", json_object_new_int64(seconds));
+    json_object_object_add(out, "lost", json_object_new_int64((int64_t) lost));
+    bench_json_put(out, "round_trips_per_s", (double) answered / (double) seconds);
+    bench_stats_json(stats, out);
+    return out;
+}
+
 void bench_stats_json(bench_stats_t *self, json_object *obj)
 {
     double sum = 0;

@@ -35,6 +35,12 @@ double bench_stats_percentile_ms(bench_stats_t *self, double p);
 /* Adds samples, mean_ms, p50_ms, p90_ms, p99_ms, p999_ms and max_ms to `obj`. */
 void bench_stats_json(bench_stats_t *self, json_object *obj);
 
+/* The result of a closed-loop request/reply run (ceiling, NATS): its
+   parameters, the requests lost, the round trips/s answered inside the
+   measured window and the latency statistics. */
+json_object *bench_closed_loop_json(long size, long request_size, long inflight, long seconds,
+                                    uint64_t lost, uint64_t answered, bench_stats_t *stats);
+
 /* Adds a double to `obj`, rounded to 4 significant decimals for reading. */
 void bench_json_put(json_object *obj, const char *key, double value);
 

@@ -154,15 +154,11 @@ void broker_events_close(broker_t *b)
 static void s_acks_send(broker_t *b, s_acks_t *a)
 {
     const sbi_cert_t *cert = sbi_trust_find(b->trust, a->agency);
-    ProtobufCBinaryData more[SBI_ACKS_MAX];
+    ProtobufCBinaryData more[SBI_ACKS_MAX - 1];
     if (cert && a->n > 0) {
         sbi_header_t ack;
         sbi_header_init(&ack, SHAREBUS__KIND__KIND_EVENT_ACK, "broker", a->agency);
-        ack.header.correlation_id = (ProtobufCBinaryData){SBI_ID_SIZE, a->ids[0]};
-        for (size_t i = 1; i < a->n; i++)
-            more[i - 1] = (ProtobufCBinaryData){SBI_ID_SIZE, a->ids[i]};
-        ack.header.acked_ids = more;
-        ack.header.n_acked_ids = a->n - 1;
+        sbi_header_set_acks(&ack.header, a->ids, a->n, more);
         zframe_t *out = NULL;
         if (sbi_envelope_seal(b->crypto, cert, &ack.header, NULL, &out) == SB_OK)
             broker_forward(b, a->routing, &out, NULL);
@@ -316,9 +312,8 @@ void broker_event_ack(broker_t *b, const sbi_cert_t *cert, sbi_envelope_t *env)
     broker_queue_t *q = zhashx_lookup(b->queues, cert->agency);
     if (!q || h->correlation_id.len != SBI_ID_SIZE)
         return;
-    s_delivered(b, q, h->correlation_id.data, env);
-    for (size_t i = 0; i < h->n_acked_ids; i++)
-        s_delivered(b, q, h->acked_ids[i].data, env);
+    for (size_t i = 0; i <= h->n_acked_ids; i++)
+        s_delivered(b, q, sbi_header_acked(h, i), env);
 }
 
 /* The agent (re)connected: everything unacknowledged goes again. */

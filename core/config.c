@@ -102,40 +102,6 @@ static bool s_diag_error(struct fy_diag *diag, const char *path, char *err, size
     return false;
 }
 
-/* YAML is Unicode text, and libfyaml meets some broken UTF-8 badly (it
-   can loop on a directive holding one): refuse it, and control
-   characters, before parsing. True when the text is fine. */
-static bool s_text_valid(const char *path, const char *data, size_t size, char *err,
-                         size_t err_size)
-{
-    static const uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
-    const unsigned char *p = (const unsigned char *) data, *end = p + size;
-    size_t line = 1;
-    while (p < end) {
-        unsigned b = *p;
-        size_t n = b < 0x80 ? 1 : (b & 0xe0) == 0xc0 ? 2 : (b & 0xf0) == 0xe0 ? 3
-                 : (b & 0xf8) == 0xf0 ? 4 : 0;
-        bool ok = n > 0 && (size_t) (end - p) >= n;
-        uint32_t code = n > 1 ? b & (0x7f >> n) : b;
-        for (size_t i = 1; ok && i < n; i++) {
-            ok = (p[i] & 0xc0) == 0x80;
-            code = code << 6 | (p[i] & 0x3f);
-        }
-        if (ok && n == 1)
-            ok = code >= 0x20 ? code != 0x7f : code == '\t' || code == '\n' || code == '\r';
-        else if (ok)
-            ok = code >= least[n] && code <= 0x10ffff && (code < 0xd800 || code > 0xdfff);
-        if (!ok) {
-            snprintf(err, err_size, "%s:%zu: not UTF-8 text: byte 0x%02x is not allowed here",
-                     path, line, b);
-            return false;
-        }
-        line += b == '\n';
-        p += n;
-    }
-    return true;
-}
-
 /* libfyaml 0.8 crashes on some explicit keys; a setting never needs one. */
 static bool s_no_explicit_keys(const char *path, const char *data, size_t size, char *err,
                                size_t err_size)
@@ -213,8 +179,14 @@ sbi_config_t *sbi_config_parse(const char *path, const char *data, size_t size, 
         snprintf(err, err_size, "%s: larger than 64 KiB", path);
         return NULL;
     }
-    if (!s_text_valid(path, data, size, err, err_size)
-        || !s_no_explicit_keys(path, data, size, err, err_size))
+    size_t line, column;
+    unsigned byte;
+    if (!sbi_text_valid(data, size, &line, &column, &byte)) {
+        snprintf(err, err_size, "%s:%zu: not UTF-8 text: byte 0x%02x is not allowed here", path,
+                 line, byte);
+        return NULL;
+    }
+    if (!s_no_explicit_keys(path, data, size, err, err_size))
         return NULL;
     sbi_config_t *self = calloc(1, sizeof *self);
     assert(self);

@@ -125,6 +125,17 @@ void sbi_header_init(sbi_header_t *self, Sharebus__Kind kind, const char *from,
     self->header.created_ms = sbi_now_ms();
 }
 
+void sbi_header_set_acks(Sharebus__Header *header, uint8_t (*ids)[SBI_ID_SIZE], size_t n,
+                         ProtobufCBinaryData *more)
+{
+    assert(n >= 1 && n <= SBI_ACKS_MAX);
+    header->correlation_id = (ProtobufCBinaryData){SBI_ID_SIZE, ids[0]};
+    for (size_t i = 1; i < n; i++)
+        more[i - 1] = (ProtobufCBinaryData){SBI_ID_SIZE, ids[i]};
+    header->acked_ids = more;
+    header->n_acked_ids = n - 1;
+}
+
 int sbi_envelope_seal(sbi_crypto_t *me, const sbi_cert_t *to, Sharebus__Header *header,
                       const Sharebus__Payload *payload, zframe_t **frame_p)
 {

@@ -50,6 +50,18 @@ typedef struct {
 void sbi_header_init(sbi_header_t *self, Sharebus__Kind kind, const char *from,
                      const char *to);
 
+/* Makes `header` acknowledge `n` ids (1 to SBI_ACKS_MAX): the first in
+   correlation_id, the others in acked_ids, pointing into `ids` through
+   `more` (room for n - 1). `ids` and `more` must outlive the header. */
+void sbi_header_set_acks(Sharebus__Header *header, uint8_t (*ids)[SBI_ID_SIZE], size_t n,
+                         ProtobufCBinaryData *more);
+
+/* The `i`th id an EVENT_ACK acknowledges, for i from 0 to n_acked_ids. */
+static inline const uint8_t *sbi_header_acked(const Sharebus__Header *header, size_t i)
+{
+    return i == 0 ? header->correlation_id.data : header->acked_ids[i - 1].data;
+}
+
 /* Seals `payload` (NULL for none) for `to`, signs `header` and returns the
    envelope frame in *frame_p. Sets header->payload_hash. When `me` and `to`
    are both agencies the envelope carries the MAC (sbi_envelope_mac) too.

@@ -64,6 +64,13 @@ bool sbi_name_valid(const char *name);
 int sbi_subject_ref(const uint8_t key[32], const char *national_id,
                     uint8_t ref[SBI_HASH_SIZE]) SBI_UNUSED_RESULT;
 
+/* True when `data` is UTF-8 text without NUL or control characters other
+   than tab, newline and carriage return (libfyaml reports those unevenly,
+   and can loop on broken UTF-8). Otherwise false, with the 1-based line and
+   column of the first byte that is not allowed, and that byte. */
+bool sbi_text_valid(const char *data, size_t size, size_t *line, size_t *column,
+                    unsigned *byte);
+
 /* True when YAML text `data` holds an explicit-key indicator ('?' followed
    by a blank or the end, outside quotes and comments), with its 1-based
    line and column. Debian's libfyaml 0.8 crashes on some explicit keys

@@ -230,6 +230,37 @@ ProtobufCAllocator *sbi_unpack_init(sbi_unpack_t *self, size_t size)
     return &self->allocator;
 }
 
+bool sbi_text_valid(const char *data, size_t size, size_t *line, size_t *column,
+                    unsigned *byte)
+{
+    static const uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+    const unsigned char *p = (const unsigned char *) data, *end = p + size;
+    *line = *column = 1;
+    while (p < end) {
+        unsigned b = *p;
+        size_t n = b < 0x80 ? 1 : (b & 0xe0) == 0xc0 ? 2 : (b & 0xf0) == 0xe0 ? 3
+                 : (b & 0xf8) == 0xf0 ? 4 : 0;
+        bool ok = n > 0 && (size_t) (end - p) >= n;
+        uint32_t code = n > 1 ? b & (0x7f >> n) : b;
+        for (size_t i = 1; ok && i < n; i++) {
+            ok = (p[i] & 0xc0) == 0x80;
+            code = code << 6 | (p[i] & 0x3f);
+        }
+        if (ok && n == 1)
+            ok = code >= 0x20 ? code != 0x7f : code == '\t' || code == '\n' || code == '\r';
+        else if (ok)
+            ok = code >= least[n] && code <= 0x10ffff && (code < 0xd800 || code > 0xdfff);
+        if (!ok) {
+            *byte = b;
+            return false;
+        }
+        *column = b == '\n' ? 1 : *column + 1;
+        *line += b == '\n';
+        p += n;
+    }
+    return true;
+}
+
 bool sbi_yaml_explicit_key(const char *data, size_t size, size_t *line, size_t *column)
 {
     size_t at_line = 1, line_start = 0;

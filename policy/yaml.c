@@ -17,41 +17,6 @@ static void s_diag_discard(struct fy_diag *diag, void *user, const char *buf, si
 {
 }
 
-/* YAML is Unicode text. libfyaml reports NUL bytes, stray control
-   characters and broken UTF-8 unevenly, so they are refused here first. */
-static bool s_text_valid(pol_ctx_t *c, const char *data, size_t size)
-{
-    static const uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
-    const unsigned char *p = (const unsigned char *)data, *end = p + size;
-    pol_mark_t at = {1, 1};
-    while (p < end) {
-        unsigned b = *p;
-        size_t n = b < 0x80             ? 1
-                   : (b & 0xe0) == 0xc0 ? 2
-                   : (b & 0xf0) == 0xe0 ? 3
-                   : (b & 0xf8) == 0xf0 ? 4
-                                        : 0;
-        bool ok = n > 0 && (size_t)(end - p) >= n;
-        uint32_t code = n > 1 ? b & (0x7f >> n) : b;
-        for (size_t i = 1; ok && i < n; i++) {
-            ok = (p[i] & 0xc0) == 0x80;
-            code = code << 6 | (p[i] & 0x3f);
-        }
-        if (ok && n == 1)
-            ok = code >= 0x20 ? code != 0x7f : code == '\t' || code == '\n' || code == '\r';
-        else if (ok)
-            ok = code >= least[n] && code <= 0x10ffff && (code < 0xd800 || code > 0xdfff);
-        if (!ok) {
-            pol_err(c, at, "not UTF-8 text: byte 0x%02x is not allowed here", b);
-            return false;
-        }
-        at.line += b == '\n';
-        at.column = b == '\n' ? 1 : at.column + 1;
-        p += n;
-    }
-    return true;
-}
-
 /* Reports libfyaml's errors; true when there was any. */
 static bool s_diag_report(pol_ctx_t *c, struct fy_diag *diag)
 {
@@ -103,11 +68,15 @@ static bool s_single_document(pol_ctx_t *c, pol_yaml_t *self)
 
 pol_yaml_t *pol_yaml_parse(pol_ctx_t *c, const pol_file_t *file)
 {
-    if (!s_text_valid(c, file->content, file->size))
+    size_t line, column;
+    unsigned byte;
+    if (!sbi_text_valid(file->content, file->size, &line, &column, &byte)) {
+        pol_err(c, ((pol_mark_t){line, column}), "not UTF-8 text: byte 0x%02x is not allowed here",
+                byte);
         return NULL;
+    }
     /* libfyaml 0.8 crashes on some explicit keys ("? ?:<TAB>:"): refuse
        them all before it parses; a policy never needs one. */
-    size_t line, column;
     if (sbi_yaml_explicit_key(file->content, file->size, &line, &column)) {
         pol_err(c, ((pol_mark_t){(int) line, (int) column}),
                 "'?' (an explicit YAML key) is not used in policy files: write key: value");
