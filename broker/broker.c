@@ -217,6 +217,9 @@ broker_t *broker_new(const broker_config_t *config)
         sbi_warning("cannot read recent message ids from the audit log");
     uint8_t head[SBI_HASH_SIZE];
     self->audit_seq = sbi_audit_head(self->audit, head);
+    self->in = calloc(S_BATCH_MAX, sizeof *self->in);
+    assert(self->in);
+    self->verifier = broker_verifier_new();
     /* From here on the audit log and every store write are the writer's. */
     self->writer = broker_writer_new(self);
     return self;
@@ -232,6 +235,8 @@ void broker_destroy(broker_t **self_p)
         s_collect(self, true);
         zactor_destroy(&self->writer);
     }
+    broker_verifier_destroy(&self->verifier);
+    free(self->in);
     broker_batch_destroy(&self->batch);
     zsock_destroy(&self->admin);
     broker_metrics_close(self);
@@ -645,11 +650,13 @@ static void s_checkpoint(broker_t *self, bool force)
 
 /* ------------------------------------------------------------ the loop */
 
-static void s_on_router(broker_t *self)
+/* Reads one message off the router into `in`: true when it is an agency's
+   to route, false when it was dropped or refused here. */
+static bool s_read_router(broker_t *self, broker_in_t *in)
 {
     zmsg_t *msg = zmsg_recv(self->router);
     if (!msg)
-        return;
+        return false;
     zframe_t *routing = zmsg_pop(msg);
     zframe_t *frame = zmsg_pop(msg);
     /* zauth put the client's CURVE key (Z85) in User-Id: that, not what the
@@ -666,17 +673,40 @@ static void s_on_router(broker_t *self)
         if (sbi_file_write(path, zframe_data(frame), zframe_size(frame), 0600, false) != SB_OK)
             sbi_warning("capture: cannot write %s", path);
     }
+    bool route = false;
     if (!cert || cert->kind != SBI_CERT_AGENCY)
         sbi_warning("message from an unknown CURVE key dropped");
     else if (zmsg_size(msg) != 0)
         broker_refuse(self, cert, routing, NULL,
                       SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, SB_EMALFORMED,
                       "one frame per message");
-    else
-        broker_route(self, cert, routing, frame);
+    else {
+        *in = (broker_in_t) {.routing = routing, .frame = frame, .cert = cert};
+        routing = frame = NULL;
+        route = true;
+    }
     zframe_destroy(&routing);
     zframe_destroy(&frame);
     zmsg_destroy(&msg);
+    return route;
+}
+
+/* The messages waiting on the router, S_BATCH_MAX at most: read, checked
+   on two threads, routed in order. */
+static void s_on_router(broker_t *self)
+{
+    size_t count = 0;
+    for (int n = 0; n < S_BATCH_MAX && (zsock_events(self->router) & ZMQ_POLLIN); n++)
+        if (s_read_router(self, &self->in[count]))
+            count++;
+    broker_verify(self->verifier, self->trust, self->in, count, sbi_now_ms());
+    for (size_t i = 0; i < count; i++) {
+        broker_in_t *in = &self->in[i];
+        broker_route(self, in);
+        sbi_envelope_clear(&in->env);
+        zframe_destroy(&in->routing);
+        zframe_destroy(&in->frame);
+    }
 }
 
 static void s_on_monitor(broker_t *self)
@@ -759,8 +789,7 @@ int broker_run(broker_t *self)
            more until one comes back (it takes everything queued at once). */
         if (self->in_flight >= 2)
             s_collect(self, true);
-        for (int n = 0; n < S_BATCH_MAX && (zsock_events(self->router) & ZMQ_POLLIN); n++)
-            s_on_router(self);
+        s_on_router(self);
         broker_flush(self);
         broker_events_pump(self);
         while (zsock_events(self->monitor) & ZMQ_POLLIN)

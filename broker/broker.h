@@ -76,6 +76,18 @@ typedef struct {
 typedef struct broker_queue_t broker_queue_t;
 typedef struct broker_batch_t broker_batch_t;
 typedef struct broker_metrics_t broker_metrics_t;
+typedef struct broker_verifier_t broker_verifier_t;
+
+/* One message from an agency's connection, read in a loop turn: decoded
+   and verified (verify.c), then routed (route.c). */
+typedef struct {
+    zframe_t *routing;
+    zframe_t *frame;
+    const sbi_cert_t *cert;   /* the certificate its connection authenticated with */
+    sbi_envelope_t env;       /* decoded when decode_rc is SB_OK */
+    int decode_rc;            /* sbi_envelope_decode */
+    int verify_rc;            /* sbi_envelope_verify; decode_rc when that failed */
+} broker_in_t;
 
 typedef struct {
     broker_config_t config;
@@ -87,6 +99,8 @@ typedef struct {
     sbi_audit_t *audit;
     broker_batch_t *batch;    /* being built: journal and outbox */
     zactor_t *writer;         /* the store writer thread (writer.c) */
+    broker_verifier_t *verifier; /* checks envelopes with the main thread (verify.c) */
+    broker_in_t *in;          /* the messages of a loop turn */
     int in_flight;            /* batches handed to it, not yet back */
     pthread_rwlock_t map_lock; /* readers vs the writer growing the map */
     uint64_t audit_seq;       /* audit head as of the last commit */
@@ -178,8 +192,17 @@ void broker_broadcast(broker_t *self, Sharebus__Kind kind, const Sharebus__Paylo
 void broker_refuse(broker_t *self, const sbi_cert_t *cert, const zframe_t *routing,
                    sbi_envelope_t *env, Sharebus__AuditKind kind, int code, const char *reason);
 
-/* Routing (route.c): one frame from an authenticated agency. */
-void broker_route(broker_t *self, const sbi_cert_t *cert, zframe_t *routing, zframe_t *frame);
+/* Decodes and verifies in[0..count) against `trust` at `now_ms`, setting
+   each one's decode_rc, env and verify_rc: on this thread and the
+   verifier's helper together. `self` may be NULL (this thread alone). */
+broker_verifier_t *broker_verifier_new(void);
+void broker_verifier_destroy(broker_verifier_t **self_p);
+void broker_verify(broker_verifier_t *self, sbi_trust_t *trust, broker_in_t *in, size_t count,
+                   uint64_t now_ms);
+
+/* Routing (route.c): one message from an authenticated agency, checked by
+   broker_verify; the caller still owns and clears it. */
+void broker_route(broker_t *self, broker_in_t *in);
 void broker_sweep(broker_t *self);
 void broker_pending_free(void **item_p);
 

@@ -442,54 +442,49 @@ static int s_fresh(broker_t *b, const Sharebus__Header *h, char *reason, size_t 
     return SB_OK;
 }
 
-void broker_route(broker_t *self, const sbi_cert_t *cert, zframe_t *routing, zframe_t *frame)
+void broker_route(broker_t *self, broker_in_t *in)
 {
-    sbi_envelope_t env;
-    s_msg_t m = {self, cert, routing, frame, NULL};
+    s_msg_t m = {self, in->cert, in->routing, in->frame, NULL};
     char reason[300];
     broker_count(self, "messages.received");
-    int rc = sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame));
-    if (rc != SB_OK) {
+    if (in->decode_rc != SB_OK) {
         snprintf(reason, sizeof reason, "frame of %zu bytes does not decode as an envelope",
-                 zframe_size(frame));
-        s_refuse(&m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, rc, reason);
+                 zframe_size(in->frame));
+        s_refuse(&m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, in->decode_rc, reason);
         return;
     }
-    m.env = &env;
-    broker_peer_t *peer = s_peer(self, cert->agency);
-    if (peer && zframe_eq(peer->routing, routing))
+    sbi_envelope_t *env = &in->env;
+    m.env = env;
+    broker_peer_t *peer = s_peer(self, in->cert->agency);
+    if (peer && zframe_eq(peer->routing, in->routing))
         peer->last_seen = zclock_mono();
-    rc = sbi_envelope_verify(&env, self->trust, cert, sbi_now_ms());
-    if (rc != SB_OK) {
+    if (in->verify_rc != SB_OK) {
         snprintf(reason, sizeof reason, "%s (envelope from '%s' on %s's connection)",
-                 sb_strerror(rc), env.header->from, cert->agency);
-        s_refuse(&m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, rc, reason);
-        sbi_envelope_clear(&env);
+                 sb_strerror(in->verify_rc), env->header->from, in->cert->agency);
+        s_refuse(&m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, in->verify_rc, reason);
         return;
     }
     if (self->store_full) {
         s_refuse(&m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, SB_EUNAVAILABLE,
                  "the broker's audit store is full");
-        sbi_envelope_clear(&env);
         return;
     }
-    rc = s_fresh(self, env.header, reason, sizeof reason);
-    unsigned kind = (unsigned) env.header->kind;
+    int rc = s_fresh(self, env->header, reason, sizeof reason);
+    unsigned kind = (unsigned) env->header->kind;
     s_action_fn *action = kind < S_NACTIONS ? s_actions[kind] : NULL;
     if (rc == SB_OK && !action) {
         rc = SB_EPROTOCOL;
         snprintf(reason, sizeof reason, "agents do not send %s messages",
                  protobuf_c_enum_descriptor_get_value(&sharebus__kind__descriptor, (int) kind)->name);
     }
-    if (rc == SB_OK && strcmp(env.header->to, "broker") != 0 && !sbi_trust_find(self->trust, env.header->to)) {
+    if (rc == SB_OK && strcmp(env->header->to, "broker") != 0 && !sbi_trust_find(self->trust, env->header->to)) {
         rc = SB_EUNKNOWN;
-        snprintf(reason, sizeof reason, "no valid certificate for recipient '%s'", env.header->to);
+        snprintf(reason, sizeof reason, "no valid certificate for recipient '%s'", env->header->to);
     }
     if (rc != SB_OK)
         s_refuse(&m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, rc, reason);
     else
         action(&m);
-    sbi_envelope_clear(&env);
 }
 
 /* Agents say hello every few seconds; one silent for S_PEER_SILENCE_MS is

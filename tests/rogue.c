@@ -9,6 +9,9 @@
 
       hello             a well-formed HELLO
       forge             a request whose signature is corrupted
+      burst N           N requests sent at once, every fifth with a corrupted
+                        signature: prints "forged-refused F of K" and
+                        "others-answered A of N-K" with what the others got
       replay            the same signed request twice
       impersonate AG    a request claiming to come from agency AG
       stale             a request created ten minutes ago
@@ -136,6 +139,78 @@ static void s_send_and_report(zsock_t *sock, zframe_t **frame_p, const uint8_t *
 {
     zframe_send(frame_p, sock, 0);
     printf("answer: %s\n", s_answer(sock, id));
+}
+
+/* Flips one bit of the envelope's signature. */
+static zframe_t *s_forged(zframe_t **frame_p)
+{
+    sbi_envelope_t env;
+    if (sbi_envelope_decode(&env, zframe_data(*frame_p), zframe_size(*frame_p)) != SB_OK)
+        exit(3);
+    env.envelope->signature.data[5] ^= 1;
+    zframe_t *forged = zframe_new(NULL, sharebus__envelope__get_packed_size(env.envelope));
+    sharebus__envelope__pack(env.envelope, zframe_data(forged));
+    sbi_envelope_clear(&env);
+    zframe_destroy(frame_p);
+    return forged;
+}
+
+/* N requests at once, so that the broker checks many in one turn: each
+   forged one must be refused as such, and the others answered alike. */
+static int s_burst(zsock_t *sock, long n)
+{
+    if (n < 1 || n > 4096)
+        return 2;
+    uint8_t (*ids)[SBI_ID_SIZE] = calloc((size_t) n, SBI_ID_SIZE);
+    char **answers = calloc((size_t) n, sizeof *answers);
+    assert(ids && answers);
+    for (long i = 0; i < n; i++) {
+        zframe_t *frame = s_request(s_agency, 0, ids[i]);
+        if (i % 5 == 2)
+            frame = s_forged(&frame);
+        zframe_send(&frame, sock, 0);
+    }
+    long got = 0;
+    while (got < n) {
+        zpoller_t *poller = zpoller_new(sock, NULL);
+        void *which = zpoller_wait(poller, 5000);
+        zpoller_destroy(&poller);
+        if (!which)
+            break;
+        zframe_t *frame = zframe_recv(sock);
+        sbi_envelope_t env;
+        if (sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame)) == SB_OK
+            && env.header->kind == SHAREBUS__KIND__KIND_ERROR
+            && env.header->correlation_id.len == SBI_ID_SIZE)
+            for (long i = 0; i < n; i++)
+                if (!answers[i] && memcmp(ids[i], env.header->correlation_id.data, SBI_ID_SIZE) == 0) {
+                    answers[i] = strdup(sb_errname(sbi_error_code(env.header->error)));
+                    got++;
+                }
+        sbi_envelope_clear(&env);
+        zframe_destroy(&frame);
+    }
+    long forged = 0, refused = 0, others = 0, alike = 0;
+    const char *first = NULL;
+    for (long i = 0; i < n; i++) {
+        if (i % 5 == 2) {
+            forged++;
+            refused += answers[i] && strcmp(answers[i], "bad-signature") == 0;
+            continue;
+        }
+        others++;
+        if (!first && answers[i])
+            first = answers[i];
+        alike += answers[i] && first && strcmp(answers[i], first) == 0
+                 && strcmp(answers[i], "bad-signature") != 0;
+    }
+    printf("forged-refused %ld of %ld\n", refused, forged);
+    printf("others-answered %ld of %ld %s\n", alike, others, first ? first : "none");
+    for (long i = 0; i < n; i++)
+        free(answers[i]);
+    free(answers);
+    free(ids);
+    return 0;
 }
 
 static int s_hello(zsock_t *sock)
@@ -558,17 +633,11 @@ int main(int argc, char **argv)
         rc = s_hello(sock);
     else if (strcmp(mode, "forge") == 0) {
         frame = s_request(s_agency, 0, id);
-        /* Re-pack the envelope with one bit of the signature flipped. */
-        sbi_envelope_t env;
-        if (sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame)) != SB_OK)
-            return 3;
-        env.envelope->signature.data[5] ^= 1;
-        zframe_t *forged = zframe_new(NULL, sharebus__envelope__get_packed_size(env.envelope));
-        sharebus__envelope__pack(env.envelope, zframe_data(forged));
-        sbi_envelope_clear(&env);
-        zframe_destroy(&frame);
-        s_send_and_report(sock, &forged, id);
+        frame = s_forged(&frame);
+        s_send_and_report(sock, &frame, id);
     }
+    else if (strcmp(mode, "burst") == 0 && arg)
+        rc = s_burst(sock, atol(arg));
     else if (strcmp(mode, "replay") == 0) {
         frame = s_request(s_agency, 0, id);
         zframe_t *again = zframe_dup(frame);

@@ -24,6 +24,13 @@ answer wrong-sender mois impersonate nhis
 answer stale mois stale
 answer malformed mois garbage
 answer bad-signature mois forged-consent
+# Many at once, checked on the broker's two threads: each forged one is
+# refused as forged, every other one answered as the lone one was.
+out=$(rogue mois burst 200)
+grep -qx "forged-refused 40 of 40" <<<"$out" || fail "burst: $out"
+grep -qx "others-answered 160 of 160 denied" <<<"$out" || fail "burst: $out"
+good burst
+pass "200 requests at once, 40 forged: 40 bad-signature, 160 denied"
 out=$(rogue mois replay)
 [ "$(sed -n 1p <<<"$out")" = "answer: denied" ] || fail "replay, first: $out"
 [ "$(sed -n 2p <<<"$out")" = "answer: replay" ] || fail "replay, second: $out"
