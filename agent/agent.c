@@ -10,6 +10,7 @@
 #define S_HELLO_MS 5000          /* heartbeat once welcomed */
 #define S_HELLO_EARLY_MS 500     /* until the broker answers */
 #define S_BATCH_MAX 256          /* messages handled per socket per turn */
+#define S_SIGN_MAX 64            /* envelopes signed together, at most */
 #define S_COMMIT_MS 50           /* the agent's log commits at most this often */
 
 char **agent_strv(const char *const *items, size_t count)
@@ -207,6 +208,8 @@ agent_t *agent_new(const agent_config_t *config)
     zhashx_set_destructor(self->serving, s_serving_free);
     self->providers = zhashx_new();
     zhashx_set_destructor(self->providers, s_frame_free);
+    self->outgoing = calloc(S_SIGN_MAX, sizeof *self->outgoing);
+    assert(self->outgoing);
     if (s_load_identity(self) != 0 || s_open_store(self) != 0 || s_open_sockets(self) != 0
         || agent_keys_open(self) != 0)
         agent_destroy(&self);
@@ -256,7 +259,12 @@ void agent_destroy(agent_t **self_p)
     agent_t *self = *self_p;
     if (!self)
         return;
+    if (self->bus)
+        agent_flush(self);
     s_log_commit(self);
+    for (size_t i = 0; i < self->n_outgoing; i++)
+        sbi_sealed_destroy(&self->outgoing[i]);
+    free(self->outgoing);
     agent_keys_close(self);
     zsock_destroy(&self->front);
     if (self->bus)
@@ -302,10 +310,8 @@ void agent_log(agent_t *self, Sharebus__AuditKind kind, const Sharebus__Header *
     r.error = h->error;
     r.reason = h->reason;
     r.payload_hash = h->payload_hash;
-    if (envelope) {
-        r.header = envelope->header;
-        r.signature = envelope->signature;
-    }
+    if (envelope)
+        sbi_envelope_proof(envelope, &r);
     int rc = sbi_audit_append(self->audit, self->txn, &r);
     if (rc != SB_OK) {
         mdb_txn_abort(self->txn);
@@ -321,21 +327,39 @@ void agent_log(agent_t *self, Sharebus__AuditKind kind, const Sharebus__Header *
 int agent_send(agent_t *self, const sbi_cert_t *to, Sharebus__Header *header,
                const Sharebus__Payload *payload)
 {
-    zframe_t *frame = NULL;
-    int rc = sbi_envelope_seal(self->crypto, to, header, payload, &frame);
-    if (rc != SB_OK)
-        return rc;
-    /* Log from the frame itself: the exact header bytes and signature. */
-    sbi_envelope_t env;
-    if (sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame)) == SB_OK) {
-        agent_log(self, SHAREBUS__AUDIT_KIND__AUDIT_MESSAGE_SENT, env.header, env.envelope);
-        sbi_envelope_clear(&env);
-    }
-    if (zframe_send(&frame, self->bus, ZFRAME_DONTWAIT) != 0) {
-        zframe_destroy(&frame);
+    if (!(zsock_events(self->bus) & ZMQ_POLLOUT))
         return SB_EUNAVAILABLE;
+    if (self->n_outgoing == S_SIGN_MAX)
+        agent_flush(self);
+    sbi_sealed_t *sealed = NULL;
+    int rc = sbi_envelope_seal_later(self->crypto, to, header, payload, &sealed);
+    if (rc == SB_OK)
+        self->outgoing[self->n_outgoing++] = sealed;
+    return rc;
+}
+
+void agent_flush(agent_t *self)
+{
+    if (self->n_outgoing == 0)
+        return;
+    zframe_t *frames[S_SIGN_MAX];
+    size_t count = self->n_outgoing;
+    sbi_envelope_sign_batch(self->crypto, self->outgoing, count, frames);
+    self->n_outgoing = 0;
+    for (size_t i = 0; i < count; i++) {
+        /* Log from the frame itself: the exact header bytes and signature. */
+        sbi_envelope_t env;
+        if (sbi_envelope_decode(&env, zframe_data(frames[i]), zframe_size(frames[i])) == SB_OK) {
+            agent_log(self, SHAREBUS__AUDIT_KIND__AUDIT_MESSAGE_SENT, env.header, env.envelope);
+            sbi_envelope_clear(&env);
+        }
+        if (zframe_send(&frames[i], self->bus, ZFRAME_DONTWAIT) != 0) {
+            sbi_warning("the connection to the broker took no more: %zu message(s) dropped",
+                        count - i);
+            for (; i < count; i++)
+                zframe_destroy(&frames[i]);
+        }
     }
-    return SB_OK;
 }
 
 void agent_send_error(agent_t *self, const char *to, const uint8_t *correlation, int code,
@@ -486,6 +510,7 @@ int agent_run(agent_t *self)
     zpoller_t *poller = zpoller_new(self->bus, self->front, self->monitor, NULL);
     agent_keys_attach(self, poller);
     s_hello(self);
+    agent_flush(self);
     while (!zsys_interrupted) {
         int64_t next = self->next_hello;
         if ((self->txn || (self->acks && zlistx_size(self->acks) > 0)) && self->next_commit < next)
@@ -519,6 +544,7 @@ int agent_run(agent_t *self)
             agent_front_sweep(self);
             self->next_sweep = zclock_mono() + 100;
         }
+        agent_flush(self);      /* what this turn sent: one signature */
         /* The agent's own log commits in groups: at most every
            S_COMMIT_MS, so that fsyncs do not cap its throughput. */
         if (zclock_mono() >= self->next_commit) {

@@ -72,6 +72,8 @@ typedef struct {
     int64_t next_commit;
     bool welcomed;
     agent_keys_t *keys;       /* certificates and key pairs over time (keys.c) */
+    sbi_sealed_t **outgoing;  /* sealed this turn, signed together by agent_flush */
+    size_t n_outgoing;
 } agent_t;
 
 /* Sets up keys, store, sockets. NULL (having logged why) on failure. */
@@ -81,10 +83,16 @@ void agent_destroy(agent_t **self_p);
 /* Runs until SIGINT/SIGTERM. */
 int agent_run(agent_t *self);
 
-/* Seals `payload` (may be NULL) for `to`, signs `header` and sends it to
-   the broker, logging it in the agent's audit log. */
+/* Seals `payload` (may be NULL) for `to` under `header`, to be signed and
+   sent to the broker with the others of this loop turn by agent_flush.
+   SB_EUNAVAILABLE when the connection to the broker takes nothing now,
+   or an error of sbi_envelope_seal_later. */
 int agent_send(agent_t *self, const sbi_cert_t *to, Sharebus__Header *header,
                const Sharebus__Payload *payload);
+
+/* Signs what agent_send sealed with one signature (a batch), logs each
+   envelope in the agent's audit log and sends them, in order. */
+void agent_flush(agent_t *self);
 
 /* Sends an ERROR answering message `correlation` to agency `to`. */
 void agent_send_error(agent_t *self, const char *to, const uint8_t *correlation, int code,

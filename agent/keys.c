@@ -292,6 +292,7 @@ static void s_switch(agent_t *self)
 {
     agent_keys_t *k = self->keys;
     uint64_t from = self->me->serial;
+    agent_flush(self);          /* sealed with the old keys: signed and sent with them */
     s_drop_socket(k, &k->old_bus, false);        /* a drain still running */
     zlistx_add_end(k->retired, self->crypto);
     self->crypto = k->next;

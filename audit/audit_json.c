@@ -64,6 +64,8 @@ json_object *sbi_audit_record_json(const Sharebus__AuditRecord *r, const uint8_t
     s_add_hex(obj, "payload_hash", r->payload_hash);
     s_add_hex(obj, "header", r->header);
     s_add_hex(obj, "signature", r->signature);
+    s_add_hex(obj, "batch_path", r->batch_path);
+    json_object_object_add(obj, "batch_index", json_object_new_uint64(r->batch_index));
     s_add_hex(obj, "prev_hash", r->prev_hash);
     s_add_string(obj, "detail", r->detail);
     if (hash)

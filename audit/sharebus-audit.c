@@ -173,6 +173,8 @@ static const char *s_columns[] = {"seq",
                                   "payload_hash",
                                   "header",
                                   "signature",
+                                  "batch_path",
+                                  "batch_index",
                                   "prev_hash",
                                   "hash",
                                   "detail"};

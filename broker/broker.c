@@ -500,8 +500,7 @@ void broker_refuse(broker_t *self, const sbi_cert_t *cert, const zframe_t *routi
         r.fields_requested = h->fields;
         r.n_fields_requested = h->n_fields;
         r.payload_hash = h->payload_hash;
-        r.header = env->envelope->header;
-        r.signature = env->envelope->signature;
+        sbi_envelope_proof(env->envelope, &r);
     }
     char count[64];
     snprintf(count, sizeof count, "refused.%s", sb_errname(code));

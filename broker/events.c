@@ -209,8 +209,7 @@ static void s_audit_event(broker_t *b, Sharebus__AuditKind kind, const Sharebus_
     r.n_fields_delivered = h->n_fields;
     r.decision = SHAREBUS__DECISION__DECISION_ALLOW;
     r.payload_hash = h->payload_hash;
-    r.header = env->envelope->header;
-    r.signature = env->envelope->signature;
+    sbi_envelope_proof(env->envelope, &r);
     broker_audit(b, &r);
 }
 
@@ -296,8 +295,7 @@ static void s_delivered(broker_t *b, broker_queue_t *q, const uint8_t id[SBI_ID_
     r.fields_delivered = e->fields;
     r.n_fields_delivered = e->n_fields;
     r.decision = SHAREBUS__DECISION__DECISION_ALLOW;
-    r.header = env->envelope->header;
-    r.signature = env->envelope->signature;
+    sbi_envelope_proof(env->envelope, &r);
     broker_audit(b, &r);
     q->depth--;
     zhashx_delete(q->inflight, key_hex);

@@ -81,8 +81,7 @@ static void route_hello(s_msg_t *m)
         r.from = (char *) agency;
         r.to = "broker";
         r.decision = SHAREBUS__DECISION__DECISION_ALLOW;
-        r.header = m->env->envelope->header;
-        r.signature = m->env->envelope->signature;
+        sbi_envelope_proof(m->env->envelope, &r);
         char serial[40];
         snprintf(serial, sizeof serial, "certificate serial %llu",
                  (unsigned long long) m->cert->serial);
@@ -244,8 +243,7 @@ static void route_request(s_msg_t *m)
     r.rule_id = p->rule_id;
     r.consent_id = p->consent_id;
     r.payload_hash = h->payload_hash;
-    r.header = m->env->envelope->header;
-    r.signature = m->env->envelope->signature;
+    sbi_envelope_proof(m->env->envelope, &r);
     broker_audit(b, &r);
     broker_count(b, "requests.routed");
     s_forward(m, provider, key);
@@ -297,8 +295,7 @@ static void s_answer(s_msg_t *m, broker_pending_t *p, int code)
         r.reason = "the consumer is no longer connected";
     }
     r.payload_hash = h->payload_hash;
-    r.header = m->env->envelope->header;
-    r.signature = m->env->envelope->signature;
+    sbi_envelope_proof(m->env->envelope, &r);
     broker_audit(b, &r);
     broker_metrics_latency(b, zclock_usecs() - p->started_us);
     if (consumer)

@@ -97,6 +97,8 @@ static void s_mac(const s_shared_t *key, const Sharebus__Envelope *e, uint8_t ma
     crypto_generichash_init(&state, key->mac, sizeof key->mac, SBI_MAC_SIZE);
     crypto_generichash_update(&state, e->header.data, e->header.len);
     crypto_generichash_update(&state, e->signature.data, e->signature.len);
+    if (e->batch_path.len > 0)
+        crypto_generichash_update(&state, e->batch_path.data, e->batch_path.len);
     crypto_generichash_final(&state, mac, SBI_MAC_SIZE);
     sodium_memzero(&state, sizeof state);
 }
@@ -136,11 +138,32 @@ void sbi_header_set_acks(Sharebus__Header *header, uint8_t (*ids)[SBI_ID_SIZE], 
     header->n_acked_ids = n - 1;
 }
 
-int sbi_envelope_seal(sbi_crypto_t *me, const sbi_cert_t *to, Sharebus__Header *header,
-                      const Sharebus__Payload *payload, zframe_t **frame_p)
+/* ------------------------------------------------------ batch signatures */
+
+struct sbi_sealed_t {
+    size_t header_size;
+    uint8_t header[SBI_HEADER_MAX];
+    uint8_t *payload;                 /* sealed, or NULL */
+    size_t payload_size;
+    bool with_mac;
+    uint8_t mac_key[crypto_kdf_KEYBYTES];
+};
+
+void sbi_sealed_destroy(sbi_sealed_t **self_p)
 {
-    uint8_t *sealed = NULL, hash[SBI_HASH_SIZE];
-    size_t sealed_size = 0;
+    sbi_sealed_t *self = *self_p;
+    if (!self)
+        return;
+    sodium_memzero(self->mac_key, sizeof self->mac_key);
+    free(self->payload);
+    free(self);
+    *self_p = NULL;
+}
+
+int sbi_envelope_seal_later(sbi_crypto_t *me, const sbi_cert_t *to, Sharebus__Header *header,
+                            const Sharebus__Payload *payload, sbi_sealed_t **sealed_p)
+{
+    uint8_t hash[SBI_HASH_SIZE];
     bool with_mac = me->keys.cert.kind == SBI_CERT_AGENCY && to->kind == SBI_CERT_AGENCY;
     const s_shared_t *key = NULL;
     if (payload || with_mac) {
@@ -148,53 +171,169 @@ int sbi_envelope_seal(sbi_crypto_t *me, const sbi_cert_t *to, Sharebus__Header *
         if (!key)
             return SB_EBADCERT;
     }
+    sbi_sealed_t *self = calloc(1, sizeof *self);
+    assert(self);
     if (payload) {
         size_t plain_size = sharebus__payload__get_packed_size(payload);
-        if (plain_size > SBI_FRAME_MAX - SBI_HEADER_MAX - 256)
+        if (plain_size > SBI_FRAME_MAX - SBI_HEADER_MAX - 256) {
+            sbi_sealed_destroy(&self);
             return SB_ETOOBIG;
+        }
         uint8_t *plain = malloc(plain_size + 1);
-        sealed_size = SBI_NONCE_SIZE + crypto_box_MACBYTES + plain_size;
-        sealed = malloc(sealed_size);
-        assert(plain && sealed);
+        self->payload_size = SBI_NONCE_SIZE + crypto_box_MACBYTES + plain_size;
+        self->payload = malloc(self->payload_size);
+        assert(plain && self->payload);
         sharebus__payload__pack(payload, plain);
-        randombytes_buf(sealed, SBI_NONCE_SIZE);
-        crypto_box_easy_afternm(sealed + SBI_NONCE_SIZE, plain, plain_size, sealed, key->box);
+        randombytes_buf(self->payload, SBI_NONCE_SIZE);
+        crypto_box_easy_afternm(self->payload + SBI_NONCE_SIZE, plain, plain_size,
+                                self->payload, key->box);
         sodium_memzero(plain, plain_size);
         free(plain);
-        crypto_generichash(hash, sizeof hash, sealed, sealed_size, NULL, 0);
-        header->payload_hash.data = hash;
-        header->payload_hash.len = sizeof hash;
+        crypto_generichash(hash, sizeof hash, self->payload, self->payload_size, NULL, 0);
+        header->payload_hash = (ProtobufCBinaryData){sizeof hash, hash};
     }
-    else {
-        header->payload_hash.data = NULL;
-        header->payload_hash.len = 0;
-    }
-
-    size_t header_size = sharebus__header__get_packed_size(header);
-    if (header_size > SBI_HEADER_MAX) {
-        free(sealed);
+    else
+        header->payload_hash = (ProtobufCBinaryData){0, NULL};
+    self->header_size = sharebus__header__get_packed_size(header);
+    if (self->header_size <= SBI_HEADER_MAX)
+        sharebus__header__pack(header, self->header);
+    /* The header pointed into this stack frame: detach it. */
+    header->payload_hash = (ProtobufCBinaryData){0, NULL};
+    if (self->header_size > SBI_HEADER_MAX) {
+        sbi_sealed_destroy(&self);
         return SB_ETOOBIG;
     }
-    uint8_t header_bytes[SBI_HEADER_MAX], signature[crypto_sign_BYTES], mac[SBI_MAC_SIZE];
-    sharebus__header__pack(header, header_bytes);
-    crypto_sign_detached(signature, NULL, header_bytes, header_size, me->keys.sign_secret);
+    self->with_mac = with_mac;
+    if (with_mac)
+        memcpy(self->mac_key, key->mac, sizeof self->mac_key);
+    *sealed_p = self;
+    return SB_OK;
+}
 
+static void s_leaf(const uint8_t *header, size_t size, uint8_t out[SBI_HASH_SIZE])
+{
+    static const uint8_t tag = 0;
+    crypto_generichash_state state;
+    crypto_generichash_init(&state, NULL, 0, SBI_HASH_SIZE);
+    crypto_generichash_update(&state, &tag, 1);
+    crypto_generichash_update(&state, header, size);
+    crypto_generichash_final(&state, out, SBI_HASH_SIZE);
+}
+
+static void s_node(const uint8_t left[SBI_HASH_SIZE], const uint8_t right[SBI_HASH_SIZE],
+                   uint8_t out[SBI_HASH_SIZE])
+{
+    static const uint8_t tag = 1;
+    crypto_generichash_state state;
+    crypto_generichash_init(&state, NULL, 0, SBI_HASH_SIZE);
+    crypto_generichash_update(&state, &tag, 1);
+    crypto_generichash_update(&state, left, SBI_HASH_SIZE);
+    crypto_generichash_update(&state, right, SBI_HASH_SIZE);
+    crypto_generichash_final(&state, out, SBI_HASH_SIZE);
+}
+
+/* What a batch signature signs: a fixed prefix, then the root. */
+#define S_BATCH_PREFIX "sharebus batch v1"
+#define S_BATCH_SIGNED (sizeof S_BATCH_PREFIX - 1 + SBI_HASH_SIZE)
+
+static void s_batch_message(const uint8_t root[SBI_HASH_SIZE], uint8_t out[S_BATCH_SIGNED])
+{
+    memcpy(out, S_BATCH_PREFIX, sizeof S_BATCH_PREFIX - 1);
+    memcpy(out + sizeof S_BATCH_PREFIX - 1, root, SBI_HASH_SIZE);
+}
+
+/* The root from a leaf, its path and index; false when the path is not a
+   whole number of hashes, too long, or the index does not fit it. */
+static bool s_root(const uint8_t leaf[SBI_HASH_SIZE], ProtobufCBinaryData path, uint32_t index,
+                   uint8_t root[SBI_HASH_SIZE])
+{
+    size_t levels = path.len / SBI_HASH_SIZE;
+    if (path.len % SBI_HASH_SIZE != 0 || levels == 0 || levels > SBI_BATCH_LEVELS
+        || (index >> levels) != 0)
+        return false;
+    memcpy(root, leaf, SBI_HASH_SIZE);
+    for (size_t level = 0; level < levels; level++) {
+        const uint8_t *sibling = path.data + level * SBI_HASH_SIZE;
+        if (index >> level & 1)
+            s_node(sibling, root, root);
+        else
+            s_node(root, sibling, root);
+    }
+    return true;
+}
+
+/* Builds one envelope frame from a sealed envelope and its signature. */
+static zframe_t *s_frame(const sbi_sealed_t *sealed, const uint8_t signature[crypto_sign_BYTES],
+                         const uint8_t *path, size_t path_size, uint32_t index)
+{
+    uint8_t mac[SBI_MAC_SIZE];
     Sharebus__Envelope envelope = SHAREBUS__ENVELOPE__INIT;
-    envelope.header = (ProtobufCBinaryData){header_size, header_bytes};
-    envelope.signature = (ProtobufCBinaryData){sizeof signature, signature};
-    envelope.payload = (ProtobufCBinaryData){sealed_size, sealed};
-    if (with_mac) {
-        s_mac(key, &envelope, mac);
+    envelope.header = (ProtobufCBinaryData){sealed->header_size, (uint8_t *) sealed->header};
+    envelope.signature = (ProtobufCBinaryData){crypto_sign_BYTES, (uint8_t *) signature};
+    envelope.payload = (ProtobufCBinaryData){sealed->payload_size, sealed->payload};
+    envelope.batch_path = (ProtobufCBinaryData){path_size, (uint8_t *) path};
+    envelope.batch_index = index;
+    if (sealed->with_mac) {
+        s_shared_t key;
+        memcpy(key.mac, sealed->mac_key, sizeof key.mac);
+        s_mac(&key, &envelope, mac);
+        sodium_memzero(&key, sizeof key);
         envelope.mac = (ProtobufCBinaryData){sizeof mac, mac};
     }
     zframe_t *frame = zframe_new(NULL, sharebus__envelope__get_packed_size(&envelope));
     sharebus__envelope__pack(&envelope, zframe_data(frame));
-    free(sealed);
-    /* The header now points into this stack frame: detach it. */
-    header->payload_hash.data = NULL;
-    header->payload_hash.len = 0;
-    *frame_p = frame;
-    return SB_OK;
+    return frame;
+}
+
+void sbi_envelope_sign_batch(sbi_crypto_t *me, sbi_sealed_t **sealed, size_t count,
+                             zframe_t **frames)
+{
+    assert(count >= 1 && count <= SBI_BATCH_MAX);
+    uint8_t signature[crypto_sign_BYTES];
+    if (count == 1) {
+        crypto_sign_detached(signature, NULL, sealed[0]->header, sealed[0]->header_size,
+                             me->keys.sign_secret);
+        frames[0] = s_frame(sealed[0], signature, NULL, 0, 0);
+        sbi_sealed_destroy(&sealed[0]);
+        return;
+    }
+    /* A complete binary tree over the leaves, padded with zero nodes:
+       tree[1] is the root, the children of node i are 2i and 2i + 1, the
+       leaves are at width .. 2 * width - 1. */
+    size_t levels = 1, width = 2;
+    while (width < count) {
+        width *= 2;
+        levels++;
+    }
+    uint8_t (*tree)[SBI_HASH_SIZE] = calloc(2 * width, SBI_HASH_SIZE);
+    uint8_t *paths = malloc(levels * SBI_HASH_SIZE);
+    assert(tree && paths);
+    for (size_t i = 0; i < count; i++)
+        s_leaf(sealed[i]->header, sealed[i]->header_size, tree[width + i]);
+    for (size_t i = width - 1; i >= 1; i--)
+        s_node(tree[2 * i], tree[2 * i + 1], tree[i]);
+    uint8_t message[S_BATCH_SIGNED];
+    s_batch_message(tree[1], message);
+    crypto_sign_detached(signature, NULL, message, sizeof message, me->keys.sign_secret);
+    for (size_t i = 0; i < count; i++) {
+        size_t node = width + i;
+        for (size_t level = 0; level < levels; level++, node /= 2)
+            memcpy(paths + level * SBI_HASH_SIZE, tree[node ^ 1], SBI_HASH_SIZE);
+        frames[i] = s_frame(sealed[i], signature, paths, levels * SBI_HASH_SIZE, (uint32_t) i);
+        sbi_sealed_destroy(&sealed[i]);
+    }
+    free(paths);
+    free(tree);
+}
+
+int sbi_envelope_seal(sbi_crypto_t *me, const sbi_cert_t *to, Sharebus__Header *header,
+                      const Sharebus__Payload *payload, zframe_t **frame_p)
+{
+    sbi_sealed_t *sealed = NULL;
+    int rc = sbi_envelope_seal_later(me, to, header, payload, &sealed);
+    if (rc == SB_OK)
+        sbi_envelope_sign_batch(me, &sealed, 1, frame_p);
+    return rc;
 }
 
 static bool s_optional_name(const char *name)
@@ -249,9 +388,19 @@ int sbi_envelope_decode(sbi_envelope_t *self, const uint8_t *data, size_t size)
         return SB_EMALFORMED;
     Sharebus__Envelope *e = self->envelope;
     if (e->header.len == 0 || e->header.len > SBI_HEADER_MAX
-        || e->signature.len != crypto_sign_BYTES || !s_bytes_len(e->mac, SBI_MAC_SIZE)) {
+        || e->signature.len != crypto_sign_BYTES || !s_bytes_len(e->mac, SBI_MAC_SIZE)
+        || (e->batch_path.len == 0 && e->batch_index != 0)) {
         sbi_envelope_clear(self);
         return SB_EMALFORMED;
+    }
+    if (e->batch_path.len > 0) {
+        uint8_t leaf[SBI_HASH_SIZE];
+        s_leaf(e->header.data, e->header.len, leaf);
+        if (!s_root(leaf, e->batch_path, e->batch_index, self->batch_root)) {
+            sbi_envelope_clear(self);
+            return SB_EMALFORMED;
+        }
+        self->batched = true;
     }
     self->header = sharebus__header__unpack(sbi_unpack_init(&budget, e->header.len),
                                             e->header.len, e->header.data);
@@ -278,10 +427,31 @@ static int s_sender_cert(sbi_trust_t *trust, const char *agency, const sbi_cert_
     return SB_EUNKNOWN;
 }
 
+/* SB_OK when `cert`'s Ed25519 signature holds: over the header, or over
+   the batch root. `like` (may be NULL) is an envelope whose signature was
+   found to hold for `cert`: when this one carries the same signature over
+   the same root, it holds too, without a public-key operation. */
+static int s_signed_by(const sbi_envelope_t *self, const sbi_cert_t *cert,
+                       const sbi_envelope_t *like)
+{
+    const Sharebus__Envelope *e = self->envelope;
+    if (!self->batched)
+        return crypto_sign_verify_detached(e->signature.data, e->header.data, e->header.len,
+                                           cert->sign_public) == 0 ? SB_OK : SB_EBADSIG;
+    if (like && like->batched && like->sender == cert
+        && memcmp(like->batch_root, self->batch_root, SBI_HASH_SIZE) == 0
+        && memcmp(like->envelope->signature.data, e->signature.data, crypto_sign_BYTES) == 0)
+        return SB_OK;
+    uint8_t message[S_BATCH_SIGNED];
+    s_batch_message(self->batch_root, message);
+    return crypto_sign_verify_detached(e->signature.data, message, sizeof message,
+                                       cert->sign_public) == 0 ? SB_OK : SB_EBADSIG;
+}
+
 /* SB_OK when `cert`, valid now, made the envelope: its signature holds or,
    with `me`, its MAC for `me` does. */
 static int s_made_by(const sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert_t *cert,
-                     sbi_crypto_t *me, uint64_t now_ms)
+                     sbi_crypto_t *me, const sbi_envelope_t *like, uint64_t now_ms)
 {
     int rc = sbi_trust_check(trust, cert, now_ms);
     if (rc != SB_OK)
@@ -293,13 +463,12 @@ static int s_made_by(const sbi_envelope_t *self, sbi_trust_t *trust, const sbi_c
             return SB_EBADSIG;
         return sodium_memcmp(mac, e->mac.data, sizeof mac) == 0 ? SB_OK : SB_EBADSIG;
     }
-    return crypto_sign_verify_detached(e->signature.data, e->header.data, e->header.len,
-                                       cert->sign_public) == 0 ? SB_OK : SB_EBADSIG;
+    return s_signed_by(self, cert, like);
 }
 
-/* Signature (`me` NULL) or MAC for `me`; see the two callers. */
+/* Signature (`me` NULL) or MAC for `me`; see the callers. */
 static int s_verify(sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert_t *cert,
-                    sbi_crypto_t *me, uint64_t now_ms)
+                    sbi_crypto_t *me, const sbi_envelope_t *like, uint64_t now_ms)
 {
     Sharebus__Header *h = self->header;
     if (cert && strcmp(cert->agency, h->from) != 0)
@@ -307,14 +476,14 @@ static int s_verify(sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert_t *
     bool given = cert != NULL;   /* the broker's: the connection's certificate */
     int rc = given ? SB_OK : s_sender_cert(trust, h->from, &cert);
     if (rc == SB_OK)
-        rc = s_made_by(self, trust, cert, me, now_ms);
+        rc = s_made_by(self, trust, cert, me, like, now_ms);
     if ((rc == SB_EBADSIG || rc == SB_EEXPIRED) && !given) {
         /* During a key rotation the sender may sign (and MAC) with another
            of its valid certificates than the one we would seal to. */
         for (size_t i = 0; rc != SB_OK && i < sbi_trust_count(trust); i++) {
             const sbi_cert_t *other = sbi_trust_at(trust, i);
             if (other != cert && strcmp(other->agency, h->from) == 0
-                && s_made_by(self, trust, other, me, now_ms) == SB_OK) {
+                && s_made_by(self, trust, other, me, NULL, now_ms) == SB_OK) {
                 cert = other;
                 rc = SB_OK;
             }
@@ -336,14 +505,20 @@ static int s_verify(sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert_t *
 int sbi_envelope_verify(sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert_t *cert,
                         uint64_t now_ms)
 {
-    return s_verify(self, trust, cert, NULL, now_ms);
+    return s_verify(self, trust, cert, NULL, NULL, now_ms);
+}
+
+int sbi_envelope_verify_like(sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert_t *cert,
+                             const sbi_envelope_t *like, uint64_t now_ms)
+{
+    return s_verify(self, trust, cert, NULL, like, now_ms);
 }
 
 int sbi_envelope_verify_mac(sbi_envelope_t *self, sbi_trust_t *trust, sbi_crypto_t *me,
                             uint64_t now_ms)
 {
     assert(me);
-    return s_verify(self, trust, NULL, me, now_ms);
+    return s_verify(self, trust, NULL, me, NULL, now_ms);
 }
 
 int sbi_envelope_open(sbi_envelope_t *self, sbi_crypto_t *me, Sharebus__Payload **payload_p)
@@ -385,6 +560,14 @@ void sbi_envelope_clear(sbi_envelope_t *self)
     if (self->envelope)
         sharebus__envelope__free_unpacked(self->envelope, NULL);
     memset(self, 0, sizeof *self);
+}
+
+void sbi_envelope_proof(const Sharebus__Envelope *envelope, Sharebus__AuditRecord *r)
+{
+    r->header = envelope->header;
+    r->signature = envelope->signature;
+    r->batch_path = envelope->batch_path;
+    r->batch_index = envelope->batch_index;
 }
 
 const char *sbi_id_hex(ProtobufCBinaryData id, char out[2 * SBI_ID_SIZE + 1])

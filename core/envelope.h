@@ -70,16 +70,51 @@ int sbi_envelope_seal(sbi_crypto_t *me, const sbi_cert_t *to, Sharebus__Header *
                       const Sharebus__Payload *payload, zframe_t **frame_p)
     SBI_UNUSED_RESULT;
 
+/* Batch signatures: an agent seals the envelopes of a loop turn at once
+   (sbi_envelope_seal_later), then signs them all with one Ed25519
+   signature (sbi_envelope_sign_batch) over the root of a hash tree of
+   their headers: leaf BLAKE2b-256(0x00 || header), node BLAKE2b-256(0x01 ||
+   left || right), the leaves padded with zero nodes to a power of two, the
+   signature over "sharebus batch v1" || root. Each envelope carries the
+   signature, the sibling hashes up to the root (batch_path) and its leaf's
+   index, so that it proves its sender by itself, as a lone signature does:
+   to the broker, and to anyone holding an audit record of it. */
+#define SBI_BATCH_LEVELS 8                        /* a path of 8 hashes at most */
+#define SBI_BATCH_MAX (1u << SBI_BATCH_LEVELS)    /* envelopes per signature */
+
+/* An envelope sealed and MACed but not signed yet. */
+typedef struct sbi_sealed_t sbi_sealed_t;
+
+/* Seals as sbi_envelope_seal() does and packs the header, leaving the
+   signature for sbi_envelope_sign_batch(). Same errors. */
+int sbi_envelope_seal_later(sbi_crypto_t *me, const sbi_cert_t *to, Sharebus__Header *header,
+                            const Sharebus__Payload *payload, sbi_sealed_t **sealed_p)
+    SBI_UNUSED_RESULT;
+
+/* Signs `count` (1 to SBI_BATCH_MAX) sealed envelopes with one signature
+   and puts their frames in frames[0..count), in order; takes and frees
+   each sealed[i]. One alone is signed over its header, without a path:
+   exactly what sbi_envelope_seal() makes. */
+void sbi_envelope_sign_batch(sbi_crypto_t *me, sbi_sealed_t **sealed, size_t count,
+                             zframe_t **frames);
+
+/* Frees a sealed envelope not signed after all. */
+void sbi_sealed_destroy(sbi_sealed_t **self_p);
+
 /* A received envelope, decoded. */
 typedef struct {
     Sharebus__Envelope *envelope;  /* owns the header bytes and payload */
     Sharebus__Header *header;
     const sbi_cert_t *sender;      /* set by sbi_envelope_verify(_mac) */
+    bool batched;                  /* signed in a batch: over batch_root */
+    uint8_t batch_root[SBI_HASH_SIZE];
 } sbi_envelope_t;
 
 /* Decodes one frame. Returns SB_OK, SB_ETOOBIG or SB_EMALFORMED; never
    allocates more than a fixed multiple of `size`. Checks shape only: ids,
-   names and lengths are well-formed. Clear with sbi_envelope_clear(). */
+   names and lengths are well-formed, a batch path is whole hashes, at most
+   SBI_BATCH_LEVELS, with an index that fits it (and computes the batch
+   root). Clear with sbi_envelope_clear(). */
 int sbi_envelope_decode(sbi_envelope_t *self, const uint8_t *data, size_t size)
     SBI_UNUSED_RESULT;
 
@@ -91,7 +126,16 @@ int sbi_envelope_decode(sbi_envelope_t *self, const uint8_t *data, size_t size)
 int sbi_envelope_verify(sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert_t *cert,
                         uint64_t now_ms) SBI_UNUSED_RESULT;
 
-/* The MAC of the envelope's header and signature between `me` and `peer`:
+/* sbi_envelope_verify() with a shortcut for batches: `like` (NULL for
+   none) is an envelope this caller verified with the same `cert`; when
+   both carry the same signature over the same batch root, the signature
+   is not verified again (everything else is). So a batch of envelopes
+   from one sender costs one Ed25519 verify. */
+int sbi_envelope_verify_like(sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert_t *cert,
+                             const sbi_envelope_t *like, uint64_t now_ms) SBI_UNUSED_RESULT;
+
+/* The MAC of the envelope's header and signature (and batch path, when it
+   has one) between `me` and `peer`:
    keyed BLAKE2b-256 under a key derived (crypto_kdf, context "sbenvmac")
    from their precomputed X25519 shared key, the one that seals payloads
    between them. The key is the same in both directions; header.from and
@@ -122,6 +166,11 @@ int sbi_envelope_open(sbi_envelope_t *self, sbi_crypto_t *me, Sharebus__Payload 
     SBI_UNUSED_RESULT;
 
 void sbi_envelope_clear(sbi_envelope_t *self);
+
+/* Puts what proves `envelope`'s sender into audit record `r`, borrowed
+   from `envelope`: the header bytes, the signature and, for a batch, its
+   path and index. */
+void sbi_envelope_proof(const Sharebus__Envelope *envelope, Sharebus__AuditRecord *r);
 
 /* Hex of a message id for logs ("-" when empty), into out[33]. */
 const char *sbi_id_hex(ProtobufCBinaryData id, char out[2 * SBI_ID_SIZE + 1]);

@@ -329,6 +329,194 @@ TEST(test_every_flipped_bit_is_rejected)
     s_cleanup(&f);
 }
 
+/* `count` requests from b to a, signed together: their frames in frames[]. */
+static void s_batch(fixture_t *f, size_t count, zframe_t **frames)
+{
+    sbi_crypto_t *crypto = sbi_crypto_new(&f->b);
+    sbi_sealed_t *sealed[16];
+    CHECK(count <= 16);
+    for (size_t i = 0; i < count; i++) {
+        sbi_header_t h;
+        sbi_header_init(&h, SHAREBUS__KIND__KIND_REQUEST, f->b.cert.agency, f->a.cert.agency);
+        h.header.dataset = "health.checkup";
+        h.header.purpose = "driver-licence-renewal";
+        Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
+        payload.subject_id = "900101-1234567";
+        CHECK_EQ(sbi_envelope_seal_later(crypto, &f->a.cert, &h.header, &payload, &sealed[i]),
+                 SB_OK);
+    }
+    sbi_envelope_sign_batch(crypto, sealed, count, frames);
+    for (size_t i = 0; i < count; i++)
+        CHECK(sealed[i] == NULL);
+    sbi_crypto_destroy(&crypto);
+}
+
+/* As the broker checks an envelope from b's connection, `like` as its
+   verify thread would pass it: SB_OK or the code. */
+static int s_broker_check(sbi_trust_t *trust, fixture_t *f, const uint8_t *data, size_t size,
+                          const sbi_envelope_t *like)
+{
+    sbi_envelope_t env;
+    int rc = sbi_envelope_decode(&env, data, size);
+    if (rc == SB_OK)
+        rc = sbi_envelope_verify_like(&env, trust, sbi_trust_find(trust, f->b.cert.agency), like,
+                                      sbi_now_ms());
+    sbi_envelope_clear(&env);
+    return rc;
+}
+
+TEST(test_batch_signature_proves_each_envelope)
+{
+    fixture_t f;
+    s_fixture(&f);
+    sbi_trust_t *trust = s_trust(&f);
+    zframe_t *frames[5];
+    s_batch(&f, 5, frames);
+    for (size_t i = 0; i < 5; i++) {
+        sbi_envelope_t env;
+        CHECK_EQ(sbi_envelope_decode(&env, zframe_data(frames[i]), zframe_size(frames[i])), SB_OK);
+        CHECK(env.batched);
+        CHECK_EQ(env.envelope->batch_index, i);
+        CHECK_EQ(env.envelope->batch_path.len, 3 * SBI_HASH_SIZE);   /* 5 leaves: 8 wide */
+        sbi_envelope_clear(&env);
+        CHECK_EQ(s_broker_check(trust, &f, zframe_data(frames[i]), zframe_size(frames[i]), NULL),
+                 SB_OK);
+        CHECK_EQ(s_receive(trust, &f.a, zframe_data(frames[i]), zframe_size(frames[i])), SB_OK);
+        zframe_destroy(&frames[i]);
+    }
+    /* One alone is signed over its header, with no path: as sbi_envelope_seal makes. */
+    s_batch(&f, 1, frames);
+    sbi_envelope_t env;
+    CHECK_EQ(sbi_envelope_decode(&env, zframe_data(frames[0]), zframe_size(frames[0])), SB_OK);
+    CHECK(!env.batched && env.envelope->batch_path.len == 0);
+    CHECK_EQ(sbi_envelope_verify(&env, trust, NULL, sbi_now_ms()), SB_OK);
+    sbi_envelope_clear(&env);
+    zframe_destroy(&frames[0]);
+    sbi_trust_destroy(&trust);
+    s_cleanup(&f);
+}
+
+TEST(test_batch_signature_does_not_cover_a_changed_envelope)
+{
+    fixture_t f;
+    s_fixture(&f);
+    sbi_trust_t *trust = s_trust(&f);
+    const sbi_cert_t *b = sbi_trust_find(trust, f.b.cert.agency);
+    zframe_t *frames[6], *other[2];
+    s_batch(&f, 6, frames);
+    s_batch(&f, 2, other);
+    /* The first one verified; the broker's thread passes it as `like`. */
+    sbi_envelope_t like;
+    CHECK_EQ(sbi_envelope_decode(&like, zframe_data(frames[0]), zframe_size(frames[0])), SB_OK);
+    CHECK_EQ(sbi_envelope_verify_like(&like, trust, b, NULL, sbi_now_ms()), SB_OK);
+    CHECK_EQ(s_broker_check(trust, &f, zframe_data(frames[1]), zframe_size(frames[1]), &like),
+             SB_OK);
+
+    sbi_envelope_t env;
+    zframe_t *changed;
+    /* A header byte changed (the dataset's last letter): its leaf, so its
+       root, is no longer the one signed, `like` or not. */
+    CHECK_EQ(sbi_envelope_decode(&env, zframe_data(frames[2]), zframe_size(frames[2])), SB_OK);
+    uint8_t *at = memmem(env.envelope->header.data, env.envelope->header.len, "checkup", 7);
+    CHECK(at);
+    at[6] ^= 1;
+    changed = s_repacked(&env);
+    sbi_envelope_clear(&env);
+    CHECK_EQ(s_broker_check(trust, &f, zframe_data(changed), zframe_size(changed), &like),
+             SB_EBADSIG);
+    zframe_destroy(&changed);
+    /* A bit of the path, and another index. */
+    CHECK_EQ(sbi_envelope_decode(&env, zframe_data(frames[3]), zframe_size(frames[3])), SB_OK);
+    env.envelope->batch_path.data[40] ^= 4;
+    changed = s_repacked(&env);
+    env.envelope->batch_path.data[40] ^= 4;
+    CHECK_EQ(s_broker_check(trust, &f, zframe_data(changed), zframe_size(changed), &like),
+             SB_EBADSIG);
+    zframe_destroy(&changed);
+    env.envelope->batch_index = 4;
+    changed = s_repacked(&env);
+    CHECK_EQ(s_broker_check(trust, &f, zframe_data(changed), zframe_size(changed), &like),
+             SB_EBADSIG);
+    zframe_destroy(&changed);
+    /* Paths that are not whole hashes, too long, or an index beyond one. */
+    ProtobufCBinaryData path = env.envelope->batch_path;
+    uint8_t long_path[9 * SBI_HASH_SIZE] = {0};
+    env.envelope->batch_index = 3;
+    env.envelope->batch_path.len = path.len - 1;
+    changed = s_repacked(&env);
+    CHECK_EQ(s_broker_check(trust, &f, zframe_data(changed), zframe_size(changed), NULL),
+             SB_EMALFORMED);
+    zframe_destroy(&changed);
+    env.envelope->batch_path = (ProtobufCBinaryData){sizeof long_path, long_path};
+    changed = s_repacked(&env);
+    CHECK_EQ(s_broker_check(trust, &f, zframe_data(changed), zframe_size(changed), NULL),
+             SB_EMALFORMED);
+    zframe_destroy(&changed);
+    env.envelope->batch_path = path;
+    env.envelope->batch_index = 8;
+    changed = s_repacked(&env);
+    CHECK_EQ(s_broker_check(trust, &f, zframe_data(changed), zframe_size(changed), NULL),
+             SB_EMALFORMED);
+    zframe_destroy(&changed);
+    env.envelope->batch_index = 0;
+    env.envelope->batch_path = (ProtobufCBinaryData){0, NULL};
+    env.envelope->batch_index = 2;
+    changed = s_repacked(&env);
+    CHECK_EQ(s_broker_check(trust, &f, zframe_data(changed), zframe_size(changed), NULL),
+             SB_EMALFORMED);
+    zframe_destroy(&changed);
+    env.envelope->batch_path = path;
+    sbi_envelope_clear(&env);
+    /* Another batch's envelope carrying this batch's signature. */
+    CHECK_EQ(sbi_envelope_decode(&env, zframe_data(other[0]), zframe_size(other[0])), SB_OK);
+    ProtobufCBinaryData own = env.envelope->signature;
+    env.envelope->signature = like.envelope->signature;
+    changed = s_repacked(&env);
+    env.envelope->signature = own;
+    sbi_envelope_clear(&env);
+    CHECK_EQ(s_broker_check(trust, &f, zframe_data(changed), zframe_size(changed), &like),
+             SB_EBADSIG);
+    zframe_destroy(&changed);
+    /* The rest of the batch passes, with the shortcut. */
+    CHECK_EQ(s_broker_check(trust, &f, zframe_data(frames[4]), zframe_size(frames[4]), &like),
+             SB_OK);
+    sbi_envelope_clear(&like);
+    for (size_t i = 0; i < 6; i++)
+        zframe_destroy(&frames[i]);
+    zframe_destroy(&other[0]);
+    zframe_destroy(&other[1]);
+    sbi_trust_destroy(&trust);
+    s_cleanup(&f);
+}
+
+TEST(test_every_flipped_bit_of_a_batched_envelope_is_rejected)
+{
+    fixture_t f;
+    s_fixture(&f);
+    sbi_trust_t *trust = s_trust(&f);
+    zframe_t *frames[3];
+    s_batch(&f, 3, frames);
+    size_t size = zframe_size(frames[1]);
+    uint8_t *copy = malloc(size);
+    int accepted = 0, tested = 0;
+    /* Refused by the broker (signature, path) or by the recipient (MAC). */
+    for (size_t bit = 0; bit < size * 8; bit++) {
+        memcpy(copy, zframe_data(frames[1]), size);
+        copy[bit / 8] ^= (uint8_t) (1u << (bit % 8));
+        tested++;
+        if (s_broker_check(trust, &f, copy, size, NULL) == SB_OK
+            && s_receive(trust, &f.a, copy, size) == SB_OK)
+            accepted++;
+    }
+    CHECK(tested > 1000);
+    CHECK_EQ(accepted, 0);
+    free(copy);
+    for (size_t i = 0; i < 3; i++)
+        zframe_destroy(&frames[i]);
+    sbi_trust_destroy(&trust);
+    s_cleanup(&f);
+}
+
 TEST(test_truncated_and_garbage_buffers_are_rejected)
 {
     fixture_t f;

@@ -9,9 +9,10 @@
 
       hello             a well-formed HELLO
       forge             a request whose signature is corrupted
-      burst N           N requests sent at once, every fifth with a corrupted
-                        signature: prints "forged-refused F of K" and
-                        "others-answered A of N-K" with what the others got
+      burst N           N requests sent at once, signed in batches of 25,
+                        every fifth with a corrupted signature or batch path:
+                        prints "forged-refused F of K" and "others-answered
+                        A of N-K" with what the others got
       replay            the same signed request twice
       impersonate AG    a request claiming to come from agency AG
       stale             a request created ten minutes ago
@@ -113,8 +114,8 @@ static const char *s_answer(zsock_t *sock, const uint8_t *id)
 }
 
 /* A request for the checkup dataset from us to nhis, as `from`, made
-   `age_ms` ago. */
-static zframe_t *s_request(const char *from, uint64_t age_ms, uint8_t id[SBI_ID_SIZE])
+   `age_ms` ago: sealed, to be signed (sbi_envelope_sign_batch). */
+static sbi_sealed_t *s_request_sealed(const char *from, uint64_t age_ms, uint8_t id[SBI_ID_SIZE])
 {
     sbi_header_t h;
     sbi_header_init(&h, SHAREBUS__KIND__KIND_REQUEST, from, "nhis");
@@ -127,11 +128,20 @@ static zframe_t *s_request(const char *from, uint64_t age_ms, uint8_t id[SBI_ID_
     h.header.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, ref};
     Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
     payload.subject_id = "000000-0000000";
-    zframe_t *frame = NULL;
+    sbi_sealed_t *sealed = NULL;
     const sbi_cert_t *to = sbi_trust_find(s_trust, "nhis");
-    if (!to || sbi_envelope_seal(s_crypto, to, &h.header, &payload, &frame) != SB_OK)
+    if (!to || sbi_envelope_seal_later(s_crypto, to, &h.header, &payload, &sealed) != SB_OK)
         exit(3);
     memcpy(id, h.message_id, SBI_ID_SIZE);
+    return sealed;
+}
+
+/* The same, signed alone. */
+static zframe_t *s_request(const char *from, uint64_t age_ms, uint8_t id[SBI_ID_SIZE])
+{
+    sbi_sealed_t *sealed = s_request_sealed(from, age_ms, id);
+    zframe_t *frame = NULL;
+    sbi_envelope_sign_batch(s_crypto, &sealed, 1, &frame);
     return frame;
 }
 
@@ -141,13 +151,17 @@ static void s_send_and_report(zsock_t *sock, zframe_t **frame_p, const uint8_t *
     printf("answer: %s\n", s_answer(sock, id));
 }
 
-/* Flips one bit of the envelope's signature. */
-static zframe_t *s_forged(zframe_t **frame_p)
+/* Flips one bit of the envelope's signature, or of its batch path. */
+static zframe_t *s_forged(zframe_t **frame_p, bool path)
 {
     sbi_envelope_t env;
-    if (sbi_envelope_decode(&env, zframe_data(*frame_p), zframe_size(*frame_p)) != SB_OK)
+    if (sbi_envelope_decode(&env, zframe_data(*frame_p), zframe_size(*frame_p)) != SB_OK
+        || (path && env.envelope->batch_path.len == 0))
         exit(3);
-    env.envelope->signature.data[5] ^= 1;
+    if (path)
+        env.envelope->batch_path.data[5] ^= 1;
+    else
+        env.envelope->signature.data[5] ^= 1;
     zframe_t *forged = zframe_new(NULL, sharebus__envelope__get_packed_size(env.envelope));
     sharebus__envelope__pack(env.envelope, zframe_data(forged));
     sbi_envelope_clear(&env);
@@ -155,8 +169,10 @@ static zframe_t *s_forged(zframe_t **frame_p)
     return forged;
 }
 
-/* N requests at once, so that the broker checks many in one turn: each
-   forged one must be refused as such, and the others answered alike. */
+/* N requests at once, signed in batches of 25 as an agent signs a loop
+   turn's, so that the broker checks many in one turn: each forged one (its
+   signature or its path changed) must be refused as such, and the others
+   answered alike. */
 static int s_burst(zsock_t *sock, long n)
 {
     if (n < 1 || n > 4096)
@@ -164,11 +180,19 @@ static int s_burst(zsock_t *sock, long n)
     uint8_t (*ids)[SBI_ID_SIZE] = calloc((size_t) n, SBI_ID_SIZE);
     char **answers = calloc((size_t) n, sizeof *answers);
     assert(ids && answers);
-    for (long i = 0; i < n; i++) {
-        zframe_t *frame = s_request(s_agency, 0, ids[i]);
-        if (i % 5 == 2)
-            frame = s_forged(&frame);
-        zframe_send(&frame, sock, 0);
+    for (long first = 0; first < n; first += 25) {
+        sbi_sealed_t *sealed[25];
+        zframe_t *frames[25];
+        size_t count = n - first < 25 ? (size_t) (n - first) : 25;
+        for (size_t j = 0; j < count; j++)
+            sealed[j] = s_request_sealed(s_agency, 0, ids[first + (long) j]);
+        sbi_envelope_sign_batch(s_crypto, sealed, count, frames);
+        for (size_t j = 0; j < count; j++) {
+            long i = first + (long) j;
+            if (i % 5 == 2)
+                frames[j] = s_forged(&frames[j], count > 1 && i % 10 == 7);
+            zframe_send(&frames[j], sock, 0);
+        }
     }
     long got = 0;
     while (got < n) {
@@ -633,7 +657,7 @@ int main(int argc, char **argv)
         rc = s_hello(sock);
     else if (strcmp(mode, "forge") == 0) {
         frame = s_request(s_agency, 0, id);
-        frame = s_forged(&frame);
+        frame = s_forged(&frame, false);
         s_send_and_report(sock, &frame, id);
     }
     else if (strcmp(mode, "burst") == 0 && arg)
