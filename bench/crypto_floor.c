@@ -6,7 +6,8 @@
 
     One round trip of the full path performs, counted from the code
     (core/envelope.c, agent/agent.c, agent/keys.c, agent/front.c,
-    broker/route.c, audit/audit.c), when both agents are current:
+    broker/route.c, audit/audit.c), when both agents are current and each
+    envelope is signed by itself (one in flight):
 
       Ed25519 sign     2  consumer agent signs the REQUEST header,
                           provider agent signs the REPLY header
@@ -27,6 +28,12 @@
                           (message sent, message received)
       BLAKE2b keyed    1  the subject reference, at the consumer agent
       random           4  two message ids (16 B), two nonces (24 B)
+
+    Agents sign the envelopes of a loop turn together (batch signatures,
+    docs/protocol.md), so with many in flight a round trip needs fewer
+    signs and verifies than this counts: bench/run reports how many
+    Ed25519 verifies the broker ran per round trip. The floor stays the
+    work of envelopes signed one by one, the cost the batching saves.
 
     With --agent-verify, the design before the MAC (and an agent receiving
     from an agent that predates it): the receiving agents verify the

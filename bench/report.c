@@ -8,7 +8,9 @@
       ceiling-SIZE-N.json, full-SIZE-N.json      closed loop, N in flight
       nats-SIZE-N-MODE.json                      MODE buffered or asap
       cpu-SIZE-N.json                            CPU ms per round trip of
-                                                 each process of the full path
+                                                 each process of the full path,
+                                                 and the broker's Ed25519
+                                                 verifies per round trip
       full-fixed.json                            open loop at a fixed rate
       crypto.json                                crypto-floor
       audit.json, consent.json, consent-full.json, consent-fixed.json,
@@ -195,6 +197,8 @@ static void s_request_reply(const s_report_t *r, json_object *doc)
                       f ? s_num(f, "cpu_ms_per_round_trip.total") : NAN);
                 s_put(full, "cpu_bound_round_trips_per_s",
                       f ? s_num(f, "cpu_bound_round_trips_per_s") : NAN);
+                s_put(full, "broker_ed25519_verifies_per_round_trip",
+                      f ? s_num(f, "cpu_ms_per_round_trip.broker_ed25519_verifies") : NAN);
                 double xrate = x ? s_num(x, "round_trips_per_s") : NAN;
                 s_put(nats, "round_trips_per_s", xrate);
                 s_put(nats, "p99_ms", x ? s_num(x, "p99_ms") : NAN);
@@ -500,6 +504,10 @@ static void s_table(json_object *doc)
                s_num(doc, "full_path.cpu_ms_per_round_trip"),
                s_num(doc, "full_path.cpu_bound_round_trips_per_s"),
                s_num(doc, "full_path.cpu_bound_ratio_to_crypto_floor"));
+    if (s_num(doc, "full_path.broker_ed25519_verifies_per_round_trip") > 0)
+        printf("batch signatures (512 B x 128): the broker ran %.2f Ed25519 verifies per round "
+               "trip where the floor counts 2 (envelopes signed one by one)\n",
+               s_num(doc, "full_path.broker_ed25519_verifies_per_round_trip"));
     printf("full path / ceiling %s, / crypto floor %s;  NATS / full path %s\n",
            s_fmt(d, sizeof d, 3, s_num(doc, "full_path.ratio_to_ceiling")),
            s_fmt(e, sizeof e, 3, s_num(doc, "full_path.ratio_to_crypto_floor")),

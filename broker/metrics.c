@@ -240,6 +240,7 @@ static const char *s_help(const char *counter)
         const char *name, *help;
     } helps[] = {
         {"messages.received", "Messages received from agents on authenticated connections."},
+        {"signatures.verified", "Ed25519 verifies of agents' signatures (one serves a batch)."},
         {"requests.routed", "Requests allowed, audited and forwarded to their provider."},
         {"replies.forwarded", "Providers' replies audited and forwarded to the consumer."},
         {"replies.refused", "Providers' refusals (ERROR answers) forwarded to the consumer."},

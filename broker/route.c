@@ -452,6 +452,8 @@ void broker_route(broker_t *self, broker_in_t *in)
     }
     sbi_envelope_t *env = &in->env;
     m.env = env;
+    for (int i = 0; i < env->public_key_ops; i++)
+        broker_count(self, "signatures.verified");
     broker_peer_t *peer = s_peer(self, in->cert->agency);
     if (peer && zframe_eq(peer->routing, in->routing))
         peer->last_seen = zclock_mono();

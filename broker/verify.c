@@ -7,9 +7,9 @@
     that found one envelope of a batch good does not verify the same
     signature over the same root again. Then the
     messages of a loop turn are read first, then checked by the main thread
-    and one helper thread together, each taking the next unchecked message
-    until none is left; the main thread then routes them in the order they
-    came. The helper touches only the messages of the turn and reads the
+    and one helper thread together, the one from the front and the other
+    from the back until they meet; the main thread then routes them in the
+    order they came. The helper touches only the messages of the turn and reads the
     trust store, which changes only between turns (a reload runs on the
     main thread), and nothing else of the broker.
 */
@@ -27,34 +27,58 @@ struct broker_verifier_t {
     broker_in_t *in;          /* `working` */
     size_t count;
     uint64_t now_ms;
-    atomic_size_t next;       /* the next message nobody has taken */
+    atomic_size_t claimed;    /* messages taken so far, from either end */
     unsigned turn;            /* counts turns, so the helper sees a new one */
     bool open;                /* the turn takes helpers */
     bool working;             /* the helper is in the turn */
     bool stop;
 };
 
-/* Checks `in`; `like` is the last message this thread found good, whose
-   batch signature need not be verified again (sbi_envelope_verify_like).
-   Returns the one to pass next. */
-static const sbi_envelope_t *s_check(broker_in_t *in, sbi_trust_t *trust, uint64_t now_ms,
-                                     const sbi_envelope_t *like)
+/* The last batched envelope a thread found good from each of a few
+   connections: the ROUTER interleaves agencies, so a batch's envelopes
+   are consecutive among its sender's, not among all. */
+#define S_LIKES 8
+
+typedef struct {
+    const sbi_envelope_t *env[S_LIKES];
+    size_t next;              /* the slot to reuse for a new sender */
+} s_likes_t;
+
+static const sbi_envelope_t **s_like_slot(s_likes_t *likes, const sbi_cert_t *cert)
 {
-    in->decode_rc = sbi_envelope_decode(&in->env, zframe_data(in->frame), zframe_size(in->frame));
-    in->verify_rc = in->decode_rc == SB_OK
-                        ? sbi_envelope_verify_like(&in->env, trust, in->cert, like, now_ms)
-                        : in->decode_rc;
-    return in->verify_rc == SB_OK && in->env.batched ? &in->env : like;
+    for (size_t i = 0; i < S_LIKES; i++)
+        if (likes->env[i] && likes->env[i]->sender == cert)
+            return &likes->env[i];
+    return &likes->env[likes->next++ % S_LIKES];
 }
 
-/* An agent's batch arrives as a run of consecutive messages, so each
-   thread verifies each batch's signature about once. */
-static void s_work(broker_verifier_t *self)
+/* Checks `in`, without verifying again a batch signature this thread
+   found good for its sender (sbi_envelope_verify_like). */
+static void s_check(broker_in_t *in, sbi_trust_t *trust, uint64_t now_ms, s_likes_t *likes)
 {
-    const sbi_envelope_t *like = NULL;
-    size_t i;
-    while ((i = atomic_fetch_add(&self->next, 1)) < self->count)
-        like = s_check(&self->in[i], self->trust, self->now_ms, like);
+    in->decode_rc = sbi_envelope_decode(&in->env, zframe_data(in->frame), zframe_size(in->frame));
+    if (in->decode_rc != SB_OK) {
+        in->verify_rc = in->decode_rc;
+        return;
+    }
+    const sbi_envelope_t **like = s_like_slot(likes, in->cert);
+    in->verify_rc = sbi_envelope_verify_like(&in->env, trust, in->cert,
+                                             *like && (*like)->sender == in->cert ? *like : NULL,
+                                             now_ms);
+    if (in->verify_rc == SB_OK && in->env.batched)
+        *like = &in->env;
+}
+
+/* An agent's batch arrives as a run of its consecutive messages, so the
+   main thread takes messages from the front and the helper from the back:
+   each keeps to runs, and verifies each batch's signature about once.
+   `claimed` counts the messages taken by either. */
+static void s_work(broker_verifier_t *self, bool from_back)
+{
+    s_likes_t likes = {{NULL}, 0};
+    size_t front = 0, back = self->count;
+    while (atomic_fetch_add(&self->claimed, 1) < self->count)
+        s_check(&self->in[from_back ? --back : front++], self->trust, self->now_ms, &likes);
 }
 
 static void *s_helper(void *arg)
@@ -72,7 +96,7 @@ static void *s_helper(void *arg)
             continue;           /* woke too late: the main thread did it all */
         self->working = true;
         pthread_mutex_unlock(&self->lock);
-        s_work(self);
+        s_work(self, true);
         pthread_mutex_lock(&self->lock);
         self->working = false;
         pthread_cond_signal(&self->idle);
@@ -120,9 +144,9 @@ void broker_verify(broker_verifier_t *self, sbi_trust_t *trust, broker_in_t *in,
                    uint64_t now_ms)
 {
     if (!self || count < 2) {
-        const sbi_envelope_t *like = NULL;
+        s_likes_t likes = {{NULL}, 0};
         for (size_t i = 0; i < count; i++)
-            like = s_check(&in[i], trust, now_ms, like);
+            s_check(&in[i], trust, now_ms, &likes);
         return;
     }
     pthread_mutex_lock(&self->lock);
@@ -130,13 +154,13 @@ void broker_verify(broker_verifier_t *self, sbi_trust_t *trust, broker_in_t *in,
     self->in = in;
     self->count = count;
     self->now_ms = now_ms;
-    atomic_store(&self->next, 0);
+    atomic_store(&self->claimed, 0);
     self->open = true;
     self->turn++;
     pthread_cond_signal(&self->wake);
     pthread_mutex_unlock(&self->lock);
 
-    s_work(self);
+    s_work(self, false);
 
     /* Every message is taken; wait for those the helper is checking. */
     pthread_mutex_lock(&self->lock);

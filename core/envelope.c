@@ -431,17 +431,18 @@ static int s_sender_cert(sbi_trust_t *trust, const char *agency, const sbi_cert_
    the batch root. `like` (may be NULL) is an envelope whose signature was
    found to hold for `cert`: when this one carries the same signature over
    the same root, it holds too, without a public-key operation. */
-static int s_signed_by(const sbi_envelope_t *self, const sbi_cert_t *cert,
+static int s_signed_by(sbi_envelope_t *self, const sbi_cert_t *cert,
                        const sbi_envelope_t *like)
 {
     const Sharebus__Envelope *e = self->envelope;
-    if (!self->batched)
-        return crypto_sign_verify_detached(e->signature.data, e->header.data, e->header.len,
-                                           cert->sign_public) == 0 ? SB_OK : SB_EBADSIG;
-    if (like && like->batched && like->sender == cert
+    if (like && like->batched && like->sender == cert && self->batched
         && memcmp(like->batch_root, self->batch_root, SBI_HASH_SIZE) == 0
         && memcmp(like->envelope->signature.data, e->signature.data, crypto_sign_BYTES) == 0)
         return SB_OK;
+    self->public_key_ops++;
+    if (!self->batched)
+        return crypto_sign_verify_detached(e->signature.data, e->header.data, e->header.len,
+                                           cert->sign_public) == 0 ? SB_OK : SB_EBADSIG;
     uint8_t message[S_BATCH_SIGNED];
     s_batch_message(self->batch_root, message);
     return crypto_sign_verify_detached(e->signature.data, message, sizeof message,
@@ -450,7 +451,7 @@ static int s_signed_by(const sbi_envelope_t *self, const sbi_cert_t *cert,
 
 /* SB_OK when `cert`, valid now, made the envelope: its signature holds or,
    with `me`, its MAC for `me` does. */
-static int s_made_by(const sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert_t *cert,
+static int s_made_by(sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert_t *cert,
                      sbi_crypto_t *me, const sbi_envelope_t *like, uint64_t now_ms)
 {
     int rc = sbi_trust_check(trust, cert, now_ms);

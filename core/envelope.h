@@ -108,6 +108,7 @@ typedef struct {
     const sbi_cert_t *sender;      /* set by sbi_envelope_verify(_mac) */
     bool batched;                  /* signed in a batch: over batch_root */
     uint8_t batch_root[SBI_HASH_SIZE];
+    int public_key_ops;            /* Ed25519 verifies its verification ran */
 } sbi_envelope_t;
 
 /* Decodes one frame. Returns SB_OK, SB_ETOOBIG or SB_EMALFORMED; never
