@@ -123,10 +123,9 @@ static int s_open_store(broker_t *self)
 static int s_remember_seen(const Sharebus__AuditRecord *record, void *arg)
 {
     broker_t *self = arg;
-    char key[33];
     if (record->message_id.len == SBI_ID_SIZE)
-        broker_seen_add(self, sbi_hex(record->message_id.data, SBI_ID_SIZE, key),
-                        record->time_ms + (uint64_t) S_SEEN_KEEP_MS(self));
+        broker_seen_add(self->seen, record->message_id.data,
+                        record->time_ms + (uint64_t) S_SEEN_KEEP_MS(self), sbi_now_ms());
     return 0;
 }
 
@@ -180,9 +179,7 @@ broker_t *broker_new(const broker_config_t *config)
     zhashx_set_destructor(self->peers, s_peer_free);
     self->pending = zhashx_new();
     zhashx_set_destructor(self->pending, broker_pending_free);
-    self->seen = zhashx_new();
-    self->seen_order = zlistx_new();
-    zlistx_set_destructor(self->seen_order, (zlistx_destructor_fn *) zstr_free);
+    self->seen = broker_seen_new();
     self->buckets = zhashx_new();
     zhashx_set_destructor(self->buckets, (zhashx_destructor_fn *) zstr_free);
     self->counters = zhashx_new();
@@ -247,8 +244,7 @@ void broker_destroy(broker_t **self_p)
     zactor_destroy(&self->auth);
     zhashx_destroy(&self->peers);
     zhashx_destroy(&self->pending);
-    zhashx_destroy(&self->seen);
-    zlistx_destroy(&self->seen_order);
+    broker_seen_destroy(&self->seen);
     zhashx_destroy(&self->buckets);
     zhashx_destroy(&self->counters);
     if (self->checkpoint)
@@ -744,25 +740,6 @@ static void s_probe_store(broker_t *self)
         sbi_notice("the store is writable again: traffic resumes");
 }
 
-void broker_seen_add(broker_t *self, const char *key, uint64_t expiry_ms)
-{
-    if (zhashx_insert(self->seen, key, (void *) (uintptr_t) expiry_ms) == 0)
-        zlistx_add_end(self->seen_order, strdup(key));
-}
-
-/* Ids arrive in time order, so the oldest are at the front: a sweep costs
-   what it removes, not the size of the window. */
-static void s_sweep_seen(broker_t *self)
-{
-    uint64_t now = sbi_now_ms();
-    char *key;
-    while ((key = zlistx_first(self->seen_order))
-           && (uintptr_t) zhashx_lookup(self->seen, key) < now) {
-        zhashx_delete(self->seen, key);
-        zlistx_delete(self->seen_order, zlistx_cursor(self->seen_order));
-    }
-}
-
 int broker_run(broker_t *self)
 {
     zpoller_t *poller = zpoller_new(self->router, self->monitor, self->admin, self->writer, NULL);
@@ -778,7 +755,7 @@ int broker_run(broker_t *self)
     broker_audit(self, &r);
     broker_sync(self);
     self->next_checkpoint = zclock_mono() + self->config.checkpoint_ms;
-    int64_t next_seen_sweep = zclock_mono() + 1000, next_probe = 0;
+    int64_t next_probe = 0;
     while (!zsys_interrupted) {
         zpoller_wait(poller, 50);
         if (zpoller_terminated(poller))
@@ -804,10 +781,6 @@ int broker_run(broker_t *self)
             broker_sweep(self);
             broker_flush(self);
             self->next_sweep = now + 50;
-        }
-        if (now >= next_seen_sweep) {
-            s_sweep_seen(self);
-            next_seen_sweep = now + 1000;
         }
         if (self->store_full && now >= next_probe) {
             s_probe_store(self);

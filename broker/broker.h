@@ -77,6 +77,7 @@ typedef struct broker_queue_t broker_queue_t;
 typedef struct broker_batch_t broker_batch_t;
 typedef struct broker_metrics_t broker_metrics_t;
 typedef struct broker_verifier_t broker_verifier_t;
+typedef struct broker_seen_t broker_seen_t;
 
 /* One message from an agency's connection, read in a loop turn: decoded
    and verified (verify.c), then routed (route.c). */
@@ -111,8 +112,7 @@ typedef struct {
     zsock_t *admin;
     zhashx_t *peers;          /* agency -> broker_peer_t */
     zhashx_t *pending;        /* hex id -> broker_pending_t */
-    zhashx_t *seen;           /* hex id -> expiry (ms, as a pointer) */
-    zlistx_t *seen_order;     /* the same ids, oldest first, for expiry */
+    broker_seen_t *seen;      /* the replay window (seen.c) */
     zhashx_t *buckets;        /* "rule\0consumer" -> broker_bucket_t */
     int64_t started;
     int64_t next_sweep;
@@ -232,7 +232,17 @@ void broker_events_flush_acks(broker_t *self);
 uint64_t broker_events_depth(broker_t *self, const char *agency);
 
 /* Remembers message id `key` (hex) until `expiry_ms`, for replay checks. */
-void broker_seen_add(broker_t *self, const char *key, uint64_t expiry_ms);
+/* The replay window (seen.c): message ids, each kept until its expiry. */
+broker_seen_t *broker_seen_new(void);
+void broker_seen_destroy(broker_seen_t **self_p);
+/* True when `id` was added with an expiry not before `now_ms`. */
+bool broker_seen_has(const broker_seen_t *self, const uint8_t id[SBI_ID_SIZE], uint64_t now_ms);
+/* Adds `id` until `expiry_ms` (or keeps its later expiry); forgets ids
+   expired by `now_ms` when it needs room. */
+void broker_seen_add(broker_seen_t *self, const uint8_t id[SBI_ID_SIZE], uint64_t expiry_ms,
+                     uint64_t now_ms);
+/* Slots in use (live and expired ids not yet forgotten). */
+size_t broker_seen_size(const broker_seen_t *self);
 
 /* Counters for status. */
 void broker_count(broker_t *self, const char *name);

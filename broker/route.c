@@ -420,10 +420,10 @@ static s_action_fn *const s_actions[] = {
 static int s_fresh(broker_t *b, const Sharebus__Header *h, char *reason, size_t size)
 {
     uint64_t now = sbi_now_ms(), skew = (uint64_t) b->config.skew_ms;
-    char key[33];
-    sbi_hex(h->message_id.data, SBI_ID_SIZE, key);
-    if (zhashx_lookup(b->seen, key)) {
-        snprintf(reason, size, "message id %s already seen", key);
+    if (broker_seen_has(b->seen, h->message_id.data, now)) {
+        char key[33];
+        snprintf(reason, size, "message id %s already seen",
+                 sbi_hex(h->message_id.data, SBI_ID_SIZE, key));
         return SB_EREPLAY;
     }
     if (h->created_ms + skew < now || h->created_ms > now + skew) {
@@ -435,7 +435,7 @@ static int s_fresh(broker_t *b, const Sharebus__Header *h, char *reason, size_t 
         snprintf(reason, size, "expired %llu ms ago", (unsigned long long) (now - h->expires_ms));
         return SB_ESTALE;
     }
-    broker_seen_add(b, key, now + 2 * skew + 1000);
+    broker_seen_add(b->seen, h->message_id.data, now + 2 * skew + 1000, now);
     return SB_OK;
 }
 

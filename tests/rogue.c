@@ -17,6 +17,8 @@
       impersonate AG    a request claiming to come from agency AG
       stale             a request created ten minutes ago
       garbage           random bytes
+      resend FILE...    each file's bytes as one frame (envelopes captured by
+                        the broker's --capture): prints "KIND answer" for each
       oversize          a frame over the broker's size limit
       flood N           N garbage frames as fast as possible, then a HELLO
       forged-consent    a consent grant with a corrupted consent signature
@@ -659,6 +661,23 @@ int main(int argc, char **argv)
         frame = s_request(s_agency, 0, id);
         frame = s_forged(&frame, false);
         s_send_and_report(sock, &frame, id);
+    }
+    else if (strcmp(mode, "resend") == 0 && arg) {
+        for (int i = 8; i < argc; i++) {
+            uint8_t *bytes = NULL;
+            size_t size = 0;
+            sbi_envelope_t env;
+            if (sbi_file_read(argv[i], SBI_FRAME_MAX, (char **) &bytes, &size) != SB_OK
+                || sbi_envelope_decode(&env, bytes, size) != SB_OK)
+                return 3;
+            memcpy(id, env.header->message_id.data, SBI_ID_SIZE);
+            printf("%s ", protobuf_c_enum_descriptor_get_value(&sharebus__kind__descriptor,
+                                                               env.header->kind)->name);
+            sbi_envelope_clear(&env);
+            frame = zframe_new(bytes, size);
+            free(bytes);
+            s_send_and_report(sock, &frame, id);
+        }
     }
     else if (strcmp(mode, "burst") == 0 && arg)
         rc = s_burst(sock, atol(arg));

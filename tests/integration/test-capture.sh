@@ -10,6 +10,16 @@ out=$(request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --sub
 grep -q '"hearing_right":"normal"' <<<"$out" || fail "exchange: $out"
 stop_broker
 
+# The broker remembers the message ids of the skew window across a
+# restart (from its audit log): koroad's captured request, sent again on
+# koroad's connection, is a replay. (The broker captures no more.)
+restart_broker
+out=$("$BUILD/tests/rogue" --certs "$CERTS" --agency koroad --broker "$BROKER" resend \
+  "$WORK"/capture/*.env)
+grep -qx "KIND_REQUEST answer: replay" <<<"$out" || fail "request resent after a restart: $out"
+pass "a captured request resent after a restart: replay"
+stop_broker
+
 n=$(ls "$WORK/capture" | wc -l)
 [ "$n" -ge 4 ] || fail "only $n envelopes captured"
 for secret in "$SUBJECT" 9001011234567 2025-10-02 '"normal"' normal hearing_right; do
