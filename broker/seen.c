@@ -9,7 +9,7 @@
     with a key drawn at start), so that a sender choosing its ids cannot
     pile them into one run of slots. An expired slot is left where it is
     until the table is rebuilt (when live and expired slots together pass
-    5/8 of it), keeping only live ids, in a table sized for them.
+    3/4 of it), keeping only live ids, in a table at most half full.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -92,14 +92,14 @@ static void s_put(broker_seen_t *self, const uint8_t id[SBI_ID_SIZE], uint64_t e
         slot->expiry_ms = expiry_ms;
 }
 
-/* Keeps the ids live at `now_ms`, in a table at most a quarter full. */
+/* Keeps the ids live at `now_ms`, in a table at most half full. */
 static void s_rebuild(broker_seen_t *self, uint64_t now_ms)
 {
     size_t live = 0;
     for (size_t i = 0; i <= self->mask; i++)
         live += self->slots[i].expiry_ms >= now_ms;
     size_t slots = S_MIN_SLOTS;
-    while (slots < 4 * live)
+    while (slots < 2 * live)
         slots *= 2;
     s_slot_t *old = self->slots;
     size_t old_slots = self->mask + 1;
@@ -115,7 +115,7 @@ static void s_rebuild(broker_seen_t *self, uint64_t now_ms)
 void broker_seen_add(broker_seen_t *self, const uint8_t id[SBI_ID_SIZE], uint64_t expiry_ms,
                      uint64_t now_ms)
 {
-    if ((self->used + 1) * 8 > (self->mask + 1) * 5)
+    if ((self->used + 1) * 4 > (self->mask + 1) * 3)
         s_rebuild(self, now_ms);
     s_put(self, id, expiry_ms);
 }
