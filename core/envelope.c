@@ -142,7 +142,7 @@ void sbi_header_set_acks(Sharebus__Header *header, uint8_t (*ids)[SBI_ID_SIZE], 
 
 struct sbi_sealed_t {
     size_t header_size;
-    uint8_t header[SBI_HEADER_MAX];
+    uint8_t *header;                  /* packed */
     uint8_t *payload;                 /* sealed, or NULL */
     size_t payload_size;
     bool with_mac;
@@ -155,6 +155,7 @@ void sbi_sealed_destroy(sbi_sealed_t **self_p)
     if (!self)
         return;
     sodium_memzero(self->mac_key, sizeof self->mac_key);
+    free(self->header);
     free(self->payload);
     free(self);
     *self_p = NULL;
@@ -195,8 +196,11 @@ int sbi_envelope_seal_later(sbi_crypto_t *me, const sbi_cert_t *to, Sharebus__He
     else
         header->payload_hash = (ProtobufCBinaryData){0, NULL};
     self->header_size = sharebus__header__get_packed_size(header);
-    if (self->header_size <= SBI_HEADER_MAX)
+    if (self->header_size <= SBI_HEADER_MAX) {
+        self->header = malloc(self->header_size);
+        assert(self->header);
         sharebus__header__pack(header, self->header);
+    }
     /* The header pointed into this stack frame: detach it. */
     header->payload_hash = (ProtobufCBinaryData){0, NULL};
     if (self->header_size > SBI_HEADER_MAX) {
