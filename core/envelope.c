@@ -246,24 +246,27 @@ static void s_batch_message(const uint8_t root[SBI_HASH_SIZE], uint8_t out[S_BAT
     memcpy(out + sizeof S_BATCH_PREFIX - 1, root, SBI_HASH_SIZE);
 }
 
-/* The root from a leaf, its path and index; false when the path is not a
-   whole number of hashes, too long, or the index does not fit it. */
-static bool s_root(const uint8_t leaf[SBI_HASH_SIZE], ProtobufCBinaryData path, uint32_t index,
-                   uint8_t root[SBI_HASH_SIZE])
+/* A path of whole hashes, 1 to SBI_BATCH_LEVELS of them, and an index that
+   fits it. */
+static bool s_path_valid(ProtobufCBinaryData path, uint32_t index)
 {
     size_t levels = path.len / SBI_HASH_SIZE;
-    if (path.len % SBI_HASH_SIZE != 0 || levels == 0 || levels > SBI_BATCH_LEVELS
-        || (index >> levels) != 0)
-        return false;
-    memcpy(root, leaf, SBI_HASH_SIZE);
-    for (size_t level = 0; level < levels; level++) {
+    return path.len % SBI_HASH_SIZE == 0 && levels >= 1 && levels <= SBI_BATCH_LEVELS
+           && (index >> levels) == 0;
+}
+
+/* The root from a header's leaf up its (valid) path. */
+static void s_root(const ProtobufCBinaryData header, ProtobufCBinaryData path, uint32_t index,
+                   uint8_t root[SBI_HASH_SIZE])
+{
+    s_leaf(header.data, header.len, root);
+    for (size_t level = 0; level < path.len / SBI_HASH_SIZE; level++) {
         const uint8_t *sibling = path.data + level * SBI_HASH_SIZE;
         if (index >> level & 1)
             s_node(sibling, root, root);
         else
             s_node(root, sibling, root);
     }
-    return true;
 }
 
 /* Builds one envelope frame from a sealed envelope and its signature. */
@@ -398,13 +401,11 @@ int sbi_envelope_decode(sbi_envelope_t *self, const uint8_t *data, size_t size)
         return SB_EMALFORMED;
     }
     if (e->batch_path.len > 0) {
-        uint8_t leaf[SBI_HASH_SIZE];
-        s_leaf(e->header.data, e->header.len, leaf);
-        if (!s_root(leaf, e->batch_path, e->batch_index, self->batch_root)) {
+        if (!s_path_valid(e->batch_path, e->batch_index)) {
             sbi_envelope_clear(self);
             return SB_EMALFORMED;
         }
-        self->batched = true;
+        self->batched = true;   /* its root is computed when it is verified */
     }
     self->header = sharebus__header__unpack(sbi_unpack_init(&budget, e->header.len),
                                             e->header.len, e->header.data);
@@ -439,6 +440,8 @@ static int s_signed_by(sbi_envelope_t *self, const sbi_cert_t *cert,
                        const sbi_envelope_t *like)
 {
     const Sharebus__Envelope *e = self->envelope;
+    if (self->batched)
+        s_root(e->header, e->batch_path, e->batch_index, self->batch_root);
     if (like && like->batched && like->sender == cert && self->batched
         && memcmp(like->batch_root, self->batch_root, SBI_HASH_SIZE) == 0
         && memcmp(like->envelope->signature.data, e->signature.data, crypto_sign_BYTES) == 0)

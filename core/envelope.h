@@ -107,15 +107,15 @@ typedef struct {
     Sharebus__Header *header;
     const sbi_cert_t *sender;      /* set by sbi_envelope_verify(_mac) */
     bool batched;                  /* signed in a batch: over batch_root */
-    uint8_t batch_root[SBI_HASH_SIZE];
+    uint8_t batch_root[SBI_HASH_SIZE]; /* set when its signature is verified */
     int public_key_ops;            /* Ed25519 verifies its verification ran */
 } sbi_envelope_t;
 
 /* Decodes one frame. Returns SB_OK, SB_ETOOBIG or SB_EMALFORMED; never
    allocates more than a fixed multiple of `size`. Checks shape only: ids,
    names and lengths are well-formed, a batch path is whole hashes, at most
-   SBI_BATCH_LEVELS, with an index that fits it (and computes the batch
-   root). Clear with sbi_envelope_clear(). */
+   SBI_BATCH_LEVELS, with an index that fits it. Clear with
+   sbi_envelope_clear(). */
 int sbi_envelope_decode(sbi_envelope_t *self, const uint8_t *data, size_t size)
     SBI_UNUSED_RESULT;
 
