@@ -766,7 +766,9 @@ int broker_run(broker_t *self)
         if (self->in_flight >= 2)
             s_collect(self, true);
         s_on_router(self);
-        broker_flush(self);
+        /* Group commit: while the writer commits, the next batch grows. */
+        if (self->in_flight == 0)
+            broker_flush(self);
         broker_events_pump(self);
         while (zsock_events(self->monitor) & ZMQ_POLLIN)
             s_on_monitor(self);
