@@ -214,26 +214,28 @@ int sbi_envelope_seal_later(sbi_crypto_t *me, const sbi_cert_t *to, Sharebus__He
     return SB_OK;
 }
 
-static void s_leaf(const uint8_t *header, size_t size, uint8_t out[SBI_HASH_SIZE])
+/* BLAKE2b-256 of a tag byte followed by `a` and `b`: tag 0 makes a
+   leaf from a header, tag 1 a node from its two children. */
+static void s_tree_hash(uint8_t tag, const uint8_t *a, size_t a_size, const uint8_t *b,
+                        size_t b_size, uint8_t out[SBI_HASH_SIZE])
 {
-    static const uint8_t tag = 0;
     crypto_generichash_state state;
     crypto_generichash_init(&state, NULL, 0, SBI_HASH_SIZE);
     crypto_generichash_update(&state, &tag, 1);
-    crypto_generichash_update(&state, header, size);
+    crypto_generichash_update(&state, a, a_size);
+    crypto_generichash_update(&state, b, b_size);
     crypto_generichash_final(&state, out, SBI_HASH_SIZE);
+}
+
+static void s_leaf(const uint8_t *header, size_t size, uint8_t out[SBI_HASH_SIZE])
+{
+    s_tree_hash(0, header, size, NULL, 0, out);
 }
 
 static void s_node(const uint8_t left[SBI_HASH_SIZE], const uint8_t right[SBI_HASH_SIZE],
                    uint8_t out[SBI_HASH_SIZE])
 {
-    static const uint8_t tag = 1;
-    crypto_generichash_state state;
-    crypto_generichash_init(&state, NULL, 0, SBI_HASH_SIZE);
-    crypto_generichash_update(&state, &tag, 1);
-    crypto_generichash_update(&state, left, SBI_HASH_SIZE);
-    crypto_generichash_update(&state, right, SBI_HASH_SIZE);
-    crypto_generichash_final(&state, out, SBI_HASH_SIZE);
+    s_tree_hash(1, left, SBI_HASH_SIZE, right, SBI_HASH_SIZE, out);
 }
 
 /* What a batch signature signs: a fixed prefix, then the root. */
