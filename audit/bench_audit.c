@@ -1,14 +1,19 @@
 /*  bench_audit - how fast the audit log appends, answers and verifies.
 
     bench-audit [--records N] [--batch B] [--dir DIR] [--keep]
+    bench-audit --queries-only [--cold] --dir DIR
 
     Appends N realistic records (default 1,000,000) in durable commits of B
     (default 100) to DIR/store (default a temporary directory, removed at
     the end unless --keep), growing the map when it fills as the broker
     does; then times queries by subject and by agency and a full verify.
+    With --queries-only, times the queries alone on the log a --keep run
+    left in DIR; with --cold, after evicting its pages from the page cache
+    (posix_fadvise), as for a log larger than the machine's memory.
     Prints one JSON object. Run from bench/ on a release build.
 */
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -33,6 +38,8 @@ typedef struct {
     uint64_t records, batch, subjects;
     uint64_t base; /* seq of the first record this run adds */
     uint64_t grows;
+    bool queries_only;     /* --queries-only: an existing log, queried */
+    bool cold;             /* --cold: its pages evicted first */
     json_object *result;
 } s_bench_t;
 
@@ -241,6 +248,19 @@ static int s_remove(const char *path, const struct stat *st, int flag, struct FT
     return remove(path);
 }
 
+/* Drops the store's pages from the page cache, so that queries read from
+   the disk, as on a log larger than the machine's memory. */
+static void s_evict(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/store/data.mdb", dir);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) != 0)
+        fprintf(stderr, "bench-audit: cannot evict %s from the page cache\n", path);
+    if (fd >= 0)
+        close(fd);
+}
+
 static int s_run(s_bench_t *b, const char *dir)
 {
     char path[4096], err[4200];
@@ -256,8 +276,15 @@ static int s_run(s_bench_t *b, const char *dir)
     b->result = json_object_new_object();
     json_object_object_add(b->result, "records", json_object_new_uint64(b->records));
     json_object_object_add(b->result, "batch", json_object_new_uint64(b->batch));
-    int rc = s_append(b);
-    if (rc == SB_OK) {
+    int rc = SB_OK;
+    if (b->queries_only) {
+        /* The log of an earlier --keep run: its records and subjects. */
+        b->records = sbi_audit_head(b->audit, NULL);
+        b->subjects = b->records / 20 ? b->records / 20 : 1;
+        if (b->cold)
+            s_evict(dir);
+        s_queries(b);
+    } else if ((rc = s_append(b)) == SB_OK) {
         s_queries(b);
         rc = s_verify(b);
     }
@@ -279,6 +306,7 @@ int main(int argc, char **argv)
     static const struct option options[] = {
         {"records", required_argument, 0, 'n'}, {"batch", required_argument, 0, 'b'},
         {"dir", required_argument, 0, 'd'},     {"keep", no_argument, 0, 'k'},
+        {"queries-only", no_argument, 0, 'q'},  {"cold", no_argument, 0, 'c'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     s_bench_t b = {.records = 1000000, .batch = 100};
     const char *dir = NULL;
@@ -291,8 +319,11 @@ int main(int argc, char **argv)
         case 'b': b.batch = strtoull(optarg, &end, 10); break;
         case 'd': dir = optarg; break;
         case 'k': keep = true; break;
+        case 'q': b.queries_only = true; break;
+        case 'c': b.cold = true; break;
         case 'h':
-            puts("usage: bench-audit [--records N] [--batch B] [--dir DIR] [--keep]");
+            puts("usage: bench-audit [--records N] [--batch B] [--dir DIR] [--keep]\n"
+                 "       bench-audit --queries-only [--cold] --dir DIR   (a log kept by --keep)");
             return 0;
         default: return 2;
         }
@@ -303,6 +334,10 @@ int main(int argc, char **argv)
         }
     }
     b.subjects = b.records / 20 ? b.records / 20 : 1; /* ~10 exchanges each */
+    if (b.queries_only && !dir) {
+        fputs("bench-audit: --queries-only needs --dir\n", stderr);
+        return 2;
+    }
     char tmp[] = "/tmp/sb-bench-audit-XXXXXX";
     if (!dir && !(dir = mkdtemp(tmp))) {
         perror("bench-audit: mkdtemp");
