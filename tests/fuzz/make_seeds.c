@@ -14,6 +14,7 @@
 
 #include "audit_int.h"
 #include "consent.h"
+#include "envelope.h"
 #include "record.h"
 
 static const char *s_root;
@@ -329,6 +330,41 @@ static void s_clients(void)
     sb_record_destroy(&record);
 }
 
+/* Envelopes signed together (batch signatures): their paths and indexes
+   are what the decoder checks first. */
+static void s_batched_envelopes(void)
+{
+    sbi_keys_t from, to;
+    sbi_keys_generate(&from, SBI_CERT_AGENCY);
+    sbi_keys_generate(&to, SBI_CERT_AGENCY);
+    strcpy(from.cert.agency, "koroad");
+    strcpy(to.cert.agency, "nhis");
+    sbi_crypto_t *crypto = sbi_crypto_new(&from);
+    sbi_sealed_t *sealed[3];
+    zframe_t *frames[3];
+    for (size_t i = 0; i < 3; i++) {
+        sbi_header_t h;
+        sbi_header_init(&h, SHAREBUS__KIND__KIND_REQUEST, "koroad", "nhis");
+        h.header.dataset = "health.checkup.vision-hearing";
+        h.header.purpose = "driver-licence-renewal";
+        h.header.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, s_ref};
+        Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
+        payload.subject_id = "900101-1234567";
+        if (sbi_envelope_seal_later(crypto, &to.cert, &h.header, &payload, &sealed[i]) != SB_OK)
+            exit(1);
+    }
+    sbi_envelope_sign_batch(crypto, sealed, 3, frames);
+    for (size_t i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "batched-%zu", i);
+        s_write("envelope", name, zframe_data(frames[i]), zframe_size(frames[i]));
+        zframe_destroy(&frames[i]);
+    }
+    sbi_crypto_destroy(&crypto);
+    sbi_keys_wipe(&from);
+    sbi_keys_wipe(&to);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -340,5 +376,6 @@ int main(int argc, char **argv)
     memset(s_ref, 0x3c, sizeof s_ref);
     s_payloads();
     s_clients();
+    s_batched_envelopes();
     return 0;
 }
