@@ -260,10 +260,8 @@ void agent_destroy(agent_t **self_p)
     if (!self)
         return;
     if (self->bus)
-        agent_flush(self);
+        agent_flush(self);      /* nothing is sealed without a bus to send on */
     s_log_commit(self);
-    for (size_t i = 0; i < self->n_outgoing; i++)
-        sbi_sealed_destroy(&self->outgoing[i]);
     free(self->outgoing);
     agent_keys_close(self);
     zsock_destroy(&self->front);

@@ -2,16 +2,16 @@
 
     Decoding an envelope and verifying its Ed25519 signature is most of the
     main thread's work per message (one verify is about 70 us here), and
-    the main thread is the stage every round trip passes twice. Agents sign
-    the envelopes of a loop turn together (a batch signature), and a thread
-    that found one envelope of a batch good does not verify the same
-    signature over the same root again. Then the
+    the main thread is the stage every round trip passes twice. So the
     messages of a loop turn are read first, then checked by the main thread
     and one helper thread together, the one from the front and the other
     from the back until they meet; the main thread then routes them in the
-    order they came. The helper touches only the messages of the turn and reads the
-    trust store, which changes only between turns (a reload runs on the
-    main thread), and nothing else of the broker.
+    order they came. Agents sign the envelopes of a loop turn together (a
+    batch signature), and a thread that found one envelope of a batch good
+    does not verify the same signature over the same root again. The
+    helper touches only the messages of the turn and reads the trust store,
+    which changes only between turns (a reload runs on the main thread),
+    and nothing else of the broker.
 */
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -44,6 +44,8 @@ typedef struct {
     size_t next;              /* the slot to reuse for a new sender */
 } s_likes_t;
 
+/* The slot of `cert`'s last good envelope, or one to reuse for it (whose
+   envelope, another sender's, sbi_envelope_verify_like will not take). */
 static const sbi_envelope_t **s_like_slot(s_likes_t *likes, const sbi_cert_t *cert)
 {
     for (size_t i = 0; i < S_LIKES; i++)
@@ -62,9 +64,7 @@ static void s_check(broker_in_t *in, sbi_trust_t *trust, uint64_t now_ms, s_like
         return;
     }
     const sbi_envelope_t **like = s_like_slot(likes, in->cert);
-    in->verify_rc = sbi_envelope_verify_like(&in->env, trust, in->cert,
-                                             *like && (*like)->sender == in->cert ? *like : NULL,
-                                             now_ms);
+    in->verify_rc = sbi_envelope_verify_like(&in->env, trust, in->cert, *like, now_ms);
     if (in->verify_rc == SB_OK && in->env.batched)
         *like = &in->env;
 }
