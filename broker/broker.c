@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #define S_BATCH_MAX 512
+#define S_WAL_SIZE (16u << 20)    /* the journal ring */
 #define S_SEEN_KEEP_MS(self) (2 * (int64_t) (self)->config.skew_ms + 1000)
 
 static void s_peer_free(void **item_p)
@@ -115,6 +116,20 @@ static int s_open_store(broker_t *self)
         sbi_error("cannot open the event queues in %s", path);
         return -1;
     }
+    char wal[4096];
+    snprintf(wal, sizeof wal, "%s/wal", self->config.data);
+    size_t wal_size = self->config.wal_size ? self->config.wal_size : S_WAL_SIZE;
+    if (sbi_store_dbi(self->store, "wal", 0, &self->wal_dbi) != SB_OK
+        || !(self->wal = broker_wal_open(wal, wal_size, &self->wal_applied, err, sizeof err))) {
+        sbi_error("cannot open the journal: %s", self->wal ? path : err);
+        return -1;
+    }
+    int rc = broker_wal_recover(self, &self->applied);
+    if (rc != SB_OK) {
+        sbi_error("cannot apply the journal %s to the store: %s", wal, sb_strerror(rc));
+        return -1;
+    }
+    self->submitted = self->applied;
     return 0;
 }
 
@@ -168,6 +183,7 @@ static int s_open_sockets(broker_t *self)
 }
 
 static void s_collect(broker_t *self, bool wait);
+static void s_wait_applied(broker_t *self);
 
 broker_t *broker_new(const broker_config_t *config)
 {
@@ -217,7 +233,9 @@ broker_t *broker_new(const broker_config_t *config)
     self->in = calloc(S_BATCH_MAX, sizeof *self->in);
     assert(self->in);
     self->verifier = broker_verifier_new();
-    /* From here on the audit log and every store write are the writer's. */
+    /* From here on the audit log and every store write are the writer's
+       and the applier's. */
+    self->applier = broker_applier_new(self);
     self->writer = broker_writer_new(self);
     return self;
 }
@@ -230,8 +248,11 @@ void broker_destroy(broker_t **self_p)
         return;
     if (self->writer) {
         s_collect(self, true);
+        s_wait_applied(self);
         zactor_destroy(&self->writer);
     }
+    zactor_destroy(&self->applier);
+    broker_wal_close(&self->wal);
     broker_verifier_destroy(&self->verifier);
     free(self->in);
     broker_batch_destroy(&self->batch);
@@ -279,29 +300,67 @@ void broker_audit(broker_t *self, Sharebus__AuditRecord *record)
     broker_batch_op(self->batch, op);
 }
 
+int broker_dbi_open(broker_t *self, const char *name, unsigned flags, MDB_dbi *dbi)
+{
+    assert(self->n_dbis < sizeof self->dbis / sizeof self->dbis[0]);
+    assert(strlen(name) < sizeof self->dbis[0].name);
+    int rc = sbi_store_dbi(self->store, name, flags, dbi);
+    if (rc == SB_OK) {
+        broker_dbi_t *d = &self->dbis[self->n_dbis++];
+        snprintf(d->name, sizeof d->name, "%s", name);
+        d->dbi = *dbi;
+    }
+    return rc;
+}
+
+int broker_dbi_find(broker_t *self, const char *name, size_t len, MDB_dbi *dbi)
+{
+    for (size_t i = 0; i < self->n_dbis; i++)
+        if (strlen(self->dbis[i].name) == len && memcmp(self->dbis[i].name, name, len) == 0) {
+            *dbi = self->dbis[i].dbi;
+            return SB_OK;
+        }
+    return SB_ENOTFOUND;
+}
+
+/* A put ('P') or delete ('D') of `key` in `dbi`, which goes by its name;
+   `extra` bytes after the key are left for the caller. */
+static zchunk_t *s_key_op(broker_t *self, char kind, MDB_dbi dbi, const void *key,
+                          size_t key_size, size_t extra, uint8_t **rest)
+{
+    const char *name = NULL;
+    for (size_t i = 0; i < self->n_dbis && !name; i++)
+        if (self->dbis[i].dbi == dbi)
+            name = self->dbis[i].name;
+    assert(name);
+    size_t nlen = strlen(name), at = 2 + nlen + (kind == 'P' ? 4 : 0);
+    zchunk_t *op = s_op_new(at + key_size + extra);
+    uint8_t *data = zchunk_data(op);
+    data[0] = (uint8_t) kind;
+    data[1] = (uint8_t) nlen;
+    memcpy(data + 2, name, nlen);
+    if (kind == 'P') {
+        uint32_t k = (uint32_t) key_size;
+        memcpy(data + 2 + nlen, &k, 4);
+    }
+    memcpy(data + at, key, key_size);
+    *rest = data + at + key_size;
+    return op;
+}
+
 void broker_put(broker_t *self, MDB_dbi dbi, const void *key, size_t key_size, const void *value,
                 size_t value_size)
 {
-    uint32_t d = dbi, k = (uint32_t) key_size;
-    zchunk_t *op = s_op_new(9 + key_size + value_size);
-    uint8_t *data = zchunk_data(op);
-    data[0] = 'P';
-    memcpy(data + 1, &d, 4);
-    memcpy(data + 5, &k, 4);
-    memcpy(data + 9, key, key_size);
-    memcpy(data + 9 + key_size, value, value_size);
+    uint8_t *rest;
+    zchunk_t *op = s_key_op(self, 'P', dbi, key, key_size, value_size, &rest);
+    memcpy(rest, value, value_size);
     broker_batch_op(self->batch, op);
 }
 
 void broker_del(broker_t *self, MDB_dbi dbi, const void *key, size_t key_size)
 {
-    uint32_t d = dbi;
-    zchunk_t *op = s_op_new(5 + key_size);
-    uint8_t *data = zchunk_data(op);
-    data[0] = 'D';
-    memcpy(data + 1, &d, 4);
-    memcpy(data + 5, key, key_size);
-    broker_batch_op(self->batch, op);
+    uint8_t *rest;
+    broker_batch_op(self->batch, s_key_op(self, 'D', dbi, key, key_size, 0, &rest));
 }
 
 static void s_queue(broker_t *self, const zframe_t *to, zframe_t **frame_p, const char *pending_key,
@@ -345,24 +404,29 @@ static void s_deliver(broker_t *self, broker_out_t *out)
     }
 }
 
-/* The writer handed a batch back: when it is durable, what it produced
-   leaves; when not, nothing an agency sent leaves, and the store is full
-   until a probe finds it writable. */
+/* The store cannot be written: refuse traffic until a probe finds it
+   writable again. */
+static void s_store_failed(broker_t *self, int rc)
+{
+    broker_events_reset_all(self);
+    if (!self->store_full) {
+        self->store_full = true;
+        sbi_error("audit log cannot be written (%s): refusing traffic until space is back",
+                  sb_strerror(rc));
+    }
+}
+
+/* The writer handed a batch back: when it is durable (in the journal),
+   what it produced leaves; when not, nothing an agency sent leaves, and
+   the store is full until a probe finds it writable. */
 static void s_batch_done(broker_t *self, broker_batch_t *batch)
 {
     self->in_flight--;
     int rc = broker_batch_status(batch);
     if (rc != SB_OK)
-        broker_events_reset_all(self);
-    if (rc != SB_OK && !self->store_full) {
-        self->store_full = true;
-        sbi_error("audit log cannot be written (%s): refusing traffic until space is back",
-                  sb_strerror(rc));
-    }
-    if (rc == SB_OK) {
+        s_store_failed(self, rc);
+    else
         broker_metrics_commit(self, broker_batch_commit_us(batch));
-        self->audit_seq = broker_batch_head(batch);
-    }
     zlistx_t *outbox = broker_batch_outbox(batch);
     for (broker_out_t *out = zlistx_first(outbox); out; out = zlistx_next(outbox)) {
         if (rc == SB_OK || !out->forward) {
@@ -377,22 +441,35 @@ static void s_batch_done(broker_t *self, broker_batch_t *batch)
             p->deadline = 0;
         }
     }
-    Sharebus__Checkpoint *cp = broker_batch_take_checkpoint(batch);
-    if (cp) {
+    broker_batch_destroy(&batch);
+}
+
+/* The applier committed the journal to LMDB up to a batch, signing a
+   checkpoint when one was asked for, or could not. */
+static void s_applied(broker_t *self, broker_applied_t *done)
+{
+    if (done->status != SB_OK)
+        s_store_failed(self, done->status);
+    else {
+        self->applied = done->last;
+        self->audit_seq = done->head;
+    }
+    if (done->cp) {
         if (self->checkpoint)
             sharebus__checkpoint__free_unpacked(self->checkpoint, NULL);
-        self->checkpoint = cp;
-        self->checkpointed_seq = cp->seq;
+        self->checkpoint = done->cp;
+        done->cp = NULL;
+        self->checkpointed_seq = self->checkpoint->seq;
         Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
         payload.body_case = SHAREBUS__PAYLOAD__BODY_CHECKPOINT;
         payload.checkpoint = self->checkpoint;
         broker_broadcast(self, SHAREBUS__KIND__KIND_CHECKPOINT, &payload);
     }
-    broker_batch_destroy(&batch);
+    broker_applied_destroy(&done);
 }
 
 /* Takes back every batch the writer has finished, waiting for them when
-   `wait` is set (until none is in flight). */
+   `wait` is set (until none is in flight), and what the applier said. */
 static void s_collect(broker_t *self, bool wait)
 {
     while (self->in_flight > 0 && (wait || (zsock_events(self->writer) & ZMQ_POLLIN))) {
@@ -400,6 +477,27 @@ static void s_collect(broker_t *self, bool wait)
         if (!batch)
             break;
         s_batch_done(self, batch);
+    }
+    while (zsock_events(self->applier) & ZMQ_POLLIN) {
+        broker_applied_t *done = broker_applier_done(self->applier);
+        if (!done)
+            break;
+        s_applied(self, done);
+    }
+}
+
+/* Waits until LMDB has committed every batch handed over, or the applier
+   failed. */
+static void s_wait_applied(broker_t *self)
+{
+    while (self->applied < self->submitted) {
+        broker_applied_t *done = broker_applier_done(self->applier);
+        if (!done)
+            break;
+        bool failed = done->status != SB_OK;
+        s_applied(self, done);
+        if (failed)
+            break;
     }
 }
 
@@ -412,6 +510,7 @@ void broker_flush(broker_t *self)
         return;
     broker_writer_submit(self->writer, self->batch);
     self->in_flight++;
+    self->submitted++;
     self->batch = broker_batch_new();
 }
 
@@ -419,10 +518,12 @@ void broker_sync(broker_t *self)
 {
     broker_flush(self);
     s_collect(self, true);
+    s_wait_applied(self);
     /* Checkpoints broadcast on the way are sent too. */
     if (!broker_batch_empty(self->batch)) {
         broker_flush(self);
         s_collect(self, true);
+        s_wait_applied(self);
     }
 }
 
@@ -742,7 +843,8 @@ static void s_probe_store(broker_t *self)
 
 int broker_run(broker_t *self)
 {
-    zpoller_t *poller = zpoller_new(self->router, self->monitor, self->admin, self->writer, NULL);
+    zpoller_t *poller = zpoller_new(self->router, self->monitor, self->admin, self->writer,
+                                   self->applier, NULL);
     if (broker_metrics_socket(self))
         zpoller_add(poller, broker_metrics_socket(self));
     Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;

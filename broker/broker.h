@@ -3,16 +3,19 @@
 
     The main thread decides every message and journals what the store must
     hold (audit records, consent changes, queued events) into a batch, with
-    what the batch lets leave. A writer thread (writer.c) commits every
-    batch handed to it meanwhile in one transaction, one fsync; only then
-    does the main thread send what those batches produced: nothing an
-    agency sent leaves the broker before its audit record is durable.
+    what the batch lets leave. A writer thread (writer.c) writes every
+    batch handed to it meanwhile as one record of the write-ahead journal
+    (wal.c), one synchronous write; only then does the main thread send what
+    those batches produced: nothing an agency sent leaves the broker before
+    its audit record is durable. An applier thread commits the journal's
+    records to LMDB behind it.
 */
 #ifndef BROKER_H_INCLUDED
 #define BROKER_H_INCLUDED
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "audit.h"
@@ -28,6 +31,7 @@ typedef struct {
     int skew_ms;              /* accepted clock difference; default 30 s */
     int checkpoint_ms;        /* checkpoint interval; default 10 s */
     size_t map_max;           /* store map limit in bytes; 0 = 64 GiB */
+    size_t wal_size;          /* the journal's ring in bytes; 0 = 16 MiB */
     uint64_t queue_max;       /* events waiting per subscriber, at most */
     const char *capture;      /* write every received frame here (diagnostics) */
     const char *metrics;      /* HOST:PORT to serve Prometheus metrics on, or NULL */
@@ -78,6 +82,22 @@ typedef struct broker_batch_t broker_batch_t;
 typedef struct broker_metrics_t broker_metrics_t;
 typedef struct broker_verifier_t broker_verifier_t;
 typedef struct broker_seen_t broker_seen_t;
+typedef struct broker_wal_t broker_wal_t;
+
+/* A named database of the store, opened at start (broker_dbi_open). */
+typedef struct {
+    char name[32];
+    MDB_dbi dbi;
+} broker_dbi_t;
+
+/* What the applier reports after each commit, or failed commit. */
+typedef struct {
+    int status;               /* SB_OK, or why the store took nothing */
+    uint64_t last;            /* the last batch committed */
+    uint64_t head;            /* audit head after the commit */
+    int64_t commit_us;
+    Sharebus__Checkpoint *cp; /* signed after the commit, when asked */
+} broker_applied_t;
 
 /* One message from an agency's connection, read in a loop turn: decoded
    and verified (verify.c), then routed (route.c). */
@@ -99,7 +119,16 @@ typedef struct {
     sbi_store_t *store;
     sbi_audit_t *audit;
     broker_batch_t *batch;    /* being built: journal and outbox */
-    zactor_t *writer;         /* the store writer thread (writer.c) */
+    zactor_t *writer;         /* the journal writer thread (writer.c) */
+    zactor_t *applier;        /* the thread committing the journal to LMDB */
+    broker_wal_t *wal;        /* the write-ahead journal (wal.c) */
+    MDB_dbi wal_dbi;          /* "wal": the last batch applied */
+    _Atomic uint64_t wal_applied; /* ... as the applier last committed it */
+    atomic_bool wal_stuck;    /* the applier's last commit failed */
+    uint64_t submitted;       /* number of the last batch handed to the writer */
+    uint64_t applied;         /* ... and committed by the applier, as reported */
+    broker_dbi_t dbis[8];
+    size_t n_dbis;
     broker_verifier_t *verifier; /* checks envelopes with the main thread (verify.c) */
     broker_in_t *in;          /* the messages of a loop turn */
     int in_flight;            /* batches handed to it, not yet back */
@@ -173,12 +202,43 @@ void broker_batch_send(broker_batch_t *batch, broker_out_t *out);
 void broker_batch_want_checkpoint(broker_batch_t *batch);
 int broker_batch_status(const broker_batch_t *batch);
 zlistx_t *broker_batch_outbox(broker_batch_t *batch);
-Sharebus__Checkpoint *broker_batch_take_checkpoint(broker_batch_t *batch);
 int64_t broker_batch_commit_us(const broker_batch_t *batch);
-uint64_t broker_batch_head(const broker_batch_t *batch);
 zactor_t *broker_writer_new(broker_t *broker);
 void broker_writer_submit(zactor_t *writer, broker_batch_t *batch);
 broker_batch_t *broker_writer_done(zactor_t *writer);
+/* The applier: start it before the writer, which sends it records. */
+zactor_t *broker_applier_new(broker_t *broker);
+broker_applied_t *broker_applier_done(zactor_t *applier);
+void broker_applied_destroy(broker_applied_t **done_p);
+/* At start, before the threads: commits what the journal holds and LMDB
+   does not, and sets `applied` to the last batch number committed. */
+int broker_wal_recover(broker_t *self, uint64_t *applied) SBI_UNUSED_RESULT;
+
+/* Opens named database `name` of the store and remembers it by name, for
+   journal operations; find it again by name. */
+int broker_dbi_open(broker_t *self, const char *name, unsigned flags, MDB_dbi *dbi)
+    SBI_UNUSED_RESULT;
+int broker_dbi_find(broker_t *self, const char *name, size_t len, MDB_dbi *dbi);
+
+/* The write-ahead journal (wal.c): the file at `path`, made with `size`
+   bytes of zeros if it is missing or smaller. `applied` is the number of
+   the last batch LMDB has committed, which frees the records up to it. */
+broker_wal_t *broker_wal_open(const char *path, size_t size, const _Atomic uint64_t *applied,
+                              char *err, size_t err_size);
+void broker_wal_close(broker_wal_t **self_p);
+/* Appends batches first..last (their operations in `body`), durably:
+   SB_OK, SB_EFULL when no room came within `wait_us`, or SB_EIO. Writer
+   only. */
+int broker_wal_append(broker_wal_t *self, uint64_t first, uint64_t last, uint32_t flags,
+                      const uint8_t *body, size_t size, int64_t wait_us) SBI_UNUSED_RESULT;
+/* Calls `fn` for each record after batch `applied`, in order, stopping at
+   a gap, a torn record or an error of `fn` (returned); counts them. */
+typedef int (broker_wal_fn)(void *arg, uint64_t first, uint64_t last, uint32_t flags,
+                            const uint8_t *body, size_t size);
+int broker_wal_replay(broker_wal_t *self, uint64_t applied, broker_wal_fn *fn, void *arg,
+                      size_t *replayed) SBI_UNUSED_RESULT;
+/* A new id for the file: every record in it is old from now on. */
+int broker_wal_reset(broker_wal_t *self) SBI_UNUSED_RESULT;
 
 /* Seals and signs a message from the broker to `agency` and queues it. */
 int broker_send_to(broker_t *self, const char *agency, Sharebus__Header *header,

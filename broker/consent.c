@@ -18,12 +18,12 @@
 
 int broker_consent_open(broker_t *b)
 {
-    int rc = sbi_store_dbi(b->store, "consent.records", 0, &b->consent_records);
+    int rc = broker_dbi_open(b, "consent.records", 0, &b->consent_records);
     if (rc == SB_OK)
-        rc = sbi_store_dbi(b->store, "consent.match", MDB_DUPSORT | MDB_DUPFIXED,
+        rc = broker_dbi_open(b, "consent.match", MDB_DUPSORT | MDB_DUPFIXED,
                            &b->consent_match);
     if (rc == SB_OK)
-        rc = sbi_store_dbi(b->store, "consent.subject", MDB_DUPSORT | MDB_DUPFIXED,
+        rc = broker_dbi_open(b, "consent.subject", MDB_DUPSORT | MDB_DUPFIXED,
                            &b->consent_subject);
     return rc;
 }
@@ -235,7 +235,8 @@ static void s_store_grant(broker_t *b, const Sharebus__SignedConsent *sc,
 }
 
 /* The answer to a consent operation leaves only once the batch holding
-   the change is durable. */
+   the change is durable; the caller then waits (broker_sync) until the
+   store has applied it, before reading the next message. */
 static void s_answer(broker_t *b, const sbi_cert_t *cert, const zframe_t *routing,
                      const Sharebus__Header *h, Sharebus__ConsentList *list)
 {
@@ -298,7 +299,9 @@ void broker_consent_grant(broker_t *b, const sbi_cert_t *cert, const zframe_t *r
         list.ids = ids;
         list.n_ids = 1;
         s_answer(b, cert, routing, env->header, &list);
-        broker_flush(b);
+        /* Nothing is read before the store has it: a request that follows
+           the answer finds the consent. */
+        broker_sync(b);
         sbi_info("consent %s recorded by %s for %s", c->id, cert->agency, c->consumer);
         broker_count(b, "consents.granted");
     }
@@ -419,7 +422,7 @@ void broker_consent_revoke(broker_t *b, const sbi_cert_t *cert, const zframe_t *
         free(ids);
         broker_count(b, "consents.revoked");
     }
-    broker_flush(b);
+    broker_sync(b);     /* a request after the answer finds it revoked */
     zlistx_destroy(&r.ids);
 }
 

@@ -114,7 +114,7 @@ int broker_events_open(broker_t *b)
     zhashx_set_destructor(b->queues, s_queue_free);
     b->event_acks = zhashx_new();
     zhashx_set_destructor(b->event_acks, s_acks_free);
-    int rc = sbi_store_dbi(b->store, "queue.events", 0, &b->queue_events);
+    int rc = broker_dbi_open(b, "queue.events", 0, &b->queue_events);
     MDB_txn *txn;
     if (rc != SB_OK || (rc = sbi_store_begin(b->store, false, &txn)) != SB_OK)
         return rc;

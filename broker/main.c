@@ -2,8 +2,8 @@
 
     sharebus-broker [run] --certs DIR --policy PDIR --data DDIR --bind tcp://HOST:PORT
                           [--skew MS] [--checkpoint-interval MS] [--log-level LEVEL]
-                          [--map-max MIB] [--queue-max N] [--capture DIR]
-                          [--metrics HOST:PORT] [--config FILE]
+                          [--map-max MIB] [--wal-size MIB] [--queue-max N]
+                          [--capture DIR] [--metrics HOST:PORT] [--config FILE]
     sharebus-broker reload --data DDIR
     sharebus-broker status --data DDIR [--json]
     sharebus-broker backup --data DDIR --to DIR
@@ -34,8 +34,8 @@ static int s_usage(FILE *out, int status)
             "usage: sharebus-broker [run] --certs DIR --policy PDIR --data DDIR\n"
             "                             --bind tcp://HOST:PORT [--skew MS]\n"
             "                             [--checkpoint-interval MS] [--log-level LEVEL]\n"
-            "                             [--map-max MIB] [--queue-max N] [--capture DIR]\n"
-            "                             [--metrics HOST:PORT] [--config FILE]\n"
+            "                             [--map-max MIB] [--wal-size MIB] [--queue-max N]\n"
+            "                             [--capture DIR] [--metrics HOST:PORT] [--config FILE]\n"
             "       sharebus-broker reload --data DDIR\n"
             "       sharebus-broker status --data DDIR [--json]\n"
             "       sharebus-broker backup --data DDIR --to DIR\n"
@@ -154,6 +154,7 @@ static const struct option s_options[] = {
     {"log-level", required_argument, 0, 'L'}, {"json", no_argument, 0, 'j'},
     {"capture", required_argument, 0, 'C'}, {"map-max", required_argument, 0, 'M'},
     {"queue-max", required_argument, 0, 'Q'}, {"metrics", required_argument, 0, 'm'},
+    {"wal-size", required_argument, 0, 'W'},
     {"to", required_argument, 0, 't'},      {"config", required_argument, 0, 'F'},
     {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
     {0, 0, 0, 0}};
@@ -204,6 +205,15 @@ static int s_option(void *arg, int opt, const char *value, char *err, size_t siz
             return -1;
         }
         a->config.map_max = (size_t) mib << 20;
+        break;
+    }
+    case 'W': {
+        unsigned long long mib = strtoull(value, &end, 10);
+        if (end == value || *end || *value == '-' || mib < 1 || mib > 4096) {
+            snprintf(err, size, "needs MiB (1..4096)");
+            return -1;
+        }
+        a->config.wal_size = (size_t) mib << 20;
         break;
     }
     case 'm':

@@ -1,35 +1,51 @@
-/*  writer.c - the broker's store writer: group commit in its own thread.
+/*  writer.c - the broker's store writer: group commit on two threads.
 
     The main thread decides messages and writes what the store must hold as
     a journal of operations (audit records, puts, deletes) in the current
     batch, together with what may leave once the batch is durable (the
     outbox). broker_flush hands the batch to the writer and goes on with the
-    next messages. The writer applies every batch handed to it meanwhile in
-    one transaction, commits it with one fsync, and hands the batches back;
-    the main thread then sends their outboxes. So durability costs one fsync
-    per turn of the writer, however many messages arrived during it.
+    next messages.
 
-    The map grows in the writer (mdb_env_set_mapsize needs no transaction
+    The writer takes every batch handed to it meanwhile, writes their
+    operations as one record of the write-ahead journal (wal.c: one
+    synchronous write of a few blocks) and hands the batches back: they are
+    durable, and the main thread sends their outboxes. It passes the record
+    on to the applier, which applies every record waiting in one LMDB
+    transaction, with the number of the last batch applied, and commits it
+    with LMDB's own fsyncs. So a forward waits for one journal write, not
+    for an LMDB commit, and LMDB still commits as often as it can.
+
+    The applier reports each commit to the main thread (broker_applied_t):
+    the audit head, a checkpoint signed after it, or the error that stopped
+    it (it keeps the records and tries again every second, and the main
+    thread refuses traffic meanwhile). What the main thread reads from the
+    store (consents, event queues) is what the applier committed; it waits
+    for the applier (broker_sync) where it must read its own writes.
+
+    The map grows in the applier (mdb_env_set_mapsize needs no transaction
     open in the process): main-thread readers hold `map_lock` for reading,
-    the writer takes it for writing while it grows the map.
+    the applier takes it for writing while it grows the map.
 */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/statvfs.h>
 
 #include "broker.h"
 
-#define S_GROUP_MAX 64            /* batches one transaction takes, at most */
+#define S_GROUP_MAX 64            /* batches one journal record takes, at most */
+#define S_GROUP_BYTES (4 << 20)   /* ... and bytes of operations, unless one batch has more */
+#define S_APPLY_MAX 256           /* records one transaction takes, at most */
+#define S_RETRY_MS 1000           /* after a failed commit */
+#define S_ROOM_WAIT_US 2000000    /* for room in the journal, while LMDB commits */
 
 struct broker_batch_t {
     zlistx_t *ops;                /* zchunk_t journal */
     zlistx_t *outbox;             /* broker_out_t */
     int status;                   /* set by the writer */
     bool checkpoint;              /* sign a checkpoint once committed */
-    Sharebus__Checkpoint *cp;     /* ... here */
-    int64_t commit_us;
-    uint64_t head;                /* audit head after the commit */
+    int64_t commit_us;            /* the journal write */
 };
 
 static void s_out_free(void **item_p)
@@ -61,8 +77,6 @@ void broker_batch_destroy(broker_batch_t **batch_p)
         return;
     zlistx_destroy(&batch->ops);
     zlistx_destroy(&batch->outbox);
-    if (batch->cp)
-        sharebus__checkpoint__free_unpacked(batch->cp, NULL);
     free(batch);
     *batch_p = NULL;
 }
@@ -97,51 +111,48 @@ zlistx_t *broker_batch_outbox(broker_batch_t *batch)
     return batch->outbox;
 }
 
-Sharebus__Checkpoint *broker_batch_take_checkpoint(broker_batch_t *batch)
-{
-    Sharebus__Checkpoint *cp = batch->cp;
-    batch->cp = NULL;
-    return cp;
-}
-
 int64_t broker_batch_commit_us(const broker_batch_t *batch)
 {
     return batch->commit_us;
 }
 
-uint64_t broker_batch_head(const broker_batch_t *batch)
-{
-    return batch->head;
-}
 
-/* ------------------------------------------------------------ the writer */
+/* ------------------------------------------------------------ applying */
 
 typedef struct {
     broker_t *broker;
     MDB_txn *txn;
-} s_writer_t;
+} s_applier_t;
 
-/* One journal operation: 'A' packed AuditRecord; 'P' dbi (4), key length
-   (4), key, value; 'D' dbi (4), key. */
-static int s_apply(s_writer_t *w, zchunk_t *op)
+/* One operation: 'A' packed AuditRecord; 'P' name length (1), database
+   name, key length (4), key, value; 'D' name length (1), name, key. The
+   database goes by name, so a journal replays into whatever handles the
+   next start opens. */
+static int s_apply_op(s_applier_t *w, const uint8_t *data, size_t size)
 {
     broker_t *b = w->broker;
-    const uint8_t *data = zchunk_data(op);
-    size_t size = zchunk_size(op);
-    if (data[0] == 'A') {
+    if (size >= 1 && data[0] == 'A') {
         Sharebus__AuditRecord *r = sharebus__audit_record__unpack(NULL, size - 1, data + 1);
         int rc = r ? sbi_audit_append(b->audit, w->txn, r) : SB_EINTERNAL;
         if (r)
             sharebus__audit_record__free_unpacked(r, NULL);
         return rc;
     }
-    uint32_t dbi, klen = 0;
-    memcpy(&dbi, data + 1, 4);
-    if (data[0] == 'P')
-        memcpy(&klen, data + 5, 4);
-    else
-        klen = (uint32_t) (size - 5);
-    size_t at = data[0] == 'P' ? 9 : 5;
+    if (size < 2 || (data[0] != 'P' && data[0] != 'D') || size < 2u + data[1])
+        return SB_EINTERNAL;
+    MDB_dbi dbi;
+    if (broker_dbi_find(b, (const char *) data + 2, data[1], &dbi) != SB_OK)
+        return SB_EINTERNAL;
+    size_t at = 2u + data[1];
+    uint32_t klen = (uint32_t) (size - at);
+    if (data[0] == 'P') {
+        if (size < at + 4)
+            return SB_EINTERNAL;
+        memcpy(&klen, data + at, 4);
+        at += 4;
+        if (klen > size - at)
+            return SB_EINTERNAL;
+    }
     MDB_val key = {klen, (void *) (data + at)};
     MDB_val value = {size - at - klen, (void *) (data + at + klen)};
     int mrc = data[0] == 'P' ? mdb_put(w->txn, dbi, &key, &value, 0)
@@ -149,26 +160,53 @@ static int s_apply(s_writer_t *w, zchunk_t *op)
     return mrc == MDB_NOTFOUND ? SB_OK : sbi_store_code(mrc);
 }
 
-static void s_abort(s_writer_t *w)
+/* A record's body: operations, each after its length (4). */
+static int s_apply_body(s_applier_t *w, const uint8_t *body, size_t size)
 {
-    if (w->txn)
-        mdb_txn_abort(w->txn);
-    w->txn = NULL;
-    sbi_audit_abort(w->broker->audit);
+    int rc = SB_OK;
+    for (size_t at = 0; rc == SB_OK && at < size;) {
+        uint32_t len;
+        if (size - at < 4)
+            return SB_EINTERNAL;
+        memcpy(&len, body + at, 4);
+        at += 4;
+        if (len > size - at)
+            return SB_EINTERNAL;
+        rc = s_apply_op(w, body + at, len);
+        at += len;
+    }
+    return rc;
 }
 
-/* Applies and commits the group. On a full map: grow (with no reader in
-   the way) and apply it all again, until it fits or the map is at its
-   limit. */
-static int s_commit(s_writer_t *w, broker_batch_t **group, size_t n)
+static int s_put_applied(s_applier_t *w, uint64_t last)
+{
+    uint8_t v[8];
+    sbi_be64_put(v, last);
+    MDB_val key = {7, "applied"}, value = {8, v};
+    return sbi_store_code(mdb_put(w->txn, w->broker->wal_dbi, &key, &value, 0));
+}
+
+typedef struct {
+    uint64_t first, last;
+    uint32_t flags;
+    size_t size;
+    uint8_t body[];
+} s_record_t;
+
+#define S_FLAG_CHECKPOINT 1u
+
+/* Applies and commits records[0..n) with the number of the last. On a full
+   map: grow (with no reader in the way) and apply them all again, until
+   they fit or the map is at its limit. */
+static int s_commit(s_applier_t *w, s_record_t **records, size_t n, bool quiet)
 {
     broker_t *b = w->broker;
     for (;;) {
         int rc = sbi_store_begin(b->store, true, &w->txn);
         for (size_t i = 0; rc == SB_OK && i < n; i++)
-            for (zchunk_t *op = zlistx_first(group[i]->ops); rc == SB_OK && op;
-                 op = zlistx_next(group[i]->ops))
-                rc = s_apply(w, op);
+            rc = s_apply_body(w, records[i]->body, records[i]->size);
+        if (rc == SB_OK)
+            rc = s_put_applied(w, records[n - 1]->last);
         int mrc = 0;
         if (rc == SB_OK) {
             mrc = mdb_txn_commit(w->txn);
@@ -181,7 +219,9 @@ static int s_commit(s_writer_t *w, broker_batch_t **group, size_t n)
             /* LMDB reports a short write on a full file system as EIO: say
                how much room is left, so that the operator sees why. */
             struct statvfs fs;
-            if (statvfs(b->config.data, &fs) == 0)
+            if (quiet)
+                ;
+            else if (statvfs(b->config.data, &fs) == 0)
                 sbi_error("audit commit failed: %s (%llu bytes free on the file system of %s)",
                           mdb_strerror(mrc), (unsigned long long) fs.f_bavail * fs.f_frsize,
                           b->config.data);
@@ -189,74 +229,283 @@ static int s_commit(s_writer_t *w, broker_batch_t **group, size_t n)
                 sbi_error("audit commit failed: %s", mdb_strerror(mrc));
             rc = mrc == MDB_MAP_FULL || mrc == ENOSPC ? SB_EFULL : SB_EIO;
         }
-        else
-            s_abort(w);
+        else {
+            if (w->txn)
+                mdb_txn_abort(w->txn);
+            w->txn = NULL;
+            sbi_audit_abort(b->audit);
+        }
         if (rc != SB_EFULL)
             return rc;
         pthread_rwlock_wrlock(&b->map_lock);
         rc = sbi_store_grow(b->store);
         pthread_rwlock_unlock(&b->map_lock);
         if (rc != SB_OK) {
-            sbi_error("audit commit failed: MDB_MAP_FULL: the map is at its limit (--map-max)");
+            if (!quiet)
+                sbi_error("audit commit failed: MDB_MAP_FULL: the map is at its limit (--map-max)");
             return SB_EFULL;
         }
     }
 }
 
-static void s_checkpoint(s_writer_t *w, broker_batch_t *batch)
+static Sharebus__Checkpoint *s_checkpoint(s_applier_t *w)
 {
     broker_t *b = w->broker;
+    Sharebus__Checkpoint *cp = NULL;
     if (sbi_store_begin(b->store, true, &w->txn) != SB_OK)
-        return;
-    int rc = sbi_audit_checkpoint(b->audit, w->txn, sbi_crypto_keys(b->crypto), &batch->cp);
+        return NULL;
+    int rc = sbi_audit_checkpoint(b->audit, w->txn, sbi_crypto_keys(b->crypto), &cp);
     if (rc == SB_OK && mdb_txn_commit(w->txn) == 0) {
         w->txn = NULL;
-        return;
+        return cp;
     }
     if (rc != SB_OK)
         mdb_txn_abort(w->txn);
     w->txn = NULL;
-    if (batch->cp)
-        sharebus__checkpoint__free_unpacked(batch->cp, NULL);
-    batch->cp = NULL;
+    if (cp)
+        sharebus__checkpoint__free_unpacked(cp, NULL);
     sbi_warning("checkpoint failed");
+    return NULL;
 }
 
-/* Takes whatever batches are waiting, commits them together, hands them
-   back in order. */
+/* Commits what is waiting and tells the main thread (unless `pipe` is
+   NULL: stopping): true when nothing is left waiting. Every failed try is
+   told (broker_sync waits for one); the log says it once, until a commit
+   succeeds. */
+static bool s_apply_waiting(s_applier_t *w, zsock_t *pipe, zlistx_t *waiting, bool *failed)
+{
+    s_record_t *records[S_APPLY_MAX];
+    while (zlistx_size(waiting) > 0) {
+        size_t n = 0;
+        bool checkpoint = false;
+        for (s_record_t *r = zlistx_first(waiting); r && n < S_APPLY_MAX; r = zlistx_next(waiting)) {
+            records[n++] = r;
+            checkpoint |= (r->flags & S_FLAG_CHECKPOINT) != 0;
+        }
+        int64_t began = zclock_usecs();
+        int rc = s_commit(w, records, n, *failed);
+        broker_applied_t *done = calloc(1, sizeof *done);
+        assert(done);
+        done->status = rc;
+        done->commit_us = zclock_usecs() - began;
+        if (rc == SB_OK) {
+            uint8_t hash[SBI_HASH_SIZE];
+            done->last = records[n - 1]->last;
+            done->head = sbi_audit_head(w->broker->audit, hash);
+            atomic_store(&w->broker->wal_applied, done->last);
+            if (checkpoint && done->head)
+                done->cp = s_checkpoint(w);
+            for (size_t i = 0; i < n; i++)
+                free(zlistx_detach(waiting, NULL));
+            *failed = false;
+            atomic_store(&w->broker->wal_stuck, false);
+        }
+        if (pipe)
+            zsock_send(pipe, "p", done);
+        else
+            broker_applied_destroy(&done);
+        if (rc != SB_OK) {
+            *failed = true;
+            atomic_store(&w->broker->wal_stuck, true);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void s_applier_actor(zsock_t *pipe, void *arg)
+{
+    s_applier_t w = {arg, NULL};
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "inproc://sharebus-apply-%p", arg);
+    zsock_t *in = zsock_new_pull(endpoint);
+    assert(in);
+    zpoller_t *poller = zpoller_new(pipe, in, NULL);
+    zpoller_set_nonstop(poller, true);     /* SIGTERM is the main thread's */
+    zlistx_t *waiting = zlistx_new();
+    zsock_signal(pipe, 0);
+    bool failed = false, stop = false;
+    while (!stop) {
+        void *which = zpoller_wait(poller, failed ? S_RETRY_MS : -1);
+        if (which == pipe) {
+            char *command = zstr_recv(pipe);
+            stop = !command || strcmp(command, "$TERM") == 0;
+            zstr_free(&command);
+        }
+        if (!which && zpoller_terminated(poller))
+            stop = true;
+        /* On $TERM too: the writer has stopped, so what it sent is here. */
+        while (zsock_events(in) & ZMQ_POLLIN) {
+            void *record = NULL;
+            if (zsock_recv(in, "p", &record) != 0)
+                break;
+            zlistx_add_end(waiting, record);
+        }
+        s_apply_waiting(&w, stop ? NULL : pipe, waiting, &failed);
+    }
+    if (zlistx_size(waiting) > 0)
+        sbi_error("%zu journal record(s) not applied to the store: the next start applies them",
+                  zlistx_size(waiting));
+    for (void *r = zlistx_first(waiting); r; r = zlistx_next(waiting))
+        free(r);
+    zlistx_destroy(&waiting);
+    zpoller_destroy(&poller);
+    zsock_destroy(&in);
+}
+
+zactor_t *broker_applier_new(broker_t *broker)
+{
+    return zactor_new(s_applier_actor, broker);
+}
+
+broker_applied_t *broker_applier_done(zactor_t *applier)
+{
+    void *done = NULL;
+    if (zsock_recv(applier, "p", &done) != 0)
+        return NULL;
+    return done;
+}
+
+void broker_applied_destroy(broker_applied_t **done_p)
+{
+    broker_applied_t *done = *done_p;
+    if (done) {
+        if (done->cp)
+            sharebus__checkpoint__free_unpacked(done->cp, NULL);
+        free(done);
+        *done_p = NULL;
+    }
+}
+
+/* At start, before the threads: applies the journal's records that LMDB
+   has not, in order, and gives the journal a new id. */
+static int s_replay_one(void *arg, uint64_t first, uint64_t last, uint32_t flags,
+                        const uint8_t *body, size_t size)
+{
+    (void) first;
+    (void) flags;
+    s_applier_t *w = arg;
+    s_record_t *r = malloc(sizeof *r + size);
+    assert(r);
+    *r = (s_record_t) {.first = first, .last = last, .size = size};
+    memcpy(r->body, body, size);
+    int rc = s_commit(w, &r, 1, false);
+    free(r);
+    return rc;
+}
+
+int broker_wal_recover(broker_t *b, uint64_t *applied_p)
+{
+    s_applier_t w = {b, NULL};
+    uint64_t applied = 0;
+    MDB_txn *txn;
+    int rc = sbi_store_begin(b->store, false, &txn);
+    if (rc != SB_OK)
+        return rc;
+    MDB_val key = {7, "applied"}, value;
+    if (mdb_get(txn, b->wal_dbi, &key, &value) == 0 && value.mv_size == 8)
+        applied = sbi_be64_get(value.mv_data);
+    mdb_txn_abort(txn);
+    size_t replayed = 0;
+    rc = broker_wal_replay(b->wal, applied, s_replay_one, &w, &replayed);
+    if (rc != SB_OK)
+        return rc;
+    if (replayed > 0) {
+        rc = sbi_store_begin(b->store, false, &txn);
+        if (rc != SB_OK)
+            return rc;
+        if (mdb_get(txn, b->wal_dbi, &key, &value) == 0 && value.mv_size == 8)
+            applied = sbi_be64_get(value.mv_data);
+        mdb_txn_abort(txn);
+        sbi_notice("applied %zu journal record(s) the store had not committed", replayed);
+    }
+    *applied_p = applied;
+    atomic_store(&b->wal_applied, applied);
+    return broker_wal_reset(b->wal);
+}
+
+/* ------------------------------------------------------------ the writer */
+
+typedef struct {
+    broker_t *broker;
+    zsock_t *apply;           /* to the applier */
+    uint64_t number;          /* of the last batch written */
+    uint8_t *body;
+    size_t body_max;
+} s_writer_t;
+
+static void s_body_add(s_writer_t *w, size_t *size, const void *data, size_t n)
+{
+    if (*size + n > w->body_max) {
+        w->body_max = (*size + n) * 2;
+        w->body = realloc(w->body, w->body_max);
+        assert(w->body);
+    }
+    memcpy(w->body + *size, data, n);
+    *size += n;
+}
+
+/* Takes whatever batches are waiting, writes them as one journal record,
+   hands them back in order, and passes the record to the applier. */
 static void s_group(s_writer_t *w, zsock_t *pipe, broker_batch_t *first)
 {
     broker_batch_t *group[S_GROUP_MAX] = {first};
-    size_t n = 1;
-    while (n < S_GROUP_MAX && (zsock_events(pipe) & ZMQ_POLLIN)) {
+    size_t n = 1, size = 0;
+    uint32_t flags = 0;
+    for (size_t i = 0;; i++) {
+        broker_batch_t *batch = group[i];
+        for (zchunk_t *op = zlistx_first(batch->ops); op; op = zlistx_next(batch->ops)) {
+            uint32_t len = (uint32_t) zchunk_size(op);
+            s_body_add(w, &size, &len, 4);
+            s_body_add(w, &size, zchunk_data(op), len);
+        }
+        if (batch->checkpoint)
+            flags |= S_FLAG_CHECKPOINT;
+        if (n == S_GROUP_MAX || size >= S_GROUP_BYTES || !(zsock_events(pipe) & ZMQ_POLLIN))
+            break;
         char *command = NULL;
         void *next = NULL;
         if (zsock_recv(pipe, "sp", &command, &next) != 0 || !command)
             break;
-        bool batch = strcmp(command, "BATCH") == 0;
+        bool is_batch = strcmp(command, "BATCH") == 0;
         zstr_free(&command);
-        if (!batch)
+        if (!is_batch)
             break;      /* $TERM: finish this group first; the loop sees it next */
         group[n++] = next;
     }
     int64_t began = zclock_usecs();
-    int rc = s_commit(w, group, n);
+    /* Wait for room only while the applier is committing, not failing. */
+    int64_t wait = atomic_load(&w->broker->wal_stuck) ? 0 : S_ROOM_WAIT_US;
+    int rc = broker_wal_append(w->broker->wal, w->number + 1, w->number + n, flags, w->body, size,
+                               wait);
     int64_t took = zclock_usecs() - began;
-    uint8_t hash[SBI_HASH_SIZE];
-    uint64_t head = sbi_audit_head(w->broker->audit, hash);
+    if (rc == SB_EFULL)
+        sbi_error("the journal has no room: the store has not applied what is in it");
+    else if (rc != SB_OK)
+        sbi_error("journal write failed: %s", strerror(errno));
+    if (rc == SB_OK) {
+        s_record_t *r = malloc(sizeof *r + size);
+        assert(r);
+        *r = (s_record_t) {w->number + 1, w->number + n, flags, size};
+        memcpy(r->body, w->body, size);
+        w->number += n;
+        zsock_send(w->apply, "p", r);
+    }
     for (size_t i = 0; i < n; i++) {
         group[i]->status = rc;
         group[i]->commit_us = took;
-        group[i]->head = head;
-        if (rc == SB_OK && group[i]->checkpoint && head)
-            s_checkpoint(w, group[i]);
         zsock_send(pipe, "p", group[i]);
     }
 }
 
 static void s_writer_actor(zsock_t *pipe, void *arg)
 {
-    s_writer_t w = {arg, NULL};
+    broker_t *b = arg;
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "inproc://sharebus-apply-%p", arg);
+    s_writer_t w = {b, zsock_new_push(endpoint), atomic_load(&b->wal_applied), NULL, 0};
+    assert(w.apply);
+    zsock_set_linger(w.apply, 1000);       /* what is sent reaches the applier */
     zsock_signal(pipe, 0);
     while (true) {
         char *command = NULL;
@@ -269,6 +518,8 @@ static void s_writer_actor(zsock_t *pipe, void *arg)
             break;
         s_group(&w, pipe, batch);
     }
+    zsock_destroy(&w.apply);
+    free(w.body);
 }
 
 zactor_t *broker_writer_new(broker_t *broker)

@@ -23,7 +23,7 @@ if [ -n "${SB_UNSHARED:-}" ] && [ -z "${SB_NO_TMPFS:-}" ] && mount -t tmpfs -o s
   # Unmounted after the processes are gone, before lib.sh removes $WORK.
   trap 'st=$?; for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 1;
         umount -l "$WORK/broker" 2>/dev/null || true; (exit $st); cleanup' EXIT
-  start_broker
+  start_broker --wal-size 1   # the journal takes its ring at start
   # Leave about 1 MiB free; the filler is the space given back later.
   avail=$(df --output=avail -B1 "$WORK/broker" | tail -1)
   fallocate -l $((avail - (1 << 20))) "$WORK/broker/filler" \

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The broker's write-ahead journal. A batch is durable, and what it lets
+# leave leaves, once its journal record is written; LMDB commits behind it.
+# Here LMDB cannot commit (its map capped at 2 MiB and full) while requests
+# are being forwarded, and the broker is killed with -9: the journal holds
+# records the store does not. The next start (with room) must apply them,
+# say so, and leave a log that verifies and holds every request the
+# provider received and every reply the consumer received.
+source "$(dirname "$0")/lib.sh"
+setup_certs nhis koroad mois nts
+setup_policy
+start_broker --map-max 2
+for a in nhis koroad; do start_agent "$a"; done
+start_nhis_backend
+grant koroad koroad $CHECKUP $RENEWAL 2030-12-31 >/dev/null
+
+"$BUILD/tests/load" --agent "$(agent_ep koroad)" --provider nhis --dataset $CHECKUP \
+  --purpose $RENEWAL --subject $SUBJECT --fields exam_date --inflight 16 --timeout 1500 \
+  >"$WORK/load.out" 2>"$WORK/load.log" &
+LOAD=$!
+PIDS+=("$LOAD")
+wait_for 120 grep -q "audit log cannot be written" "$WORK/broker.log"
+kill -9 "$BROKER_PID"
+wait "$BROKER_PID" 2>/dev/null || true
+kill "$LOAD"; wait "$LOAD" || true
+pass "store full, broker killed with -9 under load: $(tr '\n' ' ' <"$WORK/load.out")"
+
+# What LMDB has now lacks what the journal holds.
+audit query --data "$WORK/broker" --kind request-routed --json | grep -c '"kind"' \
+  >"$WORK/routed-before" || true
+
+skip=$(lines "$WORK/broker.log")
+restart_broker --map-max 64
+wait_for 10 logged_after "$WORK/broker.log" "$skip" "applied [1-9][0-9]* journal record"
+audit query --data "$WORK/broker" --kind request-routed --json | grep -c '"kind"' \
+  >"$WORK/routed-after" || true
+pass "restart: $(tail -n +"$((skip + 1))" "$WORK/broker.log" | grep -o 'applied [0-9]* journal record(s)'); request-routed records $(cat "$WORK/routed-before") before, $(cat "$WORK/routed-after") after"
+
+wait_for 30 request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL \
+  --subject $SUBJECT --fields exam_date
+pass "requests are answered after the restart"
+stop_broker
+for a in nhis koroad; do kill "${AGENT_PID[$a]}"; wait "${AGENT_PID[$a]}" || true; done
+audit verify --data "$WORK/broker" --certs "$CERTS" >/dev/null || fail "the log does not verify"
+pass "the audit log verifies"
+
+ids() { grep -o "\"$1\":\"[0-9a-f]\{32\}\"" | sed 's/.*:"\(.*\)"/\1/' | sort -u; }
+audit query --data "$WORK/agent-nhis" --agency koroad --kind message-received --json \
+  | ids message_id >"$WORK/nhis-received"
+audit query --data "$WORK/broker" --kind request-routed --json | ids message_id >"$WORK/routed"
+audit query --data "$WORK/agent-koroad" --agency nhis --kind message-received --json \
+  | ids correlation_id >"$WORK/koroad-received"
+audit query --data "$WORK/broker" --kind reply-forwarded --json | ids correlation_id >"$WORK/forwarded"
+[ -s "$WORK/nhis-received" ] && [ -s "$WORK/koroad-received" ] || fail "the agents logged nothing"
+missing=$(comm -23 "$WORK/nhis-received" "$WORK/routed" | wc -l)
+[ "$missing" -eq 0 ] || fail "$missing requests reached nhis without a request-routed record"
+missing=$(comm -23 "$WORK/koroad-received" "$WORK/forwarded" | wc -l)
+[ "$missing" -eq 0 ] || fail "$missing replies reached koroad without a reply-forwarded record"
+pass "all $(wc -l <"$WORK/nhis-received") requests and $(wc -l <"$WORK/koroad-received") replies received are on the record"
