@@ -130,6 +130,10 @@ static int s_open_store(broker_t *self)
         return -1;
     }
     self->submitted = self->applied;
+    if (broker_events_load(self) != SB_OK) {
+        sbi_error("cannot read the event queues in %s", path);
+        return -1;
+    }
     return 0;
 }
 
@@ -293,10 +297,16 @@ static zchunk_t *s_op_new(size_t size)
 
 void broker_audit(broker_t *self, Sharebus__AuditRecord *record)
 {
+    /* Its time is when it was decided, not when LMDB applied it (which,
+       after a crash, is the next start). */
+    uint64_t time_ms = record->time_ms;
+    if (!time_ms)
+        record->time_ms = sbi_now_ms();
     size_t size = sharebus__audit_record__get_packed_size(record);
     zchunk_t *op = s_op_new(size + 1);
     zchunk_data(op)[0] = 'A';
     sharebus__audit_record__pack(record, zchunk_data(op) + 1);
+    record->time_ms = time_ms;
     broker_batch_op(self->batch, op);
 }
 
@@ -491,6 +501,7 @@ static void s_collect(broker_t *self, bool wait)
 static void s_wait_applied(broker_t *self)
 {
     while (self->applied < self->submitted) {
+        zstr_send(self->applier, "NOW");
         broker_applied_t *done = broker_applier_done(self->applier);
         if (!done)
             break;
@@ -512,6 +523,10 @@ void broker_flush(broker_t *self)
     self->in_flight++;
     self->submitted++;
     self->batch = broker_batch_new();
+    if (self->apply_now) {
+        zstr_send(self->applier, "NOW");    /* events to pump: commit them soon */
+        self->apply_now = false;
+    }
 }
 
 void broker_sync(broker_t *self)

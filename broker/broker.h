@@ -127,6 +127,7 @@ typedef struct {
     atomic_bool wal_stuck;    /* the applier's last commit failed */
     uint64_t submitted;       /* number of the last batch handed to the writer */
     uint64_t applied;         /* ... and committed by the applier, as reported */
+    bool apply_now;           /* the batch queues events: ask LMDB to commit it now */
     broker_dbi_t dbis[8];
     size_t n_dbis;
     broker_verifier_t *verifier; /* checks envelopes with the main thread (verify.c) */
@@ -279,6 +280,7 @@ void broker_consent_list(broker_t *self, const sbi_cert_t *cert, const zframe_t 
 
 /* Events (events.c). */
 int broker_events_open(broker_t *self);
+int broker_events_load(broker_t *self);
 void broker_events_close(broker_t *self);
 void broker_event_publish(broker_t *self, const sbi_cert_t *cert, const zframe_t *routing,
                           sbi_envelope_t *env, zframe_t *frame);

@@ -107,16 +107,22 @@ static broker_queue_t *s_queue(broker_t *b, const char *agency)
     return q;
 }
 
-/* Opens the queue database and counts what every queue holds. */
+/* Opens the queue database. */
 int broker_events_open(broker_t *b)
 {
     b->queues = zhashx_new();
     zhashx_set_destructor(b->queues, s_queue_free);
     b->event_acks = zhashx_new();
     zhashx_set_destructor(b->event_acks, s_acks_free);
-    int rc = broker_dbi_open(b, "queue.events", 0, &b->queue_events);
+    return broker_dbi_open(b, "queue.events", 0, &b->queue_events);
+}
+
+/* Counts what every queue holds (after the journal is applied). */
+int broker_events_load(broker_t *b)
+{
     MDB_txn *txn;
-    if (rc != SB_OK || (rc = sbi_store_begin(b->store, false, &txn)) != SB_OK)
+    int rc = sbi_store_begin(b->store, false, &txn);
+    if (rc != SB_OK)
         return rc;
     MDB_cursor *cursor;
     MDB_val key, value;
@@ -265,6 +271,7 @@ void broker_event_publish(broker_t *b, const sbi_cert_t *cert, const zframe_t *r
     uint8_t key[SBI_AGENCY_MAX + 9];
     size_t n = s_key(key, h->to, ++q->last_seq);
     broker_put(b, b->queue_events, key, n, zframe_data(frame), zframe_size(frame));
+    b->apply_now = true;    /* the pump reads what LMDB has */
     q->depth++;
     s_audit_event(b, SHAREBUS__AUDIT_KIND__AUDIT_EVENT_PUBLISHED, h, env);
     broker_count(b, "events.published");

@@ -38,6 +38,7 @@
 #define S_GROUP_BYTES (4 << 20)   /* ... and bytes of operations, unless one batch has more */
 #define S_APPLY_MAX 256           /* records one transaction takes, at most */
 #define S_RETRY_MS 1000           /* after a failed commit */
+#define S_APPLY_MS 100            /* between LMDB commits, unless asked sooner */
 #define S_ROOM_WAIT_US 2000000    /* for room in the journal, while LMDB commits */
 
 struct broker_batch_t {
@@ -313,6 +314,12 @@ static bool s_apply_waiting(s_applier_t *w, zsock_t *pipe, zlistx_t *waiting, bo
     return true;
 }
 
+/* Commits at most every S_APPLY_MS, so that LMDB's syncs and page writes
+   come in few large commits instead of one per journal record, and the
+   applier wakes up ten times a second, not once per record: records that
+   arrive meanwhile wait in the socket. "NOW" from the main thread (a
+   consent change or an event waits for LMDB) commits as soon as anything
+   is there. */
 static void s_applier_actor(zsock_t *pipe, void *arg)
 {
     s_applier_t w = {arg, NULL};
@@ -320,19 +327,28 @@ static void s_applier_actor(zsock_t *pipe, void *arg)
     snprintf(endpoint, sizeof endpoint, "inproc://sharebus-apply-%p", arg);
     zsock_t *in = zsock_new_pull(endpoint);
     assert(in);
-    zpoller_t *poller = zpoller_new(pipe, in, NULL);
-    zpoller_set_nonstop(poller, true);     /* SIGTERM is the main thread's */
+    /* SIGTERM is the main thread's: these pollers stop only on $TERM. */
+    zpoller_t *any = zpoller_new(pipe, in, NULL), *commands = zpoller_new(pipe, NULL);
+    zpoller_set_nonstop(any, true);
+    zpoller_set_nonstop(commands, true);
     zlistx_t *waiting = zlistx_new();
     zsock_signal(pipe, 0);
-    bool failed = false, stop = false;
+    bool failed = false, stop = false, now = false;
+    int64_t last = 0;
     while (!stop) {
-        void *which = zpoller_wait(poller, failed ? S_RETRY_MS : -1);
+        /* Until the next commit is due, only commands wake it. */
+        int64_t due = failed ? last + S_RETRY_MS : last + S_APPLY_MS;
+        int64_t wait = due - zclock_mono();
+        bool gap = !now && wait > 0 && (failed || zlistx_size(waiting) > 0
+                                        || (zsock_events(in) & ZMQ_POLLIN));
+        void *which = zpoller_wait(gap ? commands : any, gap ? (int) wait : -1);
         if (which == pipe) {
             char *command = zstr_recv(pipe);
             stop = !command || strcmp(command, "$TERM") == 0;
+            now |= command && strcmp(command, "NOW") == 0;
             zstr_free(&command);
         }
-        if (!which && zpoller_terminated(poller))
+        if (!which && zpoller_terminated(gap ? commands : any))
             stop = true;
         /* On $TERM too: the writer has stopped, so what it sent is here. */
         while (zsock_events(in) & ZMQ_POLLIN) {
@@ -341,7 +357,11 @@ static void s_applier_actor(zsock_t *pipe, void *arg)
                 break;
             zlistx_add_end(waiting, record);
         }
+        if (zlistx_size(waiting) == 0 || (!now && !stop && zclock_mono() < due))
+            continue;
         s_apply_waiting(&w, stop ? NULL : pipe, waiting, &failed);
+        last = zclock_mono();
+        now = false;
     }
     if (zlistx_size(waiting) > 0)
         sbi_error("%zu journal record(s) not applied to the store: the next start applies them",
@@ -349,7 +369,8 @@ static void s_applier_actor(zsock_t *pipe, void *arg)
     for (void *r = zlistx_first(waiting); r; r = zlistx_next(waiting))
         free(r);
     zlistx_destroy(&waiting);
-    zpoller_destroy(&poller);
+    zpoller_destroy(&any);
+    zpoller_destroy(&commands);
     zsock_destroy(&in);
 }
 
