@@ -516,10 +516,12 @@ static void s_table(json_object *doc)
     json_object *audit = json_object_object_get(doc, "audit");
     if (audit && !isnan(s_num(audit, "records")))
         printf("\naudit (%.0f records, %.0f per commit): append %.0f records/s; query by subject "
-               "%.3f ms, by agency first 100 %.3f ms; verify %.0f records/s\n",
+               "%.3f ms (%.0f records, %.1f pages read from the disk; the same queries again "
+               "%.3f ms), by agency first 100 %.3f ms; verify %.0f records/s\n",
                s_num(audit, "records"), s_num(audit, "batch"), s_num(audit, "append_records_per_s"),
-               s_num(audit, "query_subject_ms"), s_num(audit, "query_agency_first_100_ms"),
-               s_num(audit, "verify_records_per_s"));
+               s_num(audit, "query_subject_ms"), s_num(audit, "query_subject_records"),
+               s_num(audit, "query_subject_disk_reads"), s_num(audit, "query_subject_again_ms"),
+               s_num(audit, "query_agency_first_100_ms"), s_num(audit, "verify_records_per_s"));
     else
         printf("\naudit: %s\n",
                audit ? json_object_get_string(json_object_object_get(audit, "status"))
