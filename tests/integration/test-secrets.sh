@@ -96,3 +96,12 @@ for f in "$CERTS"/*.key; do
   [ "$(stat -c %a "$f")" = 600 ] || fail "$f is mode $(stat -c %a "$f")"
 done
 pass "every key file is mode 0600: $(cd "$CERTS" && echo *.key)"
+
+# The broker's journal holds what its store holds, subject references and
+# sealed payloads: no national id, no key, and for the broker's user only.
+[ -s "$WORK/broker/wal" ] || fail "no journal at $WORK/broker/wal"
+[ "$(stat -c %a "$WORK/broker/wal")" = 600 ] || fail "the journal is mode $(stat -c %a "$WORK/broker/wal")"
+if grep -aFf "$WORK/needles" "$WORK/broker/wal" >/dev/null; then
+  fail "the broker's journal holds a key or a national id"
+fi
+pass "the broker's journal is mode 0600 and holds no key string and no national id"
