@@ -3,6 +3,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "broker.h"
@@ -184,6 +185,27 @@ TEST(test_a_record_larger_than_the_ring_extends_the_file)
     s_seen_t seen;
     s_replay(path, &applied, 30, &seen);
     CHECK(seen.n == 1 && seen.size[0] == 3 * S_RING && seen.byte[0] == 'L');
+    s_remove(path);
+}
+
+TEST(test_a_larger_size_keeps_the_records)
+{
+    char path[64], err[512];
+    s_file(path);
+    _Atomic uint64_t applied = 0;
+    broker_wal_t *wal = s_open(path, &applied, true);
+    CHECK(s_append(wal, 1, 1, 100, 'a') == SB_OK);
+    broker_wal_close(&wal);
+    /* --wal-size raised after a crash: the file grows, the record stays. */
+    wal = broker_wal_open(path, 4 * S_RING, &applied, err, sizeof err);
+    CHECK(wal != NULL);
+    size_t n = 0;
+    s_seen_t seen = {0};
+    CHECK(wal && broker_wal_replay(wal, 0, s_collect, &seen, &n) == SB_OK);
+    CHECK(n == 1 && seen.byte[0] == 'a');
+    broker_wal_close(&wal);
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && st.st_size == 4 * S_RING);
     s_remove(path);
 }
 

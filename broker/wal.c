@@ -8,8 +8,9 @@
     the records after that number are applied again, then the file gets a
     new id and its old records are ignored.
 
-    The file is a ring: a header block (magic, the file's id), then records,
-    each starting on a block boundary:
+    A file smaller than asked grows in place, so that raising --wal-size
+    after a crash loses nothing. The file is a ring: a header block (magic,
+    the file's id), then records, each starting on a block boundary:
 
         0   magic "SBWALREC"
         8   the file's id (16 bytes)
@@ -142,12 +143,40 @@ static int s_create(const char *path, size_t size, char *err, size_t err_size)
     return rc;
 }
 
+/* A file smaller than asked (--wal-size raised) grows in place, with
+   zeros after its end: its records may not be applied yet. */
+static int s_extend(const char *path, size_t from, size_t size, char *err, size_t err_size)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    uint8_t *zeros = calloc(1, 1 << 20);
+    assert(zeros);
+    int rc = fd < 0 ? -1 : 0;
+    for (size_t at = from; rc == 0 && at < size; at += 1 << 20)
+        rc = s_write_all(fd, zeros, size - at < (1 << 20) ? size - at : 1 << 20, (off_t) at);
+    free(zeros);
+    if (rc == 0)
+        rc = fdatasync(fd);
+    if (rc != 0)
+        snprintf(err, err_size, "cannot extend %s: %s", path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
 broker_wal_t *broker_wal_open(const char *path, size_t size, const _Atomic uint64_t *applied,
                               char *err, size_t err_size)
 {
     size = s_padded(size < 2 * S_BLOCK ? 2 * S_BLOCK : size);
     struct stat st;
-    if ((stat(path, &st) != 0 || (size_t) st.st_size < size) && s_create(path, size, err, err_size) != 0)
+    if (stat(path, &st) != 0) {
+        if (errno != ENOENT) {
+            snprintf(err, err_size, "%s: %s", path, strerror(errno));
+            return NULL;
+        }
+        if (s_create(path, size, err, err_size) != 0)
+            return NULL;
+    }
+    else if ((size_t) st.st_size < size && s_extend(path, (size_t) st.st_size, size, err, err_size) != 0)
         return NULL;
     int fd = open(path, O_RDWR | O_DSYNC | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) != 0) {
