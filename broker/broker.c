@@ -433,8 +433,10 @@ static void s_batch_done(broker_t *self, broker_batch_t *batch)
 {
     self->in_flight--;
     int rc = broker_batch_status(batch);
-    if (rc != SB_OK)
+    if (rc != SB_OK) {
+        self->submitted--;      /* not in the journal: no number, nothing to apply */
         s_store_failed(self, rc);
+    }
     else
         broker_metrics_commit(self, broker_batch_commit_us(batch));
     zlistx_t *outbox = broker_batch_outbox(batch);

@@ -125,7 +125,7 @@ typedef struct {
     MDB_dbi wal_dbi;          /* "wal": the last batch applied */
     _Atomic uint64_t wal_applied; /* ... as the applier last committed it */
     atomic_bool wal_stuck;    /* the applier's last commit failed */
-    uint64_t submitted;       /* number of the last batch handed to the writer */
+    uint64_t submitted;       /* number of the last batch handed to the writer (less those it could not write) */
     uint64_t applied;         /* ... and committed by the applier, as reported */
     bool apply_now;           /* the batch queues events: ask LMDB to commit it now */
     broker_dbi_t dbis[8];

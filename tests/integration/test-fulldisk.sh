@@ -30,7 +30,7 @@ if [ -n "${SB_UNSHARED:-}" ] && [ -z "${SB_NO_TMPFS:-}" ] && mount -t tmpfs -o s
     || dd if=/dev/zero of="$WORK/broker/filler" bs=64k count=$(((avail - (1 << 20)) / 65536)) 2>/dev/null
   pass "broker data on a 4 MiB tmpfs, $(df --output=avail -B1 "$WORK/broker" | tail -1) bytes free"
 else
-  start_broker --map-max 2
+  start_broker --map-max 2 --wal-size 1
   pass "mounting a tmpfs is not allowed here: the broker's map is capped at 2 MiB instead"
 fi
 for a in nhis koroad mois nts; do start_agent "$a"; done
@@ -54,6 +54,11 @@ kill -0 "$BROKER_PID" || fail "broker died when the store filled"
 pass "requests are refused as unavailable while the store is full"
 audit verify --data "$WORK/broker" --certs "$CERTS" >/dev/null || fail "log does not verify while full"
 pass "the audit log verifies while full"
+
+# The refusals' audit records fill the journal's ring (1 MiB) while LMDB
+# cannot take them: batches then fail at once, and nothing may hang on them.
+wait_for 60 grep -q "the journal has no room" "$WORK/broker.log"
+pass "the journal filled too: $(grep -c 'the journal has no room' "$WORK/broker.log") batch(es) refused"
 
 # Give the space back (the load stopped first, or it would fill it again at
 # once): the broker resumes by itself.

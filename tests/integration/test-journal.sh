@@ -2,14 +2,14 @@
 # The broker's write-ahead journal. A batch is durable, and what it lets
 # leave leaves, once its journal record is written; LMDB commits behind it.
 # Here LMDB cannot commit (its map capped at 2 MiB and full) while requests
-# are being forwarded, and the broker is killed with -9: the journal holds
-# records the store does not. The next start (with room) must apply them,
+# are being forwarded, the journal's ring (1 MiB) fills too, and the broker
+# is killed with -9: the journal holds records the store does not. The next start (with room) must apply them,
 # say so, and leave a log that verifies and holds every request the
 # provider received and every reply the consumer received.
 source "$(dirname "$0")/lib.sh"
 setup_certs nhis koroad mois nts
 setup_policy
-start_broker --map-max 2
+start_broker --map-max 2 --wal-size 1
 for a in nhis koroad; do start_agent "$a"; done
 start_nhis_backend
 grant koroad koroad $CHECKUP $RENEWAL 2030-12-31 >/dev/null
@@ -20,6 +20,14 @@ grant koroad koroad $CHECKUP $RENEWAL 2030-12-31 >/dev/null
 LOAD=$!
 PIDS+=("$LOAD")
 wait_for 120 grep -q "audit log cannot be written" "$WORK/broker.log"
+# While LMDB cannot commit, the journal's 1 MiB ring fills with the
+# refusals' records: then batches fail at once, and the broker still
+# answers (status waits for the store, and must not wait forever).
+wait_for 60 grep -q "the journal has no room" "$WORK/broker.log"
+timeout 20 "$BUILD/broker/sharebus-broker" status --data "$WORK/broker" >"$WORK/status.out" \
+  || fail "status does not answer with the journal full"
+kill -0 "$BROKER_PID" || fail "the broker died with the journal full"
+pass "journal full: the broker refuses and still answers status"
 kill -9 "$BROKER_PID"
 wait "$BROKER_PID" 2>/dev/null || true
 kill "$LOAD"; wait "$LOAD" || true
