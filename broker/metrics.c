@@ -6,7 +6,7 @@
     a certificate count as "-", so a hostile agent cannot grow the table),
     and every broker_count() name. Histograms: request latency (the broker
     routed the request -> the provider's answer is forwarded) and the
-    duration of each audit commit (one fsync per batch).
+    duration of each journal write that makes a batch durable (writer.c).
 
     --metrics HOST:PORT serves them from the broker's own loop on a
     ZMQ_STREAM socket speaking just enough HTTP/1.0: GET /metrics answers
@@ -357,7 +357,7 @@ char *broker_metrics_text(broker_t *self)
                 "Time from routing a request to forwarding its provider's answer.",
                 &self->metrics->latency);
     s_histogram(out, "sharebus_audit_commit_duration_seconds",
-                "Time to commit one batch of audit records (fsync included).",
+                "Time to make one group of batches durable: its synchronous journal write.",
                 &self->metrics->commit);
     fclose(out);
     return text;

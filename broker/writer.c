@@ -399,25 +399,38 @@ void broker_applied_destroy(broker_applied_t **done_p)
 }
 
 /* At start, before the threads: applies the journal's records that LMDB
-   has not, in order, and gives the journal a new id. */
+   has not, in order, S_APPLY_MAX to a commit, and gives the journal a new
+   id. */
+typedef struct {
+    s_applier_t w;
+    s_record_t *records[S_APPLY_MAX];
+    size_t n;
+} s_replay_t;
+
+static int s_replay_commit(s_replay_t *r)
+{
+    int rc = r->n ? s_commit(&r->w, r->records, r->n, false) : SB_OK;
+    for (size_t i = 0; i < r->n; i++)
+        free(r->records[i]);
+    r->n = 0;
+    return rc;
+}
+
 static int s_replay_one(void *arg, uint64_t first, uint64_t last, uint32_t flags,
                         const uint8_t *body, size_t size)
 {
-    (void) first;
-    (void) flags;
-    s_applier_t *w = arg;
-    s_record_t *r = malloc(sizeof *r + size);
-    assert(r);
-    *r = (s_record_t) {.first = first, .last = last, .size = size};
-    memcpy(r->body, body, size);
-    int rc = s_commit(w, &r, 1, false);
-    free(r);
-    return rc;
+    s_replay_t *r = arg;
+    s_record_t *record = malloc(sizeof *record + size);
+    assert(record);
+    *record = (s_record_t) {.first = first, .last = last, .flags = flags, .size = size};
+    memcpy(record->body, body, size);
+    r->records[r->n++] = record;
+    return r->n == S_APPLY_MAX ? s_replay_commit(r) : SB_OK;
 }
 
 int broker_wal_recover(broker_t *b, uint64_t *applied_p)
 {
-    s_applier_t w = {b, NULL};
+    s_replay_t replay = {.w = {b, NULL}};
     uint64_t applied = 0;
     MDB_txn *txn;
     int rc = sbi_store_begin(b->store, false, &txn);
@@ -428,7 +441,10 @@ int broker_wal_recover(broker_t *b, uint64_t *applied_p)
         applied = sbi_be64_get(value.mv_data);
     mdb_txn_abort(txn);
     size_t replayed = 0;
-    rc = broker_wal_replay(b->wal, applied, s_replay_one, &w, &replayed);
+    rc = broker_wal_replay(b->wal, applied, s_replay_one, &replay, &replayed);
+    int last_rc = s_replay_commit(&replay);
+    if (rc == SB_OK)
+        rc = last_rc;
     if (rc != SB_OK)
         return rc;
     if (replayed > 0) {
