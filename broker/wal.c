@@ -100,6 +100,16 @@ static int s_read_all(int fd, void *data, size_t size, off_t at)
     return 0;
 }
 
+/* Writes zeros over [from, to) of `fd` and syncs them. */
+static int s_zeros(int fd, size_t from, size_t to)
+{
+    static const uint8_t zeros[64 << 10];
+    int rc = 0;
+    for (size_t at = from; rc == 0 && at < to; at += sizeof zeros)
+        rc = s_write_all(fd, zeros, to - at < sizeof zeros ? to - at : sizeof zeros, (off_t) at);
+    return rc == 0 ? fdatasync(fd) : rc;
+}
+
 /* Makes the file: zeros written (not a sparse file, not fallocate's
    unwritten extents, which a first write would convert) and synced, under a
    temporary name renamed into place, so a crash leaves either none or all. */
@@ -112,14 +122,7 @@ static int s_create(const char *path, size_t size, char *err, size_t err_size)
         snprintf(err, err_size, "%s: %s", tmp, strerror(errno));
         return -1;
     }
-    uint8_t *zeros = calloc(1, 1 << 20);
-    assert(zeros);
-    int rc = 0;
-    for (size_t at = 0; rc == 0 && at < size; at += 1 << 20)
-        rc = s_write_all(fd, zeros, size - at < (1 << 20) ? size - at : 1 << 20, (off_t) at);
-    free(zeros);
-    if (rc == 0)
-        rc = fdatasync(fd);
+    int rc = s_zeros(fd, 0, size);
     if (close(fd) != 0)
         rc = -1;
     if (rc == 0)
@@ -148,14 +151,7 @@ static int s_create(const char *path, size_t size, char *err, size_t err_size)
 static int s_extend(const char *path, size_t from, size_t size, char *err, size_t err_size)
 {
     int fd = open(path, O_WRONLY | O_CLOEXEC);
-    uint8_t *zeros = calloc(1, 1 << 20);
-    assert(zeros);
-    int rc = fd < 0 ? -1 : 0;
-    for (size_t at = from; rc == 0 && at < size; at += 1 << 20)
-        rc = s_write_all(fd, zeros, size - at < (1 << 20) ? size - at : 1 << 20, (off_t) at);
-    free(zeros);
-    if (rc == 0)
-        rc = fdatasync(fd);
+    int rc = fd < 0 ? -1 : s_zeros(fd, from, size);
     if (rc != 0)
         snprintf(err, err_size, "cannot extend %s: %s", path, strerror(errno));
     if (fd >= 0)
