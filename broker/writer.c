@@ -117,7 +117,6 @@ int64_t broker_batch_commit_us(const broker_batch_t *batch)
     return batch->commit_us;
 }
 
-
 /* ------------------------------------------------------------ applying */
 
 typedef struct {
