@@ -234,8 +234,10 @@ int broker_wal_replay(broker_wal_t *self, uint64_t applied, broker_wal_fn *fn, v
     size_t n = 0, max = 0;
     uint8_t head[S_HEAD];
     for (size_t at = S_BLOCK; at + S_HEAD <= self->end; at += S_BLOCK) {
-        if (s_read_all(self->fd, head, S_HEAD, (off_t) at) != 0)
+        if (s_read_all(self->fd, head, S_HEAD, (off_t) at) != 0) {
+            free(found);
             return SB_EIO;
+        }
         if (memcmp(head, S_MAGIC, 8) != 0 || memcmp(head + 8, self->id, 16) != 0)
             continue;
         uint64_t first, last;
