@@ -119,9 +119,12 @@ static int s_open_store(broker_t *self)
     char wal[4096];
     snprintf(wal, sizeof wal, "%s/wal", self->config.data);
     size_t wal_size = self->config.wal_size ? self->config.wal_size : S_WAL_SIZE;
-    if (sbi_store_dbi(self->store, "wal", 0, &self->wal_dbi) != SB_OK
-        || !(self->wal = broker_wal_open(wal, wal_size, &self->wal_applied, err, sizeof err))) {
-        sbi_error("cannot open the journal: %s", self->wal ? path : err);
+    if (sbi_store_dbi(self->store, "wal", 0, &self->wal_dbi) != SB_OK) {
+        sbi_error("cannot open the journal's database in %s", path);
+        return -1;
+    }
+    if (!(self->wal = broker_wal_open(wal, wal_size, &self->wal_applied, err, sizeof err))) {
+        sbi_error("cannot open the journal: %s", err);
         return -1;
     }
     int rc = broker_wal_recover(self, &self->applied);

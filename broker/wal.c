@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "broker.h"
@@ -47,48 +48,32 @@
 
 typedef struct {
     uint64_t last;
-    size_t at, size;
+    size_t at;
 } s_span_t;
 
 struct broker_wal_t {
     int fd;                   /* O_DSYNC */
-    char path[4096];
     uint8_t id[16];
     size_t end;               /* of the ring: the file's size */
     size_t at;                /* where the next record goes */
     s_span_t *spans;          /* records not known applied, oldest first */
     size_t n_spans, spans_max;
     const _Atomic uint64_t *applied;
-    uint8_t *buf;             /* one record, padded */
-    size_t buf_max;
 };
+
+static const uint8_t s_zeros[64 << 10];
 
 static size_t s_padded(size_t size)
 {
     return (size + S_BLOCK - 1) / S_BLOCK * S_BLOCK;
 }
 
-static int s_write_all(int fd, const void *data, size_t size, off_t at)
-{
-    const uint8_t *p = data;
-    while (size > 0) {
-        ssize_t n = pwrite(fd, p, size, at);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        size -= (size_t) n;
-        at += n;
-    }
-    return 0;
-}
-
-static int s_read_all(int fd, void *data, size_t size, off_t at)
+/* pwrite or pread all of `size` bytes at `at`: 0, or -1. */
+static int s_pio(int fd, bool write, void *data, size_t size, off_t at)
 {
     uint8_t *p = data;
     while (size > 0) {
-        ssize_t n = pread(fd, p, size, at);
+        ssize_t n = write ? pwrite(fd, p, size, at) : pread(fd, p, size, at);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -98,52 +83,6 @@ static int s_read_all(int fd, void *data, size_t size, off_t at)
         at += n;
     }
     return 0;
-}
-
-/* Writes zeros over [from, to) of `fd` and syncs them. */
-static int s_zeros(int fd, size_t from, size_t to)
-{
-    static const uint8_t zeros[64 << 10];
-    int rc = 0;
-    for (size_t at = from; rc == 0 && at < to; at += sizeof zeros)
-        rc = s_write_all(fd, zeros, to - at < sizeof zeros ? to - at : sizeof zeros, (off_t) at);
-    return rc == 0 ? fdatasync(fd) : rc;
-}
-
-/* Makes the file: zeros written (not a sparse file, not fallocate's
-   unwritten extents, which a first write would convert) and synced, under a
-   temporary name renamed into place, so a crash leaves either none or all. */
-static int s_create(const char *path, size_t size, char *err, size_t err_size)
-{
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.new", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        snprintf(err, err_size, "%s: %s", tmp, strerror(errno));
-        return -1;
-    }
-    int rc = s_zeros(fd, 0, size);
-    if (close(fd) != 0)
-        rc = -1;
-    if (rc == 0)
-        rc = rename(tmp, path);
-    if (rc == 0) {
-        char dir[4096];
-        snprintf(dir, sizeof dir, "%s", path);
-        char *slash = strrchr(dir, '/');
-        if (slash)
-            *slash = 0;
-        int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            rc = fsync(dfd);
-            close(dfd);
-        }
-    }
-    if (rc != 0) {
-        snprintf(err, err_size, "cannot make %s: %s", path, strerror(errno));
-        unlink(tmp);
-    }
-    return rc;
 }
 
 /* A file smaller than asked (--wal-size raised) grows in place, with
@@ -151,7 +90,12 @@ static int s_create(const char *path, size_t size, char *err, size_t err_size)
 static int s_extend(const char *path, size_t from, size_t size, char *err, size_t err_size)
 {
     int fd = open(path, O_WRONLY | O_CLOEXEC);
-    int rc = fd < 0 ? -1 : s_zeros(fd, from, size);
+    int rc = fd < 0 ? -1 : 0;
+    for (size_t at = from; rc == 0 && at < size; at += sizeof s_zeros)
+        rc = s_pio(fd, true, (void *) s_zeros, size - at < sizeof s_zeros ? size - at : sizeof s_zeros,
+                   (off_t) at);
+    if (rc == 0)
+        rc = fdatasync(fd);
     if (rc != 0)
         snprintf(err, err_size, "cannot extend %s: %s", path, strerror(errno));
     if (fd >= 0)
@@ -169,8 +113,17 @@ broker_wal_t *broker_wal_open(const char *path, size_t size, const _Atomic uint6
             snprintf(err, err_size, "%s: %s", path, strerror(errno));
             return NULL;
         }
-        if (s_create(path, size, err, err_size) != 0)
+        /* Zeros, written (not a sparse file, nor fallocate's unwritten
+           extents, which a first write would convert), synced, renamed
+           into place. */
+        void *zeros = calloc(1, size);
+        assert(zeros);
+        int rc = sbi_file_write(path, zeros, size, 0600, false);
+        free(zeros);
+        if (rc != SB_OK) {
+            snprintf(err, err_size, "cannot make %s: %s", path, strerror(errno));
             return NULL;
+        }
     }
     else if ((size_t) st.st_size < size && s_extend(path, (size_t) st.st_size, size, err, err_size) != 0)
         return NULL;
@@ -184,12 +137,11 @@ broker_wal_t *broker_wal_open(const char *path, size_t size, const _Atomic uint6
     broker_wal_t *self = calloc(1, sizeof *self);
     assert(self);
     self->fd = fd;
-    snprintf(self->path, sizeof self->path, "%s", path);
     self->end = (size_t) st.st_size / S_BLOCK * S_BLOCK;
     self->at = S_BLOCK;
     self->applied = applied;
     uint8_t head[S_BLOCK];
-    if (s_read_all(fd, head, sizeof head, 0) == 0 && memcmp(head, S_FILE_MAGIC, 8) == 0)
+    if (s_pio(fd, false, head, sizeof head, 0) == 0 && memcmp(head, S_FILE_MAGIC, 8) == 0)
         memcpy(self->id, head + 8, sizeof self->id);
     return self;
 }
@@ -201,7 +153,6 @@ void broker_wal_close(broker_wal_t **self_p)
         return;
     close(self->fd);
     free(self->spans);
-    free(self->buf);
     free(self);
     *self_p = NULL;
 }
@@ -234,7 +185,7 @@ int broker_wal_replay(broker_wal_t *self, uint64_t applied, broker_wal_fn *fn, v
     size_t n = 0, max = 0;
     uint8_t head[S_HEAD];
     for (size_t at = S_BLOCK; at + S_HEAD <= self->end; at += S_BLOCK) {
-        if (s_read_all(self->fd, head, S_HEAD, (off_t) at) != 0) {
+        if (s_pio(self->fd, false, head, S_HEAD, (off_t) at) != 0) {
             free(found);
             return SB_EIO;
         }
@@ -260,7 +211,7 @@ int broker_wal_replay(broker_wal_t *self, uint64_t applied, broker_wal_fn *fn, v
         if (found[i].first != applied + 1)
             continue;           /* a stale record, or past a gap */
         uint32_t flags, size;
-        if (s_read_all(self->fd, head, S_HEAD, (off_t) found[i].at) != 0)
+        if (s_pio(self->fd, false, head, S_HEAD, (off_t) found[i].at) != 0)
             rc = SB_EIO;
         memcpy(&flags, head + 40, 4);
         memcpy(&size, head + 44, 4);
@@ -269,7 +220,7 @@ int broker_wal_replay(broker_wal_t *self, uint64_t applied, broker_wal_fn *fn, v
         body = realloc(body, size ? size : 1);
         assert(body);
         uint8_t hash[32];
-        if (s_read_all(self->fd, body, size, (off_t) (found[i].at + S_HEAD)) != 0)
+        if (s_pio(self->fd, false, body, size, (off_t) (found[i].at + S_HEAD)) != 0)
             rc = SB_EIO;
         else {
             s_hash(hash, head, body, size);
@@ -295,7 +246,7 @@ int broker_wal_reset(broker_wal_t *self)
     memcpy(head + 8, self->id, sizeof self->id);
     self->at = S_BLOCK;
     self->n_spans = 0;
-    return s_write_all(self->fd, head, sizeof head, 0) == 0 ? SB_OK : SB_EIO;
+    return s_pio(self->fd, true, head, sizeof head, 0) == 0 ? SB_OK : SB_EIO;
 }
 
 /* Forgets the records the applier has committed. */
@@ -349,24 +300,24 @@ int broker_wal_append(broker_wal_t *self, uint64_t first, uint64_t last, uint32_
             return SB_EFULL;
         zclock_sleep(1);
     }
-    if (padded > self->buf_max) {
-        free(self->buf);
-        self->buf_max = padded;
-        self->buf = malloc(padded);
-        assert(self->buf);
-    }
-    uint8_t *rec = self->buf;
+    uint8_t head[S_HEAD];
     uint32_t size32 = (uint32_t) size;
-    memcpy(rec, S_MAGIC, 8);
-    memcpy(rec + 8, self->id, 16);
-    memcpy(rec + 24, &first, 8);
-    memcpy(rec + 32, &last, 8);
-    memcpy(rec + 40, &flags, 4);
-    memcpy(rec + 44, &size32, 4);
-    s_hash(rec + 48, rec, body, size);
-    memcpy(rec + S_HEAD, body, size);
-    memset(rec + S_HEAD + size, 0, padded - S_HEAD - size);
-    if (s_write_all(self->fd, rec, padded, (off_t) at) != 0)
+    memcpy(head, S_MAGIC, 8);
+    memcpy(head + 8, self->id, 16);
+    memcpy(head + 24, &first, 8);
+    memcpy(head + 32, &last, 8);
+    memcpy(head + 40, &flags, 4);
+    memcpy(head + 44, &size32, 4);
+    s_hash(head + 48, head, body, size);
+    /* Head, body and zeros to the block's end in one write: a short one is
+       a torn record, never acknowledged. */
+    struct iovec iov[] = {{head, S_HEAD}, {(void *) body, size},
+                          {(void *) s_zeros, padded - S_HEAD - size}};
+    ssize_t n;
+    do
+        n = pwritev(self->fd, iov, 3, (off_t) at);
+    while (n < 0 && errno == EINTR);
+    if (n != (ssize_t) padded)
         return SB_EIO;
     if (at + padded > self->end)
         self->end = at + padded;
@@ -376,6 +327,6 @@ int broker_wal_append(broker_wal_t *self, uint64_t first, uint64_t last, uint32_
         self->spans = realloc(self->spans, self->spans_max * sizeof *self->spans);
         assert(self->spans);
     }
-    self->spans[self->n_spans++] = (s_span_t) {last, at, padded};
+    self->spans[self->n_spans++] = (s_span_t) {last, at};
     return SB_OK;
 }

@@ -219,13 +219,11 @@ static int s_commit(s_applier_t *w, s_record_t **records, size_t n, bool quiet)
             /* LMDB reports a short write on a full file system as EIO: say
                how much room is left, so that the operator sees why. */
             struct statvfs fs;
-            if (quiet)
-                ;
-            else if (statvfs(b->config.data, &fs) == 0)
+            if (!quiet && statvfs(b->config.data, &fs) == 0)
                 sbi_error("audit commit failed: %s (%llu bytes free on the file system of %s)",
                           mdb_strerror(mrc), (unsigned long long) fs.f_bavail * fs.f_frsize,
                           b->config.data);
-            else
+            else if (!quiet)
                 sbi_error("audit commit failed: %s", mdb_strerror(mrc));
             rc = mrc == MDB_MAP_FULL || mrc == ENOSPC ? SB_EFULL : SB_EIO;
         }
@@ -466,19 +464,26 @@ typedef struct {
     broker_t *broker;
     zsock_t *apply;           /* to the applier */
     uint64_t number;          /* of the last batch written */
-    uint8_t *body;
-    size_t body_max;
+    s_record_t *record;       /* being built; the applier's once written */
+    size_t room;              /* bytes of body it has room for */
 } s_writer_t;
 
-static void s_body_add(s_writer_t *w, size_t *size, const void *data, size_t n)
+/* Appends `n` bytes to the record being built, making one if there is
+   none: the record's body is the buffer written and then handed on. */
+static void s_body_add(s_writer_t *w, const void *data, size_t n)
 {
-    if (*size + n > w->body_max) {
-        w->body_max = (*size + n) * 2;
-        w->body = realloc(w->body, w->body_max);
-        assert(w->body);
+    s_record_t *r = w->record;
+    if (!r || r->size + n > w->room) {
+        w->room = ((r ? r->size : 0) + n) * 2 + 4096;
+        w->record = realloc(r, sizeof *r + w->room);
+        assert(w->record);
+        if (!r)
+            w->record->size = 0;
+        r = w->record;
     }
-    memcpy(w->body + *size, data, n);
-    *size += n;
+    if (n > 0)
+        memcpy(r->body + r->size, data, n);
+    r->size += n;
 }
 
 /* Takes whatever batches are waiting, writes them as one journal record,
@@ -486,18 +491,20 @@ static void s_body_add(s_writer_t *w, size_t *size, const void *data, size_t n)
 static void s_group(s_writer_t *w, zsock_t *pipe, broker_batch_t *first)
 {
     broker_batch_t *group[S_GROUP_MAX] = {first};
-    size_t n = 1, size = 0;
+    size_t n = 1;
     uint32_t flags = 0;
+    s_body_add(w, NULL, 0);        /* a record to fill, even of no operation */
     for (size_t i = 0;; i++) {
         broker_batch_t *batch = group[i];
         for (zchunk_t *op = zlistx_first(batch->ops); op; op = zlistx_next(batch->ops)) {
             uint32_t len = (uint32_t) zchunk_size(op);
-            s_body_add(w, &size, &len, 4);
-            s_body_add(w, &size, zchunk_data(op), len);
+            s_body_add(w, &len, 4);
+            s_body_add(w, zchunk_data(op), len);
         }
         if (batch->checkpoint)
             flags |= S_FLAG_CHECKPOINT;
-        if (n == S_GROUP_MAX || size >= S_GROUP_BYTES || !(zsock_events(pipe) & ZMQ_POLLIN))
+        if (n == S_GROUP_MAX || w->record->size >= S_GROUP_BYTES
+            || !(zsock_events(pipe) & ZMQ_POLLIN))
             break;
         char *command = NULL;
         void *next = NULL;
@@ -512,21 +519,24 @@ static void s_group(s_writer_t *w, zsock_t *pipe, broker_batch_t *first)
     int64_t began = zclock_usecs();
     /* Wait for room only while the applier is committing, not failing. */
     int64_t wait = atomic_load(&w->broker->wal_stuck) ? 0 : S_ROOM_WAIT_US;
-    int rc = broker_wal_append(w->broker->wal, w->number + 1, w->number + n, flags, w->body, size,
-                               wait);
+    s_record_t *r = w->record;
+    int rc = broker_wal_append(w->broker->wal, w->number + 1, w->number + n, flags, r->body,
+                               r->size, wait);
     int64_t took = zclock_usecs() - began;
     if (rc == SB_EFULL)
         sbi_error("the journal has no room: the store has not applied what is in it");
     else if (rc != SB_OK)
         sbi_error("journal write failed: %s", strerror(errno));
     if (rc == SB_OK) {
-        s_record_t *r = malloc(sizeof *r + size);
-        assert(r);
-        *r = (s_record_t) {w->number + 1, w->number + n, flags, size};
-        memcpy(r->body, w->body, size);
+        r->first = w->number + 1;
+        r->last = w->number + n;
+        r->flags = flags;
         w->number += n;
-        zsock_send(w->apply, "p", r);
+        zsock_send(w->apply, "p", r);       /* the applier's now */
+        w->record = NULL;
     }
+    else
+        r->size = 0;
     for (size_t i = 0; i < n; i++) {
         group[i]->status = rc;
         group[i]->commit_us = took;
@@ -555,7 +565,7 @@ static void s_writer_actor(zsock_t *pipe, void *arg)
         s_group(&w, pipe, batch);
     }
     zsock_destroy(&w.apply);
-    free(w.body);
+    free(w.record);
 }
 
 zactor_t *broker_writer_new(broker_t *broker)

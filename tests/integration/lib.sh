@@ -159,3 +159,24 @@ grant() {  # grant AGENCY CONSUMER DATASET PURPOSE UNTIL
   sb consent grant --agent "$(agent_ep "$1")" --subject "$SUBJECT" --consumer "$2" \
     --dataset "$3" --purpose "$4" --until "$5" --evidence "test"
 }
+
+# Nothing crossed the broker unaudited: every request nhis's agent logged
+# as received was routed on the broker's record, and every reply koroad's
+# agent received was forwarded on it. Run with the daemons stopped.
+check_on_record() {
+  ids() { grep -o "\"$1\":\"[0-9a-f]\{32\}\"" | sed 's/.*:"\(.*\)"/\1/' | sort -u; }
+  audit query --data "$WORK/agent-nhis" --agency koroad --kind message-received --json \
+    | ids message_id >"$WORK/nhis-received"
+  audit query --data "$WORK/broker" --kind request-routed --json | ids message_id >"$WORK/routed"
+  audit query --data "$WORK/agent-koroad" --agency nhis --kind message-received --json \
+    | ids correlation_id >"$WORK/koroad-received"
+  audit query --data "$WORK/broker" --kind reply-forwarded --json | ids correlation_id \
+    >"$WORK/forwarded"
+  [ -s "$WORK/nhis-received" ] && [ -s "$WORK/koroad-received" ] || fail "the agents logged nothing"
+  local missing
+  missing=$(comm -23 "$WORK/nhis-received" "$WORK/routed" | wc -l)
+  [ "$missing" -eq 0 ] || fail "$missing requests reached nhis without a request-routed record"
+  missing=$(comm -23 "$WORK/koroad-received" "$WORK/forwarded" | wc -l)
+  [ "$missing" -eq 0 ] || fail "$missing replies reached koroad without a reply-forwarded record"
+  pass "all $(wc -l <"$WORK/nhis-received") requests and $(wc -l <"$WORK/koroad-received") replies received are on the broker's record"
+}
