@@ -1,6 +1,6 @@
 /*  wal.c - the broker's write-ahead journal: DATA/wal.
 
-    A batch is durable when its journal record is on the disk: one pwrite
+    A batch is durable when its journal record is on the disk: one pwritev
     of whole 4 KiB blocks through an O_DSYNC descriptor into a file filled
     with zeros when it was made, so that the write changes no metadata and
     costs one synchronous write. LMDB commits the same batches behind it
