@@ -486,6 +486,16 @@ static void s_table(json_object *doc)
                s_num(fixed, "offered_per_s"), s_num(fixed, "round_trips_per_s"),
                s_num(fixed, "p50_ms"), s_num(fixed, "p99_ms"), s_num(fixed, "p999_ms"),
                s_num(fixed, "max_ms"));
+    if (fixed && !isnan(s_num(fixed, "machine_stalls.count")))
+        printf("  the machine stopped %.0f times for 2 ms or more (%.1f ms in all, longest %.1f ms; "
+               "%s probe): %.0f%% of the requests at or above p99 overlapped a stop; "
+               "p99 of the others %.2f ms\n",
+               s_num(fixed, "machine_stalls.count"), s_num(fixed, "machine_stalls.stalled_ms"),
+               s_num(fixed, "machine_stalls.longest_ms"),
+               json_object_get_string(json_object_object_get(
+                   json_object_object_get(fixed, "machine_stalls"), "probe")),
+               100 * s_num(fixed, "machine_stalls.slowest_1pct_overlapping"),
+               s_num(fixed, "machine_stalls.p99_ms_outside"));
     printf("crypto floor (2 Ed25519 signs + %s verifies + %s MACs per round trip, %s threads): %s "
            "round trips/s; with sealing and hashing: %s\n",
            s_fmt(g, sizeof g, 0, s_num(doc, "crypto_floor.per_round_trip.ed25519_verify")),

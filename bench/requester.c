@@ -12,7 +12,10 @@
     measures from each send. Open loop (--rate R): sends on a fixed schedule
     of R per second whatever the answers do, and measures from the
     scheduled time, so that a stall shows up in the latency instead of
-    slowing the load down (no coordinated omission). With --subjects N the
+    slowing the load down (no coordinated omission); a probe thread
+    (stalls.h) meanwhile records when the machine itself stopped, and the
+    report says how many of the slowest requests overlapped such a stall,
+    and the p99 of the requests that did not. With --subjects N the
     subject of each request is drawn at random from B0000000..B(N-1), the
     subjects bench/consent-load records consents for. Prints one JSON
     object; answers other than records are counted by error name. */
@@ -26,6 +29,7 @@
 #include <czmq.h>
 
 #include "sharebus.h"
+#include "stalls.h"
 #include "stats.h"
 
 #define S_RING 65536 /* scheduled/sent times, indexed by ticket */
@@ -45,6 +49,8 @@ typedef struct {
     int64_t start, end; /* the measured window */
     long outstanding, in_window, answered_total, outcomes[1 - SB_ERROR_MIN];
     bench_stats_t *stats;
+    struct { int64_t sent, ns; } *answers;   /* open loop: each answer in the window */
+    size_t n_answers, room;
     char subject[16];
 } s_run_t;
 
@@ -73,8 +79,19 @@ static void s_answer(s_run_t *r, sb_result_t *result)
     if (now >= r->start && now < r->end) {
         r->in_window++;
         r->outcomes[-result->code]++;
+        int64_t sent = r->sent[result->ticket % S_RING];
         if (result->code == SB_OK)
-            bench_stats_add(r->stats, now - r->sent[result->ticket % S_RING]);
+            bench_stats_add(r->stats, now - sent);
+        if (result->code == SB_OK && r->args->rate) {
+            if (r->n_answers == r->room) {
+                r->room = r->room ? r->room * 2 : 4096;
+                r->answers = realloc(r->answers, r->room * sizeof *r->answers);
+                if (!r->answers)
+                    abort();
+            }
+            r->answers[r->n_answers].sent = sent;
+            r->answers[r->n_answers++].ns = now - sent;
+        }
     }
     sb_record_destroy(&result->record);
 }
@@ -139,7 +156,33 @@ static int s_open(s_run_t *r)
     return zsys_interrupted ? -1 : 0;
 }
 
-static void s_report(s_run_t *r)
+/* Open loop: of the answers at or above p99, the fraction whose time in
+   flight overlapped a stall of the machine, and the latency of the answers
+   that overlapped none. */
+static void s_stalls_report(s_run_t *r, const bench_stalls_t *stalls, json_object *out)
+{
+    bench_stalls_json(stalls, out, r->start, r->end);
+    int64_t p99 = (int64_t) (bench_stats_percentile_ms(r->stats, 99) * 1e6);
+    long slow = 0, slow_in_stalls = 0;
+    bench_stats_t *outside = bench_stats_new();
+    for (size_t i = 0; i < r->n_answers; i++) {
+        bool stalled = bench_stalls_overlap(stalls, r->answers[i].sent,
+                                            r->answers[i].sent + r->answers[i].ns);
+        if (r->answers[i].ns >= p99) {
+            slow++;
+            slow_in_stalls += stalled;
+        }
+        if (!stalled)
+            bench_stats_add(outside, r->answers[i].ns);
+    }
+    json_object *ms = json_object_object_get(out, "machine_stalls");
+    bench_json_put(ms, "slowest_1pct_overlapping", slow ? (double) slow_in_stalls / (double) slow : 0);
+    json_object_object_add(ms, "answers_outside", json_object_new_int64((int64_t) bench_stats_count(outside)));
+    bench_json_put(ms, "p99_ms_outside", bench_stats_percentile_ms(outside, 99));
+    bench_stats_destroy(&outside);
+}
+
+static void s_report(s_run_t *r, const bench_stalls_t *stalls)
 {
     const s_args_t *a = r->args;
     json_object *out = json_object_new_object();
@@ -160,6 +203,8 @@ static void s_report(s_run_t *r)
                                    json_object_new_int64(r->outcomes[i]));
     json_object_object_add(out, "outcomes", outcomes);
     bench_stats_json(r->stats, out);
+    if (stalls)
+        s_stalls_report(r, stalls, out);
     puts(json_object_to_json_string_ext(out, JSON_C_TO_STRING_PLAIN));
     json_object_put(out);
 }
@@ -243,16 +288,22 @@ int main(int argc, char **argv)
     run.client = sb_client_new(a.agent);
     run.stats = bench_stats_new();
     int rc = run.client ? s_ready(&run) : -1;
+    bench_stalls_t *stalls = NULL;
     if (rc == 0) {
+        if (a.rate && !(stalls = bench_stalls_start()))
+            fprintf(stderr, "requester: no stall probe: cannot start a thread\n");
         run.start = bench_now_ns() + a.warmup * 1000000000LL;
         run.end = run.start + a.seconds * 1000000000LL;
         rc = a.rate ? s_open(&run) : s_closed(&run);
+        bench_stalls_stop(stalls);
         if (rc != 0)
             fprintf(stderr, "requester: stopped with %ld outstanding: %s\n", run.outstanding,
                     sb_client_reason(run.client));
     }
     if (rc == 0)
-        s_report(&run);
+        s_report(&run, stalls);
+    bench_stalls_destroy(&stalls);
+    free(run.answers);
     bench_stats_destroy(&run.stats);
     sb_client_destroy(&run.client);
     free(copy);
