@@ -147,6 +147,7 @@ zsock_t *agent_bus_new(agent_t *self, sbi_crypto_t *crypto, const uint8_t server
     zsock_set_rcvhwm(bus, 100000);
     zsock_set_maxmsgsize(bus, SBI_FRAME_MAX);
     zsock_set_linger(bus, 2000);
+    zsock_set_rcvtimeo(bus, 0);         /* the loop reads until none is left */
     zsock_set_reconnect_ivl(bus, 100);
     zsock_set_reconnect_ivl_max(bus, 2000);
     zsock_set_heartbeat_ivl(bus, 2000);
@@ -184,6 +185,7 @@ static int s_open_sockets(agent_t *self)
     zsock_set_router_mandatory(self->front, 1);
     zsock_set_sndhwm(self->front, 100000);
     zsock_set_rcvhwm(self->front, 100000);
+    zsock_set_rcvtimeo(self->front, 0);
     zsock_set_maxmsgsize(self->front, SBI_FRAME_MAX);
     if (zsock_bind(self->front, "%s", c->listen) < 0) {
         sbi_error("cannot listen on %s: %s", c->listen, zmq_strerror(zmq_errno()));
@@ -489,11 +491,12 @@ static void s_on_bus(agent_t *self, zframe_t *frame)
     sbi_envelope_clear(&env);
 }
 
-static void s_on_front(agent_t *self)
+/* One message from a back-end, if one is waiting: false when none was. */
+static bool s_on_front(agent_t *self)
 {
     zmsg_t *msg = zmsg_recv(self->front);
     if (!msg)
-        return;
+        return false;
     zframe_t *client = zmsg_pop(msg);
     zframe_t *frame = zmsg_pop(msg);
     if (client && frame && zmsg_size(msg) == 0)
@@ -501,6 +504,7 @@ static void s_on_front(agent_t *self)
     zframe_destroy(&client);
     zframe_destroy(&frame);
     zmsg_destroy(&msg);
+    return true;
 }
 
 int agent_run(agent_t *self)
@@ -517,10 +521,10 @@ int agent_run(agent_t *self)
         zpoller_wait(poller, wait < 0 ? 0 : wait > 100 ? 100 : wait);
         if (zpoller_terminated(poller))
             break;
-        for (int n = 0; n < S_BATCH_MAX && (zsock_events(self->bus) & ZMQ_POLLIN); n++) {
-            zframe_t *frame = zframe_recv(self->bus);
-            if (frame)
-                s_on_bus(self, frame);
+        /* Both sockets' receive timeouts are 0: read until none is left. */
+        zframe_t *frame;
+        for (int n = 0; n < S_BATCH_MAX && (frame = zframe_recv(self->bus)); n++) {
+            s_on_bus(self, frame);
             zframe_destroy(&frame);
         }
         zframe_t *drained;   /* after a switch of keys, from the old connection */
@@ -528,8 +532,8 @@ int agent_run(agent_t *self)
             s_on_bus(self, drained);
             zframe_destroy(&drained);
         }
-        for (int n = 0; n < S_BATCH_MAX && (zsock_events(self->front) & ZMQ_POLLIN); n++)
-            s_on_front(self);
+        for (int n = 0; n < S_BATCH_MAX && s_on_front(self); n++)
+            ;
         while (zsock_events(self->monitor) & ZMQ_POLLIN) {
             zmsg_t *event = zmsg_recv(self->monitor);
             zmsg_destroy(&event);

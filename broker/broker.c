@@ -1,7 +1,6 @@
 /*  broker.c - set-up, the main loop, the audited batch, reload. */
 #include "broker.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,36 +32,6 @@ void broker_count(broker_t *self, const char *name)
         zhashx_insert(self->counters, name, n);
     }
     (*n)++;
-}
-
-/* The certificates zauth admits: every valid, unrevoked one, written into
-   DDIR/admitted, which zauth's certificate store rescans when it changes. */
-static int s_write_admitted(broker_t *self)
-{
-    char dir[4096], path[4400];
-    snprintf(dir, sizeof dir, "%s/admitted", self->config.data);
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return -1;
-    DIR *handle = opendir(dir);
-    struct dirent *entry;
-    while (handle && (entry = readdir(handle)))
-        if (entry->d_name[0] != '.') {
-            snprintf(path, sizeof path, "%s/%s", dir, entry->d_name);
-            unlink(path);
-        }
-    if (handle)
-        closedir(handle);
-    uint64_t now = sbi_now_ms();
-    for (size_t i = 0; i < sbi_trust_count(self->trust); i++) {
-        const sbi_cert_t *cert = sbi_trust_at(self->trust, i);
-        if (cert->kind != SBI_CERT_AGENCY || sbi_trust_check(self->trust, cert, now) != SB_OK)
-            continue;
-        snprintf(path, sizeof path, "%s/%s-%llu.cert", dir, cert->agency,
-                 (unsigned long long) cert->serial);
-        if (sbi_cert_save(cert, path) != SB_OK)
-            return -1;
-    }
-    return 0;
 }
 
 static int s_load_keys(broker_t *self)
@@ -153,16 +122,13 @@ static int s_remember_seen(const Sharebus__AuditRecord *record, void *arg)
 
 static int s_open_sockets(broker_t *self)
 {
-    char admitted[4200];
-    snprintf(admitted, sizeof admitted, "%s/admitted", self->config.data);
-    if (s_write_admitted(self) != 0) {
-        sbi_error("%s: %s", admitted, strerror(errno));
+    /* The ZAP handler first, before any bind, and alive until the sockets
+       it admits to are gone. */
+    self->zap = broker_zap_new();
+    if (!self->zap) {
+        sbi_error("cannot bind the ZAP handler: %s", zmq_strerror(zmq_errno()));
         return -1;
     }
-    /* zauth first, before any bind, and alive until the socket is gone. */
-    self->auth = zactor_new(zauth, NULL);
-    zstr_sendx(self->auth, "CURVE", admitted, NULL);
-    zsock_wait(self->auth);
 
     const sbi_keys_t *keys = sbi_crypto_keys(self->crypto);
     self->router = zsock_new(ZMQ_ROUTER);
@@ -175,6 +141,7 @@ static int s_open_sockets(broker_t *self)
     zsock_set_sndhwm(self->router, 100000);
     zsock_set_rcvhwm(self->router, 100000);
     zsock_set_linger(self->router, 1000);
+    zsock_set_rcvtimeo(self->router, 0);     /* the loop reads until none is left */
     zsock_set_heartbeat_ivl(self->router, 2000);
     zsock_set_heartbeat_timeout(self->router, 6000);
     char monitor[64];
@@ -269,7 +236,7 @@ void broker_destroy(broker_t **self_p)
         zmq_socket_monitor(zsock_resolve(self->router), NULL, 0);
     zsock_destroy(&self->monitor);
     zsock_destroy(&self->router);
-    zactor_destroy(&self->auth);
+    zsock_destroy(&self->zap);
     zhashx_destroy(&self->peers);
     zhashx_destroy(&self->pending);
     broker_seen_destroy(&self->seen);
@@ -685,8 +652,6 @@ static int s_reload(broker_t *self, zlistx_t *errors)
             zhashx_delete(self->buckets, key);
     }
     zlistx_destroy(&buckets);
-    if (s_write_admitted(self) != 0)
-        sbi_warning("cannot refresh the admitted certificates: %s", strerror(errno));
 
     /* Agencies no longer trusted are cut off: forget their connections,
        and those made with a certificate revoked since (a rotated-out key). */
@@ -766,17 +731,14 @@ static void s_checkpoint(broker_t *self, bool force)
 
 /* ------------------------------------------------------------ the loop */
 
-/* Reads one message off the router into `in`: true when it is an agency's
-   to route, false when it was dropped or refused here. */
-static bool s_read_router(broker_t *self, broker_in_t *in)
+/* Takes one message read off the router into `in`: true when it is an
+   agency's to route, false when it was dropped or refused here. */
+static bool s_read_router(broker_t *self, zmsg_t *msg, broker_in_t *in)
 {
-    zmsg_t *msg = zmsg_recv(self->router);
-    if (!msg)
-        return false;
     zframe_t *routing = zmsg_pop(msg);
     zframe_t *frame = zmsg_pop(msg);
-    /* zauth put the client's CURVE key (Z85) in User-Id: that, not what the
-       envelope says, is who sent this. */
+    /* Admission (zap.c) put the client's CURVE key (Z85) in User-Id: that,
+       not what the envelope says, is who sent this. */
     const char *user = frame ? zframe_meta(frame, "User-Id") : NULL;
     uint8_t curve[32];
     const sbi_cert_t *cert = user && strlen(user) == 40 && zmq_z85_decode(curve, user)
@@ -807,13 +769,15 @@ static bool s_read_router(broker_t *self, broker_in_t *in)
     return route;
 }
 
-/* The messages waiting on the router, S_BATCH_MAX at most: read, checked
-   on two threads, routed in order. */
+/* The messages waiting on the router, S_BATCH_MAX at most: read (with no
+   wait: the router's receive timeout is 0), checked on two threads, routed
+   in order. */
 static void s_on_router(broker_t *self)
 {
     size_t count = 0;
-    for (int n = 0; n < S_BATCH_MAX && (zsock_events(self->router) & ZMQ_POLLIN); n++)
-        if (s_read_router(self, &self->in[count]))
+    zmsg_t *msg;
+    for (int n = 0; n < S_BATCH_MAX && (msg = zmsg_recv(self->router)); n++)
+        if (s_read_router(self, msg, &self->in[count]))
             count++;
     broker_verify(self->verifier, self->trust, self->in, count, sbi_now_ms());
     for (size_t i = 0; i < count; i++) {
@@ -861,12 +825,25 @@ static void s_probe_store(broker_t *self)
         sbi_notice("the store is writable again: traffic resumes");
 }
 
+/* The loop's sockets, polled together once a turn. What zmq_poll found is
+   read from its revents: asking a socket again (zsock_events) costs a
+   system call each time, as does a receive that finds nothing. */
+enum { S_ROUTER, S_ZAP, S_MONITOR, S_ADMIN, S_WRITER, S_APPLIER, S_METRICS, S_SOCKETS };
+
 int broker_run(broker_t *self)
 {
-    zpoller_t *poller = zpoller_new(self->router, self->monitor, self->admin, self->writer,
-                                   self->applier, NULL);
+    zmq_pollitem_t items[S_SOCKETS] = {
+        [S_ROUTER] = {zsock_resolve(self->router), 0, ZMQ_POLLIN, 0},
+        [S_ZAP] = {zsock_resolve(self->zap), 0, ZMQ_POLLIN, 0},
+        [S_MONITOR] = {zsock_resolve(self->monitor), 0, ZMQ_POLLIN, 0},
+        [S_ADMIN] = {zsock_resolve(self->admin), 0, ZMQ_POLLIN, 0},
+        [S_WRITER] = {zsock_resolve(self->writer), 0, ZMQ_POLLIN, 0},
+        [S_APPLIER] = {zsock_resolve(self->applier), 0, ZMQ_POLLIN, 0},
+    };
+    int count = S_METRICS;
     if (broker_metrics_socket(self))
-        zpoller_add(poller, broker_metrics_socket(self));
+        items[count++] = (zmq_pollitem_t) {zsock_resolve(broker_metrics_socket(self)), 0,
+                                           ZMQ_POLLIN, 0};
     Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
     char hex[65];
     r.kind = SHAREBUS__AUDIT_KIND__AUDIT_BROKER_STARTED;
@@ -879,25 +856,33 @@ int broker_run(broker_t *self)
     self->next_checkpoint = zclock_mono() + self->config.checkpoint_ms;
     int64_t next_probe = 0;
     while (!zsys_interrupted) {
-        zpoller_wait(poller, 50);
-        if (zpoller_terminated(poller))
+        if (zmq_poll(items, count, 50) < 0 && zmq_errno() != EINTR)
+            break;      /* the context is terminating */
+        if (zsys_interrupted)
             break;
-        s_collect(self, false);
+        if ((items[S_WRITER].revents | items[S_APPLIER].revents) & ZMQ_POLLIN)
+            s_collect(self, false);
         /* Bounded work in flight: with two batches at the writer, take no
            more until one comes back (it takes everything queued at once). */
         if (self->in_flight >= 2)
             s_collect(self, true);
-        s_on_router(self);
+        if (items[S_ROUTER].revents & ZMQ_POLLIN)
+            s_on_router(self);
         /* Group commit: while the writer commits, the next batch grows. */
         if (self->in_flight == 0)
             broker_flush(self);
         broker_events_pump(self);
-        while (zsock_events(self->monitor) & ZMQ_POLLIN)
-            s_on_monitor(self);
-        if (zsock_events(self->admin) & ZMQ_POLLIN)
+        if (items[S_ZAP].revents & ZMQ_POLLIN)
+            while (zsock_events(self->zap) & ZMQ_POLLIN)
+                broker_zap_handle(self);
+        if (items[S_MONITOR].revents & ZMQ_POLLIN)
+            while (zsock_events(self->monitor) & ZMQ_POLLIN)
+                s_on_monitor(self);
+        if (items[S_ADMIN].revents & ZMQ_POLLIN)
             broker_admin_handle(self);
-        while (broker_metrics_socket(self) && (zsock_events(broker_metrics_socket(self)) & ZMQ_POLLIN))
-            broker_metrics_handle(self);
+        if (count > S_METRICS && (items[S_METRICS].revents & ZMQ_POLLIN))
+            while (zsock_events(broker_metrics_socket(self)) & ZMQ_POLLIN)
+                broker_metrics_handle(self);
         if (s_hup_taken())
             s_reload_logged(self);
         int64_t now = zclock_mono();
@@ -915,7 +900,6 @@ int broker_run(broker_t *self)
             self->next_checkpoint = now + self->config.checkpoint_ms;
         }
     }
-    zpoller_destroy(&poller);
     r.kind = SHAREBUS__AUDIT_KIND__AUDIT_BROKER_STOPPED;
     r.detail = "";
     broker_audit(self, &r);

@@ -136,7 +136,7 @@ typedef struct {
     pthread_rwlock_t map_lock; /* readers vs the writer growing the map */
     uint64_t audit_seq;       /* audit head as of the last commit */
     bool store_full;          /* refusing until space is back */
-    zactor_t *auth;
+    zsock_t *zap;             /* admits connections (zap.c) */
     zsock_t *router;
     zsock_t *monitor;
     zsock_t *admin;
@@ -312,6 +312,15 @@ void broker_count(broker_t *self, const char *name);
 /* The admin socket (admin.c). */
 int broker_admin_open(broker_t *self);
 void broker_admin_handle(broker_t *self);
+
+/* ------------------------------------------------------------ zap.c */
+
+/* The ZAP handler's socket, bound in the process's context: before any
+   socket binds or connects. NULL when it cannot bind. */
+zsock_t *broker_zap_new(void);
+
+/* Answers one ZAP request waiting on self->zap from the trust store. */
+void broker_zap_handle(broker_t *self);
 
 /* The serial of the certificate `agency`'s connection authenticated with,
    or 0 when it is not connected. */

@@ -40,6 +40,9 @@
                         agents that pin the broker's key do talk to it)
       silent SECONDS    say HELLO, then read and ignore everything (a provider
                         that never answers)
+      hello-until UNIX  a HELLO, then another on the same connection once the
+                        clock has passed UNIX seconds (a certificate that
+                        expires while its connection is open)
       backdate SECONDS  re-sign ID's certificate (issued by sharebus-cert) with the
                         root so that its validity ends SECONDS from now
                         (negative: already ended); prints the end, Unix seconds
@@ -54,6 +57,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "envelope.h"
@@ -728,6 +732,14 @@ int main(int argc, char **argv)
             }
             zpoller_destroy(&poller);
         }
+    }
+    else if (strcmp(mode, "hello-until") == 0 && arg) {
+        rc = s_hello(sock);
+        fflush(stdout);
+        while (time(NULL) <= atoll(arg) && !zsys_interrupted)
+            zclock_sleep(200);
+        if (rc == 0)
+            rc = s_hello(sock);
     }
     else if (strcmp(mode, "forged-consent") == 0)
         rc = s_forged_consent(sock);

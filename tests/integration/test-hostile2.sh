@@ -34,13 +34,13 @@ answer none lapsed hello
 grep -q "CURVE key not admitted" "$WORK/broker.log" || fail "refused connection not logged"
 pass "a certificate that has expired is refused at connect after the reload"
 
-# Admitted while valid, expired by the time it speaks: every message refused.
+# Connected while valid, expired by the time it speaks again: its messages
+# are refused as expired; a new connection is refused at the handshake.
 end=$(rogue brief backdate 3)
 reload
-answer ok brief hello
-while [ "$(date +%s)" -le "$end" ]; do sleep 0.2; done
-answer expired brief hello
-pass "a certificate that expired since the reload: its messages are refused as expired"
+answer expired brief hello-until "$end"
+answer none brief hello
+pass "a certificate that expires while connected: its messages are refused as expired, a new connection at the handshake"
 
 # --- frames the broker must refuse
 answer malformed mois bighead
