@@ -18,6 +18,8 @@
       events-publish.json, events-receive-SUB.json,
       events-load.json, events-catchup.json,
       events-restart.json
+      machine-stalls-LOAD.json                   bench/machine-stalls under
+                                                 LOAD (idle, cpu, io, cpu-io)
       *.note                                     a sentence to show instead
     A missing part is reported as not measured, never invented. */
 #include <getopt.h>
@@ -128,6 +130,44 @@ static json_object *s_machine(const char *commit, const char *started, const cha
     if (getloadavg(load, 3) == 3)
         bench_json_put(m, "loadavg_1min_at_end", load[0]);
     return m;
+}
+
+/* Whether the machine stops by itself, under loads without sharebus: into
+   machine.stalls, one entry per load measured. */
+static const char *s_stall_loads[] = {"idle", "cpu", "io", "cpu-io"};
+#define S_NSTALL_LOADS 4
+
+static void s_machine_stalls(const s_report_t *r, json_object *doc)
+{
+    json_object *list = json_object_new_array();
+    for (int i = 0; i < S_NSTALL_LOADS; i++) {
+        json_object *part = s_part(r, "machine-stalls-%s.json", s_stall_loads[i]);
+        if (!part)
+            continue;
+        json_object_object_add(part, "load", json_object_new_string(s_stall_loads[i]));
+        json_object_array_add(list, part);
+    }
+    if (json_object_array_length(list) > 0)
+        json_object_object_add(json_object_object_get(doc, "machine"), "stalls", list);
+    else
+        json_object_put(list);
+}
+
+static void s_machine_stalls_lines(json_object *doc)
+{
+    json_object *list = NULL;
+    if (!json_object_object_get_ex(json_object_object_get(doc, "machine"), "stalls", &list))
+        return;
+    printf("the machine alone (bench/machine-stalls, nothing of sharebus running), stops of 2 ms or more:\n");
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        json_object *m = json_object_array_get_idx(list, i);
+        printf("  %.0f computing thread(s), %5.0f O_DSYNC 4 KiB writes/s: %3.0f stops, %6.1f ms in "
+               "%.0f s (%.2f%%), longest %.1f ms\n",
+               s_num(m, "spinning_threads"), s_num(m, "dsync_writes_per_s"),
+               s_num(m, "machine_stalls.count"), s_num(m, "machine_stalls.stalled_ms"),
+               s_num(m, "seconds"), 100 * s_num(m, "machine_stalls.fraction"),
+               s_num(m, "machine_stalls.longest_ms"));
+    }
 }
 
 /* --------------------------------------------------- request / reply */
@@ -636,12 +676,14 @@ int main(int argc, char **argv)
     s_consent(&r, doc);
     s_agents(&r, doc);
     s_events(&r, doc);
+    s_machine_stalls(&r, doc);
     s_targets(doc);
     if (json_object_to_file_ext(out, doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED) != 0) {
         fprintf(stderr, "report: cannot write %s\n", out);
         return 1;
     }
     s_table(doc);
+    s_machine_stalls_lines(doc);
     json_object_put(doc);
     return 0;
 }
