@@ -1,13 +1,14 @@
 /*  machine-stalls - does this machine stop by itself under a given load?
 
     machine-stalls [--seconds S] [--spin N] [--dsync-writes PER_S]
-                   [--dir DIR]
+                   [--wakeups PER_S] [--dir DIR]
 
-    Runs N threads that only compute (--spin) and one that writes 4 KiB
+    Runs N threads that only compute (--spin), one that writes 4 KiB
     blocks with O_DSYNC at PER_S a second into a 16 MiB file in DIR
     (--dsync-writes; default: none), the load a broker's journal puts on
-    the machine, while the probe of stalls.h records every wake-up 2 ms or
-    more late. Nothing of sharebus runs: stalls seen here are the
+    the machine, and one that sleeps 1/PER_S s at a time (--wakeups: a
+    message crossing the bus wakes a thread at each hop), while the probe of stalls.h records every
+    wake-up 2 ms or more late. Nothing of sharebus runs: stalls seen here are the
     machine's (on a virtual machine, its host holding the vCPUs), and
     bench/run reports them next to the fixed-load latency. Prints one JSON
     object: the load, the writes done, and machine_stalls. */
@@ -46,6 +47,18 @@ typedef struct {
     int error;
 } s_writer_t;
 
+/* Sleeps 1/rate s at a time: a vCPU that goes idle and is woken by a
+   timer, `rate` times a second (a message crossing the bus wakes a
+   thread at each hop). */
+static void *s_wake(void *arg)
+{
+    long rate = *(long *) arg;
+    struct timespec ts = {0, 1000000000L / rate};
+    while (!atomic_load(&s_stop))
+        nanosleep(&ts, NULL);
+    return NULL;
+}
+
 static void *s_write(void *arg)
 {
     s_writer_t *w = arg;
@@ -73,8 +86,10 @@ int main(int argc, char **argv)
     static const struct option options[] = {
         {"seconds", required_argument, 0, 't'}, {"spin", required_argument, 0, 's'},
         {"dsync-writes", required_argument, 0, 'w'}, {"dir", required_argument, 0, 'd'},
+        {"wakeups", required_argument, 0, 'u'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     long seconds = 5, spin = 0, rate = 0;
+    long wakeups = 0;
     const char *dir = "/tmp";
     int opt, index = 0;
     while ((opt = getopt_long(argc, argv, "", options, &index)) != -1) {
@@ -84,14 +99,17 @@ int main(int argc, char **argv)
         case 's': spin = atol(optarg); break;
         case 'w': rate = atol(optarg); break;
         case 'd': dir = optarg; break;
+        case 'u': wakeups = atol(optarg); break;
         case 'h':
-            puts("usage: machine-stalls [--seconds S] [--spin N] [--dsync-writes PER_S] [--dir DIR]");
+            puts("usage: machine-stalls [--seconds S] [--spin N] [--dsync-writes PER_S]\n"
+                 "                      [--wakeups PER_S] [--dir DIR]");
             return 0;
         default: return 2;
         }
     }
-    if (spin < 0 || spin > 64 || rate < 0) {
-        fprintf(stderr, "machine-stalls: --spin 0..64, --dsync-writes 0 or more\n");
+    if (spin < 0 || spin > 64 || rate < 0 || wakeups < 0 || wakeups > 1000000) {
+        fprintf(stderr, "machine-stalls: --spin 0..64, --dsync-writes 0 or more, "
+                        "--wakeups 0..1000000\n");
         return 2;
     }
     s_writer_t writer = {.fd = -1, .rate = rate};
@@ -121,7 +139,9 @@ int main(int argc, char **argv)
         }
     }
     atomic_init(&s_stop, false);
-    pthread_t spinners[64], write_thread;
+    pthread_t spinners[64], write_thread, wake_thread;
+    if (wakeups)
+        pthread_create(&wake_thread, NULL, s_wake, &wakeups);
     for (long i = 0; i < spin; i++)
         pthread_create(&spinners[i], NULL, s_spin, (void *) (uintptr_t) (i + 1));
     if (rate)
@@ -136,6 +156,8 @@ int main(int argc, char **argv)
         pthread_join(spinners[i], NULL);
     if (rate)
         pthread_join(write_thread, NULL);
+    if (wakeups)
+        pthread_join(wake_thread, NULL);
     if (writer.fd >= 0)
         close(writer.fd);
     if (writer.error) {
@@ -146,6 +168,7 @@ int main(int argc, char **argv)
     json_object_object_add(out, "seconds", json_object_new_int64(seconds));
     json_object_object_add(out, "spinning_threads", json_object_new_int64(spin));
     json_object_object_add(out, "dsync_writes_asked_per_s", json_object_new_int64(rate));
+    json_object_object_add(out, "wakeups_asked_per_s", json_object_new_int64(wakeups));
     bench_json_put(out, "dsync_writes_per_s", (double) writer.done * 1e9 / (double) (end - start));
     if (stalls)
         bench_stalls_json(stalls, out, start, end);
