@@ -883,13 +883,13 @@ int broker_run(broker_t *self)
         if (count > S_METRICS && (items[S_METRICS].revents & ZMQ_POLLIN))
             while (zsock_events(broker_metrics_socket(self)) & ZMQ_POLLIN)
                 broker_metrics_handle(self);
-        if (s_hup_taken())
-            s_reload_logged(self);
         int64_t now = zclock_mono();
         if (now >= self->next_sweep) {
             broker_sweep(self);
             broker_flush(self);
             self->next_sweep = now + 50;
+            if (s_hup_taken())      /* a system call: every 50 ms, not every turn */
+                s_reload_logged(self);
         }
         if (self->store_full && now >= next_probe) {
             s_probe_store(self);
