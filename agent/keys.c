@@ -39,6 +39,7 @@
 #define S_CHECK_MS 2000       /* how often the directory is looked at */
 #define S_NAG_MS 10000        /* how often a switch waiting for the broker is logged */
 #define S_UNKNOWN_GAP_MS 100  /* unknown keys make us look at the directory this often */
+#define S_HUP_MS 50           /* how often a pending SIGHUP is looked for */
 
 struct agent_keys_t {
     zlistx_t *retired;        /* sbi_crypto_t *: earlier key pairs, to open with */
@@ -54,6 +55,7 @@ struct agent_keys_t {
     uint8_t stamp[32];        /* of the directory when last loaded */
     int64_t loaded_at;
     int64_t next_check;
+    int64_t next_hup;         /* when to look for a SIGHUP next (a system call) */
     int64_t unknown_check;    /* when a message from an unknown key last made us look */
 };
 
@@ -333,8 +335,11 @@ void agent_keys_tick(agent_t *self)
     sigemptyset(&hup);
     sigaddset(&hup, SIGHUP);
     static const struct timespec no_wait = {0, 0};
-    if (sigtimedwait(&hup, NULL, &no_wait) == SIGHUP)   /* blocked: see main.c */
-        agent_keys_reload(self, true);
+    if (now >= k->next_hup) {
+        k->next_hup = now + S_HUP_MS;
+        if (sigtimedwait(&hup, NULL, &no_wait) == SIGHUP)   /* blocked: see main.c */
+            agent_keys_reload(self, true);
+    }
     if (k->next_monitor && (zsock_events(k->next_monitor) & ZMQ_POLLIN)) {
         zmsg_t *event = zmsg_recv(k->next_monitor);
         zmsg_destroy(&event);
