@@ -469,11 +469,14 @@ static void s_collect(broker_t *self, bool wait)
 }
 
 /* Waits until LMDB has committed every batch handed over, or the applier
-   failed. */
+   failed. Called with every batch back from the writer, so every record is
+   at the applier: one "NOW" commits them all (in reports of S_APPLY_MAX
+   records, after any report it sent before it). */
 static void s_wait_applied(broker_t *self)
 {
-    while (self->applied < self->submitted) {
+    if (self->applied < self->submitted)
         zstr_send(self->applier, "NOW");
+    while (self->applied < self->submitted) {
         broker_applied_t *done = broker_applier_done(self->applier);
         if (!done)
             break;
