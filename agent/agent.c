@@ -212,48 +212,11 @@ agent_t *agent_new(const agent_config_t *config)
     zhashx_set_destructor(self->providers, s_frame_free);
     self->outgoing = calloc(S_SIGN_MAX, sizeof *self->outgoing);
     assert(self->outgoing);
-    if (s_load_identity(self) != 0 || s_open_store(self) != 0 || s_open_sockets(self) != 0
-        || agent_keys_open(self) != 0)
+    pthread_mutex_init(&self->store_lock, NULL);
+    if (s_load_identity(self) != 0 || s_open_store(self) != 0 || agent_log_start(self) != 0
+        || s_open_sockets(self) != 0 || agent_keys_open(self) != 0)
         agent_destroy(&self);
     return self;
-}
-
-/* Doubles the store's map when more than `quarters` quarters of it are in
-   use (no transaction may be open): SB_OK, or SB_EFULL at its maximum. */
-static int s_grow_beyond(agent_t *self, size_t quarters)
-{
-    size_t map, used;
-    sbi_store_usage(self->store, &map, &used);
-    return used > map / 4 * quarters ? sbi_store_grow(self->store) : SB_OK;
-}
-
-/* Commits the open batch of log records and event marks. When it fails,
-   the events the back-ends acknowledged are not acknowledged to the
-   broker: they are marked again in the next batch, which the loop commits
-   next, and acknowledged when that one commits. */
-static void s_log_commit(agent_t *self)
-{
-    if (!self->txn)
-        agent_events_remark(self);   /* acknowledgements a failed batch held */
-    if (!self->txn)
-        return;
-    int rc = mdb_txn_commit(self->txn);
-    self->txn = NULL;
-    if (rc == 0) {
-        sbi_audit_commit(self->audit);
-        /* A quarter kept free, so that a batch (a catching-up subscriber's
-           window, say) does not meet a full map, which fails all of it; at
-           its maximum, such a batch fails and says so below. Now, before
-           the acknowledgements sent next open a transaction. */
-        (void) s_grow_beyond(self, 3);
-        agent_events_committed(self);
-        return;
-    }
-    sbi_audit_abort(self->audit);
-    sbi_error("agent log: commit failed: %s", mdb_strerror(rc));
-    /* A write that met a full map fails the batch (MDB_BAD_TXN here). */
-    if ((rc == MDB_MAP_FULL ? sbi_store_grow(self->store) : s_grow_beyond(self, 2)) != SB_OK)
-        sbi_error("agent log: store full and cannot grow");
 }
 
 void agent_destroy(agent_t **self_p)
@@ -263,7 +226,7 @@ void agent_destroy(agent_t **self_p)
         return;
     if (self->bus)
         agent_flush(self);      /* nothing is sealed without a bus to send on */
-    s_log_commit(self);
+    agent_log_stop(self);
     free(self->outgoing);
     agent_keys_close(self);
     zsock_destroy(&self->front);
@@ -281,6 +244,7 @@ void agent_destroy(agent_t **self_p)
     sbi_crypto_destroy(&self->crypto);
     sbi_trust_destroy(&self->trust);
     sodium_memzero(self->subject_key, sizeof self->subject_key);
+    pthread_mutex_destroy(&self->store_lock);
     free(self);
     *self_p = NULL;
 }
@@ -288,10 +252,6 @@ void agent_destroy(agent_t **self_p)
 void agent_log(agent_t *self, Sharebus__AuditKind kind, const Sharebus__Header *h,
                const Sharebus__Envelope *envelope)
 {
-    if (!self->txn && sbi_store_begin(self->store, true, &self->txn) != SB_OK) {
-        sbi_error("agent log: cannot begin a transaction");
-        return;
-    }
     Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
     r.kind = kind;
     r.message_id = h->message_id;
@@ -312,16 +272,14 @@ void agent_log(agent_t *self, Sharebus__AuditKind kind, const Sharebus__Header *
     r.payload_hash = h->payload_hash;
     if (envelope)
         sbi_envelope_proof(envelope, &r);
-    int rc = sbi_audit_append(self->audit, self->txn, &r);
-    if (rc != SB_OK) {
-        mdb_txn_abort(self->txn);
-        self->txn = NULL;
-        sbi_audit_abort(self->audit);
-        sbi_error("agent log: append failed: %s", sb_strerror(rc));
-        if (rc == SB_EFULL && sbi_store_grow(self->store) != SB_OK)
-            sbi_error("agent log: store full and cannot grow");
-        agent_events_remark(self);   /* the aborted batch held their marks */
+    /* The time it happened, not the time the log thread writes it. */
+    r.time_ms = sbi_now_ms();
+    size_t size = sharebus__audit_record__get_packed_size(&r);
+    if (size > SBI_AUDIT_RECORD_MAX) {
+        sbi_error("agent log: a record of %zu bytes is too large to log", size);
+        return;
     }
+    sharebus__audit_record__pack(&r, agent_log_reserve(self, 'R', size));
 }
 
 int agent_send(agent_t *self, const sbi_cert_t *to, Sharebus__Header *header,
@@ -418,10 +376,9 @@ static void s_on_checkpoint(agent_t *self, Sharebus__Payload *payload)
         sbi_warning("checkpoint from the broker does not verify: not kept");
         return;
     }
-    if (!self->txn && sbi_store_begin(self->store, true, &self->txn) != SB_OK)
-        return;
-    if (sbi_audit_store_checkpoint(self->audit, self->txn, payload->checkpoint) != SB_OK)
-        sbi_warning("cannot store the broker's checkpoint");
+    const Sharebus__Checkpoint *cp = payload->checkpoint;
+    sharebus__checkpoint__pack(cp, agent_log_reserve(self, 'C',
+                                                     sharebus__checkpoint__get_packed_size(cp)));
 }
 
 /* One message from the broker: verify, open when it carries a payload,
@@ -509,13 +466,13 @@ static bool s_on_front(agent_t *self)
 
 int agent_run(agent_t *self)
 {
-    zpoller_t *poller = zpoller_new(self->bus, self->front, self->monitor, NULL);
+    zpoller_t *poller = zpoller_new(self->bus, self->front, self->monitor, self->logger, NULL);
     agent_keys_attach(self, poller);
     s_hello(self);
     agent_flush(self);
     while (!zsys_interrupted) {
         int64_t next = self->next_hello;
-        if ((self->txn || (self->acks && zlistx_size(self->acks) > 0)) && self->next_commit < next)
+        if (agent_log_pending(self) && self->next_commit < next)
             next = self->next_commit;
         int wait = (int) (next - zclock_mono());
         zpoller_wait(poller, wait < 0 ? 0 : wait > 100 ? 100 : wait);
@@ -539,6 +496,7 @@ int agent_run(agent_t *self)
             zmsg_destroy(&event);
             self->next_hello = 0;   /* a fresh connection: hello now */
         }
+        agent_log_settle(self);     /* before the acknowledgements are flushed */
         agent_keys_tick(self);
         if (zclock_mono() >= self->next_hello)
             s_hello(self);
@@ -547,10 +505,11 @@ int agent_run(agent_t *self)
             self->next_sweep = zclock_mono() + 100;
         }
         agent_flush(self);      /* what this turn sent: one signature */
-        /* The agent's own log commits in groups: at most every
-           S_COMMIT_MS, so that fsyncs do not cap its throughput. */
+        /* The agent's own log commits in groups, in its own thread: at
+           most every S_COMMIT_MS, so that fsyncs neither cap its
+           throughput nor hold this loop. */
         if (zclock_mono() >= self->next_commit) {
-            s_log_commit(self);
+            agent_log_commit(self);
             self->next_commit = zclock_mono() + S_COMMIT_MS;
         }
     }

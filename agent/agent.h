@@ -4,6 +4,8 @@
 #ifndef AGENT_H_INCLUDED
 #define AGENT_H_INCLUDED
 
+#include <pthread.h>
+
 #include "audit.h"
 #include "envelope.h"
 #include "policy.h"
@@ -19,6 +21,7 @@ typedef struct {
 
 typedef struct agent_publication_t agent_publication_t;
 typedef struct agent_keys_t agent_keys_t;
+typedef struct agent_batch_t agent_batch_t;
 
 /* A request of one of our back-ends, waiting for its reply; or one view of
    an event it published, waiting for the broker's acknowledgement. */
@@ -53,8 +56,11 @@ typedef struct {
     uint8_t subject_key[32];
     sbi_policy_t *policy;
     sbi_store_t *store;
-    sbi_audit_t *audit;
-    MDB_txn *txn;             /* the open batch of log records, if any */
+    sbi_audit_t *audit;       /* the log thread's once it runs (log.c) */
+    zactor_t *logger;         /* the log thread */
+    agent_batch_t *batch;     /* the open batch of the log, in memory */
+    size_t in_flight;         /* batches at the log thread */
+    pthread_mutex_t store_lock; /* a read of the store against a map growing */
     zsock_t *bus;             /* DEALER to the broker */
     zsock_t *front;           /* ROUTER for back-ends */
     zsock_t *monitor;         /* the bus socket's handshake events */
@@ -66,7 +72,7 @@ typedef struct {
     zhashx_t *subscriptions;  /* topic -> zframe_t routing id of a back-end */
     zlistx_t *inbox;          /* events waiting for the back-end, in order */
     zhashx_t *inbox_index;    /* the same, by hex id and by decimal token */
-    zlistx_t *acks;           /* hex ids to acknowledge after the commit */
+    zhashx_t *marked;         /* hex id -> marks seen not yet committed */
     int64_t next_hello;
     int64_t next_sweep;
     int64_t next_commit;
@@ -102,6 +108,26 @@ void agent_send_error(agent_t *self, const char *to, const uint8_t *correlation,
 void agent_log(agent_t *self, Sharebus__AuditKind kind, const Sharebus__Header *header,
                const Sharebus__Envelope *envelope);
 
+/* The log thread (log.c). Starts it once the store is open: 0, or -1. */
+int agent_log_start(agent_t *self);
+/* Hands the open batch to the log thread, if anything is in it. */
+void agent_log_commit(agent_t *self);
+/* The batches the log thread has handed back, without waiting. */
+void agent_log_settle(agent_t *self);
+/* The last batch, written and settled; then the thread stops. */
+void agent_log_stop(agent_t *self);
+/* Room for one operation of `kind` ('R' a packed AuditRecord, 'C' a packed
+   Checkpoint, 'S' an event id and the time, 8 bytes) and `size` bytes in
+   the open batch: where to write them. */
+uint8_t *agent_log_reserve(agent_t *self, char kind, size_t size);
+/* The hex ids the open batch acknowledges to the broker once committed. */
+zlistx_t *agent_log_acks(agent_t *self);
+/* Whether the open batch holds anything. */
+bool agent_log_pending(agent_t *self);
+/* Forgets the open batch unwritten: for the agent's fuzzer, which drives
+   the loop's handlers directly, between two inputs. */
+void agent_log_drop(agent_t *self);
+
 /* Back-end side (front.c). */
 void agent_front_message(agent_t *self, zframe_t *client, zframe_t *frame);
 void agent_front_result(agent_t *self, zframe_t *client, uint64_t id, int code,
@@ -122,11 +148,12 @@ void agent_publication_settle(agent_t *self, agent_pending_t *p, int code, const
 void agent_event_receive(agent_t *self, sbi_envelope_t *env, Sharebus__Payload **payload_p);
 void agent_subscribe(agent_t *self, zframe_t *client, uint64_t id, const Sharebus__ClientSubscribe *s);
 void agent_event_acked(agent_t *self, const Sharebus__ClientAck *ack);
-/* After a batch committed: tells the broker which events are delivered. */
-void agent_events_committed(agent_t *self);
-/* After a batch failed: marks the delivered events seen again, in a new
+/* After a batch committed: tells the broker which of its events (`acks`,
+   hex ids) are delivered. */
+void agent_events_committed(agent_t *self, zlistx_t *acks);
+/* After a batch failed: marks its delivered events seen again, in the open
    batch; the broker hears of them when that one commits. */
-void agent_events_remark(agent_t *self);
+void agent_events_failed(agent_t *self, zlistx_t *acks);
 
 /* A DEALER to the broker whose CURVE key is `server_key`, authenticated
    with `crypto`'s CURVE keys, and a PAIR in *monitor_p that reports each

@@ -57,8 +57,7 @@ int agent_events_open(agent_t *self)
     self->inbox = zlistx_new();
     zlistx_set_destructor(self->inbox, s_event_free);
     self->inbox_index = zhashx_new();   /* hex id and decimal token -> event */
-    self->acks = zlistx_new();
-    zlistx_set_destructor(self->acks, (zlistx_destructor_fn *) zstr_free);
+    self->marked = zhashx_new();
     return sbi_store_dbi(self->store, "events.seen", 0, &self->events_seen);
 }
 
@@ -67,7 +66,7 @@ void agent_events_close(agent_t *self)
     zhashx_destroy(&self->subscriptions);
     zhashx_destroy(&self->inbox_index);
     zlistx_destroy(&self->inbox);
-    zlistx_destroy(&self->acks);
+    zhashx_destroy(&self->marked);
 }
 
 /* ----------------------------------------------------------- publishing */
@@ -194,22 +193,46 @@ void agent_publish(agent_t *self, zframe_t *client, uint64_t id, const Sharebus_
 
 /* --------------------------------------------------------- subscribing */
 
-static bool s_seen(agent_t *self, const uint8_t id[SBI_ID_SIZE])
+/* One mark of `hex` fewer among the batches not committed. */
+static void s_unmark(agent_t *self, const char *hex)
 {
-    MDB_txn *txn = self->txn;
-    bool own = !txn;
-    if (own && sbi_store_begin(self->store, false, &txn) != SB_OK)
-        return false;
-    MDB_val key = {SBI_ID_SIZE, (void *) id}, value;
-    bool seen = mdb_get(txn, self->events_seen, &key, &value) == 0;
-    if (own)
+    uintptr_t marks = (uintptr_t) zhashx_lookup(self->marked, hex);
+    if (marks > 1)
+        zhashx_update(self->marked, hex, (void *) (marks - 1));
+    else
+        zhashx_delete(self->marked, hex);
+}
+
+/* Seen: marked in a batch not committed yet, or in the store. */
+static bool s_seen(agent_t *self, const uint8_t id[SBI_ID_SIZE], const char *hex)
+{
+    if (zhashx_lookup(self->marked, hex))
+        return true;
+    MDB_txn *txn;
+    bool seen = false;
+    pthread_mutex_lock(&self->store_lock);
+    if (sbi_store_begin(self->store, false, &txn) == SB_OK) {
+        MDB_val key = {SBI_ID_SIZE, (void *) id}, value;
+        seen = mdb_get(txn, self->events_seen, &key, &value) == 0;
         mdb_txn_abort(txn);
+    }
+    pthread_mutex_unlock(&self->store_lock);
     return seen;
 }
 
-static void s_ack_later(agent_t *self, const char *hex)
+/* Marks event `id` seen in the open batch, so that a copy the broker sends
+   again is dropped, and acknowledges it to the broker once that batch has
+   committed. A mark that cannot be written makes the batch fail;
+   agent_events_failed() marks it again in the next. */
+static void s_mark_and_ack(agent_t *self, const uint8_t id[SBI_ID_SIZE], const char *hex)
 {
-    zlistx_add_end(self->acks, strdup(hex));
+    uint64_t now = sbi_now_ms();
+    uint8_t *op = agent_log_reserve(self, 'S', SBI_ID_SIZE + sizeof now);
+    memcpy(op, id, SBI_ID_SIZE);
+    memcpy(op + SBI_ID_SIZE, &now, sizeof now);
+    zlistx_add_end(agent_log_acks(self), strdup(hex));
+    uintptr_t marks = (uintptr_t) zhashx_lookup(self->marked, hex);
+    zhashx_update(self->marked, hex, (void *) (marks + 1));
 }
 
 static void s_deliver(agent_t *self, s_event_t *e)
@@ -248,8 +271,10 @@ void agent_event_receive(agent_t *self, sbi_envelope_t *env, Sharebus__Payload *
     const Sharebus__Header *h = env->header;
     char hex[33];
     sbi_hex(h->message_id.data, SBI_ID_SIZE, hex);
-    if (s_seen(self, h->message_id.data)) {
-        s_ack_later(self, hex);     /* a redelivery: the back-end had it */
+    if (s_seen(self, h->message_id.data, hex)) {
+        /* A redelivery: the back-end had it. Acknowledged with the open
+           batch, after the one that marked it. */
+        s_mark_and_ack(self, h->message_id.data, hex);
         return;
     }
     if (s_find(self, hex, 0))
@@ -272,7 +297,7 @@ void agent_event_receive(agent_t *self, sbi_envelope_t *env, Sharebus__Payload *
         sbi_warning("event %s from %s on %s dropped: not allowed by this agent's policy", hex,
                     h->from, h->dataset);
         agent_log(self, SHAREBUS__AUDIT_KIND__AUDIT_EVENT_REFUSED, h, env->envelope);
-        s_ack_later(self, hex);
+        s_mark_and_ack(self, h->message_id.data, hex);
         return;
     }
     s_event_t *e = calloc(1, sizeof *e);
@@ -319,37 +344,24 @@ void agent_subscribe(agent_t *self, zframe_t *client, uint64_t id, const Sharebu
         }
 }
 
-/* Marks event `id` seen in the open batch, so that a copy the broker sends
-   again is dropped. A mark that cannot be written makes the batch fail;
-   agent_events_remark() writes it again. */
-static void s_mark_seen(agent_t *self, const uint8_t id[SBI_ID_SIZE])
-{
-    if (!self->txn && sbi_store_begin(self->store, true, &self->txn) != SB_OK)
-        return;
-    uint64_t now = sbi_now_ms();
-    MDB_val key = {SBI_ID_SIZE, (void *) id}, value = {sizeof now, &now};
-    mdb_put(self->txn, self->events_seen, &key, &value, 0);
-}
-
 void agent_event_acked(agent_t *self, const Sharebus__ClientAck *ack)
 {
     s_event_t *e = s_find(self, NULL, ack->token);
     if (!e)
         return;
-    s_mark_seen(self, e->id);
-    s_ack_later(self, e->hex);
+    s_mark_and_ack(self, e->id, e->hex);
     zhashx_delete(self->inbox_index, e->hex);
     zhashx_delete(self->inbox_index, e->token_key);
     zlistx_delete(self->inbox, e->handle);
 }
 
-void agent_events_remark(agent_t *self)
+void agent_events_failed(agent_t *self, zlistx_t *acks)
 {
-    for (char *hex = self->acks ? zlistx_first(self->acks) : NULL; hex;
-         hex = zlistx_next(self->acks)) {
+    for (char *hex = zlistx_first(acks); hex; hex = zlistx_next(acks)) {
         uint8_t id[SBI_ID_SIZE];
         if (sodium_hex2bin(id, sizeof id, hex, strlen(hex), NULL, NULL, NULL) == 0)
-            s_mark_seen(self, id);
+            s_mark_and_ack(self, id, hex);
+        s_unmark(self, hex);    /* now marked in the open batch instead */
     }
 }
 
@@ -365,19 +377,18 @@ static void s_send_acks(agent_t *self, uint8_t (*ids)[SBI_ID_SIZE], size_t n)
 }
 
 /* After the store committed: tell the broker which events are delivered. */
-void agent_events_committed(agent_t *self)
+void agent_events_committed(agent_t *self, zlistx_t *acks)
 {
-    if (!self->acks)
-        return;     /* not set up yet */
     uint8_t ids[SBI_ACKS_MAX][SBI_ID_SIZE];
     size_t n = 0;
-    for (char *hex = zlistx_first(self->acks); hex; hex = zlistx_next(self->acks))
+    for (char *hex = zlistx_first(acks); hex; hex = zlistx_next(acks)) {
+        s_unmark(self, hex);    /* in the store now */
         if (sodium_hex2bin(ids[n], SBI_ID_SIZE, hex, strlen(hex), NULL, NULL, NULL) == 0
             && ++n == SBI_ACKS_MAX) {
             s_send_acks(self, ids, n);
             n = 0;
         }
+    }
     if (n > 0)
         s_send_acks(self, ids, n);
-    zlistx_purge(self->acks);
 }

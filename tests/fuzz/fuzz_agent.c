@@ -94,11 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     agent_front_message(s_agent, client, frame);
     zframe_destroy(&client);
     zframe_destroy(&frame);
-    if (s_agent->txn) {
-        mdb_txn_abort(s_agent->txn);
-        s_agent->txn = NULL;
-        sbi_audit_abort(s_agent->audit);
-    }
+    agent_log_drop(s_agent);
     agent_front_sweep(s_agent);
     return 0;
 }
