@@ -2,7 +2,7 @@
     bench/results/latest.json, and prints the table.
 
     report --dir PARTS --out FILE [--commit C] [--started TEXT]
-           [--load-start LOAD] [--quick | --events-only]
+           [--load-start LOAD] [--quick | --events-only | --fixed-only]
 
     PARTS holds one JSON object per measurement, named by bench/run:
       ceiling-SIZE-N.json, full-SIZE-N.json      closed loop, N in flight
@@ -12,6 +12,8 @@
                                                  and the broker's Ed25519
                                                  verifies per round trip
       full-fixed.json                            open loop at a fixed rate
+      full-fixed-split.json                      the same, the broker on one core
+                                                 and the agencies on the other
       crypto.json                                crypto-floor
       audit.json, consent.json, consent-full.json, consent-fixed.json,
       agents.json, agents-issue.json,            the other measurements
@@ -44,6 +46,7 @@ typedef struct {
     const char *dir;
     bool quick;
     bool events_only;   /* bench/run with BENCH_ONLY=events */
+    bool fixed_only;    /* bench/run with BENCH_ONLY=fixed */
 } s_report_t;
 
 static json_object *s_part(const s_report_t *r, const char *fmt, ...)
@@ -197,6 +200,21 @@ static json_object *s_nats_best(const s_report_t *r, long size, long n)
 }
 
 /* The comparison runs: arrays of points, and the headline 512 B x 128. */
+/* The fixed-load runs into `full`: p99_ms_at_fixed_load and fixed_load
+   (the bus as the scheduler places it), the same with _split (the broker
+   on one core, the agencies on the other). */
+static void s_fixed(const s_report_t *r, json_object *full)
+{
+    json_object *fixed = s_part(r, "full-fixed.json");
+    s_put(full, "p99_ms_at_fixed_load", fixed ? s_num(fixed, "p99_ms") : NAN);
+    if (fixed)
+        json_object_object_add(full, "fixed_load", fixed);
+    json_object *split = s_part(r, "full-fixed-split.json");
+    s_put(full, "p99_ms_at_fixed_load_split", split ? s_num(split, "p99_ms") : NAN);
+    if (split)
+        json_object_object_add(full, "fixed_load_split", split);
+}
+
 static void s_request_reply(const s_report_t *r, json_object *doc)
 {
     json_object *ceiling = json_object_new_object(), *full = json_object_new_object(),
@@ -254,10 +272,7 @@ static void s_request_reply(const s_report_t *r, json_object *doc)
     json_object_object_add(ceiling, "runs", cr);
     json_object_object_add(full, "runs", fr);
     json_object_object_add(nats, "runs", nr);
-    json_object *fixed = s_part(r, "full-fixed.json");
-    s_put(full, "p99_ms_at_fixed_load", fixed ? s_num(fixed, "p99_ms") : NAN);
-    if (fixed)
-        json_object_object_add(full, "fixed_load", fixed);
+    s_fixed(r, full);
     json_object *crypto = s_part(r, "crypto.json");
     double floor_rate = crypto ? s_num(crypto, "round_trips_per_s") : NAN;
     s_put(full, "ratio_to_crypto_floor", s_num(full, "round_trips_per_s") / floor_rate);
@@ -487,6 +502,44 @@ static void s_events_line(json_object *doc)
                json_object_get_string(json_object_object_get(events, "catch_up_note")));
 }
 
+/* The machine's stops during a fixed-load run, if its probe ran. */
+static void s_print_stalls(json_object *fixed)
+{
+    if (!fixed || isnan(s_num(fixed, "machine_stalls.count")))
+        return;
+    printf("  the machine stopped %.0f times for 2 ms or more (%.1f ms in all, longest %.1f ms; "
+           "%s probe): %.0f%% of the requests at or above p99 overlapped a stop; "
+           "p99 of the others %.2f ms\n",
+           s_num(fixed, "machine_stalls.count"), s_num(fixed, "machine_stalls.stalled_ms"),
+           s_num(fixed, "machine_stalls.longest_ms"),
+           json_object_get_string(
+               json_object_object_get(json_object_object_get(fixed, "machine_stalls"), "probe")),
+           100 * s_num(fixed, "machine_stalls.slowest_1pct_overlapping"),
+           s_num(fixed, "machine_stalls.p99_ms_outside"));
+}
+
+/* The fixed-load runs: as the scheduler places the bus, and split. */
+static void s_fixed_lines(json_object *doc)
+{
+    json_object *fixed = NULL;
+    json_object_object_get_ex(json_object_object_get(doc, "full_path"), "fixed_load", &fixed);
+    if (fixed)
+        printf("\nfull path at %.0f requests/s offered (open loop, 512 B): achieved %.0f/s, "
+               "p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f ms\n",
+               s_num(fixed, "offered_per_s"), s_num(fixed, "round_trips_per_s"),
+               s_num(fixed, "p50_ms"), s_num(fixed, "p99_ms"), s_num(fixed, "p999_ms"),
+               s_num(fixed, "max_ms"));
+    s_print_stalls(fixed);
+    json_object *split = NULL;
+    json_object_object_get_ex(json_object_object_get(doc, "full_path"), "fixed_load_split", &split);
+    if (split)
+        printf("the same, the broker on core 0 and the agencies on core 1: achieved %.0f/s, "
+               "p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f ms\n",
+               s_num(split, "round_trips_per_s"), s_num(split, "p50_ms"), s_num(split, "p99_ms"),
+               s_num(split, "p999_ms"), s_num(split, "max_ms"));
+    s_print_stalls(split);
+}
+
 static void s_table(json_object *doc)
 {
     char a[128], b[128], c[128], d[64], e[64], f[64], g[64], h[64];
@@ -518,24 +571,7 @@ static void s_table(json_object *doc)
                    s_fmt(e, sizeof e, 2, full ? s_num(full, "cpu_ms_per_round_trip.total") : NAN),
                    c);
         }
-    json_object *fixed = NULL;
-    json_object_object_get_ex(json_object_object_get(doc, "full_path"), "fixed_load", &fixed);
-    if (fixed)
-        printf("\nfull path at %.0f requests/s offered (open loop, 512 B): achieved %.0f/s, "
-               "p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f ms\n",
-               s_num(fixed, "offered_per_s"), s_num(fixed, "round_trips_per_s"),
-               s_num(fixed, "p50_ms"), s_num(fixed, "p99_ms"), s_num(fixed, "p999_ms"),
-               s_num(fixed, "max_ms"));
-    if (fixed && !isnan(s_num(fixed, "machine_stalls.count")))
-        printf("  the machine stopped %.0f times for 2 ms or more (%.1f ms in all, longest %.1f ms; "
-               "%s probe): %.0f%% of the requests at or above p99 overlapped a stop; "
-               "p99 of the others %.2f ms\n",
-               s_num(fixed, "machine_stalls.count"), s_num(fixed, "machine_stalls.stalled_ms"),
-               s_num(fixed, "machine_stalls.longest_ms"),
-               json_object_get_string(json_object_object_get(
-                   json_object_object_get(fixed, "machine_stalls"), "probe")),
-               100 * s_num(fixed, "machine_stalls.slowest_1pct_overlapping"),
-               s_num(fixed, "machine_stalls.p99_ms_outside"));
+    s_fixed_lines(doc);
     printf("crypto floor (2 Ed25519 signs + %s verifies + %s MACs per round trip, %s threads): %s "
            "round trips/s; with sealing and hashing: %s\n",
            s_fmt(g, sizeof g, 0, s_num(doc, "crypto_floor.per_round_trip.ed25519_verify")),
@@ -629,6 +665,7 @@ int main(int argc, char **argv)
                                             {"load-start", required_argument, 0, 'l'},
                                             {"quick", no_argument, 0, 'q'},
                                             {"events-only", no_argument, 0, 'e'},
+                                            {"fixed-only", no_argument, 0, 'f'},
                                             {"help", no_argument, 0, 'h'},
                                             {0, 0, 0, 0}};
     s_report_t r = {0};
@@ -643,9 +680,10 @@ int main(int argc, char **argv)
         case 'l': load_start = optarg; break;
         case 'q': r.quick = true; break;
         case 'e': r.events_only = true; break;
+        case 'f': r.fixed_only = true; break;
         case 'h':
             puts("usage: report --dir PARTS --out FILE [--commit C] [--started TEXT]\n"
-                 "              [--load-start LOAD] [--quick | --events-only]");
+                 "              [--load-start LOAD] [--quick | --events-only | --fixed-only]");
             return 0;
         default: return 2;
         }
@@ -657,7 +695,10 @@ int main(int argc, char **argv)
     }
     json_object *doc = json_object_new_object();
     json_object_object_add(doc, "sharebus_bench", json_object_new_int(1));
-    json_object_object_add(doc, "mode", json_object_new_string(r.events_only ? "events" : r.quick ? "quick" : "full"));
+    json_object_object_add(doc, "mode",
+                           json_object_new_string(r.events_only ? "events"
+                                                  : r.fixed_only ? "fixed"
+                                                  : r.quick ? "quick" : "full"));
     json_object_object_add(doc, "machine", s_machine(commit, started, load_start));
     if (r.events_only) {
         s_events(&r, doc);
@@ -668,6 +709,19 @@ int main(int argc, char **argv)
         }
         printf("\n");
         s_events_line(doc);
+        json_object_put(doc);
+        return 0;
+    }
+    if (r.fixed_only) {
+        json_object *full = json_object_new_object();
+        s_fixed(&r, full);
+        json_object_object_add(doc, "full_path", full);
+        if (json_object_to_file_ext(out, doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED)
+            != 0) {
+            fprintf(stderr, "report: cannot write %s\n", out);
+            return 1;
+        }
+        s_fixed_lines(doc);
         json_object_put(doc);
         return 0;
     }
