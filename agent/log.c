@@ -13,7 +13,7 @@
     2.7 ms every 50 ms (docs/performance.md). The batch comes back with the
     result; only then are the events it marks seen acknowledged to the
     broker (events.c), as before. A batch that meets a full map grows the
-    map and is written once more.
+    map and is written again.
 
     The log thread owns the audit chain (self->audit) once it runs. The
     loop reads the store only to look for events seen (events.c), under
@@ -26,6 +26,7 @@
 #include <string.h>
 
 #define S_OP_HEAD 5
+#define S_GROW_TRIES 4            /* doublings of the map for one batch */
 
 struct agent_batch_t {
     int rc;                   /* set by the log thread */
@@ -100,7 +101,7 @@ static int s_apply_one(agent_t *self, MDB_txn *txn, uint8_t kind, const uint8_t 
 
 static int s_write(agent_t *self, agent_batch_t *b)
 {
-    MDB_txn *txn;
+    MDB_txn *txn = NULL;
     int rc = sbi_store_begin(self->store, true, &txn);
     for (size_t at = 0; rc == SB_OK && at < b->size;) {
         uint32_t size;
@@ -122,10 +123,14 @@ static int s_write(agent_t *self, agent_batch_t *b)
 static void s_commit(agent_t *self, agent_batch_t *b)
 {
     b->rc = s_write(self, b);
-    /* A write that met a full map fails the whole batch: once more in a
-       larger one. */
-    if (b->rc == SB_EFULL && s_grow_beyond(self, 2) == SB_OK)
-        b->rc = s_write(self, b);
+    /* A write that met a full map fails the whole batch: again in a map
+       twice as large, up to S_GROW_TRIES times (a full disk reads as a
+       full map too, and more map does not help it). */
+    for (int tries = 0; b->rc == SB_EFULL && tries < S_GROW_TRIES; tries++)
+        if (s_grow_beyond(self, 0) == SB_OK)
+            b->rc = s_write(self, b);
+        else
+            break;
     if (b->rc != SB_OK)
         sbi_error("agent log: a batch of %zu record(s) failed: %s", b->records,
                   sb_strerror(b->rc));
@@ -204,8 +209,10 @@ void agent_log_commit(agent_t *self)
 
 void agent_log_stop(agent_t *self)
 {
-    if (!self->logger)
+    if (!self->logger) {
+        s_batch_destroy(&self->batch);
         return;
+    }
     agent_log_commit(self);
     /* What is at the log thread comes back before it stops. */
     zsock_set_rcvtimeo(zactor_sock(self->logger), -1);
