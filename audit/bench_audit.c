@@ -7,11 +7,13 @@
     (default 100) to DIR/store (default a temporary directory, removed at
     the end unless --keep), growing the map when it fills as the broker
     does; then times queries by subject (100 subjects, counting the pages
-    read from the disk, then the same 100 again from the page cache) and by
-    agency, and a full verify.
+    read from the disk, then the same 100 again from the page cache; the
+    store opened for random reads, as `sharebus-audit query --subject`
+    opens it) and by agency, and a full verify.
     With --queries-only, times the queries alone on the log a --keep run
     left in DIR; with --cold, after evicting its pages from the page cache
-    (posix_fadvise), as for a log larger than the machine's memory.
+    (posix_fadvise) before each kind of query, as for a log larger than the
+    machine's memory.
     Prints one JSON object. Run from bench/ on a release build.
 */
 #include <errno.h>
@@ -181,7 +183,7 @@ static int s_count(const Sharebus__AuditRecord *record, void *arg)
     return 0;
 }
 
-static void s_queries(s_bench_t *b)
+static void s_queries_subject(s_bench_t *b)
 {
     uint8_t ref[SBI_HASH_SIZE];
     uint32_t subjects[S_SUBJECT_QUERIES];
@@ -211,6 +213,10 @@ static void s_queries(s_bench_t *b)
         } else
             s_put(b, "query_subject_again_ms", ms);
     }
+}
+
+static void s_queries_agency(s_bench_t *b)
+{
     uint64_t found = 0;
     double start;
     sbi_audit_filter_t page = {.agency = s_agency(3), .limit = 100};
@@ -282,17 +288,28 @@ static void s_evict(const char *dir)
         close(fd);
 }
 
-static int s_run(s_bench_t *b, const char *dir)
+/* (Re)opens DIR/store with `flags`, as each sharebus-audit command opens
+   it: SBI_STORE_RANDOM for a query by subject. */
+static int s_open(s_bench_t *b, const char *dir, unsigned flags)
 {
     char path[4096], err[4200];
+    sbi_audit_close(&b->audit);
+    sbi_store_close(&b->store);
     snprintf(path, sizeof path, "%s/store", dir);
-    b->store = sbi_store_open(path, 0, 0, 0, SBI_AUDIT_DBS, err, sizeof err);
+    b->store = sbi_store_open(path, flags, 0, 0, SBI_AUDIT_DBS, err, sizeof err);
     b->audit = b->store ? sbi_audit_open(b->store, err, sizeof err) : NULL;
     if (!b->audit) {
         fprintf(stderr, "bench-audit: %s\n", err);
         sbi_store_close(&b->store);
         return 1;
     }
+    return 0;
+}
+
+static int s_run(s_bench_t *b, const char *dir)
+{
+    if (s_open(b, dir, 0) != 0)
+        return 1;
     b->base = sbi_audit_head(b->audit, NULL) + 1;
     b->result = json_object_new_object();
     json_object_object_add(b->result, "records", json_object_new_uint64(b->records));
@@ -304,10 +321,22 @@ static int s_run(s_bench_t *b, const char *dir)
         b->subjects = b->records / 20 ? b->records / 20 : 1;
         if (b->cold)
             s_evict(dir);
-        s_queries(b);
-    } else if ((rc = s_append(b)) == SB_OK) {
-        s_queries(b);
-        rc = s_verify(b);
+    } else
+        rc = s_append(b);
+    if (rc == SB_OK && (rc = s_open(b, dir, SBI_STORE_RANDOM)) == SB_OK) {
+        s_queries_subject(b);
+        rc = s_open(b, dir, 0);
+    }
+    if (rc == SB_OK && b->cold)
+        s_evict(dir);       /* the agency's queries from the disk as well */
+    if (rc == SB_OK) {
+        s_queries_agency(b);
+        if (!b->queries_only)
+            rc = s_verify(b);
+    }
+    if (!b->store) {
+        json_object_put(b->result);
+        return 1;
     }
     size_t map_size, used;
     sbi_store_usage(b->store, &map_size, &used);

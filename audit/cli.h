@@ -22,7 +22,8 @@ typedef struct {
     bool all;
 } cli_args_t;
 
-/* The audit log of DDIR/store, opened read-only; NULL after a message. */
+/* The audit log of DDIR/store, opened read-only (for random reads when
+   the filter names a subject); NULL after a message. */
 sbi_audit_t *cli_open(const cli_args_t *args, sbi_store_t **store_p);
 
 /* Copies `text` into `buf` with control characters replaced by '?', so that

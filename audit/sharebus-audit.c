@@ -34,7 +34,10 @@ sbi_audit_t *cli_open(const cli_args_t *args, sbi_store_t **store_p)
         fprintf(stderr, "sharebus-audit: --data: path too long\n");
         return NULL;
     }
-    *store_p = sbi_store_open(path, SBI_STORE_READONLY, 0, 0, SBI_AUDIT_DBS, err, sizeof err);
+    /* One subject's records are a few pages scattered over the whole log:
+       read without read-ahead, which would read megabytes around each. */
+    unsigned flags = SBI_STORE_READONLY | (args->filter.subject_ref ? SBI_STORE_RANDOM : 0);
+    *store_p = sbi_store_open(path, flags, 0, 0, SBI_AUDIT_DBS, err, sizeof err);
     if (!*store_p) {
         fprintf(stderr, "sharebus-audit: %s\n", err);
         return NULL;

@@ -37,7 +37,9 @@ sbi_store_t *sbi_store_open(const char *path, unsigned flags, size_t map_size,
         rc = mdb_env_set_mapsize(self->env, first);
     if (rc == 0)
         rc = mdb_env_open(self->env, path,
-                          MDB_NOTLS | (self->readonly ? MDB_RDONLY : 0), 0600);
+                          MDB_NOTLS | (self->readonly ? MDB_RDONLY : 0)
+                              | (flags & SBI_STORE_RANDOM ? MDB_NORDAHEAD : 0),
+                          0600);
     if (rc != 0) {
         snprintf(err, err_size, "%s: %s", path, mdb_strerror(rc));
         sbi_store_close(&self);

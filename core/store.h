@@ -11,6 +11,11 @@
 typedef struct sbi_store_t sbi_store_t;
 
 #define SBI_STORE_READONLY 1u
+/* Reads come at random places (an index query on a log larger than
+   memory): no read-ahead around a page read from the disk (LMDB's
+   MDB_NORDAHEAD), which would otherwise read up to the disk's
+   read_ahead_kb around every record. */
+#define SBI_STORE_RANDOM 2u
 
 /* Opens (creating unless read-only) the environment in directory `path`
    with an initial map of `map_size` bytes (0 = 64 MiB) and room for `max_dbs`
