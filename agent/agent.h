@@ -112,7 +112,8 @@ void agent_log(agent_t *self, Sharebus__AuditKind kind, const Sharebus__Header *
 int agent_log_start(agent_t *self);
 /* Hands the open batch to the log thread, if anything is in it. */
 void agent_log_commit(agent_t *self);
-/* The batches the log thread has handed back, without waiting. */
+/* The batches the log thread has handed back, without waiting (but for
+   all of them in agent_log_stop). */
 void agent_log_settle(agent_t *self);
 /* The last batch, written and settled; then the thread stops. */
 void agent_log_stop(agent_t *self);

@@ -177,23 +177,19 @@ int agent_log_start(agent_t *self)
 
 /* The returned batches: acknowledgements for those that committed, the
    marks of those that failed written again in the open batch. */
-static void s_settle(agent_t *self, agent_batch_t *b)
-{
-    self->in_flight--;
-    if (b->rc == SB_OK)
-        agent_events_committed(self, b->acks);
-    else
-        agent_events_failed(self, b->acks);
-    s_batch_destroy(&b);
-}
-
 void agent_log_settle(agent_t *self)
 {
     while (self->in_flight > 0) {
-        void *b = NULL;
-        if (zsock_recv(zactor_sock(self->logger), "p", &b) != 0)
+        void *p = NULL;
+        if (zsock_recv(zactor_sock(self->logger), "p", &p) != 0)
             break;
-        s_settle(self, b);
+        agent_batch_t *b = p;
+        self->in_flight--;
+        if (b->rc == SB_OK)
+            agent_events_committed(self, b->acks);
+        else
+            agent_events_failed(self, b->acks);
+        s_batch_destroy(&b);
     }
 }
 
@@ -214,14 +210,9 @@ void agent_log_stop(agent_t *self)
         return;
     }
     agent_log_commit(self);
-    /* What is at the log thread comes back before it stops. */
+    /* What is at the log thread comes back before it stops: waiting. */
     zsock_set_rcvtimeo(zactor_sock(self->logger), -1);
-    while (self->in_flight > 0) {
-        void *b = NULL;
-        if (zsock_recv(zactor_sock(self->logger), "p", &b) != 0)
-            break;
-        s_settle(self, b);
-    }
+    agent_log_settle(self);
     zactor_destroy(&self->logger);
     s_batch_destroy(&self->batch);
 }

@@ -53,10 +53,12 @@ void broker_zap_handle(broker_t *self)
     zmsg_t *request = zmsg_recv(self->zap);
     if (!request)
         return;
-    zframe_t *version = zmsg_pop(request), *id = zmsg_pop(request);
-    zframe_t *domain = zmsg_pop(request), *address = zmsg_pop(request);
-    zframe_t *identity = zmsg_pop(request), *mechanism = zmsg_pop(request);
-    zframe_t *key = zmsg_pop(request);
+    /* version, request id, domain, address, identity, mechanism, key */
+    zframe_t *version = zmsg_first(request), *id = zmsg_next(request);
+    zframe_t *domain = zmsg_next(request);
+    zmsg_next(request);                 /* address */
+    zmsg_next(request);                 /* identity */
+    zframe_t *mechanism = zmsg_next(request), *key = zmsg_next(request);
     char user[41] = "";
     bool ok = s_frame_is(version, "1.0") && id && s_admit(self, domain, mechanism, key, user);
     zmsg_t *reply = zmsg_new();
@@ -67,12 +69,5 @@ void broker_zap_handle(broker_t *self)
     zmsg_addstr(reply, user);
     zmsg_addmem(reply, NULL, 0);        /* no metadata */
     zmsg_send(&reply, self->zap);
-    zframe_destroy(&version);
-    zframe_destroy(&id);
-    zframe_destroy(&domain);
-    zframe_destroy(&address);
-    zframe_destroy(&identity);
-    zframe_destroy(&mechanism);
-    zframe_destroy(&key);
     zmsg_destroy(&request);
 }
