@@ -5,7 +5,8 @@
     hold (audit records, consent changes, queued events) into a batch, with
     what the batch lets leave. A writer thread (writer.c) writes every
     batch handed to it meanwhile as one record of the write-ahead journal
-    (wal.c), one synchronous write; only then does the main thread send what
+    (wal.c), one synchronous write (the main thread writes a batch itself
+    when it has nothing else to do); only then does the main thread send what
     those batches produced: nothing an agency sent leaves the broker before
     its audit record is durable. An applier thread commits the journal's
     records to LMDB behind it.
@@ -79,6 +80,7 @@ typedef struct {
 
 typedef struct broker_queue_t broker_queue_t;
 typedef struct broker_batch_t broker_batch_t;
+typedef struct broker_journal_t broker_journal_t;
 typedef struct broker_metrics_t broker_metrics_t;
 typedef struct broker_verifier_t broker_verifier_t;
 typedef struct broker_seen_t broker_seen_t;
@@ -120,6 +122,7 @@ typedef struct {
     sbi_audit_t *audit;
     broker_batch_t *batch;    /* being built: journal and outbox */
     zactor_t *writer;         /* the journal writer thread (writer.c) */
+    broker_journal_t *journal; /* what it writes with, shared with the main thread */
     zactor_t *applier;        /* the thread committing the journal to LMDB */
     broker_wal_t *wal;        /* the write-ahead journal (wal.c) */
     MDB_dbi wal_dbi;          /* "wal": the last batch applied */
@@ -205,8 +208,12 @@ int broker_batch_status(const broker_batch_t *batch);
 zlistx_t *broker_batch_outbox(broker_batch_t *batch);
 int64_t broker_batch_commit_us(const broker_batch_t *batch);
 zactor_t *broker_writer_new(broker_t *broker);
+void broker_writer_destroy(broker_t *broker);
 void broker_writer_submit(zactor_t *writer, broker_batch_t *batch);
 broker_batch_t *broker_writer_done(zactor_t *writer);
+/* Writes `batch` to the journal on the calling thread and sets its status;
+   only with no batch at the writer, so that batches stay in order. */
+void broker_writer_write(broker_t *broker, broker_batch_t *batch);
 /* The applier: start it before the writer, which sends it records. */
 zactor_t *broker_applier_new(broker_t *broker);
 broker_applied_t *broker_applier_done(zactor_t *applier);

@@ -4,7 +4,10 @@
     a journal of operations (audit records, puts, deletes) in the current
     batch, together with what may leave once the batch is durable (the
     outbox). broker_flush hands the batch to the writer and goes on with the
-    next messages.
+    next messages; or, when nothing is at the writer and no message waits,
+    writes it itself (broker_writer_write): the main thread would only
+    sleep meanwhile, and the two hand-offs it saves are wake-ups across
+    threads, which at low load cost more than the wait (docs/performance.md).
 
     The writer takes every batch handed to it meanwhile, writes their
     operations as one record of the write-ahead journal (wal.c: one
@@ -45,6 +48,7 @@ struct broker_batch_t {
     zlistx_t *ops;                /* zchunk_t journal */
     zlistx_t *outbox;             /* broker_out_t */
     int status;                   /* set by the writer */
+    size_t bytes;                 /* of its operations */
     bool checkpoint;              /* sign a checkpoint once committed */
     int64_t commit_us;            /* the journal write */
 };
@@ -89,6 +93,7 @@ bool broker_batch_empty(const broker_batch_t *batch)
 
 void broker_batch_op(broker_batch_t *batch, zchunk_t *op)
 {
+    batch->bytes += zchunk_size(op) + 4;
     zlistx_add_end(batch->ops, op);
 }
 
@@ -460,52 +465,86 @@ int broker_wal_recover(broker_t *b, uint64_t *applied_p)
 
 /* ------------------------------------------------------------ the writer */
 
-typedef struct {
-    broker_t *broker;
+/* The journal's writing state: the writer thread's, or the main thread's
+   while it writes a batch itself (broker_writer_write), under `lock`. */
+struct broker_journal_t {
+    pthread_mutex_t lock;
     zsock_t *apply;           /* to the applier */
     uint64_t number;          /* of the last batch written */
     s_record_t *record;       /* being built; the applier's once written */
     size_t room;              /* bytes of body it has room for */
-} s_writer_t;
+};
 
 /* Appends `n` bytes to the record being built, making one if there is
    none: the record's body is the buffer written and then handed on. */
-static void s_body_add(s_writer_t *w, const void *data, size_t n)
+static void s_body_add(broker_journal_t *j, const void *data, size_t n)
 {
-    s_record_t *r = w->record;
-    if (!r || r->size + n > w->room) {
-        w->room = ((r ? r->size : 0) + n) * 2 + 4096;
-        w->record = realloc(r, sizeof *r + w->room);
-        assert(w->record);
+    s_record_t *r = j->record;
+    if (!r || r->size + n > j->room) {
+        j->room = ((r ? r->size : 0) + n) * 2 + 4096;
+        j->record = realloc(r, sizeof *r + j->room);
+        assert(j->record);
         if (!r)
-            w->record->size = 0;
-        r = w->record;
+            j->record->size = 0;
+        r = j->record;
     }
     if (n > 0)
         memcpy(r->body + r->size, data, n);
     r->size += n;
 }
 
-/* Takes whatever batches are waiting, writes them as one journal record,
-   hands them back in order, and passes the record to the applier. */
-static void s_group(s_writer_t *w, zsock_t *pipe, broker_batch_t *first)
+/* Writes batches group[0..n) as one journal record, passes the record to
+   the applier and sets each batch's status. */
+static void s_write(broker_t *b, broker_batch_t **group, size_t n)
+{
+    broker_journal_t *j = b->journal;
+    pthread_mutex_lock(&j->lock);
+    uint32_t flags = 0;
+    s_body_add(j, NULL, 0);        /* a record to fill, even of no operation */
+    for (size_t i = 0; i < n; i++) {
+        for (zchunk_t *op = zlistx_first(group[i]->ops); op; op = zlistx_next(group[i]->ops)) {
+            uint32_t len = (uint32_t) zchunk_size(op);
+            s_body_add(j, &len, 4);
+            s_body_add(j, zchunk_data(op), len);
+        }
+        if (group[i]->checkpoint)
+            flags |= S_FLAG_CHECKPOINT;
+    }
+    int64_t began = zclock_usecs();
+    /* Wait for room only while the applier is committing, not failing. */
+    int64_t wait = atomic_load(&b->wal_stuck) ? 0 : S_ROOM_WAIT_US;
+    s_record_t *r = j->record;
+    int rc = broker_wal_append(b->wal, j->number + 1, j->number + n, flags, r->body, r->size,
+                               wait);
+    int64_t took = zclock_usecs() - began;
+    if (rc == SB_EFULL)
+        sbi_error("the journal has no room: the store has not applied what is in it");
+    else if (rc != SB_OK)
+        sbi_error("journal write failed: %s", strerror(errno));
+    if (rc == SB_OK) {
+        r->first = j->number + 1;
+        r->last = j->number + n;
+        r->flags = flags;
+        j->number += n;
+        zsock_send(j->apply, "p", r);       /* the applier's now */
+        j->record = NULL;
+    }
+    else
+        r->size = 0;
+    pthread_mutex_unlock(&j->lock);
+    for (size_t i = 0; i < n; i++) {
+        group[i]->status = rc;
+        group[i]->commit_us = took;
+    }
+}
+
+/* Takes whatever batches are waiting after `first`, up to a group, writes
+   them as one journal record and hands them back in order. */
+static void s_group(broker_t *b, zsock_t *pipe, broker_batch_t *first)
 {
     broker_batch_t *group[S_GROUP_MAX] = {first};
-    size_t n = 1;
-    uint32_t flags = 0;
-    s_body_add(w, NULL, 0);        /* a record to fill, even of no operation */
-    for (size_t i = 0;; i++) {
-        broker_batch_t *batch = group[i];
-        for (zchunk_t *op = zlistx_first(batch->ops); op; op = zlistx_next(batch->ops)) {
-            uint32_t len = (uint32_t) zchunk_size(op);
-            s_body_add(w, &len, 4);
-            s_body_add(w, zchunk_data(op), len);
-        }
-        if (batch->checkpoint)
-            flags |= S_FLAG_CHECKPOINT;
-        if (n == S_GROUP_MAX || w->record->size >= S_GROUP_BYTES
-            || !(zsock_events(pipe) & ZMQ_POLLIN))
-            break;
+    size_t n = 1, bytes = first->bytes;
+    while (n < S_GROUP_MAX && bytes < S_GROUP_BYTES && (zsock_events(pipe) & ZMQ_POLLIN)) {
         char *command = NULL;
         void *next = NULL;
         if (zsock_recv(pipe, "sp", &command, &next) != 0 || !command)
@@ -515,43 +554,15 @@ static void s_group(s_writer_t *w, zsock_t *pipe, broker_batch_t *first)
         if (!is_batch)
             break;      /* $TERM: finish this group first; the loop sees it next */
         group[n++] = next;
+        bytes += ((broker_batch_t *) next)->bytes;
     }
-    int64_t began = zclock_usecs();
-    /* Wait for room only while the applier is committing, not failing. */
-    int64_t wait = atomic_load(&w->broker->wal_stuck) ? 0 : S_ROOM_WAIT_US;
-    s_record_t *r = w->record;
-    int rc = broker_wal_append(w->broker->wal, w->number + 1, w->number + n, flags, r->body,
-                               r->size, wait);
-    int64_t took = zclock_usecs() - began;
-    if (rc == SB_EFULL)
-        sbi_error("the journal has no room: the store has not applied what is in it");
-    else if (rc != SB_OK)
-        sbi_error("journal write failed: %s", strerror(errno));
-    if (rc == SB_OK) {
-        r->first = w->number + 1;
-        r->last = w->number + n;
-        r->flags = flags;
-        w->number += n;
-        zsock_send(w->apply, "p", r);       /* the applier's now */
-        w->record = NULL;
-    }
-    else
-        r->size = 0;
-    for (size_t i = 0; i < n; i++) {
-        group[i]->status = rc;
-        group[i]->commit_us = took;
+    s_write(b, group, n);
+    for (size_t i = 0; i < n; i++)
         zsock_send(pipe, "p", group[i]);
-    }
 }
 
 static void s_writer_actor(zsock_t *pipe, void *arg)
 {
-    broker_t *b = arg;
-    char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "inproc://sharebus-apply-%p", arg);
-    s_writer_t w = {b, zsock_new_push(endpoint), atomic_load(&b->wal_applied), NULL, 0};
-    assert(w.apply);
-    zsock_set_linger(w.apply, 1000);       /* what is sent reaches the applier */
     zsock_signal(pipe, 0);
     while (true) {
         char *command = NULL;
@@ -562,15 +573,43 @@ static void s_writer_actor(zsock_t *pipe, void *arg)
         zstr_free(&command);
         if (stop)
             break;
-        s_group(&w, pipe, batch);
+        s_group(arg, pipe, batch);
     }
-    zsock_destroy(&w.apply);
-    free(w.record);
 }
 
-zactor_t *broker_writer_new(broker_t *broker)
+zactor_t *broker_writer_new(broker_t *b)
 {
-    return zactor_new(s_writer_actor, broker);
+    broker_journal_t *j = calloc(1, sizeof *j);
+    assert(j);
+    pthread_mutex_init(&j->lock, NULL);
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "inproc://sharebus-apply-%p", (void *) b);
+    j->apply = zsock_new_push(endpoint);
+    assert(j->apply);
+    zsock_set_linger(j->apply, 1000);       /* what is sent reaches the applier */
+    j->number = atomic_load(&b->wal_applied);
+    b->journal = j;
+    return zactor_new(s_writer_actor, b);
+}
+
+void broker_writer_destroy(broker_t *b)
+{
+    zactor_destroy(&b->writer);
+    broker_journal_t *j = b->journal;
+    if (j) {
+        zsock_destroy(&j->apply);
+        free(j->record);
+        pthread_mutex_destroy(&j->lock);
+        free(j);
+        b->journal = NULL;
+    }
+}
+
+/* Writes `batch` on the calling thread, with nothing at the writer: the
+   main thread's way when it has nothing else to do meanwhile. */
+void broker_writer_write(broker_t *b, broker_batch_t *batch)
+{
+    s_write(b, &batch, 1);
 }
 
 /* Hands `batch` to the writer (which owns it until it comes back). */
