@@ -174,8 +174,8 @@ int broker_run(broker_t *self);
 int broker_reload(broker_t *self, zlistx_t *errors);
 
 /* The batch: append an audit record (copied; the caller keeps `record`),
-   put or delete a key. Applied at once in the batch's transaction, and
-   again if the map had to grow; durable when broker_flush returns. */
+   put or delete a key. Durable once the batch is in the journal
+   (broker_flush, broker_sync); in LMDB once the applier commits it. */
 void broker_audit(broker_t *self, Sharebus__AuditRecord *record);
 void broker_put(broker_t *self, MDB_dbi dbi, const void *key, size_t key_size, const void *value,
                 size_t value_size);
@@ -185,10 +185,11 @@ void broker_send(broker_t *self, const zframe_t *to, zframe_t **frame_p, const c
    it leaves only when the batch is durable, never when the store is full. */
 void broker_forward(broker_t *self, const zframe_t *to, zframe_t **frame_p,
                     const char *pending_key);
+/* Makes the current batch durable: hands it to the writer, or writes it
+   on this thread when nothing is at the writer and no message waits;
+   what it produced is sent once it is durable. broker_sync also waits
+   until every batch handed over is durable and its outbox sent. */
 void broker_flush(broker_t *self);
-
-/* Hands the current batch to the writer without waiting; broker_sync also
-   waits until every batch handed over is durable and its outbox sent. */
 void broker_sync(broker_t *self);
 
 /* A read-only transaction on the store, safe against the writer growing
