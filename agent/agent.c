@@ -212,7 +212,6 @@ agent_t *agent_new(const agent_config_t *config)
     zhashx_set_destructor(self->providers, s_frame_free);
     self->outgoing = calloc(S_SIGN_MAX, sizeof *self->outgoing);
     assert(self->outgoing);
-    pthread_mutex_init(&self->store_lock, NULL);
     if (s_load_identity(self) != 0 || s_open_store(self) != 0 || agent_log_start(self) != 0
         || s_open_sockets(self) != 0 || agent_keys_open(self) != 0)
         agent_destroy(&self);
@@ -244,7 +243,6 @@ void agent_destroy(agent_t **self_p)
     sbi_crypto_destroy(&self->crypto);
     sbi_trust_destroy(&self->trust);
     sodium_memzero(self->subject_key, sizeof self->subject_key);
-    pthread_mutex_destroy(&self->store_lock);
     free(self);
     *self_p = NULL;
 }

@@ -60,7 +60,6 @@ typedef struct {
     zactor_t *logger;         /* the log thread */
     agent_batch_t *batch;     /* the open batch of the log, in memory */
     size_t in_flight;         /* batches at the log thread */
-    pthread_mutex_t store_lock; /* a read of the store against a map growing */
     zsock_t *bus;             /* DEALER to the broker */
     zsock_t *front;           /* ROUTER for back-ends */
     zsock_t *monitor;         /* the bus socket's handshake events */

@@ -210,13 +210,11 @@ static bool s_seen(agent_t *self, const uint8_t id[SBI_ID_SIZE], const char *hex
         return true;
     MDB_txn *txn;
     bool seen = false;
-    pthread_mutex_lock(&self->store_lock);
-    if (sbi_store_begin(self->store, false, &txn) == SB_OK) {
+    if (sbi_store_read_begin(self->store, &txn) == SB_OK) {
         MDB_val key = {SBI_ID_SIZE, (void *) id}, value;
         seen = mdb_get(txn, self->events_seen, &key, &value) == 0;
-        mdb_txn_abort(txn);
+        sbi_store_read_end(self->store, &txn);
     }
-    pthread_mutex_unlock(&self->store_lock);
     return seen;
 }
 

@@ -16,9 +16,10 @@
     map and is written again.
 
     The log thread owns the audit chain (self->audit) once it runs. The
-    loop reads the store only to look for events seen (events.c), under
-    self->store_lock, which the log thread holds to grow the map: LMDB
-    moves the map only when no transaction of the process is open. */
+    loop reads the store only to look for events seen (events.c), in
+    transactions of sbi_store_read_begin, which the log thread's
+    sbi_store_grow waits for: LMDB moves the map only when no transaction
+    of the process is open. */
 #include "agent.h"
 
 #include <errno.h>
@@ -65,10 +66,7 @@ static int s_grow_beyond(agent_t *self, size_t quarters)
     sbi_store_usage(self->store, &map, &used);
     if (used <= map / 4 * quarters)
         return SB_OK;
-    pthread_mutex_lock(&self->store_lock);
-    int rc = sbi_store_grow(self->store);
-    pthread_mutex_unlock(&self->store_lock);
-    return rc;
+    return sbi_store_grow(self->store);
 }
 
 static int s_apply_one(agent_t *self, MDB_txn *txn, uint8_t kind, const uint8_t *data,

@@ -29,7 +29,6 @@ static void s_setup(s_fixture_t *f, size_t map, size_t max)
     a->audit = a->store ? sbi_audit_open(a->store, err, sizeof err) : NULL;
     CHECK(a->audit != NULL);
     CHECK_EQ(agent_events_open(a), SB_OK);
-    pthread_mutex_init(&a->store_lock, NULL);
     CHECK_EQ(agent_log_start(a), 0);
 }
 
@@ -40,7 +39,6 @@ static void s_teardown(s_fixture_t *f)
     agent_events_close(a);
     sbi_audit_close(&a->audit);
     sbi_store_close(&a->store);
-    pthread_mutex_destroy(&a->store_lock);
     char command[128];
     snprintf(command, sizeof command, "rm -rf %s", f->dir);
     if (system(command) != 0)

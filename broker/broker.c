@@ -175,7 +175,6 @@ broker_t *broker_new(const broker_config_t *config)
     self->counters = zhashx_new();
     zhashx_set_destructor(self->counters, (zhashx_destructor_fn *) zstr_free);
     self->batch = broker_batch_new();
-    pthread_rwlock_init(&self->map_lock, NULL);
 
     char err[512];
     self->trust = sbi_trust_new(config->certs, err, sizeof err);
@@ -248,7 +247,6 @@ void broker_destroy(broker_t **self_p)
     broker_events_close(self);
     sbi_audit_close(&self->audit);
     sbi_store_close(&self->store);
-    pthread_rwlock_destroy(&self->map_lock);
     sbi_crypto_destroy(&self->crypto);
     sbi_trust_destroy(&self->trust);
     free(self);
@@ -523,24 +521,6 @@ void broker_sync(broker_t *self)
         broker_flush(self);
         s_collect(self, true);
         s_wait_applied(self);
-    }
-}
-
-int broker_read_begin(broker_t *self, MDB_txn **txn_p)
-{
-    pthread_rwlock_rdlock(&self->map_lock);
-    int rc = sbi_store_begin(self->store, false, txn_p);
-    if (rc != SB_OK)
-        pthread_rwlock_unlock(&self->map_lock);
-    return rc;
-}
-
-void broker_read_end(broker_t *self, MDB_txn **txn_p)
-{
-    if (*txn_p) {
-        mdb_txn_abort(*txn_p);
-        *txn_p = NULL;
-        pthread_rwlock_unlock(&self->map_lock);
     }
 }
 

@@ -136,7 +136,6 @@ typedef struct {
     broker_verifier_t *verifier; /* checks envelopes with the main thread (verify.c) */
     broker_in_t *in;          /* the messages of a loop turn */
     int in_flight;            /* batches handed to it, not yet back */
-    pthread_rwlock_t map_lock; /* readers vs the writer growing the map */
     uint64_t audit_seq;       /* audit head as of the last commit */
     bool store_full;          /* refusing until space is back */
     zsock_t *zap;             /* admits connections (zap.c) */
@@ -192,10 +191,6 @@ void broker_forward(broker_t *self, const zframe_t *to, zframe_t **frame_p,
 void broker_flush(broker_t *self);
 void broker_sync(broker_t *self);
 
-/* A read-only transaction on the store, safe against the writer growing
-   the map; end it soon (it holds the lock the writer grows under). */
-int broker_read_begin(broker_t *self, MDB_txn **txn_p) SBI_UNUSED_RESULT;
-void broker_read_end(broker_t *self, MDB_txn **txn_p);
 
 /* The writer (writer.c). A batch is built by the main thread, applied and
    committed by the writer, and handed back. */

@@ -112,7 +112,7 @@ int broker_consent_find(broker_t *b, const Sharebus__Header *h, char *consent_id
                         size_t id_size, char *reason, size_t reason_size)
 {
     MDB_txn *txn = NULL;
-    if (broker_read_begin(b, &txn) != SB_OK) {
+    if (sbi_store_read_begin(b->store, &txn) != SB_OK) {
         snprintf(reason, reason_size, "consent registry unavailable");
         return SB_EUNAVAILABLE;
     }
@@ -152,7 +152,7 @@ int broker_consent_find(broker_t *b, const Sharebus__Header *h, char *consent_id
         s_free(&entry, &c);
     }
     mdb_cursor_close(cursor);
-    broker_read_end(b, &txn);
+    sbi_store_read_end(b->store, &txn);
     if (rc != SB_OK)
         snprintf(reason, reason_size, "no active consent of this subject for %s to obtain %s "
                  "for %s%s", h->from, h->dataset, h->purpose,
@@ -255,12 +255,12 @@ static void s_answer(broker_t *b, const sbi_cert_t *cert, const zframe_t *routin
 static int s_exists(broker_t *b, const char *id)
 {
     MDB_txn *txn = NULL;
-    int rc = broker_read_begin(b, &txn);
+    int rc = sbi_store_read_begin(b->store, &txn);
     if (rc != SB_OK)
         return rc;
     MDB_val key = {S_ID_LEN, (void *) id}, value;
     rc = mdb_get(txn, b->consent_records, &key, &value) == 0 ? SB_EEXISTS : SB_OK;
-    broker_read_end(b, &txn);
+    sbi_store_read_end(b->store, &txn);
     return rc;
 }
 
@@ -363,12 +363,12 @@ static void s_revoke_one(broker_t *b, MDB_txn *txn, s_revoke_t *r, const char *i
 static int s_revoke_all(broker_t *b, s_revoke_t *r)
 {
     MDB_txn *txn = NULL;
-    int rc = broker_read_begin(b, &txn);
+    int rc = sbi_store_read_begin(b->store, &txn);
     if (rc != SB_OK)
         return rc;
     if (*r->revoke->id) {
         s_revoke_one(b, txn, r, r->revoke->id);
-        broker_read_end(b, &txn);
+        sbi_store_read_end(b->store, &txn);
         return SB_OK;
     }
     MDB_cursor *cursor;
@@ -383,7 +383,7 @@ static int s_revoke_all(broker_t *b, s_revoke_t *r)
     for (char *id = zlistx_first(ids); id; id = zlistx_next(ids))
         s_revoke_one(b, txn, r, id);
     zlistx_destroy(&ids);
-    broker_read_end(b, &txn);
+    sbi_store_read_end(b->store, &txn);
     return SB_OK;
 }
 
@@ -439,7 +439,7 @@ void broker_consent_list(broker_t *b, const sbi_cert_t *cert, const zframe_t *ro
         return;
     }
     MDB_txn *txn = NULL;
-    if (broker_read_begin(b, &txn) != SB_OK) {
+    if (sbi_store_read_begin(b->store, &txn) != SB_OK) {
         broker_refuse(b, cert, routing, env, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REFUSED,
                       SB_EUNAVAILABLE, "the consent registry cannot be read now");
         return;
@@ -467,7 +467,7 @@ void broker_consent_list(broker_t *b, const sbi_cert_t *cert, const zframe_t *ro
         s_free(&entry, &c);
     }
     mdb_cursor_close(cursor);
-    broker_read_end(b, &txn);
+    sbi_store_read_end(b->store, &txn);
     Sharebus__ConsentList list = SHAREBUS__CONSENT_LIST__INIT;
     list.n_entries = zlistx_size(entries);
     list.entries = calloc(list.n_entries + 1, sizeof *list.entries);

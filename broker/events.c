@@ -389,11 +389,11 @@ void broker_events_pump(broker_t *b)
                                   ? zhashx_lookup(b->peers, q->agency) : NULL;
         if (!peer || zhashx_size(q->inflight) >= S_WINDOW)
             continue;
-        if (!txn && broker_read_begin(b, &txn) != SB_OK)
+        if (!txn && sbi_store_read_begin(b->store, &txn) != SB_OK)
             return;
         s_pump(b, txn, q, peer);
     }
-    broker_read_end(b, &txn);
+    sbi_store_read_end(b->store, &txn);
     broker_flush(b);
 }
 

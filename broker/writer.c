@@ -26,8 +26,8 @@
     for the applier (broker_sync) where it must read its own writes.
 
     The map grows in the applier (mdb_env_set_mapsize needs no transaction
-    open in the process): main-thread readers hold `map_lock` for reading,
-    the applier takes it for writing while it grows the map.
+    open in the process): the main thread reads the store in transactions
+    of sbi_store_read_begin, which sbi_store_grow waits for.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,9 +240,7 @@ static int s_commit(s_applier_t *w, s_record_t **records, size_t n, bool quiet)
         }
         if (rc != SB_EFULL)
             return rc;
-        pthread_rwlock_wrlock(&b->map_lock);
         rc = sbi_store_grow(b->store);
-        pthread_rwlock_unlock(&b->map_lock);
         if (rc != SB_OK) {
             if (!quiet)
                 sbi_error("audit commit failed: MDB_MAP_FULL: the map is at its limit (--map-max)");

@@ -2,6 +2,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@ struct sbi_store_t {
     MDB_env *env;
     bool readonly;
     size_t map_max;
+    pthread_rwlock_t map_lock;    /* reads of other threads vs growing the map */
 };
 
 sbi_store_t *sbi_store_open(const char *path, unsigned flags, size_t map_size,
@@ -25,6 +27,7 @@ sbi_store_t *sbi_store_open(const char *path, unsigned flags, size_t map_size,
         free(self);
         return NULL;
     }
+    pthread_rwlock_init(&self->map_lock, NULL);
     int rc = mdb_env_create(&self->env);
     if (rc == 0)
         rc = mdb_env_set_maxdbs(self->env, max_dbs);
@@ -59,6 +62,7 @@ void sbi_store_close(sbi_store_t **self_p)
         return;
     if (self->env)
         mdb_env_close(self->env);
+    pthread_rwlock_destroy(&self->map_lock);
     free(self);
     *self_p = NULL;
 }
@@ -93,6 +97,26 @@ int sbi_store_dbi(sbi_store_t *self, const char *name, unsigned flags, MDB_dbi *
     return mrc == 0 ? SB_OK : sbi_store_code(mrc);
 }
 
+int sbi_store_read_begin(sbi_store_t *self, MDB_txn **txn_p)
+{
+    pthread_rwlock_rdlock(&self->map_lock);
+    int rc = sbi_store_begin(self, false, txn_p);
+    if (rc != SB_OK) {
+        *txn_p = NULL;
+        pthread_rwlock_unlock(&self->map_lock);
+    }
+    return rc;
+}
+
+void sbi_store_read_end(sbi_store_t *self, MDB_txn **txn_p)
+{
+    if (*txn_p) {
+        mdb_txn_abort(*txn_p);
+        *txn_p = NULL;
+        pthread_rwlock_unlock(&self->map_lock);
+    }
+}
+
 int sbi_store_grow(sbi_store_t *self)
 {
     MDB_envinfo info;
@@ -102,7 +126,9 @@ int sbi_store_grow(sbi_store_t *self)
     size_t size = info.me_mapsize * 2;
     if (size > self->map_max)
         size = self->map_max;
+    pthread_rwlock_wrlock(&self->map_lock);
     int rc = mdb_env_set_mapsize(self->env, size);
+    pthread_rwlock_unlock(&self->map_lock);
     if (rc != 0)
         return SB_EFULL;
     sbi_notice("store map grown to %zu MiB", size >> 20);

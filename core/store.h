@@ -37,8 +37,17 @@ int sbi_store_dbi(sbi_store_t *self, const char *name, unsigned flags, MDB_dbi *
 /* Begins a transaction; a read-only one follows a map another process grew. */
 int sbi_store_begin(sbi_store_t *self, bool write, MDB_txn **txn_p) SBI_UNUSED_RESULT;
 
+/* A read-only transaction that another thread of the process may hold
+   while one thread writes and grows the map: sbi_store_grow waits until
+   every such read has ended (LMDB moves the map only when no transaction
+   of the process is open). End it soon with sbi_store_read_end, which
+   aborts it and sets *txn_p to NULL (nothing when it is NULL already). */
+int sbi_store_read_begin(sbi_store_t *self, MDB_txn **txn_p) SBI_UNUSED_RESULT;
+void sbi_store_read_end(sbi_store_t *self, MDB_txn **txn_p);
+
 /* After a write failed with MDB_MAP_FULL (and its transaction was aborted):
-   doubles the map up to its maximum. SB_EFULL when it cannot grow. */
+   doubles the map up to its maximum, once no sbi_store_read_begin
+   transaction is open. SB_EFULL when it cannot grow. */
 int sbi_store_grow(sbi_store_t *self) SBI_UNUSED_RESULT;
 
 /* Current map size and bytes in use (last page number times page size). */

@@ -1,9 +1,12 @@
 /*  test_core.c - certificates, revocation, trust and envelopes. */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "envelope.h"
+#include "store.h"
 #include "testing.h"
 
 typedef struct {
@@ -860,6 +863,55 @@ TEST(test_atomic_write_leaves_no_partial_file)
     CHECK_EQ(sbi_file_write(path, "x", 1, 0600, false), SB_EIO);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "test $(ls -A %s | wc -l) -eq 1 && rm -rf %s", dir, dir);
+    CHECK_EQ(system(cmd), 0);
+}
+
+typedef struct {
+    sbi_store_t *store;
+    atomic_bool done;
+    int rc;
+} s_grower_t;
+
+static void *s_grow(void *arg)
+{
+    s_grower_t *g = arg;
+    g->rc = sbi_store_grow(g->store);
+    atomic_store(&g->done, true);
+    return NULL;
+}
+
+TEST(test_store_grows_its_map_only_after_other_threads_reads)
+{
+    char dir[] = "/tmp/sb-test-store-XXXXXX";
+    CHECK(mkdtemp(dir));
+    char err[256];
+    sbi_store_t *store = sbi_store_open(dir, 0, 1 << 20, 4 << 20, 4, err, sizeof err);
+    CHECK(store != NULL);
+    if (!store)
+        return;
+    MDB_txn *txn;
+    CHECK_EQ(sbi_store_read_begin(store, &txn), SB_OK);
+    s_grower_t g = {store, false, -1};
+    pthread_t thread;
+    CHECK_EQ(pthread_create(&thread, NULL, s_grow, &g), 0);
+    usleep(100 * 1000);
+    CHECK(!atomic_load(&g.done));       /* waiting for the read */
+    size_t map, used;
+    sbi_store_usage(store, &map, &used);
+    CHECK_EQ(map, (size_t) 1 << 20);
+    sbi_store_read_end(store, &txn);
+    CHECK(txn == NULL);
+    sbi_store_read_end(store, &txn);    /* ended already: nothing */
+    pthread_join(thread, NULL);
+    CHECK(atomic_load(&g.done));
+    CHECK_EQ(g.rc, SB_OK);
+    sbi_store_usage(store, &map, &used);
+    CHECK_EQ(map, (size_t) 2 << 20);
+    CHECK_EQ(sbi_store_read_begin(store, &txn), SB_OK);    /* reads go on */
+    sbi_store_read_end(store, &txn);
+    sbi_store_close(&store);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CHECK_EQ(system(cmd), 0);
 }
 
