@@ -536,43 +536,47 @@ static void s_write(broker_t *b, broker_batch_t **group, size_t n)
     }
 }
 
+/* The next batch handed over, or NULL on $TERM (or a broken pipe). */
+static broker_batch_t *s_next_batch(zsock_t *pipe)
+{
+    char *command = NULL;
+    void *batch = NULL;
+    if (zsock_recv(pipe, "sp", &command, &batch) != 0 || !command)
+        return NULL;
+    bool is_batch = strcmp(command, "BATCH") == 0;
+    zstr_free(&command);
+    return is_batch ? batch : NULL;
+}
+
 /* Takes whatever batches are waiting after `first`, up to a group, writes
-   them as one journal record and hands them back in order. */
-static void s_group(broker_t *b, zsock_t *pipe, broker_batch_t *first)
+   them as one journal record and hands them back in order. False when
+   $TERM came meanwhile: the group is finished first, then the writer stops. */
+static bool s_group(broker_t *b, zsock_t *pipe, broker_batch_t *first)
 {
     broker_batch_t *group[S_GROUP_MAX] = {first};
     size_t n = 1, bytes = first->bytes;
-    while (n < S_GROUP_MAX && bytes < S_GROUP_BYTES && (zsock_events(pipe) & ZMQ_POLLIN)) {
-        char *command = NULL;
-        void *next = NULL;
-        if (zsock_recv(pipe, "sp", &command, &next) != 0 || !command)
-            break;
-        bool is_batch = strcmp(command, "BATCH") == 0;
-        zstr_free(&command);
-        if (!is_batch)
-            break;      /* $TERM: finish this group first; the loop sees it next */
-        group[n++] = next;
-        bytes += ((broker_batch_t *) next)->bytes;
+    bool more = true;
+    while (more && n < S_GROUP_MAX && bytes < S_GROUP_BYTES
+           && (zsock_events(pipe) & ZMQ_POLLIN)) {
+        broker_batch_t *next = s_next_batch(pipe);
+        if (next) {
+            group[n++] = next;
+            bytes += next->bytes;
+        }
+        more = next != NULL;
     }
     s_write(b, group, n);
     for (size_t i = 0; i < n; i++)
         zsock_send(pipe, "p", group[i]);
+    return more;
 }
 
 static void s_writer_actor(zsock_t *pipe, void *arg)
 {
     zsock_signal(pipe, 0);
-    while (true) {
-        char *command = NULL;
-        void *batch = NULL;
-        if (zsock_recv(pipe, "sp", &command, &batch) != 0 || !command)
-            break;
-        bool stop = strcmp(command, "$TERM") == 0;
-        zstr_free(&command);
-        if (stop)
-            break;
-        s_group(arg, pipe, batch);
-    }
+    broker_batch_t *batch;
+    while ((batch = s_next_batch(pipe)) && s_group(arg, pipe, batch))
+        ;
 }
 
 zactor_t *broker_writer_new(broker_t *b)
