@@ -14,6 +14,8 @@
       full-fixed.json                            open loop at a fixed rate
       full-fixed-split.json                      the same, the broker on one core
                                                  and the agencies on the other
+      full-fixed-memory.json                     the same as placed, the broker's
+                                                 store and journal in memory
       crypto.json                                crypto-floor
       audit.json, consent.json, consent-full.json, consent-fixed.json,
       agents.json, agents-issue.json,            the other measurements
@@ -221,10 +223,10 @@ static json_object *s_nats_best(const s_report_t *r, long size, long n)
     return best;
 }
 
-/* The comparison runs: arrays of points, and the headline 512 B x 128. */
 /* The fixed-load runs into `full`: p99_ms_at_fixed_load and fixed_load
    (the bus as the scheduler places it), the same with _split (the broker
-   on one core, the agencies on the other). */
+   on one core, the agencies on the other) and with _memory (the broker's
+   store and journal in memory: what the disk's synchronous writes cost). */
 static void s_fixed(const s_report_t *r, json_object *full)
 {
     json_object *fixed = s_part(r, "full-fixed.json");
@@ -235,8 +237,13 @@ static void s_fixed(const s_report_t *r, json_object *full)
     s_put(full, "p99_ms_at_fixed_load_split", split ? s_num(split, "p99_ms") : NAN);
     if (split)
         json_object_object_add(full, "fixed_load_split", split);
+    json_object *memory = s_part(r, "full-fixed-memory.json");
+    s_put(full, "p99_ms_at_fixed_load_memory", memory ? s_num(memory, "p99_ms") : NAN);
+    if (memory)
+        json_object_object_add(full, "fixed_load_memory", memory);
 }
 
+/* The comparison runs: arrays of points, and the headline 512 B x 128. */
 static void s_request_reply(const s_report_t *r, json_object *doc)
 {
     json_object *ceiling = json_object_new_object(), *full = json_object_new_object(),
@@ -552,6 +559,14 @@ static void s_fixed_lines(json_object *doc)
                s_num(fixed, "p50_ms"), s_num(fixed, "p99_ms"), s_num(fixed, "p999_ms"),
                s_num(fixed, "max_ms"));
     s_print_stalls(fixed);
+    json_object *memory = NULL;
+    json_object_object_get_ex(json_object_object_get(doc, "full_path"), "fixed_load_memory", &memory);
+    if (memory)
+        printf("the same, the broker's store and journal in memory (not durable; what the disk "
+               "costs): achieved %.0f/s, p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f ms\n",
+               s_num(memory, "round_trips_per_s"), s_num(memory, "p50_ms"), s_num(memory, "p99_ms"),
+               s_num(memory, "p999_ms"), s_num(memory, "max_ms"));
+    s_print_stalls(memory);
     json_object *split = NULL;
     json_object_object_get_ex(json_object_object_get(doc, "full_path"), "fixed_load_split", &split);
     if (split)
