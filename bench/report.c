@@ -16,6 +16,8 @@
                                                  and the agencies on the other
       full-fixed-memory.json                     the same as placed, the broker's
                                                  store and journal in memory
+      status-PART-before.json, -after.json       the broker's status --json right
+                                                 before and after fixed-load PART
       crypto.json                                crypto-floor
       audit.json, consent.json, consent-full.json, consent-fixed.json,
       agents.json, agents-issue.json,            the other measurements
@@ -227,17 +229,77 @@ static json_object *s_nats_best(const s_report_t *r, long size, long n)
    (the bus as the scheduler places it), the same with _split (the broker
    on one core, the agencies on the other) and with _memory (the broker's
    store and journal in memory: what the disk's synchronous writes cost). */
+/* The q-quantile of counts[0..n) over buckets with upper bounds le[0..n-1)
+   (the last count above the last bound), interpolated within its bucket
+   as the broker interpolates its own. */
+static double s_bucket_quantile(const double *le, const double *counts, size_t n, double q)
+{
+    double total = 0, below = 0;
+    for (size_t i = 0; i < n; i++)
+        total += counts[i];
+    double rank = q * total;
+    for (size_t i = 0; total > 0 && i < n; i++) {
+        if (counts[i] > 0 && below + counts[i] >= rank) {
+            double lo = i ? le[i - 1] : 0, hi = i + 1 < n ? le[i] : lo;
+            return lo + (hi - lo) * (rank - below) / counts[i];
+        }
+        below += counts[i];
+    }
+    return NAN;
+}
+
+/* The broker's journal writes during fixed-load part `name`, into `part`
+   as journal_writes: the difference of its audit_commit histogram read
+   right before and right after (status-NAME-before.json, -after.json). */
+static void s_journal_writes(const s_report_t *r, const char *name, json_object *part)
+{
+    json_object *before = s_part(r, "status-%s-before.json", name);
+    json_object *after = s_part(r, "status-%s-after.json", name);
+    json_object *hb = NULL, *ha = NULL, *le = NULL, *cb = NULL, *ca = NULL;
+    if (before && after && json_object_object_get_ex(before, "audit_commit", &hb)
+        && json_object_object_get_ex(after, "audit_commit", &ha)
+        && json_object_object_get_ex(ha, "le_ms", &le) && json_object_object_get_ex(hb, "counts", &cb)
+        && json_object_object_get_ex(ha, "counts", &ca)) {
+        size_t n = json_object_array_length(ca);
+        double bounds[64], counts[64], total = 0;
+        if (n <= 64 && n == json_object_array_length(cb) && n == json_object_array_length(le) + 1) {
+            for (size_t i = 0; i < n; i++) {
+                bounds[i] = i + 1 < n ? json_object_get_double(json_object_array_get_idx(le, i)) : 0;
+                counts[i] = (double) (json_object_get_int64(json_object_array_get_idx(ca, i))
+                                      - json_object_get_int64(json_object_array_get_idx(cb, i)));
+                total += counts[i];
+            }
+            double answered = s_num(part, "answered_total");
+            json_object *w = json_object_new_object();
+            s_put(w, "count", total);
+            s_put(w, "per_round_trip", answered > 0 ? total / answered : NAN);
+            s_put(w, "p50_ms", s_bucket_quantile(bounds, counts, n, 0.5));
+            s_put(w, "p90_ms", s_bucket_quantile(bounds, counts, n, 0.9));
+            s_put(w, "p99_ms", s_bucket_quantile(bounds, counts, n, 0.99));
+            json_object_object_add(part, "journal_writes", w);
+        }
+    }
+    json_object_put(before);
+    json_object_put(after);
+}
+
 static void s_fixed(const s_report_t *r, json_object *full)
 {
     json_object *fixed = s_part(r, "full-fixed.json");
+    if (fixed)
+        s_journal_writes(r, "full-fixed", fixed);
     s_put(full, "p99_ms_at_fixed_load", fixed ? s_num(fixed, "p99_ms") : NAN);
     if (fixed)
         json_object_object_add(full, "fixed_load", fixed);
     json_object *split = s_part(r, "full-fixed-split.json");
+    if (split)
+        s_journal_writes(r, "full-fixed-split", split);
     s_put(full, "p99_ms_at_fixed_load_split", split ? s_num(split, "p99_ms") : NAN);
     if (split)
         json_object_object_add(full, "fixed_load_split", split);
     json_object *memory = s_part(r, "full-fixed-memory.json");
+    if (memory)
+        s_journal_writes(r, "full-fixed-memory", memory);
     s_put(full, "p99_ms_at_fixed_load_memory", memory ? s_num(memory, "p99_ms") : NAN);
     if (memory)
         json_object_object_add(full, "fixed_load_memory", memory);
@@ -531,9 +593,16 @@ static void s_events_line(json_object *doc)
                json_object_get_string(json_object_object_get(events, "catch_up_note")));
 }
 
-/* The machine's stops during a fixed-load run, if its probe ran. */
+/* The broker's journal writes and the machine's stops during a fixed-load
+   run, where they were measured. */
 static void s_print_stalls(json_object *fixed)
 {
+    if (fixed && !isnan(s_num(fixed, "journal_writes.count")))
+        printf("  the broker's journal writes meanwhile: %.0f (%.2f per round trip), "
+               "p50 %.2f  p90 %.2f  p99 %.2f ms (its histogram, buckets from 0.1 ms)\n",
+               s_num(fixed, "journal_writes.count"), s_num(fixed, "journal_writes.per_round_trip"),
+               s_num(fixed, "journal_writes.p50_ms"), s_num(fixed, "journal_writes.p90_ms"),
+               s_num(fixed, "journal_writes.p99_ms"));
     if (!fixed || isnan(s_num(fixed, "machine_stalls.count")))
         return;
     printf("  the machine stopped %.0f times for 2 ms or more (%.1f ms in all, longest %.1f ms; "

@@ -25,8 +25,10 @@
 #define S_REQUEST_MAX 8192         /* bytes of one HTTP request */
 #define S_CONN_IDLE_MS 10000       /* a scraper that sends nothing is dropped */
 
-static const double s_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                  0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+/* Upper bounds, seconds: from 0.1 ms, where a journal write on a fast
+   disk falls, to 10 s. */
+static const double s_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                  0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,     10};
 #define S_BUCKETS (sizeof s_bounds / sizeof s_bounds[0])
 
 typedef struct {
@@ -390,6 +392,17 @@ static json_object *s_histogram_json(const s_histogram_t *h)
     json_object_object_add(obj, "p50_ms", json_object_new_double(s_quantile(h, 0.5)));
     json_object_object_add(obj, "p90_ms", json_object_new_double(s_quantile(h, 0.9)));
     json_object_object_add(obj, "p99_ms", json_object_new_double(s_quantile(h, 0.99)));
+    /* The buckets themselves, so that a script can take the difference of
+       two readings: counts[i] is of (le_ms[i-1], le_ms[i]]; the last
+       count is above the last bound. */
+    json_object *le = json_object_new_array(), *counts = json_object_new_array();
+    for (size_t i = 0; i <= S_BUCKETS; i++) {
+        if (i < S_BUCKETS)
+            json_object_array_add(le, json_object_new_double(1000 * s_bounds[i]));
+        json_object_array_add(counts, json_object_new_uint64(h->counts[i]));
+    }
+    json_object_object_add(obj, "le_ms", le);
+    json_object_object_add(obj, "counts", counts);
     return obj;
 }
 

@@ -71,6 +71,13 @@ records=$(audit query --data "$WORK/broker" --json | wc -l)
 [ "$(get store_used_bytes)" -gt 0 ] && [ "$(get store_map_bytes)" -ge "$(get store_used_bytes)" ] \
   || fail "store sizes: $(get store_used_bytes) of $(get store_map_bytes)"
 [ "$(get uptime_s)" -ge 0 ] && [ -n "$(get policy_version)" ] || fail "uptime, policy version"
+# The histograms' buckets: one count more than bounds, summing to the count.
+for h in latency audit_commit; do
+  python3 -c 'import json,sys; h=json.loads(sys.argv[1])[sys.argv[2]]
+b, c = h["le_ms"], h["counts"]
+assert len(c) == len(b) + 1 and b == sorted(b) and b[0] == 0.1 and sum(c) == h["count"] > 0, h' \
+    "$status" $h || fail "status $h buckets"
+done
 pass "status --json: $TOTAL requests by consumer, provider and dataset, $N answered and timed, refusals by kind, queue, audit seq $seq"
 
 human=$("$BUILD/broker/sharebus-broker" status --data "$WORK/broker")
