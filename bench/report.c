@@ -225,10 +225,6 @@ static json_object *s_nats_best(const s_report_t *r, long size, long n)
     return best;
 }
 
-/* The fixed-load runs into `full`: p99_ms_at_fixed_load and fixed_load
-   (the bus as the scheduler places it), the same with _split (the broker
-   on one core, the agencies on the other) and with _memory (the broker's
-   store and journal in memory: what the disk's synchronous writes cost). */
 /* The q-quantile of counts[0..n) over buckets with upper bounds le[0..n-1)
    (the last count above the last bound), interpolated within its bucket
    as the broker interpolates its own. */
@@ -283,26 +279,34 @@ static void s_journal_writes(const s_report_t *r, const char *name, json_object 
     json_object_put(after);
 }
 
+/* The fixed-load runs, in the order they run: the key in full_path (and
+   of p99_ms_at_KEY), the part bench/run wrote, and how the table names it
+   after the first. */
+static const struct {
+    const char *key, *part, *label;
+} s_fixed_runs[] = {
+    {"fixed_load", "full-fixed", NULL},
+    {"fixed_load_memory", "full-fixed-memory",
+     "the broker's store and journal in memory (not durable; what the disk costs)"},
+    {"fixed_load_split", "full-fixed-split", "the broker on core 0 and the agencies on core 1"},
+};
+
+/* The fixed-load runs into `full`: p99_ms_at_fixed_load and fixed_load
+   (the bus as the scheduler places it), the same with _memory (the
+   broker's store and journal in memory: what the disk's synchronous writes
+   cost) and _split (the broker on one core, the agencies on the other). */
 static void s_fixed(const s_report_t *r, json_object *full)
 {
-    json_object *fixed = s_part(r, "full-fixed.json");
-    if (fixed)
-        s_journal_writes(r, "full-fixed", fixed);
-    s_put(full, "p99_ms_at_fixed_load", fixed ? s_num(fixed, "p99_ms") : NAN);
-    if (fixed)
-        json_object_object_add(full, "fixed_load", fixed);
-    json_object *split = s_part(r, "full-fixed-split.json");
-    if (split)
-        s_journal_writes(r, "full-fixed-split", split);
-    s_put(full, "p99_ms_at_fixed_load_split", split ? s_num(split, "p99_ms") : NAN);
-    if (split)
-        json_object_object_add(full, "fixed_load_split", split);
-    json_object *memory = s_part(r, "full-fixed-memory.json");
-    if (memory)
-        s_journal_writes(r, "full-fixed-memory", memory);
-    s_put(full, "p99_ms_at_fixed_load_memory", memory ? s_num(memory, "p99_ms") : NAN);
-    if (memory)
-        json_object_object_add(full, "fixed_load_memory", memory);
+    for (size_t i = 0; i < sizeof s_fixed_runs / sizeof s_fixed_runs[0]; i++) {
+        json_object *run = s_part(r, "%s.json", s_fixed_runs[i].part);
+        char p99[64];
+        snprintf(p99, sizeof p99, "p99_ms_at_%s", s_fixed_runs[i].key);
+        s_put(full, p99, run ? s_num(run, "p99_ms") : NAN);
+        if (run) {
+            s_journal_writes(r, s_fixed_runs[i].part, run);
+            json_object_object_add(full, s_fixed_runs[i].key, run);
+        }
+    }
 }
 
 /* The comparison runs: arrays of points, and the headline 512 B x 128. */
@@ -595,7 +599,7 @@ static void s_events_line(json_object *doc)
 
 /* The broker's journal writes and the machine's stops during a fixed-load
    run, where they were measured. */
-static void s_print_stalls(json_object *fixed)
+static void s_print_during(json_object *fixed)
 {
     if (fixed && !isnan(s_num(fixed, "journal_writes.count")))
         printf("  the broker's journal writes meanwhile: %.0f (%.2f per round trip), "
@@ -616,34 +620,24 @@ static void s_print_stalls(json_object *fixed)
            s_num(fixed, "machine_stalls.p99_ms_outside"));
 }
 
-/* The fixed-load runs: as the scheduler places the bus, and split. */
+/* The fixed-load runs, each with what was measured during it. */
 static void s_fixed_lines(json_object *doc)
 {
-    json_object *fixed = NULL;
-    json_object_object_get_ex(json_object_object_get(doc, "full_path"), "fixed_load", &fixed);
-    if (fixed)
-        printf("\nfull path at %.0f requests/s offered (open loop, 512 B): achieved %.0f/s, "
-               "p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f ms\n",
-               s_num(fixed, "offered_per_s"), s_num(fixed, "round_trips_per_s"),
-               s_num(fixed, "p50_ms"), s_num(fixed, "p99_ms"), s_num(fixed, "p999_ms"),
-               s_num(fixed, "max_ms"));
-    s_print_stalls(fixed);
-    json_object *memory = NULL;
-    json_object_object_get_ex(json_object_object_get(doc, "full_path"), "fixed_load_memory", &memory);
-    if (memory)
-        printf("the same, the broker's store and journal in memory (not durable; what the disk "
-               "costs): achieved %.0f/s, p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f ms\n",
-               s_num(memory, "round_trips_per_s"), s_num(memory, "p50_ms"), s_num(memory, "p99_ms"),
-               s_num(memory, "p999_ms"), s_num(memory, "max_ms"));
-    s_print_stalls(memory);
-    json_object *split = NULL;
-    json_object_object_get_ex(json_object_object_get(doc, "full_path"), "fixed_load_split", &split);
-    if (split)
-        printf("the same, the broker on core 0 and the agencies on core 1: achieved %.0f/s, "
-               "p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f ms\n",
-               s_num(split, "round_trips_per_s"), s_num(split, "p50_ms"), s_num(split, "p99_ms"),
-               s_num(split, "p999_ms"), s_num(split, "max_ms"));
-    s_print_stalls(split);
+    json_object *full = json_object_object_get(doc, "full_path");
+    for (size_t i = 0; i < sizeof s_fixed_runs / sizeof s_fixed_runs[0]; i++) {
+        json_object *run = NULL;
+        if (!json_object_object_get_ex(full, s_fixed_runs[i].key, &run) || !run)
+            continue;
+        if (s_fixed_runs[i].label)
+            printf("the same, %s: ", s_fixed_runs[i].label);
+        else
+            printf("\nfull path at %.0f requests/s offered (open loop, 512 B): ",
+                   s_num(run, "offered_per_s"));
+        printf("achieved %.0f/s, p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f ms\n",
+               s_num(run, "round_trips_per_s"), s_num(run, "p50_ms"), s_num(run, "p99_ms"),
+               s_num(run, "p999_ms"), s_num(run, "max_ms"));
+        s_print_during(run);
+    }
 }
 
 static void s_table(json_object *doc)

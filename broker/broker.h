@@ -191,7 +191,6 @@ void broker_forward(broker_t *self, const zframe_t *to, zframe_t **frame_p,
 void broker_flush(broker_t *self);
 void broker_sync(broker_t *self);
 
-
 /* The writer (writer.c). A batch is built by the main thread, applied and
    committed by the writer, and handed back. */
 broker_batch_t *broker_batch_new(void);
