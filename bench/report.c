@@ -244,16 +244,17 @@ static double s_bucket_quantile(const double *le, const double *counts, size_t n
     return NAN;
 }
 
-/* The broker's journal writes during fixed-load part `name`, into `part`
-   as journal_writes: the difference of its audit_commit histogram read
-   right before and right after (status-NAME-before.json, -after.json). */
-static void s_journal_writes(const s_report_t *r, const char *name, json_object *part)
+/* A histogram of the broker's during fixed-load part `name`, into `part`
+   as `key`: the difference of its histogram `histogram` read right before
+   and right after (status-NAME-before.json, -after.json). */
+static void s_broker_during(const s_report_t *r, const char *name, const char *histogram,
+                            const char *key, json_object *part)
 {
     json_object *before = s_part(r, "status-%s-before.json", name);
     json_object *after = s_part(r, "status-%s-after.json", name);
     json_object *hb = NULL, *ha = NULL, *le = NULL, *cb = NULL, *ca = NULL;
-    if (before && after && json_object_object_get_ex(before, "audit_commit", &hb)
-        && json_object_object_get_ex(after, "audit_commit", &ha)
+    if (before && after && json_object_object_get_ex(before, histogram, &hb)
+        && json_object_object_get_ex(after, histogram, &ha)
         && json_object_object_get_ex(ha, "le_ms", &le) && json_object_object_get_ex(hb, "counts", &cb)
         && json_object_object_get_ex(ha, "counts", &ca)) {
         size_t n = json_object_array_length(ca);
@@ -272,7 +273,7 @@ static void s_journal_writes(const s_report_t *r, const char *name, json_object 
             s_put(w, "p50_ms", s_bucket_quantile(bounds, counts, n, 0.5));
             s_put(w, "p90_ms", s_bucket_quantile(bounds, counts, n, 0.9));
             s_put(w, "p99_ms", s_bucket_quantile(bounds, counts, n, 0.99));
-            json_object_object_add(part, "journal_writes", w);
+            json_object_object_add(part, key, w);
         }
     }
     json_object_put(before);
@@ -303,7 +304,9 @@ static void s_fixed(const s_report_t *r, json_object *full)
         snprintf(p99, sizeof p99, "p99_ms_at_%s", s_fixed_runs[i].key);
         s_put(full, p99, run ? s_num(run, "p99_ms") : NAN);
         if (run) {
-            s_journal_writes(r, s_fixed_runs[i].part, run);
+            s_broker_during(r, s_fixed_runs[i].part, "audit_commit", "journal_writes", run);
+            s_broker_during(r, s_fixed_runs[i].part, "hold_request", "broker_held_requests", run);
+            s_broker_during(r, s_fixed_runs[i].part, "hold_reply", "broker_held_replies", run);
             json_object_object_add(full, s_fixed_runs[i].key, run);
         }
     }
@@ -597,8 +600,8 @@ static void s_events_line(json_object *doc)
                json_object_get_string(json_object_object_get(events, "catch_up_note")));
 }
 
-/* The broker's journal writes and the machine's stops during a fixed-load
-   run, where they were measured. */
+/* The broker's journal writes and holds, and the machine's stops, during
+   a fixed-load run, where they were measured. */
 static void s_print_during(json_object *fixed)
 {
     if (fixed && !isnan(s_num(fixed, "journal_writes.count")))
@@ -607,6 +610,11 @@ static void s_print_during(json_object *fixed)
                s_num(fixed, "journal_writes.count"), s_num(fixed, "journal_writes.per_round_trip"),
                s_num(fixed, "journal_writes.p50_ms"), s_num(fixed, "journal_writes.p90_ms"),
                s_num(fixed, "journal_writes.p99_ms"));
+    if (fixed && !isnan(s_num(fixed, "broker_held_requests.count")))
+        printf("  the broker held each request p50 %.2f  p99 %.2f ms and each reply p50 %.2f  "
+               "p99 %.2f ms (from its loop reading one to sending it on)\n",
+               s_num(fixed, "broker_held_requests.p50_ms"), s_num(fixed, "broker_held_requests.p99_ms"),
+               s_num(fixed, "broker_held_replies.p50_ms"), s_num(fixed, "broker_held_replies.p99_ms"));
     if (!fixed || isnan(s_num(fixed, "machine_stalls.count")))
         return;
     printf("  the machine stopped %.0f times for 2 ms or more (%.1f ms in all, longest %.1f ms; "

@@ -268,6 +268,8 @@ void broker_status_print(FILE *out, json_object *st)
             json_object_get_boolean(s_get(st, "store_full")) ? "; FULL: refusing traffic" : "");
     s_latency(out, "latency", s_get(st, "latency"), "answers");
     s_latency(out, "audit commits", s_get(st, "audit_commit"), "commits");
+    s_latency(out, "requests held", s_get(st, "hold_request"), "forwarded");
+    s_latency(out, "replies held", s_get(st, "hold_reply"), "forwarded");
     json_object *metrics = s_get(st, "metrics");
     if (metrics) {
         const char *hp = json_object_get_string(metrics);

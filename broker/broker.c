@@ -342,7 +342,7 @@ void broker_del(broker_t *self, MDB_dbi dbi, const void *key, size_t key_size)
 }
 
 static void s_queue(broker_t *self, const zframe_t *to, zframe_t **frame_p, const char *pending_key,
-                    bool durable)
+                    bool durable, int64_t read_us)
 {
     broker_out_t *out = calloc(1, sizeof *out);
     assert(out);
@@ -352,25 +352,29 @@ static void s_queue(broker_t *self, const zframe_t *to, zframe_t **frame_p, cons
     if (pending_key)
         snprintf(out->pending_key, sizeof out->pending_key, "%s", pending_key);
     out->forward = durable;
+    out->read_us = read_us;
     broker_batch_send(self->batch, out);
 }
 
 void broker_send(broker_t *self, const zframe_t *to, zframe_t **frame_p, const char *pending_key)
 {
-    s_queue(self, to, frame_p, pending_key, false);
+    s_queue(self, to, frame_p, pending_key, false, 0);
 }
 
 void broker_forward(broker_t *self, const zframe_t *to, zframe_t **frame_p,
-                    const char *pending_key)
+                    const char *pending_key, int64_t read_us)
 {
-    s_queue(self, to, frame_p, pending_key, true);
+    s_queue(self, to, frame_p, pending_key, true, read_us);
 }
 
 static void s_deliver(broker_t *self, broker_out_t *out)
 {
     if (zframe_send(&out->to, self->router, ZFRAME_MORE | ZFRAME_DONTWAIT) == 0
-        && zframe_send(&out->frame, self->router, ZFRAME_DONTWAIT) == 0)
+        && zframe_send(&out->frame, self->router, ZFRAME_DONTWAIT) == 0) {
+        if (out->read_us)
+            broker_metrics_hold(self, out->pending_key[0] != 0, zclock_usecs() - out->read_us);
         return;
+    }
     /* Peer gone (ROUTER_MANDATORY) or its queue full: a forwarded request
        is answered "unavailable" by the next sweep; anything else is lost
        with its peer, which hears it again on reconnect. */
@@ -768,9 +772,12 @@ static void s_on_router(broker_t *self)
 {
     size_t count = 0;
     zmsg_t *msg;
+    int64_t now = zclock_usecs();
     for (int n = 0; n < S_BATCH_MAX && (msg = zmsg_recv(self->router)); n++)
-        if (s_read_router(self, msg, &self->in[count]))
+        if (s_read_router(self, msg, &self->in[count])) {
+            self->in[count].read_us = now;
             count++;
+        }
     broker_verify(self->verifier, self->trust, self->in, count, sbi_now_ms());
     for (size_t i = 0; i < count; i++) {
         broker_in_t *in = &self->in[i];

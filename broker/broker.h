@@ -71,6 +71,7 @@ typedef struct {
     zframe_t *frame;
     char pending_key[2 * SBI_ID_SIZE + 1]; /* forwarded request, if any */
     bool forward;             /* an agency's message: leaves only if audited */
+    int64_t read_us;          /* a routed request's or reply's: when the loop read it */
 } broker_out_t;
 
 typedef struct {
@@ -110,6 +111,7 @@ typedef struct {
     sbi_envelope_t env;       /* decoded when decode_rc is SB_OK */
     int decode_rc;            /* sbi_envelope_decode */
     int verify_rc;            /* sbi_envelope_verify; decode_rc when that failed */
+    int64_t read_us;          /* zclock_usecs when the loop read it */
 } broker_in_t;
 
 typedef struct {
@@ -181,9 +183,11 @@ void broker_put(broker_t *self, MDB_dbi dbi, const void *key, size_t key_size, c
 void broker_del(broker_t *self, MDB_dbi dbi, const void *key, size_t key_size);
 void broker_send(broker_t *self, const zframe_t *to, zframe_t **frame_p, const char *pending_key);
 /* Queues an agency's message forwarded as received (request, reply, event):
-   it leaves only when the batch is durable, never when the store is full. */
+   it leaves only when the batch is durable, never when the store is full.
+   `read_us`: when the loop read a request or a reply forwarded (its time
+   in the broker goes to the hold histograms), or 0. */
 void broker_forward(broker_t *self, const zframe_t *to, zframe_t **frame_p,
-                    const char *pending_key);
+                    const char *pending_key, int64_t read_us);
 /* Makes the current batch durable: hands it to the writer, or writes it
    on this thread when nothing is at the writer and no message waits;
    what it produced is sent once it is durable. broker_sync also waits
@@ -346,6 +350,8 @@ void broker_metrics_handle(broker_t *self);
 void broker_metrics_request(broker_t *self, const Sharebus__Header *request);
 void broker_metrics_latency(broker_t *self, int64_t usecs);
 void broker_metrics_commit(broker_t *self, int64_t usecs);
+/* A request (or a reply) forwarded `usecs` after the loop read it. */
+void broker_metrics_hold(broker_t *self, bool request, int64_t usecs);
 void broker_metrics_status(broker_t *self, struct json_object *status);
 /* The Prometheus text exposition; the caller frees it. */
 char *broker_metrics_text(broker_t *self);

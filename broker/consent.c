@@ -248,7 +248,7 @@ static void s_answer(broker_t *b, const sbi_cert_t *cert, const zframe_t *routin
     r.header.correlation_id = h->message_id;
     zframe_t *frame = NULL;
     if (sbi_envelope_seal(b->crypto, cert, &r.header, &payload, &frame) == SB_OK)
-        broker_forward(b, routing, &frame, NULL);
+        broker_forward(b, routing, &frame, NULL, 0);
 }
 
 /* Whether consent `id` exists (committed: the caller synced the writer). */

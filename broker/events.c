@@ -167,7 +167,7 @@ static void s_acks_send(broker_t *b, s_acks_t *a)
         sbi_header_set_acks(&ack.header, a->ids, a->n, more);
         zframe_t *out = NULL;
         if (sbi_envelope_seal(b->crypto, cert, &ack.header, NULL, &out) == SB_OK)
-            broker_forward(b, a->routing, &out, NULL);
+            broker_forward(b, a->routing, &out, NULL, 0);
     }
     a->n = 0;
 }
@@ -373,7 +373,7 @@ static void s_pump(broker_t *b, MDB_txn *txn, broker_queue_t *q, broker_peer_t *
             char hex[33];
             zhashx_update(q->inflight, sbi_hex(e->id, SBI_ID_SIZE, hex), e);
             zframe_t *frame = zframe_new(value.mv_data, value.mv_size);
-            broker_forward(b, peer->routing, &frame, NULL);
+            broker_forward(b, peer->routing, &frame, NULL, 0);
         }
         sbi_envelope_clear(&env);
         q->sent_upto = seq;

@@ -5,8 +5,11 @@
     bounded: a dataset the policy does not declare and a recipient without
     a certificate count as "-", so a hostile agent cannot grow the table),
     and every broker_count() name. Histograms: request latency (the broker
-    routed the request -> the provider's answer is forwarded) and the
-    duration of each journal write that makes a batch durable (writer.c).
+    routed the request -> the provider's answer is forwarded), the
+    duration of each journal write that makes a batch durable (writer.c),
+    and how long the broker held each request and each reply it forwarded
+    (its loop read it -> sent it on: the checks, its journal write, and
+    whatever it waited behind; not the time it waited in the socket).
 
     --metrics HOST:PORT serves them from the broker's own loop on a
     ZMQ_STREAM socket speaking just enough HTTP/1.0: GET /metrics answers
@@ -46,6 +49,8 @@ struct broker_metrics_t {
     zhashx_t *requests;             /* "consumer\tprovider\tdataset" -> uint64_t * */
     s_histogram_t latency;
     s_histogram_t commit;
+    s_histogram_t hold_request;     /* read -> forwarded to the provider */
+    s_histogram_t hold_reply;       /* read -> forwarded to the consumer */
     zsock_t *http;
     zhashx_t *conns;                /* hex routing id -> s_conn_t */
     uint64_t started_ms;            /* wall clock */
@@ -92,6 +97,12 @@ void broker_metrics_commit(broker_t *self, int64_t usecs)
 {
     if (self->metrics)
         s_observe(&self->metrics->commit, usecs);
+}
+
+void broker_metrics_hold(broker_t *self, bool request, int64_t usecs)
+{
+    if (self->metrics)
+        s_observe(request ? &self->metrics->hold_request : &self->metrics->hold_reply, usecs);
 }
 
 /* ------------------------------------------------------- life cycle */
@@ -361,6 +372,12 @@ char *broker_metrics_text(broker_t *self)
     s_histogram(out, "sharebus_audit_commit_duration_seconds",
                 "Time to make one group of batches durable: its synchronous journal write.",
                 &self->metrics->commit);
+    s_histogram(out, "sharebus_request_hold_seconds",
+                "Time from reading a request to forwarding it: checks, its journal write, waits.",
+                &self->metrics->hold_request);
+    s_histogram(out, "sharebus_reply_hold_seconds",
+                "Time from reading a reply to forwarding it: checks, its journal write, waits.",
+                &self->metrics->hold_reply);
     fclose(out);
     return text;
 }
@@ -446,6 +463,8 @@ void broker_metrics_status(broker_t *self, struct json_object *status)
     json_object_object_add(status, "refusals", refusals);
     json_object_object_add(status, "latency", s_histogram_json(&m->latency));
     json_object_object_add(status, "audit_commit", s_histogram_json(&m->commit));
+    json_object_object_add(status, "hold_request", s_histogram_json(&m->hold_request));
+    json_object_object_add(status, "hold_reply", s_histogram_json(&m->hold_reply));
     char when[32];
     json_object_object_add(status, "started",
                            json_object_new_string(sbi_time_format(m->started_ms, when, sizeof when)));

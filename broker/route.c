@@ -16,6 +16,7 @@ typedef struct {
     zframe_t *routing;
     zframe_t *frame;          /* the frame as received, to forward as is */
     sbi_envelope_t *env;
+    int64_t read_us;          /* when the loop read it */
 } s_msg_t;
 
 typedef void(s_action_fn)(s_msg_t *m);
@@ -50,7 +51,7 @@ static broker_peer_t *s_peer(broker_t *self, const char *agency)
 static void s_forward(s_msg_t *m, broker_peer_t *peer, const char *pending_key)
 {
     zframe_t *copy = zframe_dup(m->frame);
-    broker_forward(m->broker, peer->routing, &copy, pending_key);
+    broker_forward(m->broker, peer->routing, &copy, pending_key, m->read_us);
 }
 
 /* -------------------------------------------------------------- hello */
@@ -441,7 +442,7 @@ static int s_fresh(broker_t *b, const Sharebus__Header *h, char *reason, size_t 
 
 void broker_route(broker_t *self, broker_in_t *in)
 {
-    s_msg_t m = {self, in->cert, in->routing, in->frame, NULL};
+    s_msg_t m = {self, in->cert, in->routing, in->frame, NULL, in->read_us};
     char reason[300];
     broker_count(self, "messages.received");
     if (in->decode_rc != SB_OK) {

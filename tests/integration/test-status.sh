@@ -60,6 +60,8 @@ expect counters/replies.forwarded $N
 expect refusals/no-consent 3
 expect refusals/denied 2
 expect latency/count $N
+expect hold_request/count $N
+expect hold_reply/count $N
 expect pending_requests 0
 expect event_queues/nts 1
 KOROAD_SERIAL=$(sed -n 's/^ *serial = "\([0-9]*\)"$/\1/p' "$CERTS/koroad.cert")
@@ -72,7 +74,7 @@ records=$(audit query --data "$WORK/broker" --json | wc -l)
   || fail "store sizes: $(get store_used_bytes) of $(get store_map_bytes)"
 [ "$(get uptime_s)" -ge 0 ] && [ -n "$(get policy_version)" ] || fail "uptime, policy version"
 # The histograms' buckets: one count more than bounds, summing to the count.
-for h in latency audit_commit; do
+for h in latency audit_commit hold_request hold_reply; do
   python3 -c 'import json,sys; h=json.loads(sys.argv[1])[sys.argv[2]]
 b, c = h["le_ms"], h["counts"]
 assert len(c) == len(b) + 1 and b == sorted(b) and b[0] == 0.1 and sum(c) == h["count"] > 0, h' \
@@ -83,7 +85,8 @@ pass "status --json: $TOTAL requests by consumer, provider and dataset, $N answe
 human=$("$BUILD/broker/sharebus-broker" status --data "$WORK/broker")
 for line in "^connected .*koroad (serial $KOROAD_SERIAL)" "^  by consumer .*koroad $TOTAL" \
             "^  by dataset .*$CHECKUP $TOTAL" "^refusals .*denied 2, no-consent 3" \
-            "^event queues .*nts 1" "^audit  *seq $seq" "^latency  *p50 .* over $N answers"; do
+            "^event queues .*nts 1" "^audit  *seq $seq" "^latency  *p50 .* over $N answers" \
+            "^requests held  *p50 .* over $N forwarded" "^replies held  *p50 .* over $N forwarded"; do
   grep -q "$line" <<<"$human" || fail "status lacks /$line/: $human"
 done
 pass "status for people"
@@ -99,6 +102,8 @@ metric sharebus_requests_routed_total $N
 metric sharebus_replies_forwarded_total $N
 metric sharebus_request_duration_seconds_count $N
 metric 'sharebus_request_duration_seconds_bucket{le="+Inf"}' $N
+metric sharebus_request_hold_seconds_count $N
+metric sharebus_reply_hold_seconds_count $N
 metric 'sharebus_event_queue_depth{agency="nts"}' 1
 metric "sharebus_agency_connected{agency=\"koroad\",serial=\"$KOROAD_SERIAL\"}" 1
 metric sharebus_pending_requests 0
