@@ -244,14 +244,12 @@ static double s_bucket_quantile(const double *le, const double *counts, size_t n
     return NAN;
 }
 
-/* A histogram of the broker's during fixed-load part `name`, into `part`
-   as `key`: the difference of its histogram `histogram` read right before
-   and right after (status-NAME-before.json, -after.json). */
-static void s_broker_during(const s_report_t *r, const char *name, const char *histogram,
+/* The broker's histogram `histogram` during a fixed-load run, into `part`
+   as `key`: the difference of its status read right `before` and right
+   `after` the run. */
+static void s_broker_during(json_object *before, json_object *after, const char *histogram,
                             const char *key, json_object *part)
 {
-    json_object *before = s_part(r, "status-%s-before.json", name);
-    json_object *after = s_part(r, "status-%s-after.json", name);
     json_object *hb = NULL, *ha = NULL, *le = NULL, *cb = NULL, *ca = NULL;
     if (before && after && json_object_object_get_ex(before, histogram, &hb)
         && json_object_object_get_ex(after, histogram, &ha)
@@ -276,8 +274,6 @@ static void s_broker_during(const s_report_t *r, const char *name, const char *h
             json_object_object_add(part, key, w);
         }
     }
-    json_object_put(before);
-    json_object_put(after);
 }
 
 /* The fixed-load runs, in the order they run: the key in full_path (and
@@ -304,9 +300,15 @@ static void s_fixed(const s_report_t *r, json_object *full)
         snprintf(p99, sizeof p99, "p99_ms_at_%s", s_fixed_runs[i].key);
         s_put(full, p99, run ? s_num(run, "p99_ms") : NAN);
         if (run) {
-            s_broker_during(r, s_fixed_runs[i].part, "audit_commit", "journal_writes", run);
-            s_broker_during(r, s_fixed_runs[i].part, "hold_request", "broker_held_requests", run);
-            s_broker_during(r, s_fixed_runs[i].part, "hold_reply", "broker_held_replies", run);
+            /* The broker's status right before and right after the run
+               (status-PART-before.json, -after.json). */
+            json_object *before = s_part(r, "status-%s-before.json", s_fixed_runs[i].part);
+            json_object *after = s_part(r, "status-%s-after.json", s_fixed_runs[i].part);
+            s_broker_during(before, after, "audit_commit", "journal_writes", run);
+            s_broker_during(before, after, "hold_request", "broker_held_requests", run);
+            s_broker_during(before, after, "hold_reply", "broker_held_replies", run);
+            json_object_put(before);
+            json_object_put(after);
             json_object_object_add(full, s_fixed_runs[i].key, run);
         }
     }

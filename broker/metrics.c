@@ -45,12 +45,25 @@ typedef struct {
     int64_t since;                  /* zclock_mono ms */
 } s_conn_t;
 
+/* The histograms: their key in status, their name and help in the
+   metrics, in the order both give them. */
+enum { S_LATENCY, S_COMMIT, S_HOLD_REQUEST, S_HOLD_REPLY, S_HISTOGRAMS };
+static const struct {
+    const char *key, *metric, *help;
+} s_histograms[S_HISTOGRAMS] = {
+    [S_LATENCY] = {"latency", "sharebus_request_duration_seconds",
+                   "Time from routing a request to forwarding its provider's answer."},
+    [S_COMMIT] = {"audit_commit", "sharebus_audit_commit_duration_seconds",
+                  "Time to make one group of batches durable: its synchronous journal write."},
+    [S_HOLD_REQUEST] = {"hold_request", "sharebus_request_hold_seconds",
+                        "Time from reading a request to forwarding it: checks, its journal write, waits."},
+    [S_HOLD_REPLY] = {"hold_reply", "sharebus_reply_hold_seconds",
+                      "Time from reading a reply to forwarding it: checks, its journal write, waits."},
+};
+
 struct broker_metrics_t {
     zhashx_t *requests;             /* "consumer\tprovider\tdataset" -> uint64_t * */
-    s_histogram_t latency;
-    s_histogram_t commit;
-    s_histogram_t hold_request;     /* read -> forwarded to the provider */
-    s_histogram_t hold_reply;       /* read -> forwarded to the consumer */
+    s_histogram_t histograms[S_HISTOGRAMS];
     zsock_t *http;
     zhashx_t *conns;                /* hex routing id -> s_conn_t */
     uint64_t started_ms;            /* wall clock */
@@ -90,19 +103,19 @@ void broker_metrics_request(broker_t *self, const Sharebus__Header *h)
 void broker_metrics_latency(broker_t *self, int64_t usecs)
 {
     if (self->metrics)
-        s_observe(&self->metrics->latency, usecs);
+        s_observe(&self->metrics->histograms[S_LATENCY], usecs);
 }
 
 void broker_metrics_commit(broker_t *self, int64_t usecs)
 {
     if (self->metrics)
-        s_observe(&self->metrics->commit, usecs);
+        s_observe(&self->metrics->histograms[S_COMMIT], usecs);
 }
 
 void broker_metrics_hold(broker_t *self, bool request, int64_t usecs)
 {
     if (self->metrics)
-        s_observe(request ? &self->metrics->hold_request : &self->metrics->hold_reply, usecs);
+        s_observe(&self->metrics->histograms[request ? S_HOLD_REQUEST : S_HOLD_REPLY], usecs);
 }
 
 /* ------------------------------------------------------- life cycle */
@@ -366,18 +379,9 @@ char *broker_metrics_text(broker_t *self)
     assert(out);
     s_render_state(self, out);
     s_render_counters(self, out);
-    s_histogram(out, "sharebus_request_duration_seconds",
-                "Time from routing a request to forwarding its provider's answer.",
-                &self->metrics->latency);
-    s_histogram(out, "sharebus_audit_commit_duration_seconds",
-                "Time to make one group of batches durable: its synchronous journal write.",
-                &self->metrics->commit);
-    s_histogram(out, "sharebus_request_hold_seconds",
-                "Time from reading a request to forwarding it: checks, its journal write, waits.",
-                &self->metrics->hold_request);
-    s_histogram(out, "sharebus_reply_hold_seconds",
-                "Time from reading a reply to forwarding it: checks, its journal write, waits.",
-                &self->metrics->hold_reply);
+    for (int i = 0; i < S_HISTOGRAMS; i++)
+        s_histogram(out, s_histograms[i].metric, s_histograms[i].help,
+                    &self->metrics->histograms[i]);
     fclose(out);
     return text;
 }
@@ -461,10 +465,8 @@ void broker_metrics_status(broker_t *self, struct json_object *status)
             json_object_object_add(refusals, key + 8, json_object_new_uint64(*n));
     }
     json_object_object_add(status, "refusals", refusals);
-    json_object_object_add(status, "latency", s_histogram_json(&m->latency));
-    json_object_object_add(status, "audit_commit", s_histogram_json(&m->commit));
-    json_object_object_add(status, "hold_request", s_histogram_json(&m->hold_request));
-    json_object_object_add(status, "hold_reply", s_histogram_json(&m->hold_reply));
+    for (int i = 0; i < S_HISTOGRAMS; i++)
+        json_object_object_add(status, s_histograms[i].key, s_histogram_json(&m->histograms[i]));
     char when[32];
     json_object_object_add(status, "started",
                            json_object_new_string(sbi_time_format(m->started_ms, when, sizeof when)));
