@@ -228,6 +228,12 @@ void agent_destroy(agent_t **self_p)
     agent_log_stop(self);
     free(self->outgoing);
     agent_keys_close(self);
+    /* A publication still waiting for the broker is answered now. */
+    for (agent_pending_t *p = self->pending ? zhashx_first(self->pending) : NULL; p;
+         p = zhashx_next(self->pending))
+        if (p->pub)
+            agent_publication_settle(self, p, SB_EUNAVAILABLE,
+                                     "the agent stopped before the broker acknowledged the event");
     zsock_destroy(&self->front);
     if (self->bus)
         zmq_socket_monitor(zsock_resolve(self->bus), NULL, 0);
@@ -278,6 +284,16 @@ void agent_log(agent_t *self, Sharebus__AuditKind kind, const Sharebus__Header *
         return;
     }
     sharebus__audit_record__pack(&r, agent_log_reserve(self, 'R', size));
+}
+
+bool agent_subject_matches(agent_t *self, const Sharebus__Header *h, const char *subject_id)
+{
+    if (!*subject_id)
+        return h->subject_ref.len == 0;
+    uint8_t ref[SBI_HASH_SIZE];
+    return h->subject_ref.len == SBI_HASH_SIZE
+           && sbi_subject_ref(self->subject_key, subject_id, ref) == SB_OK
+           && sodium_memcmp(ref, h->subject_ref.data, SBI_HASH_SIZE) == 0;
 }
 
 int agent_send(agent_t *self, const sbi_cert_t *to, Sharebus__Header *header,

@@ -27,6 +27,7 @@ typedef struct agent_batch_t agent_batch_t;
    an event it published, waiting for the broker's acknowledgement. */
 typedef struct {
     agent_publication_t *pub; /* set for an event's view */
+    bool consent;             /* set for a consent operation */
     zframe_t *client;         /* routing id of the back-end */
     uint64_t client_id;       /* its ClientMessage id */
     int64_t deadline;         /* zclock_mono ms */
@@ -100,6 +101,13 @@ int agent_send(agent_t *self, const sbi_cert_t *to, Sharebus__Header *header,
 void agent_flush(agent_t *self);
 
 /* Sends an ERROR answering message `correlation` to agency `to`. */
+/* True when the national id sealed in a message is the one its header's
+   subject reference stands for (both absent counts too). The broker checks
+   consent and audits under the reference alone, so a receiver that used a
+   different sealed id would serve a citizen nobody consented for, off the
+   record. */
+bool agent_subject_matches(agent_t *self, const Sharebus__Header *header, const char *subject_id);
+
 void agent_send_error(agent_t *self, const char *to, const uint8_t *correlation, int code,
                       const char *reason);
 

@@ -289,11 +289,13 @@ void agent_event_receive(agent_t *self, sbi_envelope_t *env, Sharebus__Payload *
             allowed = strcmp(sub->fields[j], payload->record->fields[i]->name) == 0;
         ok = allowed;
     }
-    if (!ok) {
-        /* Not for us under our policy: dropped (acknowledged, so it does
-           not block the queue), and on the agent's record. */
-        sbi_warning("event %s from %s on %s dropped: not allowed by this agent's policy", hex,
-                    h->from, h->dataset);
+    const char *why = ok ? NULL : "not allowed by this agent's policy";
+    if (ok && !agent_subject_matches(self, h, payload->subject_id))
+        why = "the sealed subject is not the one the header's subject reference names";
+    if (why) {
+        /* Not for us: dropped (acknowledged, so it does not block the
+           queue), and on the agent's record. */
+        sbi_warning("event %s from %s on %s dropped: %s", hex, h->from, h->dataset, why);
         agent_log(self, SHAREBUS__AUDIT_KIND__AUDIT_EVENT_REFUSED, h, env->envelope);
         s_mark_and_ack(self, h->message_id.data, hex);
         return;

@@ -247,6 +247,7 @@ static void s_to_broker(agent_t *self, zframe_t *client, uint64_t id, Sharebus__
     p->client = zframe_dup(client);
     p->client_id = id;
     p->deadline = zclock_mono() + S_CONSENT_TIMEOUT_MS + S_GRACE_MS;
+    p->consent = true;
     char key[33];
     zhashx_update(self->pending, s_id_key(h.message_id, key), p);
 }
@@ -339,8 +340,10 @@ void agent_front_consent_result(agent_t *self, sbi_envelope_t *env, Sharebus__Pa
     if (h->correlation_id.len != SBI_ID_SIZE)
         return;
     agent_pending_t *p = zhashx_lookup(self->pending, s_id_key(h->correlation_id.data, key));
-    if (!p)
+    if (!p || !p->consent) {
+        sbi_debug("consent result %s answers no consent operation: dropped", key);
         return;
+    }
     Sharebus__ClientResult result = SHAREBUS__CLIENT_RESULT__INIT;
     result.reason = "";
     if (payload->body_case == SHAREBUS__PAYLOAD__BODY_CONSENTS) {
@@ -409,6 +412,12 @@ void agent_front_incoming(agent_t *self, sbi_envelope_t *env, Sharebus__Payload 
         && (!*payload->subject_id || h->subject_ref.len != SBI_HASH_SIZE)) {
         rc = SB_EMALFORMED;
         snprintf(d.reason, sizeof d.reason, "request without a subject");
+    }
+    if (rc == SB_OK && !agent_subject_matches(self, h, payload->subject_id)) {
+        rc = SB_EMALFORMED;
+        snprintf(d.reason, sizeof d.reason,
+                 "the sealed subject is not the one the header's subject reference names");
+        sbi_warning("request %s from %s refused: %s", h->dataset, h->from, d.reason);
     }
     if (rc != SB_OK) {
         agent_send_error(self, h->from, h->message_id.data, rc, d.reason);

@@ -26,6 +26,10 @@
       bighead           a signed envelope whose header is over SBI_HEADER_MAX
                         (the frame itself well within ZMQ_MAXMSGSIZE)
       swap              a signed request carrying another request's payload
+      subject-swap A B  a request to nhis for the checkup (exam_date), signed
+                        and sealed as it should be, whose header names
+                        citizen A (the broker checks A's consent) while the
+                        sealed id is B's: nhis's agent must refuse it
       badmac SUBJECT    a request to nhis about SUBJECT (for the checkup,
                         exam_date) with a valid signature and a wrong MAC:
                         the broker passes it, nhis's agent must refuse it
@@ -314,7 +318,11 @@ static zframe_t *s_bighead(void)
 
 /* A request the broker passes (signed, about a subject with consent) whose
    MAC is not what nhis's agent computes. */
-static zframe_t *s_bad_mac(const char *certs, const char *subject, uint8_t id[SBI_ID_SIZE])
+/* A request koroad could send nhis for the checkup: the header's subject
+   reference is `subject`'s, the sealed id `sealed`'s; with `bad_mac` its
+   MAC for nhis is wrong. */
+static zframe_t *s_to_nhis(const char *certs, const char *subject, const char *sealed,
+                           bool bad_mac, uint8_t id[SBI_ID_SIZE])
 {
     char path[4096];
     uint8_t key[32], ref[SBI_HASH_SIZE];
@@ -332,12 +340,14 @@ static zframe_t *s_bad_mac(const char *certs, const char *subject, uint8_t id[SB
     h.header.fields = fields;
     h.header.n_fields = 1;
     Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
-    payload.subject_id = (char *) subject;
+    payload.subject_id = (char *) sealed;
     zframe_t *frame = NULL;
     const sbi_cert_t *to = sbi_trust_find(s_trust, "nhis");
     if (!to || sbi_envelope_seal(s_crypto, to, &h.header, &payload, &frame) != SB_OK)
         exit(3);
     memcpy(id, h.message_id, SBI_ID_SIZE);
+    if (!bad_mac)
+        return frame;
     sbi_envelope_t env;
     if (sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame)) != SB_OK
         || env.envelope->mac.len != SBI_MAC_SIZE)
@@ -750,7 +760,11 @@ int main(int argc, char **argv)
     else if (strcmp(mode, "overreply") == 0)
         rc = s_overreply(sock);
     else if (strcmp(mode, "badmac") == 0 && arg) {
-        frame = s_bad_mac(certs, arg, id);
+        frame = s_to_nhis(certs, arg, arg, true, id);
+        s_send_and_report(sock, &frame, id);
+    }
+    else if (strcmp(mode, "subject-swap") == 0 && arg && argc > 9) {
+        frame = s_to_nhis(certs, arg, argv[9], false, id);
         s_send_and_report(sock, &frame, id);
     }
     else if (strcmp(mode, "swap") == 0) {

@@ -2,7 +2,8 @@
 # More hostile peers: expired certificates, a broker impostor against the
 # agents' pinned broker key, a header over SBI_HEADER_MAX in a frame well
 # within ZMQ_MAXMSGSIZE, an envelope carrying another envelope's payload, and
-# one whose signature holds but whose MAC does not.
+# one whose signature holds but whose MAC does not, one whose sealed subject
+# is not the one its header names.
 # A well-behaved agent's traffic keeps flowing throughout.
 source "$(dirname "$0")/lib.sh"
 setup_certs nhis koroad mois nts lapsed brief
@@ -53,6 +54,16 @@ answer none koroad badmac $SUBJECT
 wait_for 10 grep -q "from koroad refused: signature, MAC or payload hash does not verify" \
   "$WORK/nhis.log"
 pass "a request with a valid signature and a wrong MAC: passed by the broker, refused by nhis"
+
+# --- a request whose header names a citizen who consented while the sealed
+# id is another's: the broker checks consent and audits under the header's
+# reference alone, so nhis's agent must check the sealed id against it. (Its
+# answer goes to koroad's real agent, which holds koroad's route.)
+answer none koroad subject-swap $SUBJECT 850315-2345678
+wait_for 10 grep -q "from koroad refused: the sealed subject is not the one the header" \
+  "$WORK/nhis.log"
+wait_for 10 grep -q "malformed from nhis: the sealed subject is not the one" "$WORK/koroad.log"
+pass "a request about one citizen under another's consent: refused by nhis's agent"
 
 # --- a provider that answers beyond the rule
 # The real nhis steps aside; a rogue nhis answers with blood_pressure, which

@@ -1,0 +1,147 @@
+/*  test_front.c - what the agent does with answers that do not fit what it
+    waits for: a broker's consent result correlated to a request or to an
+    event's view (not a consent operation) is dropped, and the request or
+    the view keeps waiting for its own answer. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "ca.h"
+#include "testing.h"
+
+typedef struct {
+    char dir[64];
+    agent_t *agent;
+    zframe_t *client;
+} s_fixture_t;
+
+/* An agent of mois under the example events policy, its broker nowhere:
+   what it sends waits in its socket. */
+static void s_setup(s_fixture_t *f)
+{
+    strcpy(f->dir, "/tmp/sharebus-test-front.XXXXXX");
+    if (!mkdtemp(f->dir))
+        abort();
+    char certs[128], policy[128], data[128], listen[128], path[192], err[256];
+    snprintf(certs, sizeof certs, "%s/certs", f->dir);
+    snprintf(policy, sizeof policy, "%s/policy", f->dir);
+    snprintf(data, sizeof data, "%s/agent", f->dir);
+    snprintf(listen, sizeof listen, "ipc://%s/mois.sock", f->dir);
+    CHECK_EQ(sbi_ca_init(certs, err, sizeof err), SB_OK);
+    CHECK_EQ(sbi_ca_issue(certs, SBI_CERT_BROKER, "broker", "broker", 30, false, NULL, err,
+                          sizeof err), SB_OK);
+    CHECK_EQ(sbi_ca_issue(certs, SBI_CERT_AGENCY, "mois", "mois", 30, false, NULL, err,
+                          sizeof err), SB_OK);
+    CHECK_EQ(sbi_ca_issue(certs, SBI_CERT_AGENCY, "nts", "nts", 30, false, NULL, err,
+                          sizeof err), SB_OK);  /* the one subscriber with a certificate */
+    CHECK_EQ(mkdir(policy, 0700), 0);
+    char *text = NULL;
+    size_t size = 0;
+    snprintf(path, sizeof path, "%s/events.yaml", policy);
+    CHECK_EQ(sbi_file_read(SB_SOURCE_ROOT "/policy/examples/events.yaml", SBI_FILE_MAX, &text,
+                           &size), SB_OK);
+    CHECK_EQ(sbi_file_write(path, text, size, 0600, false), SB_OK);
+    free(text);
+    agent_config_t config = {.agency = "mois", .certs = certs, .broker = "tcp://127.0.0.1:9",
+                             .listen = listen, .data = data};
+    f->agent = agent_new(&config);
+    CHECK(f->agent != NULL);
+    zlistx_t *errors = zlistx_new();
+    f->agent->policy = sbi_policy_load(policy, NULL, errors);
+    CHECK(f->agent->policy != NULL);
+    zlistx_destroy(&errors);
+    f->client = zframe_new("back-end", 8);
+}
+
+static void s_teardown(s_fixture_t *f)
+{
+    zframe_destroy(&f->client);
+    agent_destroy(&f->agent);
+    char command[128];
+    snprintf(command, sizeof command, "rm -rf %s", f->dir);
+    if (system(command) != 0)
+        fprintf(stderr, "cannot remove %s\n", f->dir);
+}
+
+static void s_from_client(s_fixture_t *f, Sharebus__ClientMessage *m)
+{
+    zframe_t *frame = zframe_new(NULL, sharebus__client_message__get_packed_size(m));
+    sharebus__client_message__pack(m, zframe_data(frame));
+    agent_front_message(f->agent, f->client, frame);
+    zframe_destroy(&frame);
+}
+
+/* The broker's consent result for the one thing pending, as the agent's
+   loop hands it on once verified. */
+static void s_consent_result_to_pending(s_fixture_t *f)
+{
+    CHECK_EQ(zhashx_size(f->agent->pending), 1);
+    if (!zhashx_first(f->agent->pending))
+        return;
+    const char *key = zhashx_cursor(f->agent->pending);
+    uint8_t id[SBI_ID_SIZE];
+    CHECK_EQ(sodium_hex2bin(id, sizeof id, key, strlen(key), NULL, NULL, NULL), 0);
+    Sharebus__Header h = SHAREBUS__HEADER__INIT;
+    h.kind = SHAREBUS__KIND__KIND_CONSENT_RESULT;
+    h.from = "broker";
+    h.to = "mois";
+    h.correlation_id = (ProtobufCBinaryData){SBI_ID_SIZE, id};
+    sbi_envelope_t env;
+    memset(&env, 0, sizeof env);
+    env.header = &h;
+    Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
+    agent_front_consent_result(f->agent, &env, &payload);
+}
+
+TEST(test_a_consent_result_does_not_answer_an_event)
+{
+    s_fixture_t f;
+    s_setup(&f);
+    Sharebus__Field field = SHAREBUS__FIELD__INIT;
+    field.name = "new_address";
+    field.value_case = SHAREBUS__FIELD__VALUE_TEXT;
+    field.text = "1 Sejong-daero";
+    Sharebus__Field *fields[] = {&field};
+    Sharebus__Record record = SHAREBUS__RECORD__INIT;
+    record.n_fields = 1;
+    record.fields = fields;
+    Sharebus__ClientPublish publish = SHAREBUS__CLIENT_PUBLISH__INIT;
+    publish.topic = "resident.address-changed";
+    publish.subject_id = "900101-1234567";
+    publish.record = &record;
+    Sharebus__ClientMessage m = SHAREBUS__CLIENT_MESSAGE__INIT;
+    m.id = 7;
+    m.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_PUBLISH;
+    m.publish = &publish;
+    s_from_client(&f, &m);
+    s_consent_result_to_pending(&f);    /* used to abort in s_pending_free */
+    CHECK_EQ(zhashx_size(f.agent->pending), 1);
+    s_teardown(&f);
+}
+
+TEST(test_a_consent_result_does_not_answer_a_request)
+{
+    s_fixture_t f;
+    s_setup(&f);
+    Sharebus__ClientRequest request = SHAREBUS__CLIENT_REQUEST__INIT;
+    request.provider = "mois";
+    request.dataset = "resident.address";
+    request.purpose = "tax-notice";
+    request.subject_id = "900101-1234567";
+    Sharebus__ClientMessage m = SHAREBUS__CLIENT_MESSAGE__INIT;
+    m.id = 8;
+    m.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_REQUEST;
+    m.request = &request;
+    s_from_client(&f, &m);
+    s_consent_result_to_pending(&f);    /* used to answer it SB_OK, empty */
+    CHECK_EQ(zhashx_size(f.agent->pending), 1);
+    s_teardown(&f);
+}
+
+int main(int argc, char **argv)
+{
+    sbi_init();
+    return RUN_TESTS();
+}
