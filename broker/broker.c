@@ -268,13 +268,25 @@ void broker_audit(broker_t *self, Sharebus__AuditRecord *record)
     /* Its time is when it was decided, not when LMDB applied it (which,
        after a crash, is the next start). */
     uint64_t time_ms = record->time_ms;
+    char *reason = record->reason, *detail = record->detail;
     if (!time_ms)
         record->time_ms = sbi_now_ms();
     size_t size = sharebus__audit_record__get_packed_size(record);
+    if (size > SBI_AUDIT_RECORD_MAX) {
+        /* Only free text can make a record this large (a header is at most
+           SBI_HEADER_MAX), and the store would refuse the record for ever
+           after the journal had it: the text goes, the record stays. */
+        sbi_error("an audit record of %zu bytes: its reason and detail are dropped", size);
+        record->reason = "(dropped: over the size of an audit record)";
+        record->detail = "";
+        size = sharebus__audit_record__get_packed_size(record);
+    }
     zchunk_t *op = s_op_new(size + 1);
     zchunk_data(op)[0] = 'A';
     sharebus__audit_record__pack(record, zchunk_data(op) + 1);
     record->time_ms = time_ms;
+    record->reason = reason;
+    record->detail = detail;
     broker_batch_op(self->batch, op);
 }
 

@@ -392,9 +392,14 @@ void broker_consent_revoke(broker_t *b, const sbi_cert_t *cert, const zframe_t *
 {
     const Sharebus__ConsentRevoke *rv = payload->body_case == SHAREBUS__PAYLOAD__BODY_REVOKE
                                             ? payload->revoke : NULL;
-    if (!rv || (*rv->id ? !sbi_consent_id_valid(rv->id) : rv->subject_ref.len != SBI_HASH_SIZE)) {
+    const char *malformed = NULL;
+    if (!rv || (*rv->id ? !sbi_consent_id_valid(rv->id) : rv->subject_ref.len != SBI_HASH_SIZE))
+        malformed = "a revocation names a consent id, or a subject";
+    else if (strlen(rv->reason) > SBI_REASON_MAX)
+        malformed = "a revocation's reason is over 1024 bytes";
+    if (malformed) {
         broker_refuse(b, cert, routing, env, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REFUSED,
-                      SB_EMALFORMED, "a revocation names a consent id, or a subject");
+                      SB_EMALFORMED, malformed);
         broker_flush(b);
         return;
     }

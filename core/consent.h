@@ -9,6 +9,7 @@
 
 #define SBI_CONSENT_ID_LEN 32       /* lower-case hex */
 #define SBI_EVIDENCE_MAX 1024
+#define SBI_REASON_MAX 1024         /* a revocation's reason */
 
 /* True when `id` is a consent id: 32 lower-case hexadecimal digits. */
 bool sbi_consent_id_valid(const char *id);

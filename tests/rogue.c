@@ -22,6 +22,7 @@
       oversize          a frame over the broker's size limit
       flood N           N garbage frames as fast as possible, then a HELLO
       forged-consent    a consent grant with a corrupted consent signature
+      long-revoke N     a consent revocation whose reason is N bytes long
       stranger          connect with a CURVE key no certificate holds
       bighead           a signed envelope whose header is over SBI_HEADER_MAX
                         (the frame itself well within ZMQ_MAXMSGSIZE)
@@ -288,6 +289,36 @@ static int s_forged_consent(zsock_t *sock)
     sbi_header_init(&h, SHAREBUS__KIND__KIND_CONSENT_GRANT, s_agency, "broker");
     zframe_t *frame = NULL;
     if (sbi_envelope_seal(s_crypto, sbi_trust_find(s_trust, "broker"), &h.header, &payload, &frame))
+        return 3;
+    s_send_and_report(sock, &frame, h.message_id);
+    return 0;
+}
+
+/* A revocation of a consent id with a reason of `size` bytes. */
+static int s_long_revoke(zsock_t *sock, long size)
+{
+    if (size < 0 || size > 900000)
+        return 2;
+    uint8_t cid[SBI_ID_SIZE];
+    char id_hex[33];
+    sbi_id_new(cid);
+    char *reason = malloc((size_t) size + 1);
+    assert(reason);
+    memset(reason, 'r', (size_t) size);
+    reason[size] = '\0';
+    Sharebus__ConsentRevoke revoke = SHAREBUS__CONSENT_REVOKE__INIT;
+    revoke.id = sbi_hex(cid, SBI_ID_SIZE, id_hex);
+    revoke.reason = reason;
+    Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
+    payload.body_case = SHAREBUS__PAYLOAD__BODY_REVOKE;
+    payload.revoke = &revoke;
+    sbi_header_t h;
+    sbi_header_init(&h, SHAREBUS__KIND__KIND_CONSENT_REVOKE, s_agency, "broker");
+    zframe_t *frame = NULL;
+    int rc = sbi_envelope_seal(s_crypto, sbi_trust_find(s_trust, "broker"), &h.header, &payload,
+                               &frame);
+    free(reason);
+    if (rc != SB_OK)
         return 3;
     s_send_and_report(sock, &frame, h.message_id);
     return 0;
@@ -753,6 +784,8 @@ int main(int argc, char **argv)
     }
     else if (strcmp(mode, "forged-consent") == 0)
         rc = s_forged_consent(sock);
+    else if (strcmp(mode, "long-revoke") == 0 && arg)
+        rc = s_long_revoke(sock, atol(arg));
     else if (strcmp(mode, "bighead") == 0) {
         frame = s_bighead();
         s_send_and_report(sock, &frame, NULL);

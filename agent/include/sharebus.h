@@ -275,9 +275,11 @@ typedef struct {
 SB_EXPORT int sb_consent_grant(sb_client_t *self, const sb_consent_t *consent,
                                char id[SB_CONSENT_ID_SIZE]);
 
-/* Revokes consent `id` from the next request on. SB_ENOTFOUND when no
-   active consent has that id, SB_EDENIED when this agency is neither its
-   recorder, nor its consumer, nor an agency the rule lets record it. */
+/* Revokes consent `id` from the next request on, with `reason` (at most
+   1024 bytes; NULL for none) on the record. SB_ENOTFOUND when no active
+   consent has that id, SB_EDENIED when this agency is neither its
+   recorder, nor its consumer, nor an agency the rule lets record it,
+   SB_EINVAL for a longer reason. */
 SB_EXPORT int sb_consent_revoke(sb_client_t *self, const char *id, const char *reason);
 
 /* Revokes every active consent of `match->subject` whose consumer, dataset

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "consent.h"
 #include "record.h"
 
 #define S_DEFAULT_TIMEOUT_MS 5000
@@ -519,6 +520,8 @@ int sb_consent_grant(sb_client_t *self, const sb_consent_t *consent, char id[SB_
 
 static int s_revoke(sb_client_t *self, Sharebus__ClientConsentRevoke *body, size_t *count_p)
 {
+    if (strlen(body->reason) > SBI_REASON_MAX)
+        return s_fail(self, SB_EINVAL, "a revocation's reason is at most 1024 bytes");
     Sharebus__ClientMessage message = SHAREBUS__CLIENT_MESSAGE__INIT;
     message.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_CONSENT_REVOKE;
     message.consent_revoke = body;

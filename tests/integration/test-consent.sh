@@ -49,6 +49,17 @@ sb consent revoke --agent "$(agent_ep koroad)" --id "$id" --reason "citizen with
 expect_error no-consent ask
 pass "revoked: refused from the next request on"
 
+# A reason over 1024 bytes: refused by the library, and by the broker from
+# an agency that skips the library (such a reason once made an audit record
+# the store refused for ever, with the broker refusing all traffic).
+long=$(head -c 1100 /dev/zero | tr '\0' r)
+expect_error invalid sb consent revoke --agent "$(agent_ep koroad)" --id "$id" --reason "$long"
+out=$(rogue koroad long-revoke 70000)
+[ "$out" = "answer: malformed" ] || fail "revocation with a 70,000-byte reason: $out"
+sb consent list --agent "$(agent_ep koroad)" --subject $SUBJECT --json >/dev/null \
+  || fail "the broker stopped answering after a long revocation reason"
+pass "a revocation reason over 1024 bytes: invalid from the library, malformed at the broker"
+
 list=$(sb consent list --agent "$(agent_ep koroad)" --subject $SUBJECT --json)
 grep -q "\"id\":\"$id\",.*\"state\":\"revoked\"" <<<"$list" || fail "revoked consent: $list"
 grep -q '"reason":"citizen withdrew"' <<<"$list" || fail "revocation history: $list"
