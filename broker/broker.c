@@ -832,8 +832,13 @@ static void s_probe_store(broker_t *self)
     broker_audit(self, &r);     /* the writer grows the map when it can */
     self->store_full = false;
     broker_sync(self);
-    if (was_full && !self->store_full)
+    if (was_full && !self->store_full) {
+        /* Batches that failed took their acknowledgements with them: count
+           the queues again from what LMDB holds. */
+        if (broker_events_load(self) != SB_OK)
+            sbi_warning("cannot count the event queues again");
         sbi_notice("the store is writable again: traffic resumes");
+    }
 }
 
 /* The loop's sockets, polled together once a turn. What zmq_poll found is

@@ -53,6 +53,10 @@ struct broker_queue_t {
     uint64_t depth;               /* events waiting, delivered or not */
     uint64_t sent_upto;           /* highest seq sent on this connection */
     zhashx_t *inflight;           /* hex event id -> s_inflight_t */
+    zhashx_t *acked;              /* decimal seq of an event acknowledged -> the number of
+                                     the batch deleting it, until LMDB has applied that
+                                     batch: it is not sent again meanwhile */
+    zlistx_t *acked_order;        /* the same seqs (char *), oldest batch first */
 };
 
 /* The acknowledgements owed to one publisher for the batch being built:
@@ -88,6 +92,8 @@ static void s_queue_free(void **item_p)
     broker_queue_t *q = *item_p;
     if (q) {
         zhashx_destroy(&q->inflight);
+        zhashx_destroy(&q->acked);
+        zlistx_destroy(&q->acked_order);
         free(q);
         *item_p = NULL;
     }
@@ -102,6 +108,9 @@ static broker_queue_t *s_queue(broker_t *b, const char *agency)
         snprintf(q->agency, sizeof q->agency, "%s", agency);
         q->inflight = zhashx_new();
         zhashx_set_destructor(q->inflight, s_inflight_free);
+        q->acked = zhashx_new();
+        q->acked_order = zlistx_new();
+        zlistx_set_destructor(q->acked_order, (zlistx_destructor_fn *) zstr_free);
         zhashx_insert(b->queues, agency, q);
     }
     return q;
@@ -117,13 +126,19 @@ int broker_events_open(broker_t *b)
     return broker_dbi_open(b, "queue.events", 0, &b->queue_events);
 }
 
-/* Counts what every queue holds (after the journal is applied). */
+/* Counts what every queue holds (after the journal is applied): at start,
+   and again once a store that failed takes writes again. */
 int broker_events_load(broker_t *b)
 {
     MDB_txn *txn;
     int rc = sbi_store_begin(b->store, false, &txn);
     if (rc != SB_OK)
         return rc;
+    for (broker_queue_t *q = zhashx_first(b->queues); q; q = zhashx_next(b->queues)) {
+        q->depth = 0;
+        zhashx_purge(q->acked);
+        zlistx_purge(q->acked_order);
+    }
     MDB_cursor *cursor;
     MDB_val key, value;
     mdb_cursor_open(txn, b->queue_events, &cursor);
@@ -135,7 +150,8 @@ int broker_events_load(broker_t *b)
             continue;   /* not a key we wrote */
         broker_queue_t *q = s_queue(b, agency);
         q->depth++;
-        q->last_seq = sbi_be64_get((const uint8_t *) key.mv_data + n + 1);
+        uint64_t seq = sbi_be64_get((const uint8_t *) key.mv_data + n + 1);
+        q->last_seq = seq > q->last_seq ? seq : q->last_seq;
     }
     mdb_cursor_close(cursor);
     mdb_txn_abort(txn);
@@ -304,7 +320,17 @@ static void s_delivered(broker_t *b, broker_queue_t *q, const uint8_t id[SBI_ID_
     r.decision = SHAREBUS__DECISION__DECISION_ALLOW;
     sbi_envelope_proof(env->envelope, &r);
     broker_audit(b, &r);
-    q->depth--;
+    /* LMDB still has it until the batch is applied: a reconnection before
+       then must not send it again (a second acknowledgement, a second
+       record, and the depth counted down twice). */
+    char seq[24];
+    snprintf(seq, sizeof seq, "%llu", (unsigned long long) e->seq);
+    if (!zhashx_lookup(q->acked, seq)) {
+        zhashx_insert(q->acked, seq, (void *) (uintptr_t) (b->submitted + 1));
+        zlistx_add_end(q->acked_order, strdup(seq));
+    }
+    if (q->depth > 0)
+        q->depth--;
     zhashx_delete(q->inflight, key_hex);
     broker_count(b, "events.delivered");
 }
@@ -356,6 +382,12 @@ static void s_pump(broker_t *b, MDB_txn *txn, broker_queue_t *q, broker_peer_t *
         if (key.mv_size != prefix + 8 || memcmp(key.mv_data, q->agency, prefix) != 0)
             break;
         uint64_t seq = sbi_be64_get((const uint8_t *) key.mv_data + prefix);
+        char seq_key[24];
+        snprintf(seq_key, sizeof seq_key, "%llu", (unsigned long long) seq);
+        if (zhashx_lookup(q->acked, seq_key)) {
+            q->sent_upto = seq;     /* acknowledged; its delete is not applied yet */
+            continue;
+        }
         sbi_envelope_t env;
         if (sbi_envelope_decode(&env, value.mv_data, value.mv_size) == SB_OK) {
             s_inflight_t *e = calloc(1, sizeof *e);
@@ -381,10 +413,23 @@ static void s_pump(broker_t *b, MDB_txn *txn, broker_queue_t *q, broker_peer_t *
     mdb_cursor_close(cursor);
 }
 
+/* Forgets the acknowledged events whose deletes LMDB has applied. */
+static void s_prune_acked(broker_t *b, broker_queue_t *q)
+{
+    char *seq;
+    while ((seq = zlistx_first(q->acked_order))
+           && (uintptr_t) zhashx_lookup(q->acked, seq) <= b->applied) {
+        zhashx_delete(q->acked, seq);
+        zlistx_delete(q->acked_order, zlistx_cursor(q->acked_order));
+    }
+}
+
 void broker_events_pump(broker_t *b)
 {
     MDB_txn *txn = NULL;
     for (broker_queue_t *q = zhashx_first(b->queues); q; q = zhashx_next(b->queues)) {
+        if (zhashx_size(q->acked))
+            s_prune_acked(b, q);
         broker_peer_t *peer = q->depth > zhashx_size(q->inflight)
                                   ? zhashx_lookup(b->peers, q->agency) : NULL;
         if (!peer || zhashx_size(q->inflight) >= S_WINDOW)

@@ -23,6 +23,10 @@
       flood N           N garbage frames as fast as possible, then a HELLO
       forged-consent    a consent grant with a corrupted consent signature
       long-revoke N     a consent revocation whose reason is N bytes long
+      ack-reconnect PUB (as a subscriber of resident.address-changed) PUB
+                        publishes two events to us; we acknowledge the first
+                        and reconnect at once: prints "again N" and
+                        "acknowledged-again yes|no"
       stranger          connect with a CURVE key no certificate holds
       bighead           a signed envelope whose header is over SBI_HEADER_MAX
                         (the frame itself well within ZMQ_MAXMSGSIZE)
@@ -321,6 +325,95 @@ static int s_long_revoke(zsock_t *sock, long size)
     if (rc != SB_OK)
         return 3;
     s_send_and_report(sock, &frame, h.message_id);
+    return 0;
+}
+
+/* Signs and sends an envelope from `keys` to the broker's agency `to`. */
+static void s_send_as(zsock_t *sock, sbi_crypto_t *keys, Sharebus__Header *h, const char *to,
+                      const Sharebus__Payload *payload)
+{
+    zframe_t *frame = NULL;
+    if (sbi_envelope_seal(keys, sbi_trust_find(s_trust, to), h, payload, &frame) != SB_OK)
+        exit(3);
+    zframe_send(&frame, sock, 0);
+}
+
+/* The ids of the events that reach `sock` within `ms` (at most 8). */
+static int s_events_within(zsock_t *sock, int ms, uint8_t ids[8][SBI_ID_SIZE])
+{
+    int n = 0;
+    int64_t end = zclock_mono() + ms;
+    zpoller_t *poller = zpoller_new(sock, NULL);
+    while (zclock_mono() < end && zpoller_wait(poller, (int) (end - zclock_mono()))) {
+        zframe_t *frame = zframe_recv(sock);
+        sbi_envelope_t env;
+        if (frame && sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame)) == SB_OK) {
+            if (env.header->kind == SHAREBUS__KIND__KIND_EVENT && n < 8)
+                memcpy(ids[n++], env.header->message_id.data, SBI_ID_SIZE);
+            sbi_envelope_clear(&env);
+        }
+        zframe_destroy(&frame);
+    }
+    zpoller_destroy(&poller);
+    return n;
+}
+
+/* As a subscriber of resident.address-changed: `publisher` publishes two
+   events for us; we take both, acknowledge the first and at once say HELLO
+   from a new connection, before the broker's store has applied the
+   acknowledgement. Prints "again N" (events the new connection got) and
+   "acknowledged-again yes|no". */
+static int s_ack_reconnect(const char *certs, const char *endpoint, const char *publisher)
+{
+    char path[4096];
+    sbi_crypto_t *pub_keys = NULL;
+    snprintf(path, sizeof path, "%s/%s.key", certs, publisher);
+    if (sbi_crypto_load(path, sbi_trust_find(s_trust, publisher), &pub_keys) != SB_OK)
+        return 3;
+    sbi_crypto_t *mine = s_crypto;
+    s_crypto = pub_keys;
+    zsock_t *pub = s_connect(certs, endpoint, false);
+    s_crypto = mine;
+    zsock_t *first = s_connect(certs, endpoint, false), *second = s_connect(certs, endpoint, false);
+    sbi_header_t h;
+    sbi_header_init(&h, SHAREBUS__KIND__KIND_HELLO, publisher, "broker");
+    s_send_as(pub, pub_keys, &h.header, "broker", NULL);
+    for (int i = 0; i < 2; i++) {
+        uint8_t ref[SBI_HASH_SIZE];
+        randombytes_buf(ref, sizeof ref);
+        char *fields[] = {"new_address"};
+        sbi_header_init(&h, SHAREBUS__KIND__KIND_EVENT, publisher, s_agency);
+        h.header.dataset = "resident.address-changed";
+        h.header.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, ref};
+        h.header.fields = fields;
+        h.header.n_fields = 1;
+        Sharebus__Record record = SHAREBUS__RECORD__INIT;
+        Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
+        payload.body_case = SHAREBUS__PAYLOAD__BODY_RECORD;
+        payload.record = &record;
+        s_send_as(pub, pub_keys, &h.header, s_agency, &payload);
+    }
+    uint8_t ids[8][SBI_ID_SIZE], again[8][SBI_ID_SIZE];
+    s_hello(first);
+    int n = s_events_within(first, 1000, ids);
+    if (n != 2) {
+        printf("events %d\n", n);
+        return 1;
+    }
+    sbi_header_init(&h, SHAREBUS__KIND__KIND_EVENT_ACK, s_agency, "broker");
+    h.header.correlation_id = (ProtobufCBinaryData){SBI_ID_SIZE, ids[0]};
+    s_send_as(first, s_crypto, &h.header, "broker", NULL);
+    sbi_header_init(&h, SHAREBUS__KIND__KIND_HELLO, s_agency, "broker");
+    s_send_as(second, s_crypto, &h.header, "broker", NULL);
+    int m = s_events_within(second, 1000, again);
+    bool acked_again = false;
+    for (int i = 0; i < m; i++)
+        acked_again |= memcmp(again[i], ids[0], SBI_ID_SIZE) == 0;
+    printf("again %d\nacknowledged-again %s\n", m, acked_again ? "yes" : "no");
+    zsock_destroy(&pub);
+    zsock_destroy(&first);
+    zsock_destroy(&second);
+    sbi_crypto_destroy(&pub_keys);
     return 0;
 }
 
@@ -784,6 +877,8 @@ int main(int argc, char **argv)
     }
     else if (strcmp(mode, "forged-consent") == 0)
         rc = s_forged_consent(sock);
+    else if (strcmp(mode, "ack-reconnect") == 0 && arg)
+        rc = s_ack_reconnect(certs, endpoint, arg);
     else if (strcmp(mode, "long-revoke") == 0 && arg)
         rc = s_long_revoke(sock, atol(arg));
     else if (strcmp(mode, "bighead") == 0) {

@@ -65,6 +65,17 @@ wait_for 10 grep -q "from koroad refused: the sealed subject is not the one the 
 wait_for 10 grep -q "malformed from nhis: the sealed subject is not the one" "$WORK/koroad.log"
 pass "a request about one citizen under another's consent: refused by nhis's agent"
 
+# --- a subscriber that acknowledges an event and reconnects at once, before
+# the broker's store has applied the acknowledgement: the event does not come
+# again (a second delivery record), and the queue counts the one left.
+out=$(rogue nts ack-reconnect mois)
+grep -qx "again 1" <<<"$out" && grep -qx "acknowledged-again no" <<<"$out" \
+  || fail "an event acknowledged before a reconnection: $out"
+depth=$("$BUILD/broker/sharebus-broker" status --data "$WORK/broker" --json \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["event_queues"]["nts"])')
+[ "$depth" = 1 ] || fail "nts's queue after one of two events was acknowledged: $depth"
+pass "an event acknowledged just before its subscriber reconnects: not sent again, queue 1"
+
 # --- a provider that answers beyond the rule
 # The real nhis steps aside; a rogue nhis answers with blood_pressure, which
 # no rule lets flow: the broker refuses the reply and the consumer is told.
