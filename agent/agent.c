@@ -334,12 +334,26 @@ void agent_flush(agent_t *self)
     }
 }
 
+#define S_REASON_MAX 1024      /* bytes of a reason an agent sends */
+
 void agent_send_error(agent_t *self, const char *to, const uint8_t *correlation, int code,
                       const char *reason)
 {
     const sbi_cert_t *cert = sbi_trust_find(self->trust, to);
     if (!cert)
         return;
+    /* A back-end's reason can be any length: cut on a character boundary,
+       so that the header stays within SBI_HEADER_MAX. */
+    char cut[S_REASON_MAX + 1];
+    size_t n = strlen(reason);
+    if (n > S_REASON_MAX) {
+        n = S_REASON_MAX;
+        while (n > 0 && ((unsigned char) reason[n] & 0xc0) == 0x80)
+            n--;
+        memcpy(cut, reason, n);
+        cut[n] = '\0';
+        reason = cut;
+    }
     sbi_header_t h;
     sbi_header_init(&h, SHAREBUS__KIND__KIND_ERROR, self->config.agency, to);
     h.header.correlation_id = (ProtobufCBinaryData){SBI_ID_SIZE, (uint8_t *) correlation};

@@ -8,6 +8,7 @@
 #include "record.h"
 
 #define S_GRACE_MS 250   /* the broker times out first; this covers a dead broker */
+#define S_TIMEOUT_MAX_MS 60000  /* the broker's longest wait for an answer */
 #define S_SUBJECT_MAX 64
 
 bool agent_front_send(agent_t *self, zframe_t *client, Sharebus__ClientMessage *message)
@@ -99,6 +100,8 @@ static void s_request(agent_t *self, zframe_t *client, uint64_t id,
         return;
     }
     uint32_t timeout = req->timeout_ms ? req->timeout_ms : 5000;
+    if (timeout > S_TIMEOUT_MAX_MS)
+        timeout = S_TIMEOUT_MAX_MS;     /* the broker waits no longer */
     sbi_header_t h;
     sbi_header_init(&h, SHAREBUS__KIND__KIND_REQUEST, self->config.agency, req->provider);
     h.header.dataset = req->dataset;

@@ -152,13 +152,17 @@ SB_EXPORT sb_client_t *sb_client_new(const char *endpoint);
 SB_EXPORT void sb_client_destroy(sb_client_t **self_p);
 
 /* Human detail of the client's last failure, e.g. "denied: purpose
-   'marketing' not listed in rule licence-renewal-uses-checkup". Empty when
-   the last call succeeded. */
+   'marketing' not listed in rule licence-renewal-uses-checkup". Read it
+   right after a call that failed: a call that succeeds does not always
+   clear it. */
 SB_EXPORT const char *sb_client_reason(const sb_client_t *self);
 
 /* The underlying CZMQ socket (zsock_t *), readable when a message from the
    agent waits: add it to a zpoller or zloop to fit the client into an
-   event loop, then call the *_recv functions with timeout 0. */
+   event loop, then call the *_recv functions with timeout 0 until they
+   return SB_ETIMEOUT. Any call may already have read messages into the
+   client's own queues, and those never make the socket readable again:
+   drain the queues after each wake-up, not only when the socket fires. */
 SB_EXPORT void *sb_client_socket(sb_client_t *self);
 
 /* A request for a citizen's data, held by another agency. */
@@ -172,7 +176,8 @@ typedef struct {
                                       (subject: none in the policy) */
     const char *const *fields;     /* fields wanted; NULL = all allowed */
     size_t n_fields;
-    int timeout_ms;                /* deadline from now; 0 = 5000 */
+    int timeout_ms;                /* deadline from now; 0 = 5000, at most
+                                      60000 (the broker waits no longer) */
 } sb_request_t;
 
 /* Sends `request` and waits for the answer. On SB_OK *record_p holds the
@@ -227,12 +232,14 @@ SB_EXPORT size_t sb_incoming_field_count(const sb_incoming_t *self);
 SB_EXPORT const char *sb_incoming_field(const sb_incoming_t *self, size_t index);
 
 /* Answers with `*record_p` (taken, *record_p set to NULL) and frees the
-   incoming request (*incoming_p set to NULL). */
+   incoming request (*incoming_p set to NULL). SB_ETOOBIG when the reply
+   is larger than 1 MiB: the consumer is answered too-big instead. */
 SB_EXPORT int sb_incoming_reply(sb_client_t *self, sb_incoming_t **incoming_p,
                                 sb_record_t **record_p);
 
 /* Refuses with `code` (e.g. SB_ENOTFOUND when there is no such citizen) and
-   `reason`, and frees the incoming request. */
+   `reason` (the agent passes on its first 1024 bytes), and frees the
+   incoming request. */
 SB_EXPORT int sb_incoming_refuse(sb_client_t *self, sb_incoming_t **incoming_p, int code,
                                  const char *reason);
 
@@ -244,7 +251,10 @@ SB_EXPORT void sb_incoming_destroy(sb_incoming_t **self_p);
 typedef int(sb_handler_fn)(const sb_incoming_t *request, sb_record_t *reply, void *arg);
 
 /* Answers requests with `handler` until SIGINT or SIGTERM (returns SB_OK)
-   or a failure. Call sb_client_serve first. */
+   or a failure of the connection to the agent (a reply too large for one
+   request is answered too-big and the loop goes on). Other signals do not
+   stop it, nor any blocking call of the library. Call sb_client_serve
+   first. */
 SB_EXPORT int sb_client_run(sb_client_t *self, sb_handler_fn *handler, void *arg);
 
 /* --------------------------------------------------------------- consent */

@@ -3,6 +3,7 @@
     One DEALER socket, one frame per ClientMessage. Answers arrive in any
     order, so whatever a call is not waiting for is queued for the call that
     will want it: results, and requests to serve. */
+#include <errno.h>
 #include <json-c/json.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include "record.h"
 
 #define S_DEFAULT_TIMEOUT_MS 5000
+#define S_TIMEOUT_MAX_MS 60000     /* the broker waits no longer */
 #define S_GRACE_MS 2000     /* the agent answers timeouts itself; this is a backstop */
 #define S_REFRESH_MS 2000   /* registrations are said again this often */
 
@@ -167,7 +169,8 @@ Sharebus__ClientMessage *sbi_client_message_decode(const uint8_t *data, size_t s
 }
 
 /* Reads one message from the agent into the right queue. SB_ETIMEOUT when
-   nothing came within `timeout_ms`; SB_EINTERNAL when interrupted. */
+   nothing came within `timeout_ms` (or a signal came first); SB_EINTERNAL
+   when interrupted (SIGINT or SIGTERM, zsys_interrupted). */
 static int s_pump(sb_client_t *self, int timeout_ms)
 {
     s_refresh(self);
@@ -175,8 +178,8 @@ static int s_pump(sb_client_t *self, int timeout_ms)
         timeout_ms = S_REFRESH_MS;  /* wake up to refresh; the caller loops */
     zmq_pollitem_t item = {zsock_resolve(self->socket), 0, ZMQ_POLLIN, 0};
     int rc = zmq_poll(&item, 1, timeout_ms);
-    if (rc < 0)
-        return SB_EINTERNAL;
+    if (rc < 0)     /* a signal the program handles wakes us early: wait on */
+        return errno == EINTR && !zsys_interrupted ? SB_ETIMEOUT : SB_EINTERNAL;
     if (rc == 0)
         return SB_ETIMEOUT;
     zframe_t *frame = zframe_recv(self->socket);
@@ -246,7 +249,7 @@ static bool s_request_valid(const sb_request_t *r)
 {
     if (!r || !sbi_agency_valid(r->provider, false) || !sbi_name_valid(r->dataset)
         || !sbi_name_valid(r->purpose) || (r->subject && strlen(r->subject) > 64)
-        || r->n_fields > SBI_FIELDS_MAX || r->timeout_ms < 0
+        || r->n_fields > SBI_FIELDS_MAX || r->timeout_ms < 0 || r->timeout_ms > S_TIMEOUT_MAX_MS
         || (r->n_fields && !r->fields))
         return false;
     for (size_t i = 0; i < r->n_fields; i++)
@@ -424,6 +427,13 @@ static int s_answer(sb_client_t *self, sb_incoming_t **incoming_p, int code,
     message.answer = &body;
     int rc = record && !body.record ? SB_ENOMEM : s_send(self, &message);
     sbi_record_pb_free(&body.record);
+    if (rc == SB_ETOOBIG) {
+        /* The consumer is told why, rather than waiting for its timeout. */
+        body.error = sbi_error_kind(SB_ETOOBIG);
+        body.reason = "the provider's reply is larger than 1 MiB";
+        s_send(self, &message);
+        s_fail(self, SB_ETOOBIG, "the reply is larger than 1 MiB: the consumer was told");
+    }
     sb_incoming_destroy(incoming_p);
     return rc;
 }
@@ -459,7 +469,7 @@ int sb_client_run(sb_client_t *self, sb_handler_fn *handler, void *arg)
         else
             rc = sb_incoming_refuse(self, &incoming, rc, NULL);
         sb_record_destroy(&reply);
-        if (rc != SB_OK)
+        if (rc != SB_OK && rc != SB_ETOOBIG)    /* too big: that consumer was told */
             return rc;
     }
     return SB_OK;

@@ -1,7 +1,9 @@
 /*  test_client - libsharebus without an agent: what a back-end does before
     and around talking to one. */
 #include <pthread.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sharebus.h"
@@ -69,6 +71,50 @@ TEST(test_client_needs_an_ipc_or_tcp_endpoint)
     CHECK(client != NULL);
     sb_client_destroy(&client);
     CHECK(client == NULL);
+}
+
+TEST(test_a_request_waits_at_most_the_brokers_60_s)
+{
+    sb_client_t *client = sb_client_new("tcp://127.0.0.1:1");
+    sb_request_t request = {.provider = "nhis", .dataset = "health.checkup.vision-hearing",
+                            .purpose = "driver-licence-renewal", .timeout_ms = 60001};
+    sb_record_t *record = NULL;
+    CHECK_EQ(sb_request(client, &request, &record), SB_EINVAL);
+    request.timeout_ms = 2147483000;    /* once overflowed into "wait for ever" */
+    CHECK_EQ(sb_request(client, &request, &record), SB_EINVAL);
+    sb_client_destroy(&client);
+}
+
+static void s_on_alarm(int signal)
+{
+}
+
+static int64_t s_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t) t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* A signal the program handles (here SIGALRM, without SA_RESTART) wakes
+   the library's poll early: the call waits on, to its own timeout. */
+TEST(test_a_signal_does_not_end_a_blocking_call)
+{
+    struct sigaction action = {.sa_handler = s_on_alarm};
+    sigemptyset(&action.sa_mask);
+    CHECK_EQ(sigaction(SIGALRM, &action, NULL), 0);
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "ipc:///tmp/sharebus-test-silent-%d.sock", getpid());
+    sb_client_t *client = sb_client_new(endpoint);  /* no agent there */
+    sb_request_t request = {.provider = "nhis", .dataset = "health.checkup.vision-hearing",
+                            .purpose = "driver-licence-renewal", .timeout_ms = 100};
+    sb_record_t *record = NULL;
+    int64_t start = s_now_ms();
+    ualarm(300 * 1000, 0);
+    CHECK_EQ(sb_request(client, &request, &record), SB_ETIMEOUT);
+    CHECK(s_now_ms() - start >= 2000);  /* the timeout and the library's 2 s backstop */
+    sb_client_destroy(&client);
+    signal(SIGALRM, SIG_DFL);
 }
 
 int main(int argc, char **argv)

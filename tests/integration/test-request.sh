@@ -47,6 +47,26 @@ expect_error not-found request koroad --provider nhis --dataset $CHECKUP --purpo
   --subject 111111-1111111
 pass "subject unknown to the provider: not-found"
 
+# A reply over 1 MiB: the consumer is told too-big (not left to time out),
+# and the provider's back-end (sb_client_run) goes on serving.
+kill "$NHIS_BACKEND"; wait "$NHIS_BACKEND" 2>/dev/null || true
+python3 - "$SRC/tests/data/nhis-checkups.json" "$WORK/big-checkups.json" <<'EOF'
+import json, sys
+records = json.load(open(sys.argv[1]))
+records["111111-1111111"] = {"exam_date": "x" * (700 * 1024), "hearing_left": "y" * (700 * 1024)}
+json.dump(records, open(sys.argv[2], "w"))
+EOF
+"$BUILD/agent/sharebus" serve --agent "$(agent_ep nhis)" --dataset "$CHECKUP" \
+  --records "$WORK/big-checkups.json" >>"$WORK/nhis-backend.log" 2>&1 &
+NHIS_BACKEND=$!
+PIDS+=("$NHIS_BACKEND")
+wait_for 10 request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT
+expect_error too-big request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL \
+  --subject 111111-1111111 --fields exam_date,hearing_left
+request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT >/dev/null \
+  || fail "the provider's back-end stopped serving after a reply over 1 MiB"
+pass "a reply over 1 MiB: too-big to the consumer, the provider serves on"
+
 # The provider's back-end goes away: the next request is unavailable.
 kill "$NHIS_BACKEND"; wait "$NHIS_BACKEND" 2>/dev/null || true
 sleep 0.2
