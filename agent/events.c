@@ -321,6 +321,12 @@ void agent_subscribe(agent_t *self, zframe_t *client, uint64_t id, const Sharebu
 {
     const sbi_topic_t *topic = self->policy ? sbi_policy_topic(self->policy, s->topic) : NULL;
     char reason[300];
+    if (!self->policy) {
+        if (id)
+            agent_front_result(self, client, id, SB_EUNAVAILABLE,
+                               "the agent has not received the policy yet", NULL);
+        return;
+    }
     if (!topic || !sbi_topic_subscriber(topic, self->config.agency)) {
         snprintf(reason, sizeof reason, "the policy does not make %s a subscriber of %s",
                  self->config.agency, s->topic);
@@ -330,9 +336,12 @@ void agent_subscribe(agent_t *self, zframe_t *client, uint64_t id, const Sharebu
     }
     if (id)
         agent_front_result(self, client, id, SB_OK, NULL, NULL);
+    /* As for a dataset: the library's refresh (id 0) never takes a topic
+       from another back-end, which would be sent every unacknowledged
+       event again. */
     zframe_t *known = zhashx_lookup(self->subscriptions, s->topic);
-    if (known && zframe_eq(known, client))
-        return;     /* the library refreshing: nothing changed */
+    if (known && (zframe_eq(known, client) || !id))
+        return;
     zhashx_update(self->subscriptions, s->topic, zframe_dup(client));
     sbi_info("a back-end now subscribes to %s", s->topic);
     /* Whatever was waiting, in order; what an earlier back-end did not

@@ -143,8 +143,11 @@ static void s_serve(agent_t *self, zframe_t *client, uint64_t id, const Sharebus
             agent_front_result(self, client, id, SB_ENODATASET, reason, NULL);
         return;
     }
+    /* A call takes the dataset over; the library's refresh (id 0) only
+       claims it when no back-end holds it (after an agent restart), or two
+       back-ends would take turns every refresh. */
     zframe_t *known = zhashx_lookup(self->providers, s->dataset);
-    if (!known || !zframe_eq(known, client)) {
+    if (!known || (id && !zframe_eq(known, client))) {
         zhashx_update(self->providers, s->dataset, zframe_dup(client));
         sbi_info("a back-end now serves %s", s->dataset);
     }

@@ -67,6 +67,19 @@ request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $
   || fail "the provider's back-end stopped serving after a reply over 1 MiB"
 pass "a reply over 1 MiB: too-big to the consumer, the provider serves on"
 
+# A second back-end serves the dataset: it takes over once, and the two do
+# not take turns at each registration refresh (every 2 s).
+before=$(grep -c "a back-end now serves" "$WORK/nhis.log")
+"$BUILD/agent/sharebus" serve --agent "$(agent_ep nhis)" --dataset "$CHECKUP" \
+  --records "$SRC/tests/data/nhis-checkups.json" >>"$WORK/nhis-backend2.log" 2>&1 &
+SECOND=$!
+PIDS+=("$SECOND")
+sleep 5
+after=$(grep -c "a back-end now serves" "$WORK/nhis.log")
+[ $((after - before)) = 1 ] || fail "two back-ends of one dataset: $((after - before)) changes in 5 s"
+kill "$SECOND"; wait "$SECOND" 2>/dev/null || true
+pass "a second back-end takes the dataset over once, not at every refresh"
+
 # The provider's back-end goes away: the next request is unavailable.
 kill "$NHIS_BACKEND"; wait "$NHIS_BACKEND" 2>/dev/null || true
 sleep 0.2
