@@ -105,7 +105,9 @@ static void route_hello(s_msg_t *m)
         payload.policy = (Sharebus__PolicyBundle *) sbi_policy_bundle(b->policy);
         sbi_header_init(&h, SHAREBUS__KIND__KIND_POLICY, "broker", agency);
         h.header.policy_version = (ProtobufCBinaryData){32, (uint8_t *) version};
-        broker_send_to(b, agency, &h.header, &payload);
+        int rc = broker_send_to(b, agency, &h.header, &payload);
+        if (rc != SB_OK)
+            sbi_error("cannot send the policy to %s: %s", agency, sb_strerror(rc));
     }
     if (fresh && b->checkpoint) {
         Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;

@@ -14,6 +14,8 @@
 
 #define POL_FILES_MAX 256     /* files in a directory or a bundle */
 #define POL_FILE_NAME_MAX 255 /* a file name in a bundle */
+#define POL_BUNDLE_MAX (SBI_FRAME_MAX - 64 * 1024) /* the files, packed: one envelope's payload,
+                                                      with room for its header */
 #define POL_ERRORS_MAX 1000   /* errors reported before giving up */
 
 /* ------------------------------------------------------------- arena */

@@ -316,6 +316,12 @@ static sbi_policy_t *s_load(pol_loader_t *ld, zlistx_t *errors)
     s_version(ld->policy, ld->files, ld->n_files);
     if (s_bundle(ld->policy, ld->files, ld->n_files) != SB_OK || s_freeze(ld->policy) != SB_OK)
         pol_error(ld, POL_NO_FILE, (pol_mark_t){0}, "out of memory");
+    else if (sharebus__policy_bundle__get_packed_size(&ld->policy->bundle) > POL_BUNDLE_MAX)
+        /* The broker sends the files to every agent in one message. */
+        pol_error(ld, POL_NO_FILE, (pol_mark_t){0},
+                  "the policy files come to %zu bytes: more than the %d that one message to "
+                  "the agents carries", sharebus__policy_bundle__get_packed_size(&ld->policy->bundle),
+                  POL_BUNDLE_MAX);
     bool failed = ld->errors.count > 0 || ld->too_many;
     s_errors_flush(ld, errors);
     if (failed)
