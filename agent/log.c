@@ -82,8 +82,16 @@ static int s_apply_one(agent_t *self, MDB_txn *txn, uint8_t kind, const uint8_t 
     }
     else if (kind == 'C') {
         Sharebus__Checkpoint *cp = NULL;
-        if (sbi_checkpoint_decode(data, size, &cp) != SB_OK
-            || sbi_audit_store_checkpoint(self->audit, txn, cp) != SB_OK)
+        int crc = sbi_checkpoint_decode(data, size, &cp);
+        if (crc == SB_OK)
+            crc = sbi_audit_store_checkpoint(self->audit, txn, cp);
+        if (crc == SB_EEXISTS)
+            /* Kept in this transaction all the same: it is the evidence. */
+            sbi_error("the broker signed a different head for record %llu than the checkpoint "
+                      "kept for it: the first is kept, the other as evidence (sharebus-audit "
+                      "checkpoint --all); the broker's log may have been rewritten",
+                      (unsigned long long) cp->seq);
+        else if (crc != SB_OK)
             sbi_warning("cannot store the broker's checkpoint");
         if (cp)
             sharebus__checkpoint__free_unpacked(cp, NULL);

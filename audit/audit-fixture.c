@@ -20,6 +20,18 @@
     audit-fixture seeds DDIR OUT      the fuzz seed corpus: every stored entry
                                       and record, every checkpoint (packed and
                                       as JSON), as files in OUT
+    audit-fixture equivocate BROKER_DDIR AGENT_DDIR KEY SEQ...
+                                      what an operator with the broker's key
+                                      does after a rewrite: signs the log's
+                                      records SEQ... again, replaces the
+                                      broker's stored checkpoints with them and
+                                      sends them to the agent, which stores them
+                                      as it stores any checkpoint (prints what
+                                      that returned)
+    audit-fixture midnight DDIR SUBJECT_KEY
+                                      appends a request of subject A at
+                                      2026-03-06T23:59:59.950Z (17) and its
+                                      reply 80 ms later, the next day (18)
 */
 #include <errno.h>
 #include <inttypes.h>
@@ -402,6 +414,79 @@ static void s_forge_checkpoint(s_log_t *log)
     sbi_keys_wipe(&forger);
 }
 
+static int s_first_hash(const Sharebus__AuditRecord *record, const uint8_t hash[SBI_HASH_SIZE],
+                        void *arg)
+{
+    (void)record;
+    memcpy(arg, hash, SBI_HASH_SIZE);
+    return 1;
+}
+
+static void s_equivocate(const char *broker_ddir, const char *agent_ddir, const char *key_path,
+                         char **seqs, int n)
+{
+    s_log_t b, a;
+    sbi_keys_t keys;
+    s_open(&b, broker_ddir);
+    s_open(&a, agent_ddir);
+    int rc = sbi_keys_load(key_path, &keys);
+    if (rc != SB_OK)
+        s_die(key_path, rc);
+    for (int i = 0; i < n; i++) {
+        uint64_t seq = strtoull(seqs[i], NULL, 10), now = sbi_now_ms();
+        uint8_t hash[SBI_HASH_SIZE], bytes[SBI_CHECKPOINT_SIGNED_SIZE], signature[64];
+        sbi_audit_filter_t at = {.after_seq = seq - 1};
+        rc = sbi_audit_query_entries(b.audit, &at, s_first_hash, hash);
+        if (rc != SB_OK)
+            s_die("query", rc);
+        sbi_checkpoint_signed_bytes(seq, hash, now, bytes);
+        crypto_sign_detached(signature, NULL, bytes, sizeof bytes, keys.sign_secret);
+        Sharebus__Checkpoint cp = SHAREBUS__CHECKPOINT__INIT;
+        cp.seq = seq;
+        cp.time_ms = now;
+        cp.head_hash = (ProtobufCBinaryData){SBI_HASH_SIZE, hash};
+        cp.signer = "broker";
+        cp.signature = (ProtobufCBinaryData){sizeof signature, signature};
+        uint8_t key_bytes[8], packed[512];
+        sbi_be64_put(key_bytes, seq);
+        MDB_val key = {8, key_bytes}, val = {sharebus__checkpoint__pack(&cp, packed), packed};
+        s_begin(&b);
+        rc = sbi_store_code(mdb_put(b.txn, b.audit->checkpoints, &key, &val, 0));
+        if (rc != SB_OK)
+            s_die("put", rc);
+        s_commit(&b);
+        s_begin(&a);
+        rc = sbi_audit_store_checkpoint(a.audit, a.txn, &cp);
+        printf("checkpoint %" PRIu64 ": %s\n", seq, sb_errname(rc));
+        s_commit(&a);
+    }
+    sbi_keys_wipe(&keys);
+    s_close(&a);
+    s_close(&b);
+}
+
+/* A request just before midnight whose reply comes just after. */
+static void s_midnight(const char *ddir, const char *key_path)
+{
+    s_log_t log;
+    s_open(&log, ddir);
+    int rc = sbi_secret_load(key_path, log.subject_key);
+    if (rc != SB_OK)
+        s_die(key_path, rc);
+    uint64_t head = sbi_audit_head(log.audit, NULL);
+    uint64_t late = T0 - 9 * 60 * MINUTE + 6 * DAY - 50; /* T0 is 09:00 */
+    s_story_t request = s_story[4], reply = s_story[5];  /* koroad asks nhis, about A */
+    request.time_ms = late;
+    request.fields = reply.fields = "exam_date";
+    reply.time_ms = late + 80;
+    reply.answers = (int)head + 1;
+    s_begin(&log);
+    s_append(&log, &request, head + 1);
+    s_append(&log, &reply, head + 2);
+    s_commit(&log);
+    s_close(&log);
+}
+
 static int s_damage(const char *what, const char *ddir, uint64_t seq, size_t offset)
 {
     s_log_t log;
@@ -488,6 +573,14 @@ int main(int argc, char **argv)
     }
     if (argc == 4 && strcmp(argv[1], "seeds") == 0) {
         s_seeds(argv[2], argv[3]);
+        return 0;
+    }
+    if (argc >= 6 && strcmp(argv[1], "equivocate") == 0) {
+        s_equivocate(argv[2], argv[3], argv[4], argv + 5, argc - 5);
+        return 0;
+    }
+    if (argc == 4 && strcmp(argv[1], "midnight") == 0) {
+        s_midnight(argv[2], argv[3]);
         return 0;
     }
     if (argc >= 3 && argc <= 5) {

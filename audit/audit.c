@@ -15,11 +15,12 @@ typedef struct {
     const char *name;
     unsigned flags;
     size_t offset;
+    bool optional; /* added after format 1: a read-only store may lack it */
 } s_db_t;
 
 #define S_DB(name, flags, field)                                                                   \
     {                                                                                              \
-        name, flags, offsetof(sbi_audit_t, field)                                                  \
+        name, flags, offsetof(sbi_audit_t, field), false                                           \
     }
 static const s_db_t s_dbs[] = {
     S_DB(SBI_AUDIT_DB_LOG, 0, log),
@@ -29,6 +30,7 @@ static const s_db_t s_dbs[] = {
     S_DB(SBI_AUDIT_DB_TIME, MDB_DUPSORT | MDB_DUPFIXED, time),
     S_DB(SBI_AUDIT_DB_CHECKPOINTS, 0, checkpoints),
     S_DB(SBI_AUDIT_DB_RECEIVED, 0, received),
+    {SBI_AUDIT_DB_CONFLICTS, 0, offsetof(sbi_audit_t, conflicts), true},
     S_DB(SBI_AUDIT_DB_META, 0, meta),
 };
 _Static_assert(sizeof s_dbs / sizeof s_dbs[0] == SBI_AUDIT_DBS, "SBI_AUDIT_DBS is the count");
@@ -134,6 +136,8 @@ sbi_audit_t *sbi_audit_open(sbi_store_t *store, char *err, size_t err_size)
     for (size_t i = 0; i < sizeof s_dbs / sizeof s_dbs[0]; i++) {
         MDB_dbi *dbi = (MDB_dbi *)((char *)self + s_dbs[i].offset);
         int rc = sbi_store_dbi(store, s_dbs[i].name, s_dbs[i].flags, dbi);
+        if (rc == SB_ENOTFOUND && s_dbs[i].optional)
+            continue; /* read as empty (has_conflicts stays false) */
         if (rc != SB_OK) {
             snprintf(err, err_size, "audit database %s: %s", s_dbs[i].name,
                      rc == SB_ENOTFOUND ? "not in this store (no audit log here)"
@@ -141,6 +145,8 @@ sbi_audit_t *sbi_audit_open(sbi_store_t *store, char *err, size_t err_size)
             sbi_audit_close(&self);
             return NULL;
         }
+        if (dbi == &self->conflicts)
+            self->has_conflicts = true;
     }
     if (s_check_format(self, err, err_size) != SB_OK) {
         sbi_audit_close(&self);

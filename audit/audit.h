@@ -14,7 +14,9 @@
     Databases (all named "audit.*", see SBI_AUDIT_DBS): log (seq -> entry),
     subject, agency, dataset and time indexes (key -> seq, DUPSORT|DUPFIXED),
     checkpoints (this log's own, signed here), received (the broker's
-    checkpoints an agent keeps), meta (format, head, time-index slack).
+    checkpoints an agent keeps), conflicts (received checkpoints that name
+    another head for a seq already held: evidence, never the held copy),
+    meta (format, head, time-index slack).
 
     One sbi_audit_t is used by one writer thread; queries and verification
     only read the store and may run in any thread or another process.
@@ -29,7 +31,7 @@ typedef struct sbi_audit_t sbi_audit_t;
 
 /* Number of named databases the audit log uses in a store: pass at least
    this (plus your own) as max_dbs to sbi_store_open. */
-#define SBI_AUDIT_DBS 8
+#define SBI_AUDIT_DBS 9
 
 /* Largest serialized record the log accepts (SB_ETOOBIG beyond). */
 #define SBI_AUDIT_RECORD_MAX 65536
@@ -70,7 +72,14 @@ int sbi_audit_checkpoint(sbi_audit_t *self, MDB_txn *txn, const sbi_keys_t *keys
 
 /* Stores a checkpoint received from the broker (agents keep every one),
    apart from this log's own: verify does not hold them against this log.
-   SB_EMALFORMED when it has the wrong shape; check its signature first. */
+   A checkpoint held for a seq is never replaced. The same head again for
+   that seq (a resend, or the head signed again later) is SB_OK and changes
+   nothing. Another head for a held seq is equivocation (the broker's key
+   signed two histories, e.g. after the log was rewritten): the held one
+   stays, the new one is kept apart in `txn` as evidence (see
+   sbi_audit_conflicts) and the result is SB_EEXISTS; commit `txn` all the
+   same. SB_EMALFORMED when it has the wrong shape; check its signature
+   first. */
 int sbi_audit_store_checkpoint(sbi_audit_t *self, MDB_txn *txn,
                                const Sharebus__Checkpoint *checkpoint) SBI_UNUSED_RESULT;
 
@@ -86,6 +95,14 @@ int sbi_checkpoint_verify(const Sharebus__Checkpoint *checkpoint,
 int sbi_audit_checkpoints(sbi_audit_t *self, bool received,
                           int (*each)(const Sharebus__Checkpoint *checkpoint, void *arg),
                           void *arg) SBI_UNUSED_RESULT;
+
+/* Calls `each` for every received checkpoint that named another head than
+   the one held for its seq (sbi_audit_store_checkpoint's SB_EEXISTS), in
+   sequence order; at most 8 are kept per seq. SB_OK and no call on a
+   read-only store written before these were kept. */
+int sbi_audit_conflicts(sbi_audit_t *self,
+                        int (*each)(const Sharebus__Checkpoint *checkpoint, void *arg),
+                        void *arg) SBI_UNUSED_RESULT;
 
 /* The newest stored checkpoint (own or received) in *checkpoint_p, freed
    with sharebus__checkpoint__free_unpacked(cp, NULL); SB_ENOTFOUND when
@@ -110,10 +127,11 @@ int sbi_checkpoint_from_json(const char *text,
 
 typedef enum {
     SBI_AUDIT_INTACT = 0,
-    SBI_AUDIT_ALTERED,       /* an entry's hash or content does not match */
-    SBI_AUDIT_MISSING,       /* a sequence number is absent */
-    SBI_AUDIT_TRUNCATED,     /* the log ends before a checkpoint's head */
-    SBI_AUDIT_BAD_CHECKPOINT /* a checkpoint's signature or hash is wrong */
+    SBI_AUDIT_ALTERED,        /* an entry's hash or content does not match */
+    SBI_AUDIT_MISSING,        /* a sequence number is absent */
+    SBI_AUDIT_TRUNCATED,      /* the log ends before a checkpoint's head */
+    SBI_AUDIT_BAD_CHECKPOINT, /* a checkpoint's signature or hash is wrong */
+    SBI_AUDIT_CONFLICT        /* two checkpoints name different heads for one seq */
 } sbi_audit_fault_t;
 
 typedef struct {
@@ -123,10 +141,16 @@ typedef struct {
     uint64_t checkpoints; /* checkpoints checked */
     uint64_t head_seq;    /* the last record and its hash (when intact) */
     uint8_t head_hash[SBI_HASH_SIZE];
-    char detail[256];
+    /* History rewritten (a checkpoint no longer matches, or checkpoints
+       conflict): records untrusted_from..seq cannot be trusted, where
+       untrusted_from - 1 is the last checkpoint below seq that holds (0:
+       none). 0 for every other fault. */
+    uint64_t untrusted_from;
+    char detail[512];
 } sbi_audit_report_t;
 
-/* "altered record", "missing record", "truncated log", "bad checkpoint". */
+/* "altered record", "missing record", "truncated log", "bad checkpoint",
+   "conflicting checkpoints". */
 const char *sbi_audit_fault_name(sbi_audit_fault_t fault);
 
 /* Recomputes the whole chain and checks every stored checkpoint and the
@@ -135,7 +159,10 @@ const char *sbi_audit_fault_name(sbi_audit_fault_t fault);
    first fault (the lowest bad sequence number) in `report`; SB_EIO and the
    like when the store cannot be read at all. With `sign_public` NULL the
    checkpoints' hashes are checked against the log but not their
-   signatures. Received checkpoints (another log's) are not checked. */
+   signatures. Two checkpoints (stored or extra) whose signatures hold and
+   that name different heads for one seq are SBI_AUDIT_CONFLICT at that
+   seq, named before what those checkpoints find wrong with the log there.
+   Received checkpoints (another log's) are not checked. */
 int sbi_audit_verify(sbi_audit_t *self, const uint8_t sign_public[32],
                      Sharebus__Checkpoint *const *extra, size_t n_extra,
                      sbi_audit_report_t *report) SBI_UNUSED_RESULT;

@@ -16,6 +16,7 @@
 #define SBI_AUDIT_DB_TIME "audit.time"
 #define SBI_AUDIT_DB_CHECKPOINTS "audit.checkpoints"
 #define SBI_AUDIT_DB_RECEIVED "audit.received"
+#define SBI_AUDIT_DB_CONFLICTS "audit.conflicts"
 #define SBI_AUDIT_DB_META "audit.meta"
 
 /* Largest stored entry: a record at its maximum plus the entry framing. */
@@ -28,8 +29,9 @@
 struct sbi_audit_t {
     sbi_store_t *store;
     bool readonly;
-    MDB_dbi log, subject, agency, dataset, time, checkpoints, received, meta;
-    int damaged; /* SB_OK, or why appends are refused */
+    MDB_dbi log, subject, agency, dataset, time, checkpoints, received, conflicts, meta;
+    bool has_conflicts; /* false: a read-only store written before it existed */
+    int damaged;        /* SB_OK, or why appends are refused */
     /* The committed head, and the pending one including uncommitted appends.
        index_time: the time index key of the last record (never decreases);
        slack: the most any record's index time exceeds its own time. */

@@ -1,14 +1,17 @@
 /*  audit_verify.c - recompute the chain (audit_walk.c) and hold it against
     the checkpoints: every checkpoint (the log's own and those handed in,
     e.g. agencies' copies) must carry a valid signature and name a record
-    that exists with the hash it signed. An operator who rewrites history
-    and recomputes the chain cannot sign.
+    that exists with the hash it signed, and no two may name different
+    heads for one record. An operator who rewrites history and recomputes
+    the chain cannot sign; one who holds the broker's key and signs the
+    rewritten log again is caught by the agencies' copies of the originals.
 */
 #include "audit_int.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -19,6 +22,12 @@ typedef struct {
     sbi_audit_decoder_t decoder;
     uint64_t last; /* the highest key in the log */
     sbi_audit_report_t *report;
+    Sharebus__Checkpoint *const *extra; /* the checkpoints handed in */
+    size_t n_extra;
+    int *extra_sig; /* s_signature of each, computed once */
+    bool rewritten; /* history was rewritten up to rewritten_seq... */
+    uint64_t rewritten_seq;
+    sbi_audit_fault_t rewritten_fault; /* ...as this fault of the report said */
 } s_verifier_t;
 
 const char *sbi_audit_fault_name(sbi_audit_fault_t fault)
@@ -29,6 +38,7 @@ const char *sbi_audit_fault_name(sbi_audit_fault_t fault)
     case SBI_AUDIT_MISSING: return "missing record";
     case SBI_AUDIT_TRUNCATED: return "truncated log";
     case SBI_AUDIT_BAD_CHECKPOINT: return "bad checkpoint";
+    case SBI_AUDIT_CONFLICT: return "conflicting checkpoints";
     }
     return "unknown fault";
 }
@@ -73,12 +83,51 @@ static int s_signature(s_verifier_t *v, const Sharebus__Checkpoint *cp)
     return rc;
 }
 
-static void s_check_checkpoint(s_verifier_t *v, const Sharebus__Checkpoint *cp, const char *origin)
+/* The hash stored with record `seq`, without reporting a fault. */
+static bool s_log_hash(s_verifier_t *v, uint64_t seq, uint8_t hash[SBI_HASH_SIZE])
+{
+    uint8_t key_bytes[8];
+    sbi_be64_put(key_bytes, seq);
+    MDB_val key = {8, key_bytes}, val;
+    Sharebus__AuditRecord *record;
+    return seq > 0 && mdb_get(v->txn, v->audit->log, &key, &val) == 0 &&
+           sbi_audit_entry_decode(&v->decoder, val.mv_data, val.mv_size, &record, hash) == SB_OK;
+}
+
+/* A checkpoint that holds: signed by a key good at its time, and naming
+   the record the log has at its seq. */
+static bool s_holds(s_verifier_t *v, const Sharebus__Checkpoint *cp, int signature)
+{
+    uint8_t hash[SBI_HASH_SIZE];
+    return signature == SB_OK && cp->head_hash.len == SBI_HASH_SIZE &&
+           s_log_hash(v, cp->seq, hash) && memcmp(hash, cp->head_hash.data, SBI_HASH_SIZE) == 0;
+}
+
+/* Reports a fault that means history was rewritten up to `seq`; the range
+   that cannot be trusted is added once every checkpoint has been seen. */
+__attribute__((format(printf, 4, 5))) static void
+s_rewritten(s_verifier_t *v, sbi_audit_fault_t fault, uint64_t seq, const char *fmt, ...)
+{
+    char detail[sizeof v->report->detail];
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(detail, sizeof detail, fmt, args);
+    va_end(args);
+    bool takes = v->report->fault == SBI_AUDIT_INTACT || seq < v->report->seq;
+    sbi_audit_report_fault(v->report, fault, seq, "%s", detail);
+    if (takes) {
+        v->rewritten = seq > 0;
+        v->rewritten_seq = seq;
+        v->rewritten_fault = fault;
+    }
+}
+
+static void s_check_checkpoint(s_verifier_t *v, const Sharebus__Checkpoint *cp, const char *origin,
+                               int rc)
 {
     char when[32];
     sbi_time_format(cp->time_ms, when, sizeof when);
     v->report->checkpoints++;
-    int rc = s_signature(v, cp);
     if (rc != SB_OK) {
         sbi_audit_report_fault(v->report, SBI_AUDIT_BAD_CHECKPOINT, cp->seq,
                                "%s checkpoint of %s %s", origin, when,
@@ -104,11 +153,130 @@ static void s_check_checkpoint(s_verifier_t *v, const Sharebus__Checkpoint *cp, 
     }
     uint8_t hash[SBI_HASH_SIZE];
     if (s_hash_at(v, cp->seq, hash) && memcmp(hash, cp->head_hash.data, SBI_HASH_SIZE) != 0)
-        sbi_audit_report_fault(
-            v->report, SBI_AUDIT_ALTERED, cp->seq,
-            "record %" PRIu64
-            " is not the one the %s checkpoint of %s signed: history was rewritten",
-            cp->seq, origin, when);
+        s_rewritten(v, SBI_AUDIT_ALTERED, cp->seq,
+                    "record %" PRIu64
+                    " is not the one the %s checkpoint of %s signed: history was rewritten",
+                    cp->seq, origin, when);
+}
+
+/* The stored checkpoint of `seq`, or NULL. */
+static Sharebus__Checkpoint *s_stored_at(s_verifier_t *v, uint64_t seq)
+{
+    uint8_t key_bytes[8];
+    sbi_be64_put(key_bytes, seq);
+    MDB_val key = {8, key_bytes}, val;
+    Sharebus__Checkpoint *cp = NULL;
+    if (mdb_get(v->txn, v->audit->checkpoints, &key, &val) == 0 &&
+        sbi_checkpoint_decode(val.mv_data, val.mv_size, &cp) == SB_OK && cp->seq != seq) {
+        sharebus__checkpoint__free_unpacked(cp, NULL);
+        cp = NULL;
+    }
+    return cp;
+}
+
+static void s_conflict(s_verifier_t *v, const Sharebus__Checkpoint *a, const char *a_origin,
+                       const Sharebus__Checkpoint *b)
+{
+    char a_when[32], b_when[32], held[64];
+    sbi_time_format(a->time_ms, a_when, sizeof a_when);
+    sbi_time_format(b->time_ms, b_when, sizeof b_when);
+    uint8_t hash[SBI_HASH_SIZE];
+    bool in_log = s_log_hash(v, a->seq, hash);
+    if (in_log && memcmp(hash, a->head_hash.data, SBI_HASH_SIZE) == 0)
+        snprintf(held, sizeof held, "the %s one of %s", a_origin, a_when);
+    else if (in_log && memcmp(hash, b->head_hash.data, SBI_HASH_SIZE) == 0)
+        snprintf(held, sizeof held, "the given one of %s", b_when);
+    else
+        snprintf(held, sizeof held, "neither");
+    s_rewritten(v, SBI_AUDIT_CONFLICT, a->seq,
+                "the %s checkpoint of %s and the given one of %s name different heads for "
+                "record %" PRIu64 " (%s); the log has %s",
+                a_origin, a_when, b_when, a->seq,
+                v->n_keys ? "both signed by the broker's key: it signed two histories"
+                          : "signatures not checked",
+                held);
+}
+
+typedef struct {
+    uint64_t seq;
+    size_t i;
+} s_order_t;
+
+static int s_by_seq(const void *a, const void *b)
+{
+    const s_order_t *x = a, *y = b;
+    return x->seq < y->seq ? -1 : x->seq > y->seq ? 1 : x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Checkpoints handed in, by seq: each whose signature holds against the
+   stored one of its seq (when its signature holds too: checked only when
+   they differ) and against the first given one of its seq. One conflict
+   per seq is enough. */
+static void s_check_conflicts(s_verifier_t *v)
+{
+    s_order_t *order = calloc(v->n_extra + 1, sizeof *order);
+    assert(order);
+    for (size_t i = 0; i < v->n_extra; i++)
+        order[i] = (s_order_t){v->extra[i]->seq, i};
+    qsort(order, v->n_extra, sizeof *order, s_by_seq);
+    for (size_t at = 0, end; at < v->n_extra; at = end) {
+        for (end = at; end < v->n_extra && order[end].seq == order[at].seq; end++)
+            ;
+        Sharebus__Checkpoint *stored = s_stored_at(v, order[at].seq);
+        const Sharebus__Checkpoint *first = NULL;
+        for (size_t k = at; k < end; k++) {
+            const Sharebus__Checkpoint *cp = v->extra[order[k].i];
+            if (v->extra_sig[order[k].i] != SB_OK)
+                continue;
+            if (stored && memcmp(stored->head_hash.data, cp->head_hash.data, SBI_HASH_SIZE) != 0) {
+                if (s_signature(v, stored) == SB_OK) {
+                    s_conflict(v, stored, "stored", cp);
+                    break;
+                }
+                sharebus__checkpoint__free_unpacked(stored, NULL); /* a bad checkpoint */
+                stored = NULL;
+            }
+            if (!first)
+                first = cp;
+            else if (memcmp(first->head_hash.data, cp->head_hash.data, SBI_HASH_SIZE) != 0) {
+                s_conflict(v, first, "given", cp);
+                break;
+            }
+        }
+        if (stored)
+            sharebus__checkpoint__free_unpacked(stored, NULL);
+    }
+    free(order);
+}
+
+/* The first record after the last checkpoint below `seq` that holds; with
+   `stored` false, counting only those handed in. */
+static uint64_t s_untrusted_from(s_verifier_t *v, uint64_t seq, bool stored)
+{
+    uint64_t held = 0;
+    MDB_cursor *cursor;
+    if (stored && mdb_cursor_open(v->txn, v->audit->checkpoints, &cursor) == 0) {
+        uint8_t key_bytes[8];
+        sbi_be64_put(key_bytes, seq);
+        MDB_val key = {8, key_bytes}, val;
+        int rc = mdb_cursor_get(cursor, &key, &val, MDB_SET_RANGE);
+        rc = mdb_cursor_get(cursor, &key, &val, rc == 0 ? MDB_PREV : MDB_LAST);
+        for (; rc == 0 && held == 0; rc = mdb_cursor_get(cursor, &key, &val, MDB_PREV)) {
+            Sharebus__Checkpoint *cp;
+            if (sbi_checkpoint_decode(val.mv_data, val.mv_size, &cp) != SB_OK)
+                continue;
+            if (cp->seq < seq && s_holds(v, cp, s_signature(v, cp)))
+                held = cp->seq;
+            sharebus__checkpoint__free_unpacked(cp, NULL);
+        }
+        mdb_cursor_close(cursor);
+    }
+    for (size_t i = 0; i < v->n_extra; i++) {
+        const Sharebus__Checkpoint *cp = v->extra[i];
+        if (cp->seq > held && cp->seq < seq && s_holds(v, cp, v->extra_sig[i]))
+            held = cp->seq;
+    }
+    return held + 1;
 }
 
 static int s_check_stored(s_verifier_t *v)
@@ -130,7 +298,7 @@ static int s_check_stored(s_verifier_t *v)
                                    "stored checkpoint %" PRIu64 " is malformed", seq);
             continue;
         }
-        s_check_checkpoint(v, cp, "stored");
+        s_check_checkpoint(v, cp, "stored", s_signature(v, cp));
         sharebus__checkpoint__free_unpacked(cp, NULL);
     }
     mdb_cursor_close(cursor);
@@ -163,7 +331,12 @@ int sbi_audit_verify_keys(sbi_audit_t *self, const sbi_audit_key_t *keys, size_t
 {
     assert(self && report && (extra || !n_extra) && (keys || !n_keys));
     memset(report, 0, sizeof *report);
-    s_verifier_t v = {.audit = self, .keys = keys, .n_keys = n_keys, .report = report};
+    s_verifier_t v = {.audit = self,
+                      .keys = keys,
+                      .n_keys = n_keys,
+                      .report = report,
+                      .extra = extra,
+                      .n_extra = n_extra};
     int rc = sbi_store_begin(self->store, false, &v.txn);
     if (rc != SB_OK) {
         snprintf(report->detail, sizeof report->detail, "cannot read the store: %s",
@@ -171,13 +344,40 @@ int sbi_audit_verify_keys(sbi_audit_t *self, const sbi_audit_key_t *keys, size_t
         return rc;
     }
     sbi_audit_decoder_init(&v.decoder);
+    v.extra_sig = calloc(n_extra + 1, sizeof *v.extra_sig);
+    assert(v.extra_sig);
+    for (size_t i = 0; i < n_extra; i++)
+        v.extra_sig[i] = s_signature(&v, extra[i]);
     rc = sbi_audit_walk(self, v.txn, report, &v.last);
     if (rc == SB_OK) {
         s_check_meta(&v);
+        s_check_conflicts(&v); /* first: it names the fault best at its seq */
         rc = s_check_stored(&v);
     }
     for (size_t i = 0; rc == SB_OK && i < n_extra; i++)
-        s_check_checkpoint(&v, extra[i], "given");
+        s_check_checkpoint(&v, extra[i], "given", v.extra_sig[i]);
+    if (rc == SB_OK && v.rewritten && report->seq == v.rewritten_seq &&
+        report->fault == v.rewritten_fault) {
+        /* Once the broker's key signed two histories, checkpoints in the
+           operator's store prove nothing: only copies handed in count. */
+        bool conflict = report->fault == SBI_AUDIT_CONFLICT;
+        report->untrusted_from = s_untrusted_from(&v, report->seq, !conflict);
+        const char *which = conflict ? "given checkpoint" : "checkpoint";
+        const char *why =
+            conflict ? "; stored ones do not count once the key signed two histories" : "";
+        size_t len = strlen(report->detail);
+        if (report->untrusted_from > 1)
+            snprintf(report->detail + len, sizeof report->detail - len,
+                     "; records %" PRIu64 " to %" PRIu64
+                     " cannot be trusted (the last %s that holds is at seq %" PRIu64 "%s)",
+                     report->untrusted_from, report->seq, which, report->untrusted_from - 1, why);
+        else
+            snprintf(report->detail + len, sizeof report->detail - len,
+                     "; records 1 to %" PRIu64 " cannot be trusted (no %s before seq %" PRIu64
+                     " holds%s)",
+                     report->seq, which, report->seq, why);
+    }
+    free(v.extra_sig);
     sbi_audit_decoder_clear(&v.decoder);
     mdb_txn_abort(v.txn);
     if (rc != SB_OK) {

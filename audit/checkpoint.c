@@ -9,6 +9,7 @@
 #include <string.h>
 
 #define S_CHECKPOINT_MAX 1024 /* a packed checkpoint is about 150 bytes */
+#define S_CONFLICTS_MAX 8     /* conflicting checkpoints kept per seq */
 
 void sbi_checkpoint_signed_bytes(uint64_t seq, const uint8_t head_hash[SBI_HASH_SIZE],
                                  uint64_t time_ms, uint8_t out[SBI_CHECKPOINT_SIGNED_SIZE])
@@ -60,12 +61,12 @@ static Sharebus__Checkpoint *s_checkpoint_new(uint64_t seq, const uint8_t *head_
     return cp;
 }
 
-static int s_put(MDB_txn *txn, MDB_dbi dbi, const Sharebus__Checkpoint *cp)
+static int s_put(MDB_txn *txn, MDB_dbi dbi, const Sharebus__Checkpoint *cp, unsigned flags)
 {
     uint8_t key_bytes[8];
     sbi_be64_put(key_bytes, cp->seq);
     MDB_val key = {8, key_bytes}, val = {sharebus__checkpoint__get_packed_size(cp), NULL};
-    int rc = mdb_put(txn, dbi, &key, &val, MDB_RESERVE);
+    int rc = mdb_put(txn, dbi, &key, &val, MDB_RESERVE | flags);
     if (rc != 0)
         return sbi_store_code(rc);
     sharebus__checkpoint__pack(cp, val.mv_data);
@@ -83,7 +84,7 @@ int sbi_audit_checkpoint(sbi_audit_t *self, MDB_txn *txn, const sbi_keys_t *keys
     crypto_sign_detached(signature, NULL, signed_bytes, sizeof signed_bytes, keys->sign_secret);
     Sharebus__Checkpoint *cp =
         s_checkpoint_new(self->seq, self->hash, now, keys->cert.agency, signature);
-    int rc = s_put(txn, self->checkpoints, cp);
+    int rc = s_put(txn, self->checkpoints, cp, 0);
     if (rc != SB_OK) {
         sharebus__checkpoint__free_unpacked(cp, NULL);
         return rc;
@@ -92,13 +93,70 @@ int sbi_audit_checkpoint(sbi_audit_t *self, MDB_txn *txn, const sbi_keys_t *keys
     return SB_OK;
 }
 
+/* Keeps `cp`, which names another head than the held checkpoint of its
+   seq, under seq || BLAKE2b(its bytes): the same one twice is one entry, and
+   at most S_CONFLICTS_MAX are kept per seq (a broker that signs more adds
+   nothing an auditor needs). */
+static int s_put_conflict(sbi_audit_t *self, MDB_txn *txn, const Sharebus__Checkpoint *cp,
+                          const uint8_t *packed, size_t size)
+{
+    uint8_t key_bytes[8 + SBI_HASH_SIZE];
+    sbi_be64_put(key_bytes, cp->seq);
+    crypto_generichash(key_bytes + 8, SBI_HASH_SIZE, packed, size, NULL, 0);
+    MDB_cursor *cursor;
+    int rc = mdb_cursor_open(txn, self->conflicts, &cursor);
+    if (rc != 0)
+        return sbi_store_code(rc);
+    MDB_val key = {8, key_bytes}, val;
+    size_t held = 0;
+    for (rc = mdb_cursor_get(cursor, &key, &val, MDB_SET_RANGE);
+         rc == 0 && key.mv_size == sizeof key_bytes && memcmp(key.mv_data, key_bytes, 8) == 0;
+         rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT))
+        held++;
+    mdb_cursor_close(cursor);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return sbi_store_code(rc);
+    if (held >= S_CONFLICTS_MAX)
+        return SB_OK;
+    key = (MDB_val){sizeof key_bytes, key_bytes};
+    val = (MDB_val){size, (void *)packed};
+    rc = mdb_put(txn, self->conflicts, &key, &val, MDB_NOOVERWRITE);
+    return rc == 0 || rc == MDB_KEYEXIST ? SB_OK : sbi_store_code(rc);
+}
+
 int sbi_audit_store_checkpoint(sbi_audit_t *self, MDB_txn *txn,
                                const Sharebus__Checkpoint *checkpoint)
 {
     assert(self && txn && checkpoint);
+    assert(!self->readonly);
     if (!s_shape_ok(checkpoint))
         return SB_EMALFORMED;
-    return s_put(txn, self->received, checkpoint);
+    uint8_t key_bytes[8];
+    sbi_be64_put(key_bytes, checkpoint->seq);
+    MDB_val key = {8, key_bytes}, held;
+    int rc = mdb_get(txn, self->received, &key, &held);
+    if (rc == MDB_NOTFOUND)
+        return s_put(txn, self->received, checkpoint, MDB_NOOVERWRITE);
+    if (rc != 0)
+        return sbi_store_code(rc);
+    /* Held already: it is never replaced. The same head again (a resend,
+       or the head signed again at another time) changes nothing. */
+    size_t size = sharebus__checkpoint__get_packed_size(checkpoint);
+    uint8_t packed[S_CHECKPOINT_MAX];
+    if (size > sizeof packed)
+        return SB_ETOOBIG;
+    sharebus__checkpoint__pack(checkpoint, packed);
+    if (held.mv_size == size && memcmp(held.mv_data, packed, size) == 0)
+        return SB_OK;
+    Sharebus__Checkpoint *old;
+    bool same_head = sbi_checkpoint_decode(held.mv_data, held.mv_size, &old) == SB_OK &&
+                     memcmp(old->head_hash.data, checkpoint->head_hash.data, SBI_HASH_SIZE) == 0;
+    if (old)
+        sharebus__checkpoint__free_unpacked(old, NULL);
+    if (same_head)
+        return SB_OK;
+    rc = s_put_conflict(self, txn, checkpoint, packed, size);
+    return rc == SB_OK ? SB_EEXISTS : rc;
 }
 
 int sbi_checkpoint_decode(const uint8_t *data, size_t size, Sharebus__Checkpoint **checkpoint_p)
@@ -119,17 +177,15 @@ int sbi_checkpoint_decode(const uint8_t *data, size_t size, Sharebus__Checkpoint
     return SB_OK;
 }
 
-int sbi_audit_checkpoints(sbi_audit_t *self, bool received,
-                          int (*each)(const Sharebus__Checkpoint *checkpoint, void *arg), void *arg)
+static int s_each_stored(sbi_audit_t *self, MDB_dbi dbi,
+                         int (*each)(const Sharebus__Checkpoint *checkpoint, void *arg), void *arg)
 {
-    assert(self && each);
     MDB_txn *txn;
     int rc = sbi_store_begin(self->store, false, &txn);
     if (rc != SB_OK)
         return rc;
     MDB_cursor *cursor;
-    rc = sbi_store_code(
-        mdb_cursor_open(txn, received ? self->received : self->checkpoints, &cursor));
+    rc = sbi_store_code(mdb_cursor_open(txn, dbi, &cursor));
     if (rc != SB_OK) {
         mdb_txn_abort(txn);
         return rc;
@@ -141,7 +197,7 @@ int sbi_audit_checkpoints(sbi_audit_t *self, bool received,
         Sharebus__Checkpoint *cp;
         if (sbi_checkpoint_decode(val.mv_data, val.mv_size, &cp) != SB_OK) {
             sbi_warning("stored checkpoint %" PRIu64 " does not decode",
-                        key.mv_size == 8 ? sbi_be64_get(key.mv_data) : 0);
+                        key.mv_size >= 8 ? sbi_be64_get(key.mv_data) : 0);
             result = SB_EMALFORMED;
             continue;
         }
@@ -155,6 +211,22 @@ int sbi_audit_checkpoints(sbi_audit_t *self, bool received,
     mdb_cursor_close(cursor);
     mdb_txn_abort(txn);
     return result;
+}
+
+int sbi_audit_checkpoints(sbi_audit_t *self, bool received,
+                          int (*each)(const Sharebus__Checkpoint *checkpoint, void *arg), void *arg)
+{
+    assert(self && each);
+    return s_each_stored(self, received ? self->received : self->checkpoints, each, arg);
+}
+
+int sbi_audit_conflicts(sbi_audit_t *self,
+                        int (*each)(const Sharebus__Checkpoint *checkpoint, void *arg), void *arg)
+{
+    assert(self && each);
+    if (!self->has_conflicts)
+        return SB_OK;
+    return s_each_stored(self, self->conflicts, each, arg);
 }
 
 int sbi_audit_checkpoint_latest(sbi_audit_t *self, bool received,

@@ -13,10 +13,18 @@
 
 #include "cli.h"
 
+/* How far outside the period a request's answer (or an answer's request)
+   is looked for. The broker answers every request it routes within its
+   longest deadline, 60 s (protocol.md, "Deadlines and timeouts"), with a
+   reply or a `timeout` record; the rest is room for a late sweep or a
+   commit held up by a full store. */
+#define S_ANSWER_MARGIN_MS (5 * 60000ull)
+
 typedef struct {
     Sharebus__AuditRecord **records;
     size_t n;
     bool *used;
+    uint64_t since_ms, until_ms; /* the period asked for; until_ms 0: open */
 } s_history_t;
 
 typedef struct {
@@ -301,34 +309,61 @@ static json_object *s_line_json(const s_line_t *l, const s_entry_t *e)
     return obj;
 }
 
+/* A line belongs to the period by its first record: a request with its
+   answer, wherever the answer falls. */
+static bool s_in_period(const s_history_t *h, const s_line_t *line)
+{
+    uint64_t t = line->record->time_ms;
+    return t >= h->since_ms && (h->until_ms == 0 || t < h->until_ms);
+}
+
+/* The lines of the period, each record taken once; NULL-terminated. */
+static s_line_t *s_lines(s_history_t *h, size_t *records_p)
+{
+    s_line_t *lines = calloc(h->n + 1, sizeof *lines);
+    assert(lines);
+    size_t n = 0;
+    *records_p = 0;
+    for (size_t i = 0; i < h->n; i++) {
+        if (h->used[i])
+            continue;
+        s_line_t line = s_line(h, i);
+        if (!s_in_period(h, &line))
+            continue;
+        lines[n++] = line;
+        *records_p += line.answer ? 2 : 1;
+    }
+    return lines;
+}
+
 static void s_print(cli_args_t *args, s_history_t *h, sbi_trust_t *trust)
 {
     char ref[2 * SBI_HASH_SIZE + 1];
     sbi_hex(args->subject_ref, SBI_HASH_SIZE, ref);
+    size_t records;
+    s_line_t *lines = s_lines(h, &records);
     json_object *root = NULL, *entries = NULL;
     if (args->json) {
         root = json_object_new_object();
         entries = json_object_new_array();
         s_add_str(root, "subject_ref", ref);
-        json_object_object_add(root, "records", json_object_new_uint64(h->n));
+        json_object_object_add(root, "records", json_object_new_uint64(records));
     } else {
         printf("Access report for the person with subject reference %.16s...\n", ref);
-        printf("%zu audit record(s) in %s/store; times are UTC.\n\n", h->n, args->data);
-        if (h->n == 0)
+        printf("%zu audit record(s) in %s/store; times are UTC.\n\n", records, args->data);
+        if (records == 0)
             printf("Nothing on record: no agency asked for or received data about this person "
                    "through the bus.\n");
     }
-    for (size_t i = 0; i < h->n; i++) {
-        if (h->used[i])
-            continue;
-        s_line_t line = s_line(h, i);
+    for (s_line_t *line = lines; line->record; line++) {
         s_entry_t entry;
-        s_describe(&line, trust, &entry);
+        s_describe(line, trust, &entry);
         if (entries)
-            json_object_array_add(entries, s_line_json(&line, &entry));
+            json_object_array_add(entries, s_line_json(line, &entry));
         else
-            s_print_line(&line, &entry);
+            s_print_line(line, &entry);
     }
+    free(lines);
     if (root) {
         json_object_object_add(root, "entries", entries);
         puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
@@ -354,10 +389,14 @@ int cli_report(cli_args_t *args)
         sbi_trust_destroy(&trust);
         return 1;
     }
-    s_history_t h = {NULL, 0, NULL};
-    sbi_audit_filter_t filter = {.subject_ref = args->filter.subject_ref,
-                                 .since_ms = args->filter.since_ms,
-                                 .until_ms = args->filter.until_ms};
+    /* Read beyond the period on both sides, so that a request near its
+       edge is told with its answer (s_print keeps the period's lines). */
+    s_history_t h = {NULL, 0, NULL, args->filter.since_ms, args->filter.until_ms};
+    sbi_audit_filter_t filter = {.subject_ref = args->filter.subject_ref};
+    if (h.since_ms > S_ANSWER_MARGIN_MS)
+        filter.since_ms = h.since_ms - S_ANSWER_MARGIN_MS;
+    if (h.until_ms)
+        filter.until_ms = h.until_ms + S_ANSWER_MARGIN_MS;
     int rc = sbi_audit_query(audit, &filter, s_keep, &h);
     sbi_audit_close(&audit);
     sbi_store_close(&store);

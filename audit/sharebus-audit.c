@@ -362,11 +362,18 @@ static void s_verify_print(cli_args_t *args, int rc, const sbi_audit_report_t *r
         json_object_object_add(obj, "checkpoints", json_object_new_uint64(report->checkpoints));
         json_object_object_add(obj, "head_seq", json_object_new_uint64(report->head_seq));
         json_object_object_add(obj, "head_hash", json_object_new_string(hash));
+        json_object_object_add(obj, "signatures_checked",
+                               json_object_new_boolean(args->certs != NULL));
         if (rc != SB_OK) {
             json_object_object_add(obj, "fault",
                                    json_object_new_string(sbi_audit_fault_name(report->fault)));
             json_object_object_add(obj, "seq", json_object_new_uint64(report->seq));
             json_object_object_add(obj, "detail", json_object_new_string(report->detail));
+        }
+        if (rc != SB_OK && report->untrusted_from) {
+            json_object_object_add(obj, "untrusted_from",
+                                   json_object_new_uint64(report->untrusted_from));
+            json_object_object_add(obj, "untrusted_to", json_object_new_uint64(report->seq));
         }
         puts(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN));
         json_object_put(obj);
@@ -376,6 +383,30 @@ static void s_verify_print(cli_args_t *args, int rc, const sbi_audit_report_t *r
     else
         printf("NOT INTACT: %s at seq %" PRIu64 ": %s\n", sbi_audit_fault_name(report->fault),
                report->seq, report->detail);
+}
+
+static int s_count(const Sharebus__Checkpoint *cp, void *arg)
+{
+    (void)cp;
+    (*(size_t *)arg)++;
+    return 0;
+}
+
+/* An agent's store that kept checkpoints conflicting with those it held:
+   the broker signed two histories. Said on every command that reads them. */
+static void s_warn_conflicts(sbi_audit_t *audit, bool exported)
+{
+    size_t n = 0;
+    if (sbi_audit_conflicts(audit, s_count, &n) != SB_OK || n == 0)
+        return;
+    fprintf(stderr,
+            "sharebus-audit: WARNING: this store kept %zu checkpoint(s) from the broker that "
+            "name other heads than the checkpoints it holds for the same records: the broker's "
+            "key signed two histories; %s\n",
+            n,
+            exported ? "they are written after the held ones"
+                     : "export them with checkpoint --all and verify the broker's log against "
+                       "them");
 }
 
 static int cmd_verify(cli_args_t *args)
@@ -400,6 +431,7 @@ static int cmd_verify(cli_args_t *args)
     if (audit) {
         sbi_audit_report_t report;
         int rc = sbi_audit_verify_keys(audit, keys, n_keys, extra, n_extra, &report);
+        s_warn_conflicts(audit, false);
         if (rc == SB_OK || rc == SB_EBADSIG) {
             s_verify_print(args, rc, &report);
             status = rc == SB_OK ? 0 : 1;
@@ -427,14 +459,17 @@ static int s_append_json(const Sharebus__Checkpoint *cp, void *arg)
     return 0;
 }
 
-/* Received checkpoints (an agent's store) first, else the log's own. */
+/* Received checkpoints (an agent's store) first, else the log's own; with
+   `all`, every one, then those kept as conflicting with them. */
 static int s_export_checkpoints(sbi_audit_t *audit, bool all, char **text)
 {
     for (int received = 1; received >= 0 && !*text; received--) {
         int rc;
-        if (all)
+        if (all) {
             rc = sbi_audit_checkpoints(audit, received, s_append_json, text);
-        else {
+            if (received && rc == SB_OK)
+                rc = sbi_audit_conflicts(audit, s_append_json, text);
+        } else {
             Sharebus__Checkpoint *cp;
             rc = sbi_audit_checkpoint_latest(audit, received, &cp);
             if (rc == SB_OK) {
@@ -456,6 +491,7 @@ static int cmd_checkpoint(cli_args_t *args)
         return 1;
     char *text = NULL;
     int rc = s_export_checkpoints(audit, args->all, &text);
+    s_warn_conflicts(audit, args->all);
     s_close(&audit, &store);
     if (rc != SB_OK) {
         fprintf(stderr, "sharebus-audit: %s/store: %s\n", args->data,
@@ -509,8 +545,14 @@ static int s_bad(const char *what)
 /* --until with a bare date means the end of that day. */
 static int s_time(const char *text, bool until, uint64_t *ms)
 {
-    if (sbi_time_parse(text, ms) != SB_OK)
-        return s_bad("a time is YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ");
+    if (sbi_time_parse(text, ms) != SB_OK) {
+        char clean[64];
+        fprintf(stderr,
+                "sharebus-audit: --%s %s: not a date or time (YYYY-MM-DD or "
+                "YYYY-MM-DDTHH:MM:SSZ, a day that exists, UTC)\n",
+                until ? "until" : "since", cli_clean(text, clean, sizeof clean));
+        return 2;
+    }
     if (until && !strchr(text, 'T'))
         *ms += 86400000;
     return 0;

@@ -89,6 +89,15 @@ has "$err" "unknown command 'frobnicate'"
 expect 2 "$sba" query
 expect 2 "$sba" query --data "$broker" --bogus
 expect 2 "$sba" query --data "$broker" --since yesterday
+has "$err" '^sharebus-audit: --since yesterday: not a date or time'
+# A day that does not exist is refused, not moved into the next month.
+expect 2 "$sba" query --data "$broker" --since 2026-02-31
+has "$err" '^sharebus-audit: --since 2026-02-31: not a date or time'
+expect 2 "$sba" query --data "$broker" --until 2026-02-29T10:00:00Z
+has "$err" '^sharebus-audit: --until 2026-02-29T10:00:00Z: not a date or time'
+expect 2 "$sba" query --data "$broker" --since 2026-03-01T23:59:60Z
+expect 0 "$sba" query --data "$broker" --json --since 2028-02-29
+lines 0
 expect 2 "$sba" query --data "$broker" --since 2026-03-05 --until 2026-03-01
 expect 2 "$sba" query --data "$broker" --kind bogus
 expect 2 "$sba" query --data "$broker" --limit ten
@@ -165,8 +174,11 @@ expect 0 "$sba" verify --data "$broker" --certs "$certs"
 has "$out" '^intact: 16 records, 2 checkpoints, head 16 [0-9a-f]{64}$'
 expect 0 "$sba" verify --data "$broker" --certs "$certs" --json
 has "$out" '"intact":true,"records":16,"checkpoints":2,"head_seq":16'
+has "$out" '"signatures_checked":true'
 expect 0 "$sba" verify --data "$broker"
 has "$err" 'signatures are not checked'
+expect 0 "$sba" verify --data "$broker" --json
+has "$out" '"intact":true,.*"signatures_checked":false'
 expect 0 "$sba" verify --data "$agent" --certs "$certs"
 has "$out" '^intact: 2 records, 0 checkpoints, head 2 '
 expect 1 "$sba" verify --data "$broker" --certs "$tmp/nowhere"
@@ -213,6 +225,20 @@ has "$out" '"seqs":\[5,6\]'
 has "$out" '"event":"refused".*"error":"denied"'
 expect 0 "$sba" report --data "$broker" --subject 111111-1111111 --subject-key "$key"
 has "$out" 'Nothing on record'
+# A request at the end of the period is told with its answer, which came
+# after the period; the answer is not told again in the next period.
+rm -rf "$tmp/m"
+cp -r "$broker" "$tmp/m"
+"$fixture" midnight "$tmp/m" "$key"
+expect 0 "$sba" report --data "$tmp/m" --subject "$alice" --subject-key "$key" --since 2026-03-06 --until 2026-03-06
+has "$out" '^2 audit record\(s\) in '
+has "$out" '^2026-03-06 23:59  koroad obtained health.checkup.vision-hearing \(exam_date\) from nhis\.$'
+has "$out" 'audit records 17 and 18$'
+hasnt "$out" 'no answer is on record'
+expect 0 "$sba" report --data "$tmp/m" --subject "$alice" --subject-key "$key" --since 2026-03-07 --json
+has "$out" '"records":0,"entries":\[\]'
+expect 0 "$sba" report --data "$tmp/m" --subject "$alice" --subject-key "$key" --since 2026-03-06 --until 2026-03-06 --json
+has "$out" '"records":2,.*"event":"obtained",.*"seqs":\[17,18\]'
 
 # ------------------------------------------------------------ tampering
 # tamper HOW SEQ: a fresh copy of the broker's store, damaged.
@@ -240,11 +266,46 @@ tamper truncate 14
 expect 1 "$sba" verify --data "$tmp/t" --certs "$certs"
 has "$out" '^NOT INTACT: truncated log at seq 14: .*checkpoint'
 
+# A rewrite is detected at the first checkpoint after it, but every record
+# after the last checkpoint that still holds is suspect, and verify says so.
+tamper rewrite 12
+expect 1 "$sba" verify --data "$tmp/t" --certs "$certs"
+has "$out" '^NOT INTACT: altered record at seq 16: .*history was rewritten; records 10 to 16 cannot be trusted \(the last checkpoint that holds is at seq 9\)$'
+expect 1 "$sba" verify --data "$tmp/t" --certs "$certs" --json
+has "$out" '"fault":"altered record","seq":16,.*"untrusted_from":10,"untrusted_to":16'
+
 tamper rewrite 3
 expect 1 "$sba" verify --data "$tmp/t" --certs "$certs"
-has "$out" '^NOT INTACT: altered record at seq 9: .*rewritten'
+has "$out" '^NOT INTACT: altered record at seq 9: .*rewritten; records 1 to 9 cannot be trusted \(no checkpoint before seq 9 holds\)$'
+
+# An operator with the broker's key who rewrites history and signs it again
+# for the seqs agents hold: the agent keeps its genuine copies and the new
+# ones apart, and the genuine copies still catch the rewrite.
+rm -rf "$tmp/a"
+cp -r "$agent" "$tmp/a"
+expect 0 "$fixture" equivocate "$tmp/t" "$tmp/a" "$certs/broker.key" 9 16
+has "$out" '^checkpoint 9: exists$'
+has "$out" '^checkpoint 16: exists$'
+expect 0 "$sba" verify --data "$tmp/t" --certs "$certs"
+has "$out" '^intact: 16 records, 2 checkpoints'
+expect 0 "$sba" checkpoint --data "$tmp/a" --out "$tmp/held.json"
+has "$err" 'WARNING: this store kept 2 checkpoint\(s\) .* signed two histories'
+expect 1 "$sba" verify --data "$tmp/t" --certs "$certs" --checkpoint "$tmp/held.json"
+has "$out" '^NOT INTACT: conflicting checkpoints at seq 16: the stored checkpoint of .* and the given one of .* name different heads for record 16 \(both signed by the broker.s key: it signed two histories\); the log has the stored one of [0-9TZ:-]+; records 1 to 16 cannot be trusted \(no given checkpoint before seq 16 holds; stored ones do not count once the key signed two histories\)$'
+expect 0 "$sba" checkpoint --data "$tmp/a" --all
+lines 4
+cp "$out" "$tmp/both.json"
+expect 1 "$sba" verify --data "$tmp/t" --certs "$certs" --checkpoint "$tmp/both.json" --json
+has "$out" '"fault":"conflicting checkpoints","seq":9,'
+# Several agencies' exports that disagree, with no stored checkpoint at all.
+"$fixture" drop-checkpoints "$tmp/t"
+expect 1 "$sba" verify --data "$tmp/t" --certs "$certs" --checkpoint "$tmp/both.json"
+has "$out" '^NOT INTACT: conflicting checkpoints at seq 9: the given checkpoint of .* and the given one of .*; the log has the given one of '
+expect 0 "$sba" verify --data "$tmp/a" --certs "$certs"
+has "$err" 'WARNING: this store kept 2 checkpoint'
 
 # A forger who rewrites and drops the stored checkpoints: the agent's copy.
+tamper rewrite 3
 "$fixture" drop-checkpoints "$tmp/t"
 expect 0 "$sba" verify --data "$tmp/t" --certs "$certs"
 expect 1 "$sba" verify --data "$tmp/t" --certs "$certs" --checkpoint "$tmp/latest.json"

@@ -590,6 +590,196 @@ TEST(test_received_checkpoints_are_kept_apart_from_the_logs_own)
     s_teardown(&agent);
 }
 
+static int s_hash_of(const Sharebus__AuditRecord *record, const uint8_t hash[32], void *arg)
+{
+    (void)record;
+    memcpy(arg, hash, SBI_HASH_SIZE);
+    return 1;
+}
+
+/* What an operator holding the broker's key can do: sign any head for any
+   seq at any time. This one names the log's record `seq` as it is now. */
+static Sharebus__Checkpoint *s_sign_again(fx_t *f, uint64_t seq, uint64_t time_ms)
+{
+    uint8_t hash[SBI_HASH_SIZE], bytes[SBI_CHECKPOINT_SIGNED_SIZE], signature[64], packed[512];
+    sbi_audit_filter_t at = {.after_seq = seq - 1};
+    CHECK_EQ(sbi_audit_query_entries(f->audit, &at, s_hash_of, hash), SB_OK);
+    sbi_checkpoint_signed_bytes(seq, hash, time_ms, bytes);
+    crypto_sign_detached(signature, NULL, bytes, sizeof bytes, f->broker.sign_secret);
+    Sharebus__Checkpoint cp = SHAREBUS__CHECKPOINT__INIT;
+    cp.seq = seq;
+    cp.time_ms = time_ms;
+    cp.head_hash = (ProtobufCBinaryData){SBI_HASH_SIZE, hash};
+    cp.signer = "broker";
+    cp.signature = (ProtobufCBinaryData){sizeof signature, signature};
+    Sharebus__Checkpoint *copy = NULL;
+    CHECK_EQ(sbi_checkpoint_decode(packed, sharebus__checkpoint__pack(&cp, packed), &copy), SB_OK);
+    return copy;
+}
+
+static int s_store_received(fx_t *agent, const Sharebus__Checkpoint *cp)
+{
+    MDB_txn *txn;
+    CHECK_EQ(sbi_store_begin(agent->store, true, &txn), SB_OK);
+    int rc = sbi_audit_store_checkpoint(agent->audit, txn, cp);
+    CHECK_EQ(mdb_txn_commit(txn), 0); /* a conflict is kept: commit all the same */
+    return rc;
+}
+
+typedef struct {
+    size_t n;
+    uint8_t hash[SBI_HASH_SIZE]; /* of the last one seen */
+} s_seen_t;
+
+static int s_see(const Sharebus__Checkpoint *cp, void *arg)
+{
+    s_seen_t *seen = arg;
+    seen->n++;
+    memcpy(seen->hash, cp->head_hash.data, SBI_HASH_SIZE);
+    return 0;
+}
+
+TEST(test_received_checkpoint_is_never_replaced_and_a_conflict_is_kept_apart)
+{
+    fx_t broker, agent;
+    s_setup(&broker, 0, 0);
+    s_setup(&agent, 0, 0);
+    CHECK_EQ(s_append_rows(&broker, 1, 10), SB_OK);
+    Sharebus__Checkpoint *genuine = s_checkpoint(&broker);
+    CHECK_EQ(s_store_received(&agent, genuine), SB_OK);
+    CHECK_EQ(s_store_received(&agent, genuine), SB_OK); /* sent again on a reconnect */
+    /* The same head signed again later is the same statement: kept as it was. */
+    Sharebus__Checkpoint *later = s_sign_again(&broker, 10, genuine->time_ms + 5000);
+    CHECK_EQ(s_store_received(&agent, later), SB_OK);
+    /* History rewritten from 3 and signed again for the seq the agent holds. */
+    CHECK_EQ(sbi_tamper_rewrite(broker.store, 3, 0, "nothing-to-see"), SB_OK);
+    Sharebus__Checkpoint *forged = s_sign_again(&broker, 10, genuine->time_ms + 1);
+    CHECK(memcmp(forged->head_hash.data, genuine->head_hash.data, SBI_HASH_SIZE) != 0);
+    CHECK_EQ(s_store_received(&agent, forged), SB_EEXISTS);
+    CHECK_EQ(s_store_received(&agent, forged), SB_EEXISTS); /* once as evidence */
+    Sharebus__Checkpoint *held = NULL;
+    CHECK_EQ(sbi_audit_checkpoint_latest(agent.audit, true, &held), SB_OK);
+    CHECK(held && memcmp(held->head_hash.data, genuine->head_hash.data, SBI_HASH_SIZE) == 0);
+    CHECK(held && held->time_ms == genuine->time_ms);
+    s_seen_t seen = {0};
+    CHECK_EQ(sbi_audit_checkpoints(agent.audit, true, s_see, &seen), SB_OK);
+    CHECK_EQ(seen.n, 1);
+    memset(&seen, 0, sizeof seen);
+    CHECK_EQ(sbi_audit_conflicts(agent.audit, s_see, &seen), SB_OK);
+    CHECK_EQ(seen.n, 1);
+    CHECK(memcmp(seen.hash, forged->head_hash.data, SBI_HASH_SIZE) == 0);
+    /* A broker signing ever more of them fills no disk: 8 per seq. */
+    for (uint64_t k = 2; k < 20; k++) {
+        Sharebus__Checkpoint *more = s_sign_again(&broker, 10, genuine->time_ms + k);
+        CHECK_EQ(s_store_received(&agent, more), SB_EEXISTS);
+        sharebus__checkpoint__free_unpacked(more, NULL);
+    }
+    memset(&seen, 0, sizeof seen);
+    CHECK_EQ(sbi_audit_conflicts(agent.audit, s_see, &seen), SB_OK);
+    CHECK_EQ(seen.n, 8);
+    s_expect_intact(&agent, 0); /* the agent's own log is not concerned */
+    sharebus__checkpoint__free_unpacked(held, NULL);
+    sharebus__checkpoint__free_unpacked(forged, NULL);
+    sharebus__checkpoint__free_unpacked(later, NULL);
+    sharebus__checkpoint__free_unpacked(genuine, NULL);
+    s_teardown(&broker);
+    s_teardown(&agent);
+}
+
+TEST(test_verify_with_the_genuine_copies_catches_a_rewrite_signed_again)
+{
+    fx_t f;
+    s_setup(&f, 0, 0);
+    CHECK_EQ(s_append_rows(&f, 1, 5), SB_OK);
+    Sharebus__Checkpoint *at5 = s_checkpoint(&f);
+    CHECK_EQ(s_append_rows(&f, 6, 10), SB_OK);
+    Sharebus__Checkpoint *at10 = s_checkpoint(&f);
+    /* The operator rewrites from 7 and replaces the stored checkpoint of 10
+       with one signed again over the rewritten log. */
+    CHECK_EQ(sbi_tamper_rewrite(f.store, 7, 0, "nothing-to-see"), SB_OK);
+    Sharebus__Checkpoint *forged = s_sign_again(&f, 10, at10->time_ms + 1);
+    MDB_txn *txn;
+    uint8_t key_bytes[8], packed[512];
+    sbi_be64_put(key_bytes, 10);
+    MDB_val key = {8, key_bytes}, val = {sharebus__checkpoint__pack(forged, packed), packed};
+    CHECK_EQ(sbi_store_begin(f.store, true, &txn), SB_OK);
+    CHECK_EQ(mdb_put(txn, f.audit->checkpoints, &key, &val, 0), 0);
+    CHECK_EQ(mdb_txn_commit(txn), 0);
+    s_expect_intact(&f, 10); /* the store alone cannot tell */
+    Sharebus__Checkpoint *copies[] = {at5, at10, forged};
+    sbi_audit_report_t report = s_verify(&f, copies, 2); /* the agencies' genuine copies */
+    CHECK_EQ(report.fault, SBI_AUDIT_CONFLICT);
+    CHECK_EQ(report.seq, 10);
+    CHECK_EQ(report.untrusted_from, 6); /* the given one at 5 holds */
+    CHECK(strstr(report.detail, "name different heads for record 10"));
+    CHECK(strstr(report.detail, "the log has the stored one"));
+    CHECK(strstr(report.detail, "records 6 to 10 cannot be trusted"));
+    report = s_verify(&f, copies + 1, 1);
+    CHECK_EQ(report.fault, SBI_AUDIT_CONFLICT);
+    CHECK_EQ(report.untrusted_from, 1); /* the stored one at 5 does not count */
+    /* Agencies' exports that disagree, with the stored ones gone. */
+    CHECK_EQ(sbi_store_begin(f.store, true, &txn), SB_OK);
+    CHECK_EQ(mdb_drop(txn, f.audit->checkpoints, 0), 0);
+    CHECK_EQ(mdb_txn_commit(txn), 0);
+    report = s_verify(&f, copies, 3);
+    CHECK_EQ(report.fault, SBI_AUDIT_CONFLICT);
+    CHECK_EQ(report.seq, 10);
+    CHECK(strstr(report.detail, "the log has the given one"));
+    CHECK_STR(sbi_audit_fault_name(report.fault), "conflicting checkpoints");
+    sharebus__checkpoint__free_unpacked(forged, NULL);
+    sharebus__checkpoint__free_unpacked(at10, NULL);
+    sharebus__checkpoint__free_unpacked(at5, NULL);
+    s_teardown(&f);
+}
+
+TEST(test_rewrite_names_the_records_after_the_last_checkpoint_that_holds)
+{
+    fx_t f;
+    s_setup(&f, 0, 0);
+    for (uint64_t n = 5; n <= 20; n += 5) {
+        CHECK_EQ(s_append_rows(&f, n - 4, n), SB_OK);
+        sharebus__checkpoint__free_unpacked(s_checkpoint(&f), NULL);
+    }
+    CHECK_EQ(sbi_tamper_rewrite(f.store, 12, 0, "nothing-to-see"), SB_OK);
+    sbi_audit_report_t report = s_verify(&f, NULL, 0);
+    CHECK_EQ(report.fault, SBI_AUDIT_ALTERED);
+    CHECK_EQ(report.seq, 15); /* where it shows */
+    CHECK_EQ(report.untrusted_from, 11);
+    CHECK(strstr(report.detail, "records 11 to 15 cannot be trusted (the last checkpoint that "
+                                "holds is at seq 10)"));
+    CHECK_EQ(sbi_tamper_rewrite(f.store, 2, 0, "nothing-to-see"), SB_OK);
+    report = s_verify(&f, NULL, 0);
+    CHECK_EQ(report.seq, 5);
+    CHECK_EQ(report.untrusted_from, 1);
+    CHECK(strstr(report.detail, "records 1 to 5 cannot be trusted (no checkpoint before seq 5"));
+    /* Other faults name one record, not a range. */
+    CHECK_EQ(sbi_tamper_flip(f.store, 3, 40), SB_OK);
+    report = s_verify(&f, NULL, 0);
+    CHECK_EQ(report.seq, 3);
+    CHECK_EQ(report.untrusted_from, 0);
+    CHECK(!strstr(report.detail, "cannot be trusted"));
+    s_teardown(&f);
+}
+
+TEST(test_readonly_store_from_before_conflicts_were_kept_opens)
+{
+    fx_t f;
+    s_setup(&f, 0, 0);
+    CHECK_EQ(s_append_rows(&f, 1, 3), SB_OK);
+    MDB_txn *txn;
+    CHECK_EQ(sbi_store_begin(f.store, true, &txn), SB_OK);
+    CHECK_EQ(mdb_drop(txn, f.audit->conflicts, 1), 0); /* as an older version left it */
+    CHECK_EQ(mdb_txn_commit(txn), 0);
+    s_close(&f);
+    f.flags = SBI_STORE_READONLY;
+    s_open(&f);
+    s_seen_t seen = {0};
+    CHECK_EQ(sbi_audit_conflicts(f.audit, s_see, &seen), SB_OK);
+    CHECK_EQ(seen.n, 0);
+    s_expect_intact(&f, 3);
+    s_teardown(&f);
+}
+
 TEST(test_checkpoint_json_round_trips_and_refuses_junk)
 {
     fx_t f;

@@ -41,8 +41,14 @@ int sbi_time_parse(const char *text, uint64_t *ms)
         end = strptime(end, "T%H:%M:%SZ", &tm);
     if (!end || *end || tm.tm_year < 70 || tm.tm_year > 1100)
         return SB_EINVAL;
+    /* timegm normalises (2026-02-31 would be 2026-03-03): only a time
+       whose fields come back unchanged exists. */
+    struct tm given = tm, back;
     time_t secs = timegm(&tm);
-    if (secs < 0)
+    if (secs < 0 || !gmtime_r(&secs, &back) || back.tm_year != given.tm_year
+        || back.tm_mon != given.tm_mon || back.tm_mday != given.tm_mday
+        || back.tm_hour != given.tm_hour || back.tm_min != given.tm_min
+        || back.tm_sec != given.tm_sec)
         return SB_EINVAL;
     *ms = (uint64_t) secs * 1000;
     return SB_OK;

@@ -10,6 +10,13 @@ failures=0
 
 fail() { echo "FAIL $*"; failures=$((failures + 1)); }
 
+# The --json checks read the output with jq (scripts/deps installs it):
+# without it they would pass by checking nothing.
+if ! command -v jq >/dev/null; then
+  echo "FAIL jq is not installed (scripts/deps installs it): the --json output cannot be checked"
+  exit 1
+fi
+
 # expect STATUS DESCRIPTION -- COMMAND...: runs it, keeps stdout and stderr
 expect() {
   local want=$1 what=$2; shift 3
@@ -79,6 +86,17 @@ expect 1 "check of a missing directory" -- "$tool" check "$tmp/none"
 contains "$tmp/out" "$tmp/none: cannot read the directory: No such file or directory"
 expect 1 "check with an unreadable trust store" -- "$tool" check "$examples" --certs "$tmp/none"
 
+# Files that each fit, but not together in the one message that takes the
+# policy to the agents: refused at check (and so at reload).
+mkdir "$tmp/huge"
+cp "$examples"/*.yaml "$tmp/huge/"
+for n in 1 2; do
+  { echo "version: 1"; head -c 600000 /dev/zero | tr '\0' '#' | fold -w 100; } >"$tmp/huge/notes$n.yaml"
+done
+expect 1 "check of a policy too large to send to the agents" -- "$tool" check "$tmp/huge"
+grep -q "the policy files come to [0-9]* bytes: more than the [0-9]* that one message to the agents carries" \
+  "$tmp/out" "$tmp/err" || fail "too large a policy: no reason given"
+
 # ----------------------------------------------------------- explain
 renew=(--consumer koroad --dataset health.checkup.vision-hearing --purpose driver-licence-renewal)
 expect 0 "explain: allowed" -- "$tool" explain "$examples" "${renew[@]}" --at 2026-11-26
@@ -121,17 +139,13 @@ expect 2 "explain without --purpose" -- "$tool" explain "$examples" --consumer k
 expect 2 "explain with a bad --at" -- "$tool" explain "$examples" "${renew[@]}" --at soon
 
 expect 0 "explain --json" -- "$tool" explain "$examples" "${renew[@]}" --at 2026-11-26 --json
-if command -v jq >/dev/null; then
-  [ "$(jq -r .decision "$tmp/out")" = allow ] || fail "json decision"
-  [ "$(jq -r .rule.id "$tmp/out")" = licence-renewal-uses-checkup ] || fail "json rule"
-  [ "$(jq -r '.flow | length' "$tmp/out")" = 5 ] || fail "json flow"
-  [ "$(jq -r .consent "$tmp/out")" = required ] || fail "json consent"
-fi
+[ "$(jq -r .decision "$tmp/out")" = allow ] || fail "json decision"
+[ "$(jq -r .rule.id "$tmp/out")" = licence-renewal-uses-checkup ] || fail "json rule"
+[ "$(jq -r '.flow | length' "$tmp/out")" = 5 ] || fail "json flow"
+[ "$(jq -r .consent "$tmp/out")" = required ] || fail "json consent"
 expect 1 "explain --json, denied" -- "$tool" explain "$examples" "${renew[@]}" --at 2031-01-01 --json
-if command -v jq >/dev/null; then
-  [ "$(jq -r .decision "$tmp/out")" = deny ] || fail "json deny"
-  [ "$(jq -r .error "$tmp/out")" = denied ] || fail "json error"
-fi
+[ "$(jq -r .decision "$tmp/out")" = deny ] || fail "json deny"
+[ "$(jq -r .error "$tmp/out")" = denied ] || fail "json error"
 
 # -------------------------------------------------------------- show
 expect 0 "show" -- "$tool" show "$examples"
@@ -139,14 +153,12 @@ contains "$tmp/out" "version $version"
 contains "$tmp/out" "  licence-renewal-uses-checkup ($examples/health.yaml:27)"
 contains "$tmp/out" "    subscriber koroad: new_address"
 expect 0 "show --json" -- "$tool" show "$examples" --json
-if command -v jq >/dev/null; then
-  [ "$(jq -r .version "$tmp/out")" = "$version" ] || fail "json version"
-  [ "$(jq -r '.rules | length' "$tmp/out")" = 6 ] || fail "json rules"
-  [ "$(jq -r '.datasets | length' "$tmp/out")" = 5 ] || fail "json datasets"
-  [ "$(jq -r '.topics[0].subscribers | length' "$tmp/out")" = 3 ] || fail "json subscribers"
-  [ "$(jq -r '.files | join(",")' "$tmp/out")" = "events.yaml,health.yaml,vehicle.yaml" ] \
-    || fail "json files"
-fi
+[ "$(jq -r .version "$tmp/out")" = "$version" ] || fail "json version"
+[ "$(jq -r '.rules | length' "$tmp/out")" = 6 ] || fail "json rules"
+[ "$(jq -r '.datasets | length' "$tmp/out")" = 5 ] || fail "json datasets"
+[ "$(jq -r '.topics[0].subscribers | length' "$tmp/out")" = 3 ] || fail "json subscribers"
+[ "$(jq -r '.files | join(",")' "$tmp/out")" = "events.yaml,health.yaml,vehicle.yaml" ] \
+  || fail "json files"
 expect 1 "show of a broken policy" -- "$tool" show "$tmp/bad"
 
 if [ "$failures" -ne 0 ]; then
