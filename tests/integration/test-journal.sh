@@ -42,6 +42,8 @@ restart_broker --map-max 64
 wait_for 10 logged_after "$WORK/broker.log" "$skip" "applied [1-9][0-9]* journal record"
 audit query --data "$WORK/broker" --kind request-routed --json | grep -c '"kind"' \
   >"$WORK/routed-after" || true
+[ "$(cat "$WORK/routed-after")" -gt "$(cat "$WORK/routed-before")" ] \
+  || fail "the journal's replay added no request-routed record to LMDB"
 pass "restart: $(tail -n +"$((skip + 1))" "$WORK/broker.log" | grep -o 'applied [0-9]* journal record(s)'); request-routed records $(cat "$WORK/routed-before") before, $(cat "$WORK/routed-after") after"
 
 wait_for 30 request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL \
