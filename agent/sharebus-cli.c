@@ -1,7 +1,7 @@
 /*  sharebus - the command-line client, built only on libsharebus, so that
     administrators, scripts and tests use the same path as a back-end.
 
-    sharebus request --agent EP --provider ID --dataset D --purpose P --subject ID
+    sharebus request --agent EP --provider ID --dataset D --purpose P [--subject ID]
                      [--fields a,b] [--timeout MS]
     sharebus serve   --agent EP --dataset D --records FILE
     sharebus consent grant|revoke|list --agent EP ...
@@ -84,8 +84,12 @@ static int cmd_request(args_t *a)
                         "--purpose P [--subject ID] [--fields a,b] [--timeout MS]\n");
         return 2;
     }
-    char fields_buf[4096] = "";
+    char fields_buf[64 * 130] = "";    /* 64 names of up to 128 bytes, and commas */
     const char *fields[65];
+    if (a->fields && strlen(a->fields) >= sizeof fields_buf) {
+        fprintf(stderr, "error: invalid: --fields is longer than 64 field names can be\n");
+        return 2;
+    }
     snprintf(fields_buf, sizeof fields_buf, "%s", a->fields ? a->fields : "");
     size_t n_fields = s_split(fields_buf, fields, 65);
     if (n_fields > 64) {
@@ -375,7 +379,7 @@ static int cmd_subscribe(args_t *a)
 
 static const command_t s_commands[] = {
     {"request", cmd_request,
-     "request --agent EP --provider ID --dataset D --purpose P --subject ID "
+     "request --agent EP --provider ID --dataset D --purpose P [--subject ID] "
      "[--fields a,b] [--timeout MS]"},
     {"serve", cmd_serve, "serve --agent EP --dataset D --records FILE"},
     {"consent", cmd_consent,
@@ -439,13 +443,15 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
-        case 't':
-            args.timeout_ms = (int) strtol(optarg, &end, 10);
-            if (*end || args.timeout_ms <= 0) {
-                fprintf(stderr, "sharebus: --timeout needs milliseconds > 0\n");
+        case 't': {
+            long ms = strtol(optarg, &end, 10);
+            if (*end || ms <= 0 || ms > 60000) {
+                fprintf(stderr, "sharebus: --timeout needs milliseconds from 1 to 60000\n");
                 return 2;
             }
+            args.timeout_ms = (int) ms;
             break;
+        }
         case 'h': return s_usage(stdout, 0);
         case 'V': puts("sharebus " SHAREBUS_VERSION); return 0;
         default: return s_usage(stderr, 2);

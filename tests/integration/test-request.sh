@@ -28,6 +28,14 @@ expect_error denied request koroad --provider nhis --dataset $CHECKUP --purpose 
   --subject $SUBJECT --fields exam_date,blood_pressure
 pass "field outside the rule: denied"
 
+for t in 0 60001 4294967297; do
+  rc=0
+  request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT \
+    --timeout $t >/dev/null 2>&1 || rc=$?
+  [ $rc = 2 ] || fail "--timeout $t: exit $rc, expected 2 (a usage error)"
+done
+pass "a --timeout outside 1..60000 ms: a usage error"
+
 expect_error denied request koroad --provider nhis --dataset $CHECKUP --purpose marketing \
   --subject $SUBJECT
 pass "wrong purpose: denied"
