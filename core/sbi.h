@@ -71,11 +71,13 @@ int sbi_subject_ref(const uint8_t key[32], const char *national_id,
 bool sbi_text_valid(const char *data, size_t size, size_t *line, size_t *column,
                     unsigned *byte);
 
-/* True when YAML text `data` holds an explicit-key indicator ('?' followed
-   by a blank or the end, outside quotes and comments), with its 1-based
-   line and column. Debian's libfyaml 0.8 crashes on some explicit keys
-   ("? ?:<TAB>:"), and sharebus's files never need one: callers refuse
-   them before parsing. */
+/* True when YAML text `data` may hold an explicit-key indicator: a '?'
+   where libfyaml might start a token, outside comments (util.c states the
+   rules); with its 1-based line and column.  It errs towards refusing: a
+   '?' inside a word or after a plain word ("Fit to drive? yes") passes,
+   but some '?' that are text do not ("x: [a]? b").  Debian's libfyaml
+   crashes on some explicit keys ("? ?:<TAB>:"), and sharebus's files never
+   need one: callers refuse them before parsing. */
 bool sbi_yaml_explicit_key(const char *data, size_t size, size_t *line, size_t *column);
 
 /* ------------------------------------------------------------- files */

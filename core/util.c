@@ -267,36 +267,104 @@ bool sbi_text_valid(const char *data, size_t size, size_t *line, size_t *column,
     return true;
 }
 
+/* True when libfyaml might break a line or skip a byte where these rules
+   do not: at NEL, LS or PS, or at a byte order mark (which it skips at the
+   start of any line). */
+static bool s_yaml_odd_break(const char *data, size_t size)
+{
+    static const char *odd[] = {"\xc2\x85", "\xe2\x80\xa8", "\xe2\x80\xa9", "\xef\xbb\xbf"};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++)
+        if (size && memmem(data, size, odd[i], strlen(odd[i])))
+            return true;
+    return false;
+}
+
+static bool s_in(const char *set, char c)
+{
+    return c && strchr(set, c);
+}
+
+/* Offset of the first '?' in `line` (which holds no line break) at which
+   libfyaml might start a token, or `size` when there is none.
+
+   libfyaml reads '?' as an explicit key only at the start of a token.
+   Rather than follow its state, which a scanner this size gets wrong (a
+   quote in plain text, a quoted scalar over several lines), these rules
+   look only at what precedes a '?' on its line, and report it whenever a
+   token might start there:
+
+   1. The first non-blank of a line: a line may start a token.
+   2. Right after one of [ ] { } , ' " : -- the only characters after
+      which a token starts with no blank between (a flow indicator, a
+      quoted scalar's closing quote, a JSON-like value ':').  After any
+      other character the '?' is inside the same word: plain text, or a
+      tag or anchor, whose names may hold '?'.
+   3. After blanks, when the word before them might end a token: it holds
+      one of [ ] { } , ' ", or starts with one of - ? : ! & * % (block
+      entry, key, value, tag, anchor, alias, directive, "---"), or ends
+      with ':' (a value).  After any other word libfyaml is inside a plain
+      scalar, which runs on over blanks and a '?' ("Fit to drive ? yes"),
+      or inside a quoted scalar, comment or block scalar, where '?' is
+      text.
+   4. Anywhere on a line that starts with '%': tokens may follow a
+      directive on its line ("%YAML 1.2 ? a").
+
+   Only comments hide text: a '#' at the start of a line or after a blank
+   (where libfyaml ends a plain scalar) hides the rest of the line, unless
+   a ' or " follows on it: the '#' may then be inside a quoted scalar that
+   closes on this line, with tokens after it.  (If it closes on a later
+   line, the rest of this line is text anyway.)  `every` reports every
+   '?' and hides nothing. */
+static size_t s_yaml_line_key(const char *line, size_t size, bool every)
+{
+    const char *last_quote = NULL;
+    for (const char *p = line; p < line + size; p++)
+        if (*p == '\'' || *p == '"')
+            last_quote = p;
+    bool seen = false, in_word = false, directive = false, special = false, ends_token = false;
+    char first = 0;
+    for (size_t i = 0; i < size; i++) {
+        char c = line[i];
+        bool after_blank = i == 0 || line[i - 1] == ' ' || line[i - 1] == '\t';
+        if (c == ' ' || c == '\t') {
+            in_word = false;
+            continue;
+        }
+        directive = directive || (!seen && c == '%');
+        if (c == '#' && after_blank && !directive && !every && line + i > last_quote)
+            return size;
+        if (c == '?' && (every || directive || !seen
+                         || (in_word ? s_in("[]{},'\":", line[i - 1]) : ends_token)))
+            return i;
+        if (!in_word) {
+            first = c;
+            special = false;
+        }
+        seen = in_word = true;
+        special = special || s_in("[]{},'\"", c);
+        ends_token = special || s_in("-?:!&*%", first) || c == ':';
+    }
+    return size;
+}
+
 bool sbi_yaml_explicit_key(const char *data, size_t size, size_t *line, size_t *column)
 {
-    size_t at_line = 1, line_start = 0;
-    char quote = 0;
-    bool comment = false;
-    for (size_t i = 0; i < size; i++) {
-        char c = data[i], next = i + 1 < size ? data[i + 1] : '\n';
-        bool blank_before = i == line_start || data[i - 1] == ' ' || data[i - 1] == '\t';
-        if (c == '\n') {
-            at_line++;
-            line_start = i + 1;
-            comment = false;
-        }
-        else if (comment)
+    /* libfyaml skips a byte order mark at the start; elsewhere it is odd. */
+    size_t start = size >= 3 && !memcmp(data, "\xef\xbb\xbf", 3) ? 3 : 0;
+    bool every = s_yaml_odd_break(data + start, size - start);
+    for (size_t end = start; start < size; start = ++end) {
+        while (end < size && data[end] != '\n' && data[end] != '\r')
+            end++;
+        size_t at = start + s_yaml_line_key(data + start, end - start, every);
+        if (at == end)
             continue;
-        else if (quote) {
-            if (c == quote)
-                quote = 0;
-            else if (c == '\\' && quote == '"' && next != '\n')
-                i++;
+        *line = *column = 1;
+        for (size_t i = 0; i < at; i++) {
+            bool newline = data[i] == '\n';
+            *line += newline;
+            *column = newline ? 1 : *column + ((data[i] & 0xc0) != 0x80);
         }
-        else if (c == '#' && blank_before)
-            comment = true;
-        else if (c == '"' || c == '\'')
-            quote = c;
-        else if (c == '?' && (next == ' ' || next == '\t' || next == '\n' || next == '\r')) {
-            *line = at_line;
-            *column = i - line_start + 1;
-            return true;
-        }
+        return true;
     }
     return false;
 }

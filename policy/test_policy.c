@@ -3,9 +3,13 @@
     Most tests load YAML text as the one file "p.yaml" of a bundle, so that
     the errors read exactly "p.yaml:LINE:COLUMN: message"; the directory
     tests write files into a temporary directory. */
+#include <ctype.h>
 #include <fcntl.h>
+#include <libfyaml.h>
 #include <stdarg.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "policy.h"
@@ -580,6 +584,203 @@ TEST(test_explicit_keys_are_refused_before_libfyaml_sees_them)
     sbi_policy_t *policy = s_load_files(NULL, "p.yaml", "version: 1 # really? yes\n", NULL);
     CHECK(policy);
     sbi_policy_destroy(&policy);
+}
+
+/* Index of the first of `count` texts in which libfyaml's scanner reads
+   an explicit key (a KEY token at a '?'), or on which it crashes or hangs;
+   -1 when none.  The texts are scanned in one child process, which never
+   destroys a parser: libfyaml crashes there after some errors. */
+static int s_libfyaml_key(const char *const *texts, const size_t *sizes, int count)
+{
+    volatile int *at = mmap(NULL, sizeof *at, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                            -1, 0);
+    CHECK(at != MAP_FAILED);
+    *at = 0;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(open("/dev/null", O_WRONLY), STDERR_FILENO);
+        alarm(60);
+        struct fy_parse_cfg cfg = {.flags = FYPCF_QUIET | FYPCF_DEFAULT_VERSION_1_2};
+        for (int i = 0; i < count; i++) {
+            *at = i;
+            struct fy_parser *parser = fy_parser_create(&cfg);
+            if (!parser || fy_parser_set_string(parser, texts[i], sizes[i]) != 0)
+                _exit(2);
+            struct fy_token *token;
+            while ((token = fy_scan(parser))) {
+                const struct fy_mark *mark = fy_token_start_mark(token);
+                if (fy_token_get_type(token) == FYTT_KEY && mark && mark->input_pos < sizes[i]
+                    && texts[i][mark->input_pos] == '?')
+                    _exit(1);
+                fy_scan_token_free(parser, token);
+            }
+        }
+        _exit(0);
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    int found = WIFEXITED(status) && WEXITSTATUS(status) == 0 ? -1 : *at;
+    munmap((void *) at, sizeof *at);
+    return found;
+}
+
+static bool s_explicit_key(const char *text, size_t *line, size_t *column)
+{
+    return sbi_yaml_explicit_key(text, strlen(text), line, column);
+}
+
+TEST(test_explicit_keys_after_quotes_in_plain_text_are_refused)
+{
+    /* Quotes in plain text, or over lines, do not hide the next lines. */
+    s_expect("version: 1\nx: it's\n? ?:\t:\n",
+             "p.yaml:3:1: '?' (an explicit YAML key) is not used in policy files: write key: "
+             "value\n");
+    s_expect("version: 1\nx: say \"hi\n? ?:\t:\n",
+             "p.yaml:3:1: '?' (an explicit YAML key) is not used in policy files: write key: "
+             "value\n");
+    s_expect("version: 1\nx: 'a\n  b'\n? ?:\t:\n",
+             "p.yaml:4:1: '?' (an explicit YAML key) is not used in policy files: write key: "
+             "value\n");
+    /* Each of these is an explicit key to libfyaml, one per rule. */
+    static const struct {
+        const char *text;
+        size_t line, column;
+    } keys[] = {
+        {"x: 1\n? a", 2, 1},                  /* at the start of a line */
+        {"x: [a,\n ? k]", 2, 2},              /* ... inside flow too */
+        {"{\"a\":? b}", 1, 6},                /* right after a JSON-like ':' */
+        {"[a, ? b]", 1, 5},                   /* after a word ending a token: ',' */
+        {"[\"a\" ? b]", 1, 6},                /* a closing quote */
+        {"[&x ? y]", 1, 5},                   /* an anchor */
+        {"[!t ? y]", 1, 5},                   /* a tag */
+        {"[*x ? y]", 1, 5},                   /* an alias */
+        {"- ? a", 1, 3},                      /* a block entry */
+        {"{a: ? b}", 1, 5},                   /* a value */
+        {"{\"a\" :!t ? x}", 1, 10},           /* a value starting a word */
+        {"x: [ 'a #', ? k: v ]", 1, 13},      /* a '#' before a quote hides nothing */
+        {"x: [ 'a\n  ]', ? k ]", 2, 7},       /* a quoted scalar over two lines */
+        {"x: [a\n  'b, ? k: v']", 2, 7},      /* a quote in a plain continuation */
+        {"x: it's\n? ?:\t:", 2, 1},
+        {"{\xc3\xa9: [\"\xc3\xa9\" ? b]}", 1, 10}, /* columns count characters */
+    };
+    const char *texts[sizeof keys / sizeof keys[0]];
+    size_t sizes[sizeof keys / sizeof keys[0]];
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        size_t line = 0, column = 0;
+        bool found = s_explicit_key(keys[i].text, &line, &column);
+        if (!found || line != keys[i].line || column != keys[i].column)
+            fprintf(stderr, "  case %zu: %s at %zu:%zu\n", i, found ? "found" : "missed", line,
+                    column);
+        CHECK(found && line == keys[i].line && column == keys[i].column);
+        /* and libfyaml does read an explicit key in each */
+        texts[0] = keys[i].text;
+        sizes[0] = strlen(keys[i].text);
+        if (s_libfyaml_key(texts, sizes, 1) != 0)
+            fprintf(stderr, "  case %zu: libfyaml reads no explicit key\n", i);
+        CHECK_EQ(s_libfyaml_key(texts, sizes, 1), 0);
+    }
+    /* Over-refused, on purpose: a '?' where a token could start. */
+    size_t line, column;
+    CHECK(s_explicit_key("x: 'a' ? b", &line, &column));
+    CHECK(s_explicit_key("x: [a]?", &line, &column));
+    CHECK(s_explicit_key("{\"a\":?b}", &line, &column)); /* keys to libfyaml versions */
+    CHECK(s_explicit_key("[a,?b]", &line, &column));      /* that take any '?' in flow */
+    CHECK(s_explicit_key("%YAML 1.2 ? a", &line, &column));
+    CHECK(s_explicit_key("x: b\xc2\x85? c", &line, &column));
+    CHECK(s_explicit_key("x: |\n  ? not a key, but refused\n", &line, &column));
+}
+
+TEST(test_question_marks_in_text_are_accepted)
+{
+    static const char *texts[] = {
+        "    description: 'Fit to drive? yes'\n",
+        "    description: \"Fit to drive? yes\"\n",
+        "    description: Fit to drive? yes\n",
+        "    description: Fit to drive?\n",
+        "    description: Fit to drive ? yes\n",
+        "    description: \"Fit to drive ?\"\n",
+        "    description: >\n      Fit to drive? Why ? yes\n",
+        "    # really? yes\n",
+        "    # ? what 'if' it is\n",
+        "# ? yes\n",
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "%s%s", S_DATASET, texts[i]);
+        sbi_policy_t *policy = s_load_files(NULL, "p.yaml", text, NULL);
+        if (!policy)
+            fprintf(stderr, "  case %zu: %s", i, s_out);
+        CHECK(policy);
+        sbi_policy_destroy(&policy);
+    }
+    /* A leading byte order mark is skipped, as libfyaml skips it. */
+    size_t line, column;
+    CHECK(!s_explicit_key("\xef\xbb\xbfx: why?", &line, &column));
+    CHECK(s_explicit_key("\xef\xbb\xbf? x", &line, &column));
+    CHECK_EQ(column, 2);
+}
+
+/* Fragments of YAML that meet at the places explicit keys hide. */
+static const char *s_fragments[] = {
+    "? ", "?", ":", ": ", ":\t", "\t", "'", "\"", "#", " #", "[", "]", "{", "}", ",", "- ", "|",
+    ">", "\n", "\n  ", "a", "b: ", "!t ", "&x ", "\\", "''", "*x ", "--- ", "%YAML 1.2 ", "\r",
+    " ", "\"a\" ", " :", "'#'", "\n- ", "|-\n", "\xef\xbb\xbf", "\xc2\x85",
+};
+
+static uint64_t s_random(uint64_t *state)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return *state;
+}
+
+TEST(test_libfyaml_reads_no_explicit_key_in_random_text_the_guard_lets_through)
+{
+    enum { COUNT = 20000, FRAGMENTS = 14, SIZE = 256 };
+    char *arena = malloc((size_t) COUNT * SIZE);
+    const char **passed = calloc(COUNT, sizeof *passed), **refused = calloc(COUNT, sizeof *refused);
+    size_t *passed_size = calloc(COUNT, sizeof *passed_size);
+    size_t *refused_size = calloc(COUNT, sizeof *refused_size);
+    int n_passed = 0, n_refused = 0;
+    uint64_t state = 20240611;
+    for (int n = 0; n < COUNT; n++) {
+        char *text = arena + (size_t) n * SIZE;
+        size_t size = 0;
+        for (int f = 1 + (int) (s_random(&state) % FRAGMENTS); f > 0; f--) {
+            const char *fragment =
+                s_fragments[s_random(&state) % (sizeof s_fragments / sizeof s_fragments[0])];
+            memcpy(text + size, fragment, strlen(fragment));
+            size += strlen(fragment);
+        }
+        size_t line, column;
+        if (sbi_yaml_explicit_key(text, size, &line, &column)) {
+            refused[n_refused] = text;
+            refused_size[n_refused++] = size;
+        } else {
+            passed[n_passed] = text;
+            passed_size[n_passed++] = size;
+        }
+    }
+    int missed = s_libfyaml_key(passed, passed_size, n_passed);
+    if (missed >= 0) {
+        fprintf(stderr, "  libfyaml reads an explicit key in (or fails on) \"");
+        for (size_t i = 0; i < passed_size[missed]; i++) {
+            unsigned char c = (unsigned char) passed[missed][i];
+            fprintf(stderr, isprint(c) && c != '"' && c != '\\' ? "%c" : "\\x%02x", c);
+        }
+        fprintf(stderr, "\"\n");
+    }
+    CHECK_EQ(missed, -1);
+    /* Enough text passes to mean something, and the refused text does hold
+       explicit keys. */
+    CHECK(n_passed > COUNT / 2);
+    CHECK(s_libfyaml_key(refused, refused_size, n_refused) >= 0);
+    free(arena);
+    free(passed);
+    free(refused);
+    free(passed_size);
+    free(refused_size);
 }
 
 TEST(test_aliases_are_refused)
