@@ -800,20 +800,54 @@ static void s_on_router(broker_t *self)
     }
 }
 
-static void s_on_monitor(broker_t *self)
+#define S_REFUSALS_PER_S 10  /* refused connections recorded one by one, each second */
+
+/* One audit record (and log line) for a refused connection, or for
+   `count` of them when more came than are recorded one by one. */
+static void s_record_refusal(broker_t *self, const char *address, uint64_t count)
 {
-    zmsg_t *event = zmsg_recv(self->monitor);
-    char *address = event && zmsg_size(event) == 2 ? zframe_strdup(zmsg_last(event)) : NULL;
-    sbi_notice("connection from %s refused: CURVE key not admitted",
-               address ? address : "?");
+    char reason[96] = "CURVE key not admitted";
+    if (count > 1)
+        snprintf(reason, sizeof reason, "CURVE key not admitted: %llu more connections, the "
+                 "last from this address", (unsigned long long) count);
+    sbi_notice("connection from %s refused: %s", address, reason);
     Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
     r.kind = SHAREBUS__AUDIT_KIND__AUDIT_AGENT_REFUSED;
     r.decision = SHAREBUS__DECISION__DECISION_DENY;
     r.error = SHAREBUS__ERROR_KIND__ERR_UNKNOWN;
-    r.reason = "CURVE key not admitted";
-    r.detail = address ? address : "";
-    broker_audit(self, &r);
-    broker_flush(self);
+    r.reason = reason;
+    r.detail = (char *) address;
+    broker_audit(self, &r);     /* committed with the loop's next batch */
+}
+
+/* The refusals not recorded one by one since the last summary: one record. */
+static void s_summarise_refusals(broker_t *self)
+{
+    if (self->refusals_unrecorded)
+        s_record_refusal(self, self->refusals_last, self->refusals_unrecorded);
+    self->refusals_unrecorded = 0;
+}
+
+/* A handshake ZAP refused. Anyone who can reach the port can make these,
+   as fast as they like: up to S_REFUSALS_PER_S a second are recorded one
+   by one, the rest once a second, counted, so that a flood of strangers
+   cannot fill the audit log or hold the loop on the disk. */
+static void s_on_monitor(broker_t *self)
+{
+    zmsg_t *event = zmsg_recv(self->monitor);
+    char *address = event && zmsg_size(event) == 2 ? zframe_strdup(zmsg_last(event)) : NULL;
+    int64_t second = zclock_mono() / 1000;
+    if (second != self->refusals_second) {
+        s_summarise_refusals(self);
+        self->refusals_second = second;
+        self->refusals = 0;
+    }
+    if (self->refusals++ < S_REFUSALS_PER_S)
+        s_record_refusal(self, address ? address : "?", 1);
+    else {
+        self->refusals_unrecorded++;
+        snprintf(self->refusals_last, sizeof self->refusals_last, "%s", address ? address : "?");
+    }
     zstr_free(&address);
     zmsg_destroy(&event);
     broker_count(self, "refused.connection");
@@ -901,6 +935,8 @@ int broker_run(broker_t *self)
                 broker_metrics_handle(self);
         int64_t now = zclock_mono();
         if (now >= self->next_sweep) {
+            if (now / 1000 != self->refusals_second)
+                s_summarise_refusals(self);
             broker_sweep(self);
             broker_flush(self);
             self->next_sweep = now + 50;

@@ -150,6 +150,10 @@ typedef struct {
     zhashx_t *buckets;        /* "rule\0consumer" -> broker_bucket_t */
     int64_t started;
     int64_t next_sweep;
+    int64_t refusals_second;  /* connections refused by ZAP: the second counted (mono s), */
+    unsigned refusals;        /* ... how many in it, */
+    uint64_t refusals_unrecorded; /* ... and how many since the last summary went unrecorded */
+    char refusals_last[64];   /* the address of the last one unrecorded */
     int64_t next_peer_sweep;
     int64_t next_checkpoint;
     uint64_t checkpointed_seq;

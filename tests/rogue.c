@@ -28,6 +28,7 @@
                         and reconnect at once: prints "again N" and
                         "acknowledged-again yes|no"
       stranger          connect with a CURVE key no certificate holds
+      strangers N       N connections at once, each with its own such key
       bighead           a signed envelope whose header is over SBI_HEADER_MAX
                         (the frame itself well within ZMQ_MAXMSGSIZE)
       swap              a signed request carrying another request's payload
@@ -325,6 +326,26 @@ static int s_long_revoke(zsock_t *sock, long size)
     if (rc != SB_OK)
         return 3;
     s_send_and_report(sock, &frame, h.message_id);
+    return 0;
+}
+
+/* N connections at once, each with a fresh CURVE key no certificate holds,
+   each sending a frame so that its handshake completes; closed after 2 s. */
+static int s_strangers(const char *certs, const char *endpoint, long n)
+{
+    if (n < 1 || n > 2000)
+        return 2;
+    zsock_t **socks = calloc((size_t) n, sizeof *socks);
+    assert(socks);
+    for (long i = 0; i < n; i++) {
+        socks[i] = s_connect(certs, endpoint, true);
+        zstr_send(socks[i], "hello?");
+    }
+    zclock_sleep(2000);
+    for (long i = 0; i < n; i++)
+        zsock_destroy(&socks[i]);
+    free(socks);
+    printf("connected %ld\n", n);
     return 0;
 }
 
@@ -877,6 +898,8 @@ int main(int argc, char **argv)
     }
     else if (strcmp(mode, "forged-consent") == 0)
         rc = s_forged_consent(sock);
+    else if (strcmp(mode, "strangers") == 0 && arg)
+        rc = s_strangers(certs, endpoint, atol(arg));
     else if (strcmp(mode, "ack-reconnect") == 0 && arg)
         rc = s_ack_reconnect(certs, endpoint, arg);
     else if (strcmp(mode, "long-revoke") == 0 && arg)

@@ -46,6 +46,21 @@ answer ok mois hello
 answer none mois stranger
 grep -q "CURVE key not admitted" "$WORK/broker.log" || fail "refused connection not logged"
 
+# Hundreds of strangers at once: each is refused and counted, but they are
+# not each an audit record (which would let anyone fill the log): ten a
+# second one by one, the rest in one record a second with their count.
+before=$(audit query --data "$WORK/broker" --kind agent-refused --json | grep -c '"kind"' || true)
+rogue mois strangers 300 >/dev/null
+sleep 1.2   # the summary of the last second
+records=$(audit query --data "$WORK/broker" --kind agent-refused --json | grep -c '"kind"' || true)
+refused=$("$BUILD/broker/sharebus-broker" status --data "$WORK/broker" --json \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"].get("refused.connection", 0))')
+[ "$refused" -ge 250 ] || fail "300 strangers: only $refused connections refused"
+[ $((records - before)) -le 30 ] || fail "300 strangers made $((records - before)) audit records"
+audit query --data "$WORK/broker" --kind agent-refused --json | grep -q "more connections, the last" \
+  || fail "no summary record of the strangers beyond ten a second"
+pass "300 strangers: $refused refused, $((records - before)) audit records"
+
 # Thousands of frames per second from one agency.
 rogue mois flood 5000 >/dev/null
 good flood
