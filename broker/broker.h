@@ -252,6 +252,11 @@ int broker_wal_replay(broker_wal_t *self, uint64_t applied, broker_wal_fn *fn, v
 int broker_wal_reset(broker_wal_t *self) SBI_UNUSED_RESULT;
 
 /* Seals and signs a message from the broker to `agency` and queues it. */
+/* The route to `agency`, or NULL when it has none or the certificate its
+   connection authenticated with has since expired or been revoked (a
+   connection outlives its certificate: nothing goes out on it then). */
+broker_peer_t *broker_peer_valid(broker_t *self, const char *agency);
+
 int broker_send_to(broker_t *self, const char *agency, Sharebus__Header *header,
                    const Sharebus__Payload *payload);
 

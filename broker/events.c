@@ -431,7 +431,7 @@ void broker_events_pump(broker_t *b)
         if (zhashx_size(q->acked))
             s_prune_acked(b, q);
         broker_peer_t *peer = q->depth > zhashx_size(q->inflight)
-                                  ? zhashx_lookup(b->peers, q->agency) : NULL;
+                                  ? broker_peer_valid(b, q->agency) : NULL;
         if (!peer || zhashx_size(q->inflight) >= S_WINDOW)
             continue;
         if (!txn && sbi_store_read_begin(b->store, &txn) != SB_OK)

@@ -44,7 +44,16 @@ static void s_refuse(s_msg_t *m, Sharebus__AuditKind kind, int code, const char 
 
 static broker_peer_t *s_peer(broker_t *self, const char *agency)
 {
-    return zhashx_lookup(self->peers, agency);
+    return broker_peer_valid(self, agency);
+}
+
+broker_peer_t *broker_peer_valid(broker_t *self, const char *agency)
+{
+    broker_peer_t *peer = zhashx_lookup(self->peers, agency);
+    const sbi_cert_t *cert = peer ? sbi_trust_by_curve(self->trust, peer->curve) : NULL;
+    if (peer && (!cert || sbi_trust_check(self->trust, cert, sbi_now_ms()) != SB_OK))
+        return NULL;
+    return peer;
 }
 
 /* Forwards the received frame, unchanged, to `agency`. */
@@ -203,7 +212,10 @@ static void route_request(s_msg_t *m)
     }
     broker_peer_t *provider = s_peer(b, h->to);
     if (!provider) {
-        snprintf(reason, sizeof reason, "provider %s is not connected", h->to);
+        snprintf(reason, sizeof reason,
+                 zhashx_lookup(b->peers, h->to)
+                     ? "the certificate %s connected with has expired or been revoked"
+                     : "provider %s is not connected", h->to);
         s_refuse(m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, SB_EUNAVAILABLE, reason);
         return;
     }

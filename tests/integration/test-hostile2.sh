@@ -129,4 +129,16 @@ restart_broker
 wait_for 30 request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL \
   --subject $SUBJECT --fields exam_date
 pass "the real broker is back: traffic flows"
+
+# nhis's certificate expires while its agent stays connected: a request to
+# it is refused at once, naming the certificate (it was forwarded, and
+# timed out).
+rogue nhis backdate 3 >/dev/null
+reload
+sleep 4
+out=$(request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT \
+  --fields exam_date --timeout 3000 2>&1) && fail "a request to an expired provider succeeded"
+grep -q "^error: unavailable: the certificate nhis connected with has expired" <<<"$out" \
+  || fail "a request to a provider whose certificate expired: $out"
+pass "a provider whose certificate expired while connected: unavailable at once"
 stop_broker
