@@ -442,8 +442,12 @@ static int s_fresh(broker_t *b, const Sharebus__Header *h, char *reason, size_t 
         return SB_EREPLAY;
     }
     if (h->created_ms + skew < now || h->created_ms > now + skew) {
-        snprintf(reason, size, "created %lld ms from the broker's clock (allowed %llu)",
-                 (long long) h->created_ms - (long long) now, (unsigned long long) skew);
+        /* A sender's clock can say anything, up to 2^64 - 1. */
+        uint64_t ahead = h->created_ms > now ? h->created_ms - now : 0;
+        long long off = ahead ? (long long) (ahead < INT64_MAX ? ahead : INT64_MAX)
+                              : -(long long) (now - h->created_ms);
+        snprintf(reason, size, "created %lld ms from the broker's clock (allowed %llu)", off,
+                 (unsigned long long) skew);
         return SB_ESTALE;
     }
     if (h->expires_ms && h->expires_ms < now) {

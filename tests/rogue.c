@@ -16,6 +16,7 @@
       replay            the same signed request twice
       impersonate AG    a request claiming to come from agency AG
       stale             a request created ten minutes ago
+      far-future        a request created at about 2^63 + 5 ms
       garbage           random bytes
       resend FILE...    each file's bytes as one frame (envelopes captured by
                         the broker's --capture): prints "KIND answer" for each
@@ -852,6 +853,11 @@ int main(int argc, char **argv)
     }
     else if (strcmp(mode, "stale") == 0) {
         frame = s_request(s_agency, 600000, id);
+        s_send_and_report(sock, &frame, id);
+    }
+    else if (strcmp(mode, "far-future") == 0) {
+        /* created at about 2^63 + 5: just past what a signed 64-bit time holds */
+        frame = s_request(s_agency, sbi_now_ms() + (UINT64_C(1) << 63) - 5, id);
         s_send_and_report(sock, &frame, id);
     }
     else if (strcmp(mode, "garbage") == 0) {
