@@ -1,5 +1,6 @@
 /*  config.c - daemon configuration files, parsed with libfyaml. */
 #include "config.h"
+#include "yaml_guard.h"
 
 #include <errno.h>
 #include <libfyaml.h>
@@ -60,8 +61,7 @@ static bool s_is_empty(struct fy_node *node)
 }
 
 /* A copy of a scalar's text, without NUL bytes inside; NULL for anything
-   else. (Not fy_node_get_scalar0: libfyaml 0.8 leaks what it allocates
-   for some quoted scalars.) The caller frees it. */
+   else. The caller frees it. */
 static char *s_text(struct fy_node *node)
 {
     if (!node || !fy_node_is_scalar(node) || fy_node_is_alias(node))
@@ -217,6 +217,10 @@ sbi_config_t *sbi_config_parse(const char *path, const char *data, size_t size, 
         else if (extra && fy_document_root(extra))
             snprintf(err, err_size, "%s:%zu: a second YAML document: a configuration file "
                      "holds one", path, s_line(fy_document_root(extra)));
+        else if (sbi_yaml_misread_quotes(doc, data, size, &line, &column))
+            snprintf(err, err_size, "%s:%zu: two '' in a row in a single-quoted value, which "
+                     "this system's YAML library misreads: write the value in double quotes",
+                     path, line);
         else if (!doc || !fy_document_root(doc) || s_is_empty(fy_document_root(doc)))
             rc = 0; /* nothing set */
         else

@@ -149,6 +149,7 @@ TEST(test_malformed_files_are_refused_at_their_line)
         {"certs: /x\nskew: \x01\n", 2},              /* a control character */
         {"certs: /x\n? ?:\t:\n", 2},                 /* explicit keys (libfyaml crashes) */
         {"certs: /x\n{? a: b}\n", 2},
+        {"certs: /x\nlisten: 'a''''b'\n", 2},      /* libfyaml misreads it (a''' not a''b) */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char err[512];

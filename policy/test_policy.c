@@ -783,6 +783,27 @@ TEST(test_libfyaml_reads_no_explicit_key_in_random_text_the_guard_lets_through)
     free(refused_size);
 }
 
+TEST(test_two_escaped_quotes_in_a_row_are_refused)
+{
+    /* libfyaml 0.7.12 reads 'x''''y' as x''' (and leaks what it allocated):
+       refused before any value is read, keys and list items too. */
+    s_expect("version: 1\ndatasets:\n  d:\n    provider: nhis\n    subject: none\n"
+             "    fields: [a]\n    description: 'x''''y'\n",
+             "p.yaml:7:18: two '' in a row in a single-quoted value, which this system's YAML "
+             "library misreads: write the value in double quotes\n");
+    s_expect("version: 1\n'a''''b': 1\n",
+             "p.yaml:2:1: two '' in a row in a single-quoted value, which this system's YAML "
+             "library misreads: write the value in double quotes\n");
+    /* One escape at a time is read right. */
+    sbi_policy_t *policy = s_load_files(NULL, "p.yaml",
+                                        "version: 1\ndatasets:\n  d:\n    provider: nhis\n"
+                                        "    subject: none\n    fields: [a]\n"
+                                        "    description: 'the applicant''s ''fit'' test'\n",
+                                        NULL);
+    CHECK(policy);
+    sbi_policy_destroy(&policy);
+}
+
 TEST(test_aliases_are_refused)
 {
     s_expect("version: 1\ndatasets:\n  d:\n    provider: &p nhis\n    subject: none\n"

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "yaml_guard.h"
+
 struct pol_yaml_t {
     struct fy_diag *diag;
     struct fy_parser *parser;
@@ -97,6 +99,12 @@ pol_yaml_t *pol_yaml_parse(pol_ctx_t *c, const pol_file_t *file)
     bool single = s_single_document(c, self);
     if (s_diag_report(c, self->diag) || !single)
         pol_yaml_destroy(&self);
+    else if (sbi_yaml_misread_quotes(self->doc, file->content, file->size, &line, &column)) {
+        pol_err(c, ((pol_mark_t){(int) line, (int) column}),
+                "two '' in a row in a single-quoted value, which this system's YAML library "
+                "misreads: write the value in double quotes");
+        pol_yaml_destroy(&self);
+    }
     else if (!self->doc || !fy_document_root(self->doc)) {
         pol_err(c, ((pol_mark_t){1, 1}), "empty file: a policy file starts with 'version: 1'");
         pol_yaml_destroy(&self);
