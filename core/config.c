@@ -102,7 +102,7 @@ static bool s_diag_error(struct fy_diag *diag, const char *path, char *err, size
     return false;
 }
 
-/* libfyaml 0.8 crashes on some explicit keys; a setting never needs one. */
+/* libfyaml 0.7.12 (Debian 12) crashes on some explicit keys; a setting never needs one. */
 static bool s_no_explicit_keys(const char *path, const char *data, size_t size, char *err,
                                size_t err_size)
 {

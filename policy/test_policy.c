@@ -574,7 +574,7 @@ TEST(test_text_that_is_not_utf8_is_reported)
 
 TEST(test_explicit_keys_are_refused_before_libfyaml_sees_them)
 {
-    /* libfyaml 0.8 crashes on this one. */
+    /* libfyaml 0.7.12 (Debian 12) crashes on this one. */
     s_expect("version: 1\n? ?:\t:\n", "p.yaml:2:1: '?' (an explicit YAML key) is not used in "
                                        "policy files: write key: value\n");
     s_expect("version: 1\ndatasets: {? d: x}\n",

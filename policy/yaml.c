@@ -77,7 +77,7 @@ pol_yaml_t *pol_yaml_parse(pol_ctx_t *c, const pol_file_t *file)
                 byte);
         return NULL;
     }
-    /* libfyaml 0.8 crashes on some explicit keys ("? ?:<TAB>:"): refuse
+    /* libfyaml 0.7.12 (Debian 12) crashes on some explicit keys ("? ?:<TAB>:"): refuse
        them all before it parses; a policy never needs one. */
     if (sbi_yaml_explicit_key(file->content, file->size, &line, &column)) {
         pol_err(c, ((pol_mark_t){(int) line, (int) column}),
