@@ -21,6 +21,7 @@
       resend FILE...    each file's bytes as one frame (envelopes captured by
                         the broker's --capture): prints "KIND answer" for each
       oversize          a frame over the broker's size limit
+      frames N          a request followed by N - 1 empty frames, one message
       flood N           N garbage frames as fast as possible, then a HELLO
       forged-consent    a consent grant with a corrupted consent signature
       long-revoke N     a consent revocation whose reason is N bytes long
@@ -865,6 +866,16 @@ int main(int argc, char **argv)
         randombytes_buf(junk, sizeof junk);
         frame = zframe_new(junk, sizeof junk);
         s_send_and_report(sock, &frame, NULL);
+    }
+    else if (strcmp(mode, "frames") == 0 && arg) {
+        /* A well-formed request, then N - 1 empty frames in the same message. */
+        frame = s_request(s_agency, 0, id);
+        long n = atol(arg);
+        for (long i = 1; i < n; i++) {
+            zframe_send(&frame, sock, ZFRAME_MORE);
+            frame = zframe_new(NULL, 0);
+        }
+        s_send_and_report(sock, &frame, NULL);  /* refused before decoding: no correlation */
     }
     else if (strcmp(mode, "oversize") == 0) {
         frame = zframe_new(NULL, SBI_FRAME_MAX + 4096);
