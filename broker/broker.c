@@ -405,8 +405,8 @@ static void s_store_failed(broker_t *self, int rc)
     broker_events_reset_all(self);
     if (!self->store_full) {
         self->store_full = true;
-        sbi_error("audit log cannot be written (%s): refusing traffic until space is back",
-                  sb_strerror(rc));
+        sbi_error("audit log cannot be written (%s): refusing traffic until it can be%s",
+                  sb_strerror(rc), rc == SB_EFULL ? " (space is back, or --map-max is raised)" : "");
     }
 }
 

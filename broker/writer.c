@@ -213,6 +213,7 @@ static int s_commit(s_applier_t *w, s_record_t **records, size_t n, bool quiet)
         if (rc == SB_OK)
             rc = s_put_applied(w, records[n - 1]->last);
         int mrc = 0;
+        bool map_full = rc == SB_EFULL;     /* mdb_put: MDB_MAP_FULL */
         if (rc == SB_OK) {
             mrc = mdb_txn_commit(w->txn);
             w->txn = NULL;
@@ -230,7 +231,8 @@ static int s_commit(s_applier_t *w, s_record_t **records, size_t n, bool quiet)
                           b->config.data);
             else if (!quiet)
                 sbi_error("audit commit failed: %s", mdb_strerror(mrc));
-            rc = mrc == MDB_MAP_FULL || mrc == ENOSPC ? SB_EFULL : SB_EIO;
+            map_full = mrc == MDB_MAP_FULL;
+            rc = map_full || mrc == ENOSPC ? SB_EFULL : SB_EIO;
         }
         else {
             if (w->txn)
@@ -238,8 +240,8 @@ static int s_commit(s_applier_t *w, s_record_t **records, size_t n, bool quiet)
             w->txn = NULL;
             sbi_audit_abort(b->audit);
         }
-        if (rc != SB_EFULL)
-            return rc;
+        if (rc != SB_EFULL || !map_full)
+            return rc;      /* a full file system: a larger map would not help */
         rc = sbi_store_grow(b->store);
         if (rc != SB_OK) {
             if (!quiet)
