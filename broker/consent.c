@@ -407,8 +407,10 @@ void broker_consent_revoke(broker_t *b, const sbi_cert_t *cert, const zframe_t *
     zlistx_set_destructor(r.ids, (zlistx_destructor_fn *) zstr_free);
     broker_sync(b);
     int rc = b->store_full ? SB_EUNAVAILABLE : s_revoke_all(b, &r);
+    /* By subject, "denied" would tell any agency that knows a national id
+       that the citizen has consented to someone else: not found. */
     if (rc == SB_OK && zlistx_size(r.ids) == 0)
-        rc = r.forbidden ? SB_EDENIED : SB_ENOTFOUND;
+        rc = r.forbidden && *rv->id ? SB_EDENIED : SB_ENOTFOUND;
     if (rc != SB_OK) {
         broker_refuse(b, cert, routing, env, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REFUSED,
                       rc, rc == SB_EDENIED ? "not the recorder or consumer of that consent"

@@ -82,6 +82,16 @@ expect_error no-consent ask
 expect_error not-found sb consent revoke --agent "$(agent_ep koroad)" --id "$id2"
 pass "revoke by subject and purpose"
 
+# An agency that may not manage a citizen's consent: by id, denied; by
+# subject, not-found, as if there were none (it must not learn that the
+# citizen consented to another agency).
+id3=$(grant koroad koroad $CHECKUP $RENEWAL 2030-12-31)
+expect_error denied sb consent revoke --agent "$(agent_ep mois)" --id "$id3"
+expect_error not-found sb consent revoke --agent "$(agent_ep mois)" --subject $SUBJECT \
+  --dataset $CHECKUP --purpose $RENEWAL
+ask >/dev/null || fail "a refused revocation revoked the consent"
+pass "revoking another agency's consent: denied by id, not-found by subject"
+
 # The clear national id is nowhere in the broker's store.
 ! grep -rqa "$SUBJECT" "$WORK/broker" || fail "national id found in the broker's store"
 ! grep -qa "$SUBJECT" "$WORK"/*.log || fail "national id found in a log"
