@@ -172,6 +172,8 @@ broker_t *broker_new(const broker_config_t *config)
     self->seen = broker_seen_new();
     self->buckets = zhashx_new();
     zhashx_set_destructor(self->buckets, (zhashx_destructor_fn *) zstr_free);
+    self->consent_buckets = zhashx_new();
+    zhashx_set_destructor(self->consent_buckets, (zhashx_destructor_fn *) zstr_free);
     self->counters = zhashx_new();
     zhashx_set_destructor(self->counters, (zhashx_destructor_fn *) zstr_free);
     self->batch = broker_batch_new();
@@ -240,6 +242,7 @@ void broker_destroy(broker_t **self_p)
     zhashx_destroy(&self->pending);
     broker_seen_destroy(&self->seen);
     zhashx_destroy(&self->buckets);
+    zhashx_destroy(&self->consent_buckets);
     zhashx_destroy(&self->counters);
     if (self->checkpoint)
         sharebus__checkpoint__free_unpacked(self->checkpoint, NULL);

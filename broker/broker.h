@@ -148,6 +148,7 @@ typedef struct {
     zhashx_t *pending;        /* hex id -> broker_pending_t */
     broker_seen_t *seen;      /* the replay window (seen.c) */
     zhashx_t *buckets;        /* "rule\0consumer" -> broker_bucket_t */
+    zhashx_t *consent_buckets; /* agency -> broker_bucket_t: its consent operations */
     int64_t started;
     int64_t next_sweep;
     int64_t refusals_second;  /* connections refused by ZAP: the second counted (mono s), */
@@ -255,6 +256,10 @@ int broker_wal_reset(broker_wal_t *self) SBI_UNUSED_RESULT;
 /* The route to `agency`, or NULL when it has none or the certificate its
    connection authenticated with has since expired or been revoked (a
    connection outlives its certificate: nothing goes out on it then). */
+/* Takes a token from the bucket `key` of `buckets` (created full): `count`
+   tokens come back every `period_ms`. SB_OK, or SB_ERATE when it is empty. */
+int broker_bucket_take(zhashx_t *buckets, const char *key, unsigned count, int64_t period_ms);
+
 broker_peer_t *broker_peer_valid(broker_t *self, const char *agency);
 
 int broker_send_to(broker_t *self, const char *agency, Sharebus__Header *header,

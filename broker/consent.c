@@ -264,9 +264,28 @@ static int s_exists(broker_t *b, const char *id)
     return rc;
 }
 
+/* Each grant and revocation holds the loop until the store has it (a few
+   ms): an agency sending them as fast as it can would stop routing for
+   every other. A counter serves a citizen at a time; these are plenty. */
+#define S_CONSENT_OPS 20            /* per second per agency, */
+#define S_CONSENT_BURST_S 2         /* ... and this many seconds' worth at once */
+
+static bool s_consent_rate_ok(broker_t *b, const sbi_cert_t *cert, const zframe_t *routing,
+                              sbi_envelope_t *env)
+{
+    if (broker_bucket_take(b->consent_buckets, cert->agency, S_CONSENT_OPS * S_CONSENT_BURST_S,
+                           1000 * S_CONSENT_BURST_S) == SB_OK)
+        return true;
+    broker_refuse(b, cert, routing, env, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_REFUSED, SB_ERATE,
+                  "at most 20 consent grants and revocations a second per agency");
+    return false;
+}
+
 void broker_consent_grant(broker_t *b, const sbi_cert_t *cert, const zframe_t *routing,
                           sbi_envelope_t *env, Sharebus__Payload *payload)
 {
+    if (!s_consent_rate_ok(b, cert, routing, env))
+        return;
     char reason[300];
     Sharebus__Consent *c = NULL;
     int rc = payload->body_case == SHAREBUS__PAYLOAD__BODY_CONSENT
@@ -392,6 +411,8 @@ void broker_consent_revoke(broker_t *b, const sbi_cert_t *cert, const zframe_t *
 {
     const Sharebus__ConsentRevoke *rv = payload->body_case == SHAREBUS__PAYLOAD__BODY_REVOKE
                                             ? payload->revoke : NULL;
+    if (!s_consent_rate_ok(b, cert, routing, env))
+        return;
     const char *malformed = NULL;
     if (!rv || (*rv->id ? !sbi_consent_id_valid(rv->id) : rv->subject_ref.len != SBI_HASH_SIZE))
         malformed = "a revocation names a consent id, or a subject";

@@ -130,29 +130,34 @@ static void route_hello(s_msg_t *m)
 /* ------------------------------------------------------------ request */
 
 /* Token bucket per rule and consumer: SB_OK or SB_ERATE. */
+int broker_bucket_take(zhashx_t *buckets, const char *key, unsigned count, int64_t period_ms)
+{
+    broker_bucket_t *bucket = zhashx_lookup(buckets, key);
+    int64_t now = zclock_mono();
+    if (!bucket) {
+        bucket = calloc(1, sizeof *bucket);
+        assert(bucket);
+        bucket->tokens = count;
+        bucket->last = now;
+        zhashx_insert(buckets, key, bucket);
+    }
+    bucket->tokens += (double) (now - bucket->last) * count / period_ms;
+    if (bucket->tokens > count)
+        bucket->tokens = count;
+    bucket->last = now;
+    if (bucket->tokens < 1)
+        return SB_ERATE;
+    bucket->tokens -= 1;
+    return SB_OK;
+}
+
 static int s_rate(broker_t *b, const sbi_rule_t *rule, const char *consumer)
 {
     if (!rule->rate_count)
         return SB_OK;
     char key[SBI_NAME_MAX + SBI_AGENCY_MAX + 2];
     snprintf(key, sizeof key, "%s/%s", rule->id, consumer);
-    broker_bucket_t *bucket = zhashx_lookup(b->buckets, key);
-    int64_t now = zclock_mono();
-    if (!bucket) {
-        bucket = calloc(1, sizeof *bucket);
-        assert(bucket);
-        bucket->tokens = rule->rate_count;
-        bucket->last = now;
-        zhashx_insert(b->buckets, key, bucket);
-    }
-    bucket->tokens += (double) (now - bucket->last) * rule->rate_count / rule->rate_period_ms;
-    if (bucket->tokens > rule->rate_count)
-        bucket->tokens = rule->rate_count;
-    bucket->last = now;
-    if (bucket->tokens < 1)
-        return SB_ERATE;
-    bucket->tokens -= 1;
-    return SB_OK;
+    return broker_bucket_take(b->buckets, key, rule->rate_count, rule->rate_period_ms);
 }
 
 static void route_request(s_msg_t *m)

@@ -25,6 +25,8 @@
       flood N           N garbage frames as fast as possible, then a HELLO
       forged-consent    a consent grant with a corrupted consent signature
       long-revoke N     a consent revocation whose reason is N bytes long
+      revokes N         N revocations of unknown consents at once: prints
+                        "KIND COUNT" for each kind of answer
       ack-reconnect PUB (as a subscriber of resident.address-changed) PUB
                         publishes two events to us; we acknowledge the first
                         and reconnect at once: prints "again N" and
@@ -301,33 +303,69 @@ static int s_forged_consent(zsock_t *sock)
     return 0;
 }
 
-/* A revocation of a consent id with a reason of `size` bytes. */
-static int s_long_revoke(zsock_t *sock, long size)
+/* A revocation of a fresh consent id with `reason`, sealed for the broker;
+   its message id in `id`. */
+static zframe_t *s_revoke(const char *reason, uint8_t id[SBI_ID_SIZE])
 {
-    if (size < 0 || size > 900000)
-        return 2;
     uint8_t cid[SBI_ID_SIZE];
     char id_hex[33];
     sbi_id_new(cid);
-    char *reason = malloc((size_t) size + 1);
-    assert(reason);
-    memset(reason, 'r', (size_t) size);
-    reason[size] = '\0';
     Sharebus__ConsentRevoke revoke = SHAREBUS__CONSENT_REVOKE__INIT;
     revoke.id = sbi_hex(cid, SBI_ID_SIZE, id_hex);
-    revoke.reason = reason;
+    revoke.reason = (char *) reason;
     Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
     payload.body_case = SHAREBUS__PAYLOAD__BODY_REVOKE;
     payload.revoke = &revoke;
     sbi_header_t h;
     sbi_header_init(&h, SHAREBUS__KIND__KIND_CONSENT_REVOKE, s_agency, "broker");
     zframe_t *frame = NULL;
-    int rc = sbi_envelope_seal(s_crypto, sbi_trust_find(s_trust, "broker"), &h.header, &payload,
-                               &frame);
+    if (sbi_envelope_seal(s_crypto, sbi_trust_find(s_trust, "broker"), &h.header, &payload,
+                          &frame) != SB_OK)
+        exit(3);
+    memcpy(id, h.message_id, SBI_ID_SIZE);
+    return frame;
+}
+
+/* N revocations at once: prints how many answers of each kind came back. */
+static int s_revokes(zsock_t *sock, long n)
+{
+    if (n < 1 || n > 1000)
+        return 2;
+    for (long i = 0; i < n; i++) {
+        uint8_t id[SBI_ID_SIZE];
+        zframe_t *frame = s_revoke("bulk", id);
+        zframe_send(&frame, sock, 0);
+    }
+    zhashx_t *counts = zhashx_new();
+    for (long i = 0; i < n; i++) {
+        const char *answer = s_answer(sock, NULL);
+        if (strcmp(answer, "none") == 0)
+            break;
+        zhashx_update(counts, answer, (char *) zhashx_lookup(counts, answer) + 1);
+    }
+    zlistx_t *kinds = zhashx_keys(counts);
+    zlistx_set_comparator(kinds, (zlistx_comparator_fn *) strcmp);
+    zlistx_sort(kinds);
+    for (const char *k = zlistx_first(kinds); k; k = zlistx_next(kinds))
+        printf("%s %zu\n", k, (size_t) (uintptr_t) zhashx_lookup(counts, k));
+    zlistx_destroy(&kinds);
+    zhashx_destroy(&counts);
+    return 0;
+}
+
+/* A revocation of a consent id with a reason of `size` bytes. */
+static int s_long_revoke(zsock_t *sock, long size)
+{
+    if (size < 0 || size > 900000)
+        return 2;
+    char *reason = malloc((size_t) size + 1);
+    assert(reason);
+    memset(reason, 'r', (size_t) size);
+    reason[size] = '\0';
+    uint8_t id[SBI_ID_SIZE];
+    zframe_t *frame = s_revoke(reason, id);
     free(reason);
-    if (rc != SB_OK)
-        return 3;
-    s_send_and_report(sock, &frame, h.message_id);
+    s_send_and_report(sock, &frame, id);
     return 0;
 }
 
@@ -919,6 +957,8 @@ int main(int argc, char **argv)
         rc = s_strangers(certs, endpoint, atol(arg));
     else if (strcmp(mode, "ack-reconnect") == 0 && arg)
         rc = s_ack_reconnect(certs, endpoint, arg);
+    else if (strcmp(mode, "revokes") == 0 && arg)
+        rc = s_revokes(sock, atol(arg));
     else if (strcmp(mode, "long-revoke") == 0 && arg)
         rc = s_long_revoke(sock, atol(arg));
     else if (strcmp(mode, "bighead") == 0) {

@@ -60,6 +60,18 @@ sb consent list --agent "$(agent_ep koroad)" --subject $SUBJECT --json >/dev/nul
   || fail "the broker stopped answering after a long revocation reason"
 pass "a revocation reason over 1024 bytes: invalid from the library, malformed at the broker"
 
+# 100 revocations at once from one agency: each waits for the store on the
+# broker's loop, so beyond 40 at once (20 a second) they are rate-limited.
+sleep 2   # a full bucket
+out=$(rogue koroad revokes 100)
+found=$(awk '$1 == "not-found" {print $2}' <<<"$out")
+limited=$(awk '$1 == "rate-limited" {print $2}' <<<"$out")
+[ "${found:-0}" -ge 40 ] && [ "${found:-0}" -le 50 ] && [ "${limited:-0}" -ge 50 ] \
+  || fail "100 revocations at once: $(tr '\n' ' ' <<<"$out")"
+sb consent list --agent "$(agent_ep koroad)" --subject $SUBJECT --json >/dev/null \
+  || fail "consent operations stopped after a burst"
+pass "100 revocations at once: $found answered, $limited rate-limited"
+
 list=$(sb consent list --agent "$(agent_ep koroad)" --subject $SUBJECT --json)
 grep -q "\"id\":\"$id\",.*\"state\":\"revoked\"" <<<"$list" || fail "revoked consent: $list"
 grep -q '"reason":"citizen withdrew"' <<<"$list" || fail "revocation history: $list"
