@@ -115,6 +115,12 @@ static void s_request(agent_t *self, zframe_t *client, uint64_t id,
     Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
     payload.subject_id = req->subject_id;
     rc = agent_send(self, provider, &h.header, &payload);
+    if (rc == SB_ETOOBIG) {
+        /* Retrying would not help: say what is too large. */
+        agent_front_result(self, client, id, SB_ETOOBIG,
+                           "the request's header (its field names) is over 8 KiB", NULL);
+        return;
+    }
     if (rc != SB_OK) {
         snprintf(reason, sizeof reason, "cannot send to the broker: %s", sb_strerror(rc));
         agent_front_result(self, client, id, SB_EUNAVAILABLE, reason, NULL);

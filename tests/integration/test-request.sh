@@ -36,6 +36,13 @@ for t in 0 60001 4294967297; do
 done
 pass "a --timeout outside 1..60000 ms: a usage error"
 
+# 64 field names of 128 characters: each valid, together a header over
+# 8 KiB. Too big (retrying would not help), not unavailable.
+long_fields=$(python3 -c 'print(",".join("f%03d" % i + "x" * 124 for i in range(64)))')
+expect_error too-big request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL \
+  --subject $SUBJECT --fields "$long_fields"
+pass "a request whose header is over 8 KiB: too-big"
+
 expect_error denied request koroad --provider nhis --dataset $CHECKUP --purpose marketing \
   --subject $SUBJECT
 pass "wrong purpose: denied"
