@@ -174,6 +174,7 @@ broker_t *broker_new(const broker_config_t *config)
     zhashx_set_destructor(self->buckets, (zhashx_destructor_fn *) zstr_free);
     self->consent_buckets = zhashx_new();
     zhashx_set_destructor(self->consent_buckets, (zhashx_destructor_fn *) zstr_free);
+    self->consents_expiring = zhashx_new();
     self->counters = zhashx_new();
     zhashx_set_destructor(self->counters, (zhashx_destructor_fn *) zstr_free);
     self->batch = broker_batch_new();
@@ -243,6 +244,7 @@ void broker_destroy(broker_t **self_p)
     broker_seen_destroy(&self->seen);
     zhashx_destroy(&self->buckets);
     zhashx_destroy(&self->consent_buckets);
+    zhashx_destroy(&self->consents_expiring);
     zhashx_destroy(&self->counters);
     if (self->checkpoint)
         sharebus__checkpoint__free_unpacked(self->checkpoint, NULL);

@@ -135,15 +135,21 @@ int broker_consent_find(broker_t *b, const Sharebus__Header *h, char *consent_id
             continue;
         if (entry->state == SHAREBUS__CONSENT_STATE__CONSENT_REVOKED)
             revoked = true;
-        else if (entry->state == SHAREBUS__CONSENT_STATE__CONSENT_EXPIRED)
+        else if (entry->state == SHAREBUS__CONSENT_STATE__CONSENT_EXPIRED) {
             expired = true;
+            zhashx_delete(b->consents_expiring, id);    /* LMDB has it now */
+        }
         else if (c->until_ms < now) {
-            /* Noticed expired: keep that in its history, and audit it. */
+            /* Noticed expired: keep that in its history, and audit it, once
+               (LMDB has the change only when its batch is applied). */
             expired = true;
-            s_transition(b, id, entry, SHAREBUS__CONSENT_STATE__CONSENT_EXPIRED, "broker",
-                         "validity ended");
-            s_audit_consent(b, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_EXPIRED, c, "broker", NULL,
-                            "validity ended");
+            if (!zhashx_lookup(b->consents_expiring, id)) {
+                zhashx_insert(b->consents_expiring, id, (void *) 1);
+                s_transition(b, id, entry, SHAREBUS__CONSENT_STATE__CONSENT_EXPIRED, "broker",
+                             "validity ended");
+                s_audit_consent(b, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_EXPIRED, c, "broker", NULL,
+                                "validity ended");
+            }
         }
         else if (c->granted_ms <= now + (uint64_t) b->config.skew_ms) {
             snprintf(consent_id, id_size, "%s", id);

@@ -36,6 +36,7 @@
       bighead           a signed envelope whose header is over SBI_HEADER_MAX
                         (the frame itself well within ZMQ_MAXMSGSIZE)
       swap              a signed request carrying another request's payload
+      asks N SUBJECT    N requests to nhis for the checkup about SUBJECT, at once
       subject-swap A B  a request to nhis for the checkup (exam_date), signed
                         and sealed as it should be, whose header names
                         citizen A (the broker checks A's consent) while the
@@ -970,6 +971,15 @@ int main(int argc, char **argv)
     else if (strcmp(mode, "badmac") == 0 && arg) {
         frame = s_to_nhis(certs, arg, arg, true, id);
         s_send_and_report(sock, &frame, id);
+    }
+    else if (strcmp(mode, "asks") == 0 && arg && argc > 9) {
+        /* N requests at once: the broker decides them in one loop turn. */
+        for (long i = 0; i < atol(arg); i++) {
+            frame = s_to_nhis(certs, argv[9], argv[9], false, id);
+            zframe_send(&frame, sock, 0);
+        }
+        zclock_sleep(500);
+        printf("sent %ld\n", atol(arg));
     }
     else if (strcmp(mode, "subject-swap") == 0 && arg && argc > 9) {
         frame = s_to_nhis(certs, arg, argv[9], false, id);

@@ -38,10 +38,16 @@ until=$(date -u -d '+3 seconds' +%Y-%m-%dT%H:%M:%SZ)
 grant koroad koroad $CHECKUP $RENEWAL "$until" >/dev/null
 ask >/dev/null || fail "consent valid for 3 s not honoured"
 sleep 4
+# Several requests at once find it expired: one consent-expired record.
+expired_before=$(audit query --data "$WORK/broker" --kind consent-expired --json | grep -c '"kind"' || true)
+rogue koroad asks 5 $SUBJECT >/dev/null
 expect_error no-consent ask
 sb consent list --agent "$(agent_ep koroad)" --subject $SUBJECT --json | grep -q '"state":"expired"' \
   || fail "expired consent not listed as expired"
-pass "expired consent: refused and listed as expired"
+expired_after=$(audit query --data "$WORK/broker" --kind consent-expired --json | grep -c '"kind"' || true)
+[ $((expired_after - expired_before)) = 1 ] \
+  || fail "one consent expired, $((expired_after - expired_before)) consent-expired records"
+pass "expired consent: refused, listed as expired, recorded once"
 
 id=$(grant koroad koroad $CHECKUP $RENEWAL 2030-12-31)
 ask >/dev/null || fail "active consent not honoured"
