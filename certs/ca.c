@@ -135,11 +135,13 @@ static int s_root_secret(const char *dir, uint8_t secret[64], char *err, size_t 
     }
     S_PATH(path, "%s/root.key", dir);
     sbi_keys_t root;
-    rc = sbi_keys_load(path, &root);
-    if (rc == SB_OK && root.cert.kind != SBI_CERT_ROOT)
+    rc = sbi_keys_read(path, &root, err, size);  /* names the line, or the mode to fix */
+    if (rc == SB_OK && root.cert.kind != SBI_CERT_ROOT) {
+        sbi_keys_wipe(&root);
+        snprintf(err, size, "%s: not the root's secret key", path);
         rc = SB_EMALFORMED;
+    }
     if (rc != SB_OK) {
-        s_fail(err, size, rc, path);
         if (rc == SB_EIO && errno == ENOENT)
             strncat(err, " (the root's secret key is needed here)", size - strlen(err) - 1);
         return rc;

@@ -233,6 +233,21 @@ expect_status 1 "$sbc" issue --dir "$tmp/mixed" --agency mois --name M
 expect_err 'root.key: does not match'
 expect_unchanged "$tmp/mixed" "$before" "by issue under a mismatched root.key"
 
+# A root.key that group or others may read is refused, naming the fix; so
+# is one that is not exactly what init wrote, naming the line.
+cp -r "$ca" "$tmp/open"
+chmod 640 "$tmp/open/root.key"
+before=$(snapshot "$tmp/open")
+expect_status 1 "$sbc" issue --dir "$tmp/open" --agency mois --name M
+expect_err "root.key: mode 0640 opens a secret key to group or others: run chmod 600 .*/open/root.key$"
+expect_unchanged "$tmp/open" "$before" "by issue under a root.key of mode 0640"
+chmod 600 "$tmp/open/root.key"
+sed -i 's/^    kind = /\tkind = /' "$tmp/open/root.key"
+before=$(snapshot "$tmp/open")
+expect_status 1 "$sbc" revoke --dir "$tmp/open" --agency nhis
+expect_err "root.key: line 4: expected '    kind = .*not a sharebus key file$"
+expect_unchanged "$tmp/open" "$before" "by revoke under a malformed root.key"
+
 # Concurrent issues get distinct serials.
 pids=()
 for i in 1 2 3 4 5; do

@@ -2,10 +2,14 @@
 #include "cert.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zmq.h>
 
 static const char *s_kind_names[] = {"agency", "broker", "root"};
@@ -220,28 +224,190 @@ int sbi_cert_save(const sbi_cert_t *cert, const char *path)
     return rc;
 }
 
-int sbi_keys_parse(const char *text, sbi_keys_t *keys)
+/* ---------------------------------------------------- secret key files
+
+   Key files never reach CZMQ: zconfig copies the text it parses into
+   buffers it frees without wiping them. A key file is read into memory
+   from sodium_malloc(), parsed in place by the small parser below, which
+   takes exactly what sbi_keys_save() and sbi_secret_save() write, and
+   every copy of a secret (the file's text, Z85 text, decoded keys) is
+   wiped on every path. A file that group or others may read or write is
+   refused, as OpenSSH refuses such a private key: the key may already be
+   in other hands, and a daemon that used it silently would hide that. */
+
+#define S_KEY_FILE_MAX 4096     /* a key file is under 600 bytes */
+#define S_WHY_MAX 160
+
+static void (*s_wipe_hook)(const void *data, size_t size);
+
+void sbi_keys_set_wipe_hook(void (*hook)(const void *data, size_t size))
+{
+    s_wipe_hook = hook;
+}
+
+static void s_wipe(void *data, size_t size)
+{
+    sodium_memzero(data, size);
+    if (s_wipe_hook)
+        s_wipe_hook(data, size);
+}
+
+/* One `name = "value"` line a key file must hold, in this order. */
+typedef struct {
+    const char *section;
+    const char *name;
+} s_key_field_t;
+
+/* Where a value is in the text: never copied out of it. */
+typedef struct {
+    const char *text;
+    size_t size;
+    size_t line;
+} s_key_value_t;
+
+static const s_key_field_t s_keys_layout[] = {
+    {"metadata", "sharebus-secret-keys"}, {"metadata", "kind"}, {"metadata", "agency"},
+    {"metadata", "serial"}, {"curve", "secret-key"}, {"sign", "secret-key"},
+    {"box", "secret-key"}};
+enum { S_KEYS_FIELDS = sizeof s_keys_layout / sizeof s_keys_layout[0] };
+
+static const s_key_field_t s_secret_layout[] = {{"secret", "key"}};
+
+/* "line N: why" into `why`; returns SB_EMALFORMED. Never quotes the text:
+   it may hold a key. */
+static int s_bad_line(char *why, size_t line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int s_bad_line(char *why, size_t line, const char *fmt, ...)
+{
+    int n = snprintf(why, S_WHY_MAX, "line %zu: ", line);
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(why + n, S_WHY_MAX - (size_t) n, fmt, args);
+    va_end(args);
+    return SB_EMALFORMED;
+}
+
+/* Reads key text as sbi_keys_save() and sbi_secret_save() write it: for
+   each field of `layout`, in order, the line holding its section's name
+   (once per section) and then the line `    NAME = "VALUE"`, VALUE being
+   printable ASCII without spaces or '"'. Lines are ended by '\n'; lines
+   that are empty or start with '#' are skipped. Anything else, a missing
+   or extra field included, is SB_EMALFORMED with its line in `why`. */
+static int s_key_text_parse(const char *text, size_t size, const s_key_field_t *layout,
+                            size_t count, s_key_value_t *values, char *why)
+{
+    size_t next = 0, line = 0;
+    const char *section = NULL;
+    for (size_t at = 0; at < size;) {
+        const char *start = text + at;
+        const char *end = memchr(start, '\n', size - at);
+        size_t len = end ? (size_t) (end - start) : size - at;
+        at += len + (end != NULL);
+        line++;
+        if (memchr(start, 0, len))
+            return s_bad_line(why, line, "holds a NUL byte");
+        if (len == 0 || start[0] == '#')
+            continue;
+        if (next == count)
+            return s_bad_line(why, line, "nothing may follow the last key");
+        const s_key_field_t *want = &layout[next];
+        if (!section || strcmp(section, want->section) != 0) {
+            if (len != strlen(want->section) || memcmp(start, want->section, len) != 0)
+                return s_bad_line(why, line, "expected the line '%s'", want->section);
+            section = want->section;
+            continue;
+        }
+        size_t name = strlen(want->name), head = 4 + name + 4;
+        if (len < head + 2 || memcmp(start, "    ", 4) != 0
+            || memcmp(start + 4, want->name, name) != 0 || memcmp(start + 4 + name, " = \"", 4) != 0
+            || start[len - 1] != '"')
+            return s_bad_line(why, line, "expected '    %s = \"...\"' (in '%s')", want->name,
+                              want->section);
+        for (size_t i = head; i < len - 1; i++)
+            if (start[i] <= ' ' || start[i] > '~' || start[i] == '"')
+                return s_bad_line(why, line, "%s holds a character a key file never has",
+                                  want->name);
+        values[next++] = (s_key_value_t){start + head, len - head - 1, line};
+    }
+    if (next < count)
+        return s_bad_line(why, line + 1, "the file ends before '%s' in '%s'",
+                          layout[next].name, layout[next].section);
+    return SB_OK;
+}
+
+static bool s_value_is(const s_key_value_t *value, const char *text)
+{
+    return value->size == strlen(text) && memcmp(value->text, text, value->size) == 0;
+}
+
+/* Decodes a Z85 value of `size` bytes; the NUL-terminated copy
+   zmq_z85_decode() needs is wiped. */
+static int s_value_z85(const s_key_value_t *value, uint8_t *out, size_t size, char *why)
+{
+    char z85[81];
+    assert(size * 5 / 4 < sizeof z85);
+    if (value->size != size * 5 / 4)
+        return s_bad_line(why, value->line, "expected %zu characters of Z85 text",
+                          size * 5 / 4);
+    memcpy(z85, value->text, value->size);
+    z85[value->size] = 0;
+    bool ok = zmq_z85_decode(out, z85) != NULL;
+    s_wipe(z85, sizeof z85);
+    if (!ok) {
+        sodium_memzero(out, size);
+        return s_bad_line(why, value->line, "not Z85 text");
+    }
+    return SB_OK;
+}
+
+static int s_value_u64(const s_key_value_t *value, uint64_t *out, char *why)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < value->size; i++) {
+        unsigned digit = (unsigned) (value->text[i] - '0');
+        if (digit > 9 || v > (UINT64_MAX - digit) / 10)
+            return s_bad_line(why, value->line, "expected a decimal number");
+        v = v * 10 + digit;
+    }
+    *out = v;
+    return SB_OK;
+}
+
+static int s_keys_parse(const char *text, size_t size, sbi_keys_t *keys, char *why)
 {
     memset(keys, 0, sizeof *keys);
-    zconfig_t *root = s_zpl_load(text);
-    if (!root)
-        return SB_EMALFORMED;
-    int rc = strcmp(zconfig_get(root, "metadata/sharebus-secret-keys", ""), "1") == 0
-                 ? SB_OK : SB_EMALFORMED;
-    const char *kind = zconfig_get(root, "metadata/kind", "");
-    keys->cert.kind = strcmp(kind, "root") == 0     ? SBI_CERT_ROOT
-                      : strcmp(kind, "broker") == 0 ? SBI_CERT_BROKER
-                                                    : SBI_CERT_AGENCY;
+    s_key_value_t v[S_KEYS_FIELDS];
+    int rc = s_key_text_parse(text, size, s_keys_layout, S_KEYS_FIELDS, v, why);
+    if (rc == SB_OK && !s_value_is(&v[0], "1"))
+        rc = s_bad_line(why, v[0].line, "unknown version (this sharebus reads \"1\")");
+    if (rc == SB_OK) {
+        if (s_value_is(&v[1], "agency"))
+            keys->cert.kind = SBI_CERT_AGENCY;
+        else if (s_value_is(&v[1], "broker"))
+            keys->cert.kind = SBI_CERT_BROKER;
+        else if (s_value_is(&v[1], "root"))
+            keys->cert.kind = SBI_CERT_ROOT;
+        else
+            rc = s_bad_line(why, v[1].line, "kind is not agency, broker or root");
+    }
+    if (rc == SB_OK) {
+        if (v[2].size > SBI_AGENCY_MAX)
+            rc = s_bad_line(why, v[2].line, "agency id longer than %d", SBI_AGENCY_MAX);
+        else
+            memcpy(keys->cert.agency, v[2].text, v[2].size);
+    }
     if (rc == SB_OK)
-        rc = s_get_text(root, "metadata/agency", keys->cert.agency, sizeof keys->cert.agency);
+        rc = s_value_u64(&v[3], &keys->cert.serial, why);
     if (rc == SB_OK)
-        rc = s_get_u64(root, "metadata/serial", &keys->cert.serial);
+        rc = s_value_z85(&v[4], keys->curve_secret, 32, why);
     if (rc == SB_OK)
-        rc = s_unz85(zconfig_get(root, "sign/secret-key", NULL), keys->sign_secret, 64);
-    if (rc == SB_OK && keys->cert.kind != SBI_CERT_ROOT) {
-        rc = s_unz85(zconfig_get(root, "curve/secret-key", NULL), keys->curve_secret, 32);
-        if (rc == SB_OK)
-            rc = s_unz85(zconfig_get(root, "box/secret-key", NULL), keys->box_secret, 32);
+        rc = s_value_z85(&v[5], keys->sign_secret, 64, why);
+    if (rc == SB_OK)
+        rc = s_value_z85(&v[6], keys->box_secret, 32, why);
+    if (rc == SB_OK && keys->cert.kind == SBI_CERT_ROOT) {
+        /* The root has only a signing key (its file holds zeros). */
+        sodium_memzero(keys->curve_secret, sizeof keys->curve_secret);
+        sodium_memzero(keys->box_secret, sizeof keys->box_secret);
     }
     if (rc == SB_OK) {
         crypto_sign_ed25519_sk_to_pk(keys->cert.sign_public, keys->sign_secret);
@@ -250,87 +416,222 @@ int sbi_keys_parse(const char *text, sbi_keys_t *keys)
     }
     else
         sbi_keys_wipe(keys);
-    /* The tree holds secrets as text: wipe each value before freeing. */
-    for (zconfig_t *section = zconfig_child(root); section; section = zconfig_next(section))
-        for (zconfig_t *item = zconfig_child(section); item; item = zconfig_next(item)) {
-            char *value = zconfig_value(item);
-            if (value)
-                sodium_memzero(value, strlen(value));
-        }
-    zconfig_destroy(&root);
     return rc;
+}
+
+static int s_secret_parse(const char *text, size_t size, uint8_t key[32], char *why)
+{
+    s_key_value_t value;
+    int rc = s_key_text_parse(text, size, s_secret_layout, 1, &value, why);
+    if (rc == SB_OK)
+        rc = s_value_z85(&value, key, 32, why);
+    return rc;
+}
+
+int sbi_keys_parse(const char *text, sbi_keys_t *keys)
+{
+    char why[S_WHY_MAX];
+    size_t size = strnlen(text, S_KEY_FILE_MAX + 1);
+    if (size > S_KEY_FILE_MAX) {
+        memset(keys, 0, sizeof *keys);
+        return SB_EMALFORMED;
+    }
+    return s_keys_parse(text, size, keys, why);
+}
+
+/* Reads key file `path` into `*text_p` (from sodium_malloc, NUL-terminated;
+   free it with s_key_file_free). On failure `err` says why, naming the
+   file; `*refused` tells a file refused for its mode or size from one
+   that could not be read (SB_EIO with errno kept). */
+static int s_key_file_read(const char *path, char **text_p, size_t *size_p, bool *refused,
+                           char *err, size_t err_size)
+{
+    *text_p = NULL;
+    *size_p = 0;
+    *refused = false;
+    /* O_NONBLOCK: a FIFO in place of a key file must not hang us. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    bool ok = fd >= 0 && fstat(fd, &st) == 0;
+    if (ok && !S_ISREG(st.st_mode)) {
+        errno = EINVAL;
+        ok = false;
+    }
+    if (!ok) {
+        int saved = errno;
+        if (fd >= 0)
+            close(fd);
+        snprintf(err, err_size, "%s: %s", path, strerror(saved));
+        errno = saved;
+        return SB_EIO;
+    }
+    int rc = SB_OK;
+    if (st.st_mode & 077) {
+        snprintf(err, err_size,
+                 "%s: mode %04o opens a secret key to group or others: run chmod 600 %s",
+                 path, (unsigned) (st.st_mode & 07777), path);
+        rc = SB_EIO;
+        errno = EACCES;
+    }
+    else if (st.st_size > S_KEY_FILE_MAX) {
+        snprintf(err, err_size, "%s: larger than %d bytes: not a sharebus key file", path,
+                 S_KEY_FILE_MAX);
+        rc = SB_ETOOBIG;
+    }
+    if (rc != SB_OK) {
+        int saved = errno;
+        close(fd);
+        *refused = true;
+        errno = saved;
+        return rc;
+    }
+    size_t size = (size_t) st.st_size, got = 0;
+    char *text = sodium_malloc(size + 1);
+    while (text && got < size) {
+        ssize_t n = read(fd, text + got, size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            errno = n == 0 ? EIO : errno;
+            break;
+        }
+        got += (size_t) n;
+    }
+    int saved = errno;
+    close(fd);
+    if (!text || got != size) {
+        if (text) {
+            s_wipe(text, size + 1);
+            sodium_free(text);
+        }
+        snprintf(err, err_size, "%s: %s", path, text ? strerror(saved) : "out of memory");
+        errno = saved;
+        return text ? SB_EIO : SB_ENOMEM;
+    }
+    text[size] = 0;
+    *text_p = text;
+    *size_p = size;
+    return SB_OK;
+}
+
+/* sodium_free() wipes too; the explicit wipe lets tests see it happen. */
+static void s_key_file_free(char **text_p, size_t size)
+{
+    if (*text_p) {
+        s_wipe(*text_p, size + 1);
+        sodium_free(*text_p);
+        *text_p = NULL;
+    }
+}
+
+/* Reads and parses a key file with `parse`, which gets `out`. */
+static int s_key_file_load(const char *path, int (*parse)(const char *, size_t, void *, char *),
+                           void *out, bool *refused, char *err, size_t err_size)
+{
+    char *text = NULL;
+    size_t size = 0;
+    int rc = s_key_file_read(path, &text, &size, refused, err, err_size);
+    if (rc == SB_OK) {
+        char why[S_WHY_MAX];
+        rc = parse(text, size, out, why);
+        if (rc != SB_OK) {
+            snprintf(err, err_size, "%s: %s: not a sharebus key file", path, why);
+            *refused = true;
+        }
+    }
+    int saved = errno;
+    s_key_file_free(&text, size);
+    errno = saved;
+    return rc;
+}
+
+static int s_keys_parse_any(const char *text, size_t size, void *out, char *why)
+{
+    return s_keys_parse(text, size, out, why);
+}
+
+static int s_secret_parse_any(const char *text, size_t size, void *out, char *why)
+{
+    return s_secret_parse(text, size, out, why);
+}
+
+/* A refused file is logged here: the SB_E* code alone cannot say why. A
+   file that cannot be read is the caller's to report (errno is kept). */
+static int s_report(int rc, bool refused, const char *err)
+{
+    if (rc != SB_OK && refused) {
+        int saved = errno;
+        sbi_error("%s", err);
+        errno = saved;
+    }
+    return rc;
+}
+
+int sbi_keys_read(const char *path, sbi_keys_t *keys, char *err, size_t err_size)
+{
+    bool refused;
+    memset(keys, 0, sizeof *keys);
+    return s_key_file_load(path, s_keys_parse_any, keys, &refused, err, err_size);
 }
 
 int sbi_keys_load(const char *path, sbi_keys_t *keys)
 {
-    char *text = NULL;
-    size_t size = 0;
-    int rc = sbi_file_read(path, 64 * 1024, &text, &size);
-    if (rc == SB_OK)
-        rc = sbi_keys_parse(text, keys);
-    if (text)
-        sodium_memzero(text, size);
-    free(text);
-    return rc;
+    char err[2 * 4096 + 256];
+    bool refused;
+    memset(keys, 0, sizeof *keys);
+    int rc = s_key_file_load(path, s_keys_parse_any, keys, &refused, err, sizeof err);
+    return s_report(rc, refused, err);
 }
 
 int sbi_keys_save(const sbi_keys_t *keys, const char *path)
 {
-    char curve[41], sign[81], box[41];
+    /* Formatted on the stack, not by zsys_sprintf(): it formats into a
+       256-byte buffer first and frees it unwiped when the text is longer. */
+    char curve[41], sign[81], box[41], text[1024];
     s_z85(keys->curve_secret, 32, curve);
     s_z85(keys->sign_secret, 64, sign);
     s_z85(keys->box_secret, 32, box);
-    char *text = zsys_sprintf(
-        "#   sharebus secret keys of %s: keep private (mode 0600), never copy\n"
-        "metadata\n    sharebus-secret-keys = \"1\"\n    kind = \"%s\"\n"
-        "    agency = \"%s\"\n    serial = \"%" PRIu64 "\"\n"
-        "curve\n    secret-key = \"%s\"\nsign\n    secret-key = \"%s\"\n"
-        "box\n    secret-key = \"%s\"\n",
-        keys->cert.agency, s_kind_names[keys->cert.kind], keys->cert.agency,
-        keys->cert.serial, curve, sign, box);
-    sodium_memzero(curve, sizeof curve);
-    sodium_memzero(sign, sizeof sign);
-    sodium_memzero(box, sizeof box);
-    if (!text)
-        return SB_ENOMEM;
-    int rc = sbi_file_write(path, text, strlen(text), 0600, true);
-    sodium_memzero(text, strlen(text));
-    zstr_free(&text);
+    int n = snprintf(text, sizeof text,
+                     "#   sharebus secret keys of %s: keep private (mode 0600), never copy\n"
+                     "metadata\n    sharebus-secret-keys = \"1\"\n    kind = \"%s\"\n"
+                     "    agency = \"%s\"\n    serial = \"%" PRIu64 "\"\n"
+                     "curve\n    secret-key = \"%s\"\nsign\n    secret-key = \"%s\"\n"
+                     "box\n    secret-key = \"%s\"\n",
+                     keys->cert.agency, s_kind_names[keys->cert.kind], keys->cert.agency,
+                     keys->cert.serial, curve, sign, box);
+    s_wipe(curve, sizeof curve);
+    s_wipe(sign, sizeof sign);
+    s_wipe(box, sizeof box);
+    int rc = n > 0 && (size_t) n < sizeof text
+                 ? sbi_file_write(path, text, (size_t) n, 0600, true) : SB_EINVAL;
+    s_wipe(text, sizeof text);
     return rc;
+}
+
+int sbi_secret_read(const char *path, uint8_t key[32], char *err, size_t err_size)
+{
+    bool refused;
+    return s_key_file_load(path, s_secret_parse_any, key, &refused, err, err_size);
 }
 
 int sbi_secret_load(const char *path, uint8_t key[32])
 {
-    char *text = NULL;
-    size_t size = 0;
-    int rc = sbi_file_read(path, 4096, &text, &size);
-    if (rc != SB_OK)
-        return rc;
-    zconfig_t *root = s_zpl_load(text);
-    rc = root ? s_unz85(zconfig_get(root, "secret/key", NULL), key, 32) : SB_EMALFORMED;
-    if (root) {
-        zconfig_t *item = zconfig_locate(root, "secret/key");
-        if (item && zconfig_value(item))
-            sodium_memzero(zconfig_value(item), strlen(zconfig_value(item)));
-    }
-    zconfig_destroy(&root);
-    sodium_memzero(text, size);
-    free(text);
-    return rc;
+    char err[2 * 4096 + 256];
+    bool refused;
+    int rc = s_key_file_load(path, s_secret_parse_any, key, &refused, err, sizeof err);
+    return s_report(rc, refused, err);
 }
 
 int sbi_secret_save(const char *path, const uint8_t key[32])
 {
-    char z85[41];
+    char z85[41], text[256];
     s_z85(key, 32, z85);
-    char *text = zsys_sprintf("#   sharebus subject key: keep private (mode 0600)\n"
-                              "secret\n    key = \"%s\"\n", z85);
-    sodium_memzero(z85, sizeof z85);
-    if (!text)
-        return SB_ENOMEM;
-    int rc = sbi_file_write(path, text, strlen(text), 0600, true);
-    sodium_memzero(text, strlen(text));
-    zstr_free(&text);
+    int n = snprintf(text, sizeof text, "#   sharebus subject key: keep private (mode 0600)\n"
+                                        "secret\n    key = \"%s\"\n", z85);
+    s_wipe(z85, sizeof z85);
+    int rc = n > 0 && (size_t) n < sizeof text
+                 ? sbi_file_write(path, text, (size_t) n, 0600, true) : SB_EINVAL;
+    s_wipe(text, sizeof text);
     return rc;
 }
 

@@ -2,7 +2,11 @@
 
     Files are ZPL text (CZMQ's zconfig format) so that a certificate is also
     a valid zcert public certificate: zauth's certificate store reads the
-    same files the rest of sharebus does.
+    same files the rest of sharebus does. Secret key files are written in
+    the same form but never parsed by CZMQ, which frees what it parsed
+    without wiping it: cert.c reads exactly the layout it writes, in memory
+    it wipes, and refuses a key file that group or others can read or
+    write.
 
       DIR/root.cert      root's Ed25519 public key (self-signed)
       DIR/root.key       root's Ed25519 secret key          (0600)
@@ -67,21 +71,44 @@ int sbi_cert_save(const sbi_cert_t *cert, const char *path) SBI_UNUSED_RESULT;
 /* Certificate text; the caller frees it. */
 char *sbi_cert_format(const sbi_cert_t *cert);
 
-/* Reads a secret key file; `keys->cert` gets only the agency, serial and
-   public keys derived from the secrets (load the .cert for the rest). */
+/* Reads a secret key file (ID.key, broker.key, root.key); `keys->cert` gets
+   only the kind, agency, serial and the public keys derived from the
+   secrets (load the .cert for the rest). The file must be a regular file
+   of mode 0600 or stricter and hold exactly what sbi_keys_save() writes
+   (comment and empty lines aside). SB_EIO with errno when it cannot be
+   read, and with errno EACCES when group or others may read or write it;
+   SB_ETOOBIG past 4 KiB; SB_EMALFORMED. Every buffer that held its text
+   is wiped, and `keys` is wiped on failure. A refused file (mode, size,
+   contents) is logged as an error naming the file and why (the line, or
+   the mode and "chmod 600 FILE"); one that cannot be read is not. */
 int sbi_keys_load(const char *path, sbi_keys_t *keys) SBI_UNUSED_RESULT;
+
+/* sbi_keys_load() without logging: `err` gets a one-line reason naming the
+   file, whatever the failure. */
+int sbi_keys_read(const char *path, sbi_keys_t *keys, char *err, size_t err_size)
+    SBI_UNUSED_RESULT;
 
 /* Writes the secret keys to `path`, mode 0600, atomically and exclusively. */
 int sbi_keys_save(const sbi_keys_t *keys, const char *path) SBI_UNUSED_RESULT;
 
-/* Parses secret key text (for the fuzzer and sbi_keys_load). */
+/* Parses secret key text as sbi_keys_load() does (for the fuzzer). */
 int sbi_keys_parse(const char *text, sbi_keys_t *keys) SBI_UNUSED_RESULT;
 
-/* Reads a 32-byte secret such as DIR/subject.key. */
+/* Reads a 32-byte secret such as DIR/subject.key, with the checks, codes
+   and logging of sbi_keys_load(). */
 int sbi_secret_load(const char *path, uint8_t key[32]) SBI_UNUSED_RESULT;
+
+/* sbi_secret_load() without logging, the reason in `err`. */
+int sbi_secret_read(const char *path, uint8_t key[32], char *err, size_t err_size)
+    SBI_UNUSED_RESULT;
 
 /* Writes a 32-byte secret, mode 0600, atomically and exclusively. */
 int sbi_secret_save(const char *path, const uint8_t key[32]) SBI_UNUSED_RESULT;
+
+/* For tests: `hook` is shown every buffer that held secret key text (the
+   file read, Z85 text) right after it is wiped and before it is freed or
+   goes out of scope. NULL removes it. */
+void sbi_keys_set_wipe_hook(void (*hook)(const void *data, size_t size));
 
 /* ------------------------------------------------------ revocation list */
 

@@ -229,6 +229,322 @@ TEST(test_secret_keys_are_private_and_round_trip)
     s_cleanup(&f);
 }
 
+/* `text` with its first `from` replaced by `to`; the caller frees it. */
+static char *s_replaced(const char *text, const char *from, const char *to)
+{
+    const char *at = strstr(text, from);
+    CHECK(at != NULL);
+    if (!at)
+        return strdup(text);
+    size_t head = (size_t) (at - text);
+    char *out = malloc(strlen(text) - strlen(from) + strlen(to) + 1);
+    memcpy(out, text, head);
+    strcpy(out + head, to);
+    strcat(out, at + strlen(from));
+    return out;
+}
+
+/* Group or others may read, write or run the file: refused, naming the
+   file, its mode and the fix; 0600, 0400 and 0700 are fine. */
+TEST(test_key_file_open_to_group_or_others_is_refused)
+{
+    fixture_t f;
+    s_fixture(&f);
+    char path[128], secret[128], err[512], want[256];
+    snprintf(path, sizeof path, "%s/nhis.key", f.dir);
+    snprintf(secret, sizeof secret, "%s/subject.key", f.dir);
+    CHECK_EQ(sbi_keys_save(&f.a, path), SB_OK);
+    uint8_t subject[32], back[32];
+    randombytes_buf(subject, sizeof subject);
+    CHECK_EQ(sbi_secret_save(secret, subject), SB_OK);
+    static const mode_t open_modes[] = {0644, 0640, 0604, 0620, 0602, 0660, 0610, 0601};
+    sbi_keys_t keys;
+    for (size_t i = 0; i < sizeof open_modes / sizeof open_modes[0]; i++) {
+        CHECK_EQ(chmod(path, open_modes[i]), 0);
+        CHECK_EQ(chmod(secret, open_modes[i]), 0);
+        errno = 0;
+        CHECK_EQ(sbi_keys_load(path, &keys), SB_EIO);
+        CHECK_EQ(errno, EACCES);
+        CHECK_EQ(sbi_secret_load(secret, back), SB_EIO);
+        CHECK_EQ(errno, EACCES);
+        CHECK_EQ(sbi_keys_read(path, &keys, err, sizeof err), SB_EIO);
+        snprintf(want, sizeof want, "%s: mode %04o ", path, (unsigned) open_modes[i]);
+        CHECK(strncmp(err, want, strlen(want)) == 0);
+        snprintf(want, sizeof want, "chmod 600 %s", path);
+        CHECK(strstr(err, want) != NULL);
+        CHECK_EQ(sbi_secret_read(secret, back, err, sizeof err), SB_EIO);
+        snprintf(want, sizeof want, "chmod 600 %s", secret);
+        CHECK(strstr(err, want) != NULL);
+    }
+    uint8_t zero[64] = {0};
+    CHECK(memcmp(keys.sign_secret, zero, 64) == 0);
+    static const mode_t private_modes[] = {0600, 0400, 0700};
+    for (size_t i = 0; i < 3; i++) {
+        CHECK_EQ(chmod(path, private_modes[i]), 0);
+        CHECK_EQ(chmod(secret, private_modes[i]), 0);
+        CHECK_EQ(sbi_keys_load(path, &keys), SB_OK);
+        CHECK(memcmp(keys.sign_secret, f.a.sign_secret, 64) == 0);
+        sbi_keys_wipe(&keys);
+        CHECK_EQ(sbi_secret_load(secret, back), SB_OK);
+        CHECK(memcmp(back, subject, 32) == 0);
+    }
+    /* Unreadable and missing files keep errno for the caller. */
+    snprintf(path, sizeof path, "%s/missing.key", f.dir);
+    CHECK_EQ(sbi_keys_load(path, &keys), SB_EIO);
+    CHECK_EQ(errno, ENOENT);
+    CHECK_EQ(sbi_keys_load(f.dir, &keys), SB_EIO);
+    CHECK_EQ(errno, EINVAL);
+    s_cleanup(&f);
+}
+
+/* Writes `size` bytes of `text` to `path` (0600) and checks that reading
+   it as keys (or as a subject key) is refused at the reason `want`. */
+static void s_key_text_refused(const char *path, const char *text, size_t size, bool subject,
+                               const char *want, const char *secret_z85)
+{
+    unlink(path);
+    CHECK_EQ(sbi_file_write(path, text, size, 0600, true), SB_OK);
+    char err[512] = "";
+    sbi_keys_t keys;
+    uint8_t key[32];
+    int rc = subject ? sbi_secret_read(path, key, err, sizeof err)
+                     : sbi_keys_read(path, &keys, err, sizeof err);
+    CHECK_EQ(rc, SB_EMALFORMED);
+    char head[256];
+    snprintf(head, sizeof head, "%s: %s", path, want);
+    if (strncmp(err, head, strlen(head)) != 0)
+        fprintf(stderr, "  got '%s', expected '%s...'\n", err, head);
+    CHECK(strncmp(err, head, strlen(head)) == 0);
+    CHECK(strstr(err, "not a sharebus key file") != NULL);
+    CHECK(!strstr(err, secret_z85));   /* a reason never quotes the file */
+    if (!subject && strlen(text) == size)
+        CHECK_EQ(sbi_keys_parse(text, &keys), SB_EMALFORMED);
+}
+
+TEST(test_key_file_holds_exactly_the_written_format)
+{
+    fixture_t f;
+    s_fixture(&f);
+    char path[128], bad_path[128];
+    snprintf(path, sizeof path, "%s/nhis.key", f.dir);
+    snprintf(bad_path, sizeof bad_path, "%s/bad.key", f.dir);
+    CHECK_EQ(sbi_keys_save(&f.a, path), SB_OK);
+    char *text = NULL;
+    CHECK_EQ(sbi_file_read(path, 4096, &text, NULL), SB_OK);
+    char curve[41];
+    zmq_z85_encode(curve, f.a.curve_secret, 32);
+    CHECK(strstr(text, curve) != NULL);
+
+    /* What sbi_keys_save writes, for every kind, reads back. */
+    sbi_keys_t broker, keys;
+    sbi_keys_generate(&broker, SBI_CERT_BROKER);
+    strcpy(broker.cert.agency, "broker");
+    broker.cert.serial = UINT64_MAX;
+    sbi_keys_t *each[] = {&f.root, &f.a, &broker};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(bad_path, sizeof bad_path, "%s/kind%zu.key", f.dir, i);
+        CHECK_EQ(sbi_keys_save(each[i], bad_path), SB_OK);
+        CHECK_EQ(sbi_keys_load(bad_path, &keys), SB_OK);
+        CHECK_EQ(keys.cert.kind, each[i]->cert.kind);
+        CHECK_STR(keys.cert.agency, each[i]->cert.agency);
+        CHECK_EQ(keys.cert.serial, each[i]->cert.serial);
+        CHECK(memcmp(keys.sign_secret, each[i]->sign_secret, 64) == 0);
+        CHECK(memcmp(keys.curve_secret, each[i]->curve_secret, 32) == 0);
+        CHECK(memcmp(keys.box_secret, each[i]->box_secret, 32) == 0);
+        CHECK(memcmp(keys.cert.sign_public, each[i]->cert.sign_public, 32) == 0);
+        if (each[i]->cert.kind != SBI_CERT_ROOT)
+            CHECK(memcmp(keys.cert.box_public, each[i]->cert.box_public, 32) == 0);
+        sbi_keys_wipe(&keys);
+    }
+    sbi_keys_wipe(&broker);
+    snprintf(bad_path, sizeof bad_path, "%s/bad.key", f.dir);
+
+    /* Comments and empty lines are skipped. */
+    char *spaced = s_replaced(text, "curve\n", "\n# the CURVE key\n\ncurve\n");
+    unlink(bad_path);
+    CHECK_EQ(sbi_file_write(bad_path, spaced, strlen(spaced), 0600, true), SB_OK);
+    CHECK_EQ(sbi_keys_load(bad_path, &keys), SB_OK);
+    CHECK(memcmp(keys.curve_secret, f.a.curve_secret, 32) == 0);
+    sbi_keys_wipe(&keys);
+    free(spaced);
+
+    /* Lines: 1 comment, 2 metadata, 3 version, 4 kind, 5 agency, 6 serial,
+       7 curve, 8 its key, 9 sign, 10 its key, 11 box, 12 its key. */
+    char no_z85[41], short_z85[41];
+    strcpy(no_z85, curve);
+    no_z85[7] = '~';
+    snprintf(short_z85, sizeof short_z85, "%.39s", curve);
+    static const char *zero_z85 = "0000000000000000000000000000000000000000";
+    char dup_box[128];
+    snprintf(dup_box, sizeof dup_box, "box\n    secret-key = \"%s\"\n", zero_z85);
+    const char *edits[][3] = {
+        {"sharebus-secret-keys = \"1\"", "sharebus-secret-keys = \"2\"", "line 3: unknown version"},
+        {"\"1\"\n", "\"1\"\r\n", "line 3: expected '    sharebus-secret-keys = \"...\"'"},
+        {"\"1\"\n", "\"1\" # note\n", "line 3: expected '    sharebus-secret-keys"},
+        {"kind = \"agency\"", "kind = \"spy\"", "line 4: kind is not"},
+        {"    kind", "\tkind", "line 4: expected '    kind = "},
+        {"    kind", "      kind", "line 4: expected '    kind = "},
+        {"metadata\n", "metadata\n    sharebus-secret-keys = \"1\"\n", "line 4: expected '    kind"},
+        {"agency = \"nhis\"", "agency = \"nhis", "line 5: expected '    agency"},
+        {"agency = \"nhis\"", "agency = \"\"", "line 5: expected '    agency"},
+        {"agency = \"nhis\"", "agency = \"a b\"", "line 5: agency holds a character"},
+        {"agency = \"nhis\"", "agency = \"123456789012345678901234567890123\"",
+         "line 5: agency id longer than 32"},
+        {"    serial", "    name = \"x\"\n    serial", "line 6: expected '    serial"},
+        {"serial = \"1\"", "serial = \"-1\"", "line 6: expected a decimal number"},
+        {"serial = \"1\"", "serial = \"18446744073709551616\"", "line 6: expected a decimal"},
+        {"curve\n", "curve \n", "line 7: expected the line 'curve'"},
+        {"curve\n", "Curve\n", "line 7: expected the line 'curve'"},
+        {"curve\n", "metadata\ncurve\n", "line 7: expected the line 'curve'"},
+        {curve, no_z85, "line 8: not Z85 text"},
+        {curve, short_z85, "line 8: expected 40 characters of Z85"},
+        {"sign\n", "extra\n    x = \"1\"\nsign\n", "line 9: expected the line 'sign'"},
+        {"box\n", dup_box, "line 13: nothing may follow the last key"},
+    };
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        char *bad = s_replaced(text, edits[i][0], edits[i][1]);
+        s_key_text_refused(bad_path, bad, strlen(bad), false, edits[i][2], curve);
+        free(bad);
+    }
+    char *truncated = strdup(text);
+    *strstr(truncated, "box\n") = 0;
+    s_key_text_refused(bad_path, truncated, strlen(truncated), false,
+                       "line 11: the file ends before 'secret-key' in 'box'", curve);
+    free(truncated);
+    s_key_text_refused(bad_path, "", 0, false,
+                       "line 1: the file ends before 'sharebus-secret-keys' in 'metadata'",
+                       curve);
+    char *nul = strdup(text);
+    *strstr(nul, "nhis\"\n") = 0;
+    s_key_text_refused(bad_path, nul, strlen(text), false, "line 5: holds a NUL byte", curve);
+    free(nul);
+    char *trailing = s_replaced(text, "box\n", "box\n");
+    trailing = realloc(trailing, strlen(text) + 16);
+    strcat(trailing, "extra\n");
+    s_key_text_refused(bad_path, trailing, strlen(trailing), false,
+                       "line 13: nothing may follow the last key", curve);
+    free(trailing);
+    /* A key file is small: a big one is refused before it is read. */
+    char big[5000];
+    memset(big, '#', sizeof big);
+    unlink(bad_path);
+    CHECK_EQ(sbi_file_write(bad_path, big, sizeof big, 0600, true), SB_OK);
+    CHECK_EQ(sbi_keys_load(bad_path, &keys), SB_ETOOBIG);
+
+    /* The subject key: "secret", then its key. */
+    char subject_path[128];
+    snprintf(subject_path, sizeof subject_path, "%s/subject.key", f.dir);
+    uint8_t subject[32], back[32];
+    randombytes_buf(subject, sizeof subject);
+    CHECK_EQ(sbi_secret_save(subject_path, subject), SB_OK);
+    CHECK_EQ(sbi_secret_load(subject_path, back), SB_OK);
+    CHECK(memcmp(back, subject, 32) == 0);
+    char *secret_text = NULL, secret_z85[41];
+    zmq_z85_encode(secret_z85, subject, 32);
+    CHECK_EQ(sbi_file_read(subject_path, 4096, &secret_text, NULL), SB_OK);
+    const char *secret_edits[][3] = {
+        {"secret\n", "secrets\n", "line 2: expected the line 'secret'"},
+        {"    key =", "    key  =", "line 3: expected '    key = \"...\"' (in 'secret')"},
+        {"\"\n", "\"\nsecret\n", "line 4: nothing may follow the last key"},
+        {secret_z85, "x", "line 3: expected 40 characters of Z85"},
+    };
+    for (size_t i = 0; i < sizeof secret_edits / sizeof secret_edits[0]; i++) {
+        char *bad = s_replaced(secret_text, secret_edits[i][0], secret_edits[i][1]);
+        s_key_text_refused(bad_path, bad, strlen(bad), true, secret_edits[i][2], secret_z85);
+        free(bad);
+    }
+    /* A key file is not a subject key, nor the other way round. */
+    s_key_text_refused(bad_path, text, strlen(text), true,
+                       "line 2: expected the line 'secret'", secret_z85);
+    s_key_text_refused(bad_path, secret_text, strlen(secret_text), false,
+                       "line 2: expected the line 'metadata'", secret_z85);
+    sodium_memzero(secret_text, strlen(secret_text));
+    free(secret_text);
+    sodium_memzero(text, strlen(text));
+    free(text);
+    s_cleanup(&f);
+}
+
+/* What the wipe hook saw: how many buffers, the largest, whether every
+   byte of every one was zero. */
+static struct {
+    size_t count, largest;
+    bool all_zero;
+} s_wiped;
+
+static void s_wipe_seen(const void *data, size_t size)
+{
+    s_wiped.count++;
+    s_wiped.largest = size > s_wiped.largest ? size : s_wiped.largest;
+    for (size_t i = 0; i < size; i++)
+        s_wiped.all_zero = s_wiped.all_zero && ((const uint8_t *) data)[i] == 0;
+}
+
+static void s_wipe_reset(void)
+{
+    s_wiped.count = s_wiped.largest = 0;
+    s_wiped.all_zero = true;
+}
+
+/* Every buffer that held key text is wiped before it is freed, on success
+   and on failure: the file's text (its size + 1 for the NUL), and each Z85
+   copy (81 bytes). What CZMQ frees never held it: the loader does not
+   call it. */
+TEST(test_key_file_buffers_are_wiped_before_they_are_freed)
+{
+    fixture_t f;
+    s_fixture(&f);
+    char path[128], secret[128];
+    snprintf(path, sizeof path, "%s/nhis.key", f.dir);
+    snprintf(secret, sizeof secret, "%s/subject.key", f.dir);
+    sbi_keys_set_wipe_hook(s_wipe_seen);
+
+    s_wipe_reset();
+    CHECK_EQ(sbi_keys_save(&f.a, path), SB_OK);
+    CHECK(s_wiped.count >= 4 && s_wiped.all_zero);     /* three Z85 keys, the text */
+    struct stat st;
+    CHECK_EQ(stat(path, &st), 0);
+
+    sbi_keys_t keys;
+    s_wipe_reset();
+    CHECK_EQ(sbi_keys_load(path, &keys), SB_OK);
+    CHECK_EQ(s_wiped.count, 4);                        /* the text, three Z85 keys */
+    CHECK_EQ(s_wiped.largest, (size_t) st.st_size + 1);
+    CHECK(s_wiped.all_zero);
+    sbi_keys_wipe(&keys);
+
+    /* Refused at the last key, after the others were decoded. */
+    char *text = NULL;
+    CHECK_EQ(sbi_file_read(path, 4096, &text, NULL), SB_OK);
+    char *bad = s_replaced(text, "box\n    secret-key = \"", "box\n    secret-key = \"~");
+    unlink(path);
+    CHECK_EQ(sbi_file_write(path, bad, strlen(bad), 0600, true), SB_OK);
+    s_wipe_reset();
+    CHECK_EQ(sbi_keys_load(path, &keys), SB_EMALFORMED);
+    CHECK_EQ(s_wiped.count, 3);                        /* the text, two Z85 keys */
+    CHECK_EQ(s_wiped.largest, strlen(bad) + 1);
+    CHECK(s_wiped.all_zero);
+    uint8_t zero[64] = {0};
+    CHECK(memcmp(keys.sign_secret, zero, 64) == 0 && memcmp(keys.curve_secret, zero, 32) == 0);
+    sodium_memzero(bad, strlen(bad));
+    free(bad);
+    sodium_memzero(text, strlen(text));
+    free(text);
+
+    uint8_t subject[32], back[32];
+    randombytes_buf(subject, sizeof subject);
+    CHECK_EQ(sbi_secret_save(secret, subject), SB_OK);
+    CHECK_EQ(stat(secret, &st), 0);
+    s_wipe_reset();
+    CHECK_EQ(sbi_secret_load(secret, back), SB_OK);
+    CHECK_EQ(s_wiped.count, 2);
+    CHECK_EQ(s_wiped.largest, (size_t) st.st_size + 1);
+    CHECK(s_wiped.all_zero);
+
+    sbi_keys_set_wipe_hook(NULL);
+    s_cleanup(&f);
+}
+
 TEST(test_revocation_list_is_signed_and_honoured)
 {
     fixture_t f;
