@@ -882,13 +882,20 @@ static void s_on_monitor(broker_t *self)
    that says so. */
 static void s_probe_store(broker_t *self)
 {
+    bool was_full = self->store_full;
+    self->store_full = false;
+    /* First what the journal holds and LMDB does not (the applier grows
+       the map when it can): the record that the store is writable again
+       goes only to a store that took that, or it would join the backlog at
+       every probe and be applied, many times over, once space is back. */
+    broker_sync(self);
+    if (self->store_full)
+        return;
     Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
     r.kind = SHAREBUS__AUDIT_KIND__AUDIT_STORE_RESUMED;
     r.from = "broker";
     r.detail = "the store is writable again";
-    bool was_full = self->store_full;
-    broker_audit(self, &r);     /* the writer grows the map when it can */
-    self->store_full = false;
+    broker_audit(self, &r);
     broker_sync(self);
     if (was_full && !self->store_full) {
         /* Batches that failed took their acknowledgements with them: count

@@ -77,9 +77,9 @@ wait_for 30 request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL
   --subject $SUBJECT --fields exam_date
 pass "space given back: requests succeed again"
 if [ -n "$TMPFS" ]; then
-  audit query --data "$WORK/broker" --kind store-resumed --json | grep -q '"kind":"store-resumed"' \
-    || fail "no store-resumed record"
-  pass "the broker audited store-resumed"
+  resumed=$(audit query --data "$WORK/broker" --kind store-resumed --json | grep -c '"kind":"store-resumed"' || true)
+  [ "$resumed" = 1 ] || fail "$resumed store-resumed records, for one resumption"
+  pass "the broker audited store-resumed, once"
 fi
 
 stop_broker
