@@ -32,6 +32,10 @@
                                       appends a request of subject A at
                                       2026-03-06T23:59:59.950Z (17) and its
                                       reply 80 ms later, the next day (18)
+    audit-fixture unindex DDIR INDEX SEQ
+                                      deletes record SEQ's entries from the
+                                      index INDEX (subject, agency, dataset
+                                      or time); the record stays in the log
 */
 #include <errno.h>
 #include <inttypes.h>
@@ -516,6 +520,16 @@ static int s_damage(const char *what, const char *ddir, uint64_t seq, size_t off
     return 0;
 }
 
+static void s_unindex(const char *ddir, const char *index, uint64_t seq)
+{
+    s_log_t log;
+    s_open(&log, ddir);
+    int rc = sbi_tamper_unindex(log.store, index, seq);
+    s_close(&log);
+    if (rc != SB_OK)
+        s_die("unindex", rc);
+}
+
 static void s_write(const char *dir, const char *name, uint64_t n, const void *data, size_t size)
 {
     char path[4096];
@@ -581,6 +595,10 @@ int main(int argc, char **argv)
     }
     if (argc == 4 && strcmp(argv[1], "midnight") == 0) {
         s_midnight(argv[2], argv[3]);
+        return 0;
+    }
+    if (argc == 5 && strcmp(argv[1], "unindex") == 0) {
+        s_unindex(argv[2], argv[3], strtoull(argv[4], NULL, 10));
         return 0;
     }
     if (argc >= 3 && argc <= 5) {

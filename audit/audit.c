@@ -43,7 +43,7 @@ uint64_t sbi_audit_meta_get(sbi_audit_t *self, MDB_txn *txn, const char *name)
     return sbi_be64_get(val.mv_data);
 }
 
-static int s_meta_put(sbi_audit_t *self, MDB_txn *txn, const char *name, uint64_t value)
+int sbi_audit_meta_put(sbi_audit_t *self, MDB_txn *txn, const char *name, uint64_t value)
 {
     uint8_t bytes[8];
     sbi_be64_put(bytes, value);
@@ -106,7 +106,7 @@ static int s_check_format(sbi_audit_t *self, char *err, size_t err_size)
     }
     uint64_t format = sbi_audit_meta_get(self, txn, "format");
     if (format == 0 && !self->readonly) {
-        rc = s_meta_put(self, txn, "format", S_FORMAT);
+        rc = sbi_audit_meta_put(self, txn, "format", S_FORMAT);
         if (rc == SB_OK)
             rc = sbi_store_code(mdb_txn_commit(txn));
         else
@@ -177,40 +177,65 @@ void sbi_audit_close(sbi_audit_t **self_p)
 
 /* ---------------------------------------------------------------- append */
 
-static int s_index_put(MDB_txn *txn, MDB_dbi dbi, const void *key_data, size_t key_size,
-                       const uint8_t seq_be[8])
-{
-    if (key_size == 0)
-        return SB_OK;
-    if (key_size > SBI_AUDIT_KEY_MAX)
-        key_size = SBI_AUDIT_KEY_MAX;
-    MDB_val key = {key_size, (void *)key_data}, val = {8, (void *)seq_be};
-    return sbi_store_code(mdb_put(txn, dbi, &key, &val, 0));
-}
-
 static size_t s_len(const char *text)
 {
     return text ? strlen(text) : 0;
 }
 
+static size_t s_key_size(size_t size)
+{
+    return size > SBI_AUDIT_KEY_MAX ? SBI_AUDIT_KEY_MAX : size;
+}
+
+size_t sbi_audit_index_keys(const Sharebus__AuditRecord *record, const uint8_t time_be[8],
+                            sbi_audit_ikey_t out[SBI_AUDIT_IKEYS_MAX])
+{
+    size_t n = 0;
+    if (record->subject_ref.len == SBI_HASH_SIZE)
+        out[n++] =
+            (sbi_audit_ikey_t){SBI_AUDIT_INDEX_SUBJECT, record->subject_ref.data, SBI_HASH_SIZE};
+    size_t from = s_key_size(s_len(record->from)), to = s_key_size(s_len(record->to));
+    if (from)
+        out[n++] = (sbi_audit_ikey_t){SBI_AUDIT_INDEX_AGENCY, record->from, from};
+    if (to && (to != from || memcmp(record->from, record->to, to) != 0))
+        out[n++] = (sbi_audit_ikey_t){SBI_AUDIT_INDEX_AGENCY, record->to, to};
+    size_t dataset = s_key_size(s_len(record->dataset));
+    if (dataset)
+        out[n++] = (sbi_audit_ikey_t){SBI_AUDIT_INDEX_DATASET, record->dataset, dataset};
+    out[n++] = (sbi_audit_ikey_t){SBI_AUDIT_INDEX_TIME, time_be, 8};
+    return n;
+}
+
+MDB_dbi sbi_audit_index_dbi(const sbi_audit_t *self, sbi_audit_index_t index)
+{
+    switch (index) {
+    case SBI_AUDIT_INDEX_SUBJECT: return self->subject;
+    case SBI_AUDIT_INDEX_AGENCY: return self->agency;
+    case SBI_AUDIT_INDEX_DATASET: return self->dataset;
+    default: assert(index == SBI_AUDIT_INDEX_TIME); return self->time;
+    }
+}
+
+const char *sbi_audit_index_name(sbi_audit_index_t index)
+{
+    static const char *names[SBI_AUDIT_INDEXES] = {"subject", "agency", "dataset", "time"};
+    return index < SBI_AUDIT_INDEXES ? names[index] : "unknown";
+}
+
 /* The index entries of one record; the time index key never decreases, so
    that the time index is in sequence order (see audit_query.c). */
-static int s_index(sbi_audit_t *self, MDB_txn *txn, const Sharebus__AuditRecord *record,
-                   const uint8_t seq_be[8], uint64_t index_time)
+int sbi_audit_index_put(sbi_audit_t *self, MDB_txn *txn, const Sharebus__AuditRecord *record,
+                        const uint8_t seq_be[8], uint64_t index_time)
 {
-    int rc = SB_OK;
-    if (record->subject_ref.len == SBI_HASH_SIZE)
-        rc = s_index_put(txn, self->subject, record->subject_ref.data, SBI_HASH_SIZE, seq_be);
-    if (rc == SB_OK)
-        rc = s_index_put(txn, self->agency, record->from, s_len(record->from), seq_be);
-    if (rc == SB_OK && record->to && (!record->from || strcmp(record->from, record->to) != 0))
-        rc = s_index_put(txn, self->agency, record->to, s_len(record->to), seq_be);
-    if (rc == SB_OK)
-        rc = s_index_put(txn, self->dataset, record->dataset, s_len(record->dataset), seq_be);
     uint8_t time_be[8];
     sbi_be64_put(time_be, index_time);
-    if (rc == SB_OK)
-        rc = s_index_put(txn, self->time, time_be, 8, seq_be);
+    sbi_audit_ikey_t keys[SBI_AUDIT_IKEYS_MAX];
+    size_t n = sbi_audit_index_keys(record, time_be, keys);
+    int rc = SB_OK;
+    for (size_t i = 0; rc == SB_OK && i < n; i++) {
+        MDB_val key = {keys[i].size, (void *)keys[i].key}, val = {8, (void *)seq_be};
+        rc = sbi_store_code(mdb_put(txn, sbi_audit_index_dbi(self, keys[i].index), &key, &val, 0));
+    }
     return rc;
 }
 
@@ -279,11 +304,11 @@ int sbi_audit_append(sbi_audit_t *self, MDB_txn *txn, Sharebus__AuditRecord *rec
         record->time_ms > self->pending_index_time ? record->time_ms : self->pending_index_time;
     uint64_t slack = index_time - record->time_ms;
     if (rc == SB_OK)
-        rc = s_index(self, txn, record, seq_be, index_time);
+        rc = sbi_audit_index_put(self, txn, record, seq_be, index_time);
     if (rc == SB_OK)
-        rc = s_meta_put(self, txn, "head", seq);
+        rc = sbi_audit_meta_put(self, txn, "head", seq);
     if (rc == SB_OK && slack > self->pending_slack)
-        rc = s_meta_put(self, txn, "time-slack", slack);
+        rc = sbi_audit_meta_put(self, txn, "time-slack", slack);
     if (rc != SB_OK)
         return rc;
     self->pending_seq = seq;

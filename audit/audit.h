@@ -131,7 +131,8 @@ typedef enum {
     SBI_AUDIT_MISSING,        /* a sequence number is absent */
     SBI_AUDIT_TRUNCATED,      /* the log ends before a checkpoint's head */
     SBI_AUDIT_BAD_CHECKPOINT, /* a checkpoint's signature or hash is wrong */
-    SBI_AUDIT_CONFLICT        /* two checkpoints name different heads for one seq */
+    SBI_AUDIT_CONFLICT,       /* two checkpoints name different heads for one seq */
+    SBI_AUDIT_BAD_INDEX       /* an index lacks a record's entry, or has one it should not */
 } sbi_audit_fault_t;
 
 typedef struct {
@@ -146,11 +147,14 @@ typedef struct {
        untrusted_from - 1 is the last checkpoint below seq that holds (0:
        none). 0 for every other fault. */
     uint64_t untrusted_from;
+    /* SBI_AUDIT_BAD_INDEX: "subject", "agency", "dataset" or "time"; else
+       NULL. */
+    const char *index;
     char detail[512];
 } sbi_audit_report_t;
 
 /* "altered record", "missing record", "truncated log", "bad checkpoint",
-   "conflicting checkpoints". */
+   "conflicting checkpoints", "bad index". */
 const char *sbi_audit_fault_name(sbi_audit_fault_t fault);
 
 /* Recomputes the whole chain and checks every stored checkpoint and the
@@ -162,7 +166,13 @@ const char *sbi_audit_fault_name(sbi_audit_fault_t fault);
    signatures. Two checkpoints (stored or extra) whose signatures hold and
    that name different heads for one seq are SBI_AUDIT_CONFLICT at that
    seq, named before what those checkpoints find wrong with the log there.
-   Received checkpoints (another log's) are not checked. */
+   Received checkpoints (another log's) are not checked.
+   Then the indexes: every record must have exactly its entries in each
+   (subject, agency, dataset, time; see sbi_audit_reindex), no entry may
+   name a record that is absent or does not have it, and the stored time
+   slack must cover every record. A fault there is SBI_AUDIT_BAD_INDEX at
+   the first record concerned, reported only when the chain and the
+   checkpoints are sound (those faults come first). */
 int sbi_audit_verify(sbi_audit_t *self, const uint8_t sign_public[32],
                      Sharebus__Checkpoint *const *extra, size_t n_extra,
                      sbi_audit_report_t *report) SBI_UNUSED_RESULT;
@@ -183,6 +193,15 @@ typedef struct {
 int sbi_audit_verify_keys(sbi_audit_t *self, const sbi_audit_key_t *keys, size_t n_keys,
                           Sharebus__Checkpoint *const *extra, size_t n_extra,
                           sbi_audit_report_t *report) SBI_UNUSED_RESULT;
+
+/* Rebuilds the indexes from the log in `txn`: empties them, then writes
+   every record's entries again as append does, and the time slack they
+   need; *records_p is how many records it indexed. SB_EMALFORMED (naming
+   the seq in the log) when a record does not decode; SB_EFULL on a full
+   map (abort, grow, redo). After the commit, call sbi_audit_commit; after
+   an abort, sbi_audit_abort. Records are taken as they are: verify the
+   chain first. */
+int sbi_audit_reindex(sbi_audit_t *self, MDB_txn *txn, uint64_t *records_p) SBI_UNUSED_RESULT;
 
 typedef struct {
     const char *agency;         /* from or to */

@@ -5,6 +5,8 @@
     heads for one record. An operator who rewrites history and recomputes
     the chain cannot sign; one who holds the broker's key and signs the
     rewritten log again is caught by the agencies' copies of the originals.
+    Then the indexes queries go through, against the records
+    (audit_index.c).
 */
 #include "audit_int.h"
 
@@ -39,6 +41,7 @@ const char *sbi_audit_fault_name(sbi_audit_fault_t fault)
     case SBI_AUDIT_TRUNCATED: return "truncated log";
     case SBI_AUDIT_BAD_CHECKPOINT: return "bad checkpoint";
     case SBI_AUDIT_CONFLICT: return "conflicting checkpoints";
+    case SBI_AUDIT_BAD_INDEX: return "bad index";
     }
     return "unknown fault";
 }
@@ -348,7 +351,12 @@ int sbi_audit_verify_keys(sbi_audit_t *self, const sbi_audit_key_t *keys, size_t
     assert(v.extra_sig);
     for (size_t i = 0; i < n_extra; i++)
         v.extra_sig[i] = s_signature(&v, extra[i]);
-    rc = sbi_audit_walk(self, v.txn, report, &v.last);
+    sbi_audit_ixcheck_t *ix = sbi_audit_ixcheck_new(self, v.txn);
+    sbi_audit_report_t index_report = {.fault = SBI_AUDIT_INTACT};
+    rc = sbi_audit_walk(self, v.txn, ix, report, &v.last);
+    if (rc == SB_OK && report->fault == SBI_AUDIT_INTACT)
+        rc = sbi_audit_ixcheck_finish(ix, v.txn, &index_report);
+    sbi_audit_ixcheck_destroy(&ix);
     if (rc == SB_OK) {
         s_check_meta(&v);
         s_check_conflicts(&v); /* first: it names the fault best at its seq */
@@ -376,6 +384,13 @@ int sbi_audit_verify_keys(sbi_audit_t *self, const sbi_audit_key_t *keys, size_t
                      "; records 1 to %" PRIu64 " cannot be trusted (no %s before seq %" PRIu64
                      " holds%s)",
                      report->seq, which, report->seq, why);
+    }
+    /* The log and its checkpoints come first: the indexes derive from it. */
+    if (rc == SB_OK && report->fault == SBI_AUDIT_INTACT && index_report.fault) {
+        report->fault = index_report.fault;
+        report->seq = index_report.seq;
+        report->index = index_report.index;
+        memcpy(report->detail, index_report.detail, sizeof report->detail);
     }
     free(v.extra_sig);
     sbi_audit_decoder_clear(&v.decoder);

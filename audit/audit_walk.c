@@ -18,8 +18,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define S_THREADS_MAX 4
-
 uint64_t sbi_audit_parallel_min = 65536;
 
 typedef struct {
@@ -31,6 +29,7 @@ typedef struct {
     sbi_audit_report_t report; /* its faults, records and last record */
     bool linked;               /* first_prev is set: check it on joining */
     uint8_t first_prev[SBI_HASH_SIZE];
+    sbi_audit_ixrange_t *ix; /* the index check's share, or NULL */
     int rc;
     pthread_t thread;
 } s_range_t;
@@ -108,6 +107,8 @@ static bool s_check_entry(s_range_t *r, sbi_audit_decoder_t *decoder, const MDB_
     }
     if (!s_check_record(r, record, seq, prev))
         return false;
+    if (r->ix)
+        sbi_audit_ixrange_add(r->ix, record);
     memcpy(prev, hash, SBI_HASH_SIZE);
     report->records++;
     report->head_seq = seq;
@@ -146,10 +147,14 @@ static void *s_walk_range(void *arg)
     s_range_t *r = arg;
     MDB_cursor *cursor;
     r->rc = sbi_store_code(mdb_cursor_open(r->txn, r->audit->log, &cursor));
+    if (r->rc == SB_OK && r->ix)
+        sbi_audit_ixrange_begin(r->ix, r->txn);
     if (r->rc == SB_OK) {
         s_walk_cursor(r, cursor);
         mdb_cursor_close(cursor);
     }
+    if (r->rc == SB_OK && r->ix && r->report.fault == SBI_AUDIT_INTACT)
+        sbi_audit_ixrange_read(r->ix, r->txn, r->own_txn);
     return NULL;
 }
 
@@ -174,7 +179,7 @@ static unsigned s_plan(sbi_audit_t *self, MDB_txn *txn, uint64_t *last_p, uint64
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     if (*last_p < sbi_audit_parallel_min || *end_p == UINT64_MAX || cpus < 2)
         return 1;
-    return cpus > S_THREADS_MAX ? S_THREADS_MAX : (unsigned)cpus;
+    return cpus > SBI_AUDIT_RANGES_MAX ? SBI_AUDIT_RANGES_MAX : (unsigned)cpus;
 }
 
 /* Joins the ranges' reports into `report`, checking each link. */
@@ -216,16 +221,20 @@ static void s_begin_ranges(sbi_audit_t *self, MDB_txn *txn, s_range_t *ranges, u
     }
 }
 
-int sbi_audit_walk(sbi_audit_t *self, MDB_txn *txn, sbi_audit_report_t *report, uint64_t *last_p)
+int sbi_audit_walk(sbi_audit_t *self, MDB_txn *txn, sbi_audit_ixcheck_t *ix,
+                   sbi_audit_report_t *report, uint64_t *last_p)
 {
     uint64_t last;
     unsigned n = s_plan(self, txn, last_p, &last);
-    s_range_t ranges[S_THREADS_MAX];
+    s_range_t ranges[SBI_AUDIT_RANGES_MAX];
     memset(ranges, 0, sizeof ranges);
+    if (ix)
+        sbi_audit_ixcheck_plan(ix, *last_p, n);
     for (unsigned k = 0; k < n; k++) {
         ranges[k].audit = self;
         ranges[k].first = k == 0 ? 1 : ranges[k - 1].last + 1;
         ranges[k].last = k + 1 == n ? last : last / n * (k + 1);
+        ranges[k].ix = ix ? sbi_audit_ixcheck_range(ix, k, ranges[k].first) : NULL;
     }
     s_begin_ranges(self, txn, ranges, n);
     for (unsigned k = 1; k < n; k++)

@@ -3,13 +3,17 @@
     sharebus-audit query      --data DDIR [filters] [--limit N] [--json]
     sharebus-audit verify     --data DDIR [--certs DIR] [--checkpoint FILE ...] [--json]
     sharebus-audit checkpoint --data DDIR [--out FILE] [--all]
-    sharebus-audit report     --data DDIR --subject ID --subject-key FILE [--certs DIR]
+    sharebus-audit report     --data DDIR --subject -|ID --subject-key FILE [--certs DIR]
                               [--since T] [--until T] [--json]
     sharebus-audit export     --data DDIR [filters] [--format jsonl|csv]
+    sharebus-audit reindex    --data DDIR
 
-    Filters: --agency A --subject ID --subject-key FILE --dataset D
+    Filters: --agency A --subject -|ID --subject-key FILE --dataset D
              --purpose P --kind K --since T --until T
-    The store is opened read-only: safe while the broker or agent runs.
+    --subject - reads the national id from standard input (one line), so
+    that it is not on the command line for other users to read.
+    The store is opened read-only, safe while the broker or agent runs;
+    except by reindex, which rebuilds the indexes from the log.
 */
 #include <getopt.h>
 #include <inttypes.h>
@@ -26,7 +30,8 @@ typedef struct {
     const char *usage;
 } command_t;
 
-sbi_audit_t *cli_open(const cli_args_t *args, sbi_store_t **store_p)
+/* The audit log of DDIR/store, opened with `flags` (sbi_store_open's). */
+static sbi_audit_t *s_open(const cli_args_t *args, unsigned flags, sbi_store_t **store_p)
 {
     char path[4096], err[4200];
     *store_p = NULL;
@@ -34,9 +39,6 @@ sbi_audit_t *cli_open(const cli_args_t *args, sbi_store_t **store_p)
         fprintf(stderr, "sharebus-audit: --data: path too long\n");
         return NULL;
     }
-    /* One subject's records are a few pages scattered over the whole log:
-       read without read-ahead, which would read megabytes around each. */
-    unsigned flags = SBI_STORE_READONLY | (args->filter.subject_ref ? SBI_STORE_RANDOM : 0);
     *store_p = sbi_store_open(path, flags, 0, 0, SBI_AUDIT_DBS, err, sizeof err);
     if (!*store_p) {
         fprintf(stderr, "sharebus-audit: %s\n", err);
@@ -48,6 +50,14 @@ sbi_audit_t *cli_open(const cli_args_t *args, sbi_store_t **store_p)
         sbi_store_close(store_p);
     }
     return audit;
+}
+
+sbi_audit_t *cli_open(const cli_args_t *args, sbi_store_t **store_p)
+{
+    /* One subject's records are a few pages scattered over the whole log:
+       read without read-ahead, which would read megabytes around each. */
+    return s_open(args, SBI_STORE_READONLY | (args->filter.subject_ref ? SBI_STORE_RANDOM : 0),
+                  store_p);
 }
 
 static void s_close(sbi_audit_t **audit_p, sbi_store_t **store_p)
@@ -368,6 +378,8 @@ static void s_verify_print(cli_args_t *args, int rc, const sbi_audit_report_t *r
             json_object_object_add(obj, "fault",
                                    json_object_new_string(sbi_audit_fault_name(report->fault)));
             json_object_object_add(obj, "seq", json_object_new_uint64(report->seq));
+            if (report->index)
+                json_object_object_add(obj, "index", json_object_new_string(report->index));
             json_object_object_add(obj, "detail", json_object_new_string(report->detail));
         }
         if (rc != SB_OK && report->untrusted_from) {
@@ -444,6 +456,50 @@ static int cmd_verify(cli_args_t *args)
     return status;
 }
 
+/* -------------------------------------------------------------- reindex */
+
+/* The log's records are the truth; the indexes are derived from them and
+   can be made again. One write transaction: interrupted, it changes
+   nothing. */
+static int cmd_reindex(cli_args_t *args)
+{
+    sbi_store_t *store;
+    sbi_audit_t *audit = cli_open(args, &store); /* never make a store or a log */
+    if (!audit)
+        return 1;
+    s_close(&audit, &store);
+    if (!(audit = s_open(args, 0, &store)))
+        return 1;
+    uint64_t records = 0;
+    int rc;
+    for (;;) {
+        MDB_txn *txn;
+        rc = sbi_store_begin(store, true, &txn);
+        if (rc != SB_OK)
+            break;
+        rc = sbi_audit_reindex(audit, txn, &records);
+        if (rc == SB_OK)
+            rc = sbi_store_code(mdb_txn_commit(txn));
+        else
+            mdb_txn_abort(txn);
+        if (rc == SB_OK) {
+            sbi_audit_commit(audit);
+            break;
+        }
+        sbi_audit_abort(audit);
+        if (rc != SB_EFULL || sbi_store_grow(store) != SB_OK)
+            break;
+    }
+    s_close(&audit, &store);
+    if (rc != SB_OK) {
+        fprintf(stderr, "sharebus-audit: %s/store: the indexes were not rebuilt: %s\n", args->data,
+                sb_strerror(rc));
+        return 1;
+    }
+    printf("reindexed: %" PRIu64 " records\n", records);
+    return 0;
+}
+
 /* ----------------------------------------------------------- checkpoint */
 
 static int s_append_json(const Sharebus__Checkpoint *cp, void *arg)
@@ -513,16 +569,17 @@ static int cmd_checkpoint(cli_args_t *args)
 
 static const command_t s_commands[] = {
     {"query", cmd_query,
-     "query --data DDIR [--agency A] [--subject ID --subject-key FILE] [--dataset D]\n"
+     "query --data DDIR [--agency A] [--subject -|ID --subject-key FILE] [--dataset D]\n"
      "                      [--purpose P] [--kind K] [--since T] [--until T] [--limit N] [--json]"},
     {"verify", cmd_verify,
      "verify --data DDIR [--certs DIR] [--signer ID] [--checkpoint FILE]... [--json]"},
     {"checkpoint", cmd_checkpoint, "checkpoint --data DDIR [--out FILE] [--all]"},
     {"report", cli_report,
-     "report --data DDIR --subject ID --subject-key FILE [--certs DIR] [--since T]\n"
+     "report --data DDIR --subject -|ID --subject-key FILE [--certs DIR] [--since T]\n"
      "                      [--until T] [--json]"},
     {"export", cmd_export,
      "export --data DDIR [--since T] [--until T] [filters] [--format jsonl|csv]"},
+    {"reindex", cmd_reindex, "reindex --data DDIR"},
 };
 #define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])
 
@@ -532,6 +589,7 @@ static int s_usage(FILE *out, int status)
     for (size_t i = 0; i < S_NCOMMANDS; i++)
         fprintf(out, "       sharebus-audit %s\n", s_commands[i].usage);
     fprintf(out, "T is YYYY-MM-DD (a whole day for --until) or YYYY-MM-DDTHH:MM:SSZ.\n"
+                 "--subject - reads the national id from standard input.\n"
                  "See sharebus-audit(1).\n");
     return status;
 }
@@ -591,23 +649,46 @@ static int s_option(cli_args_t *args, int opt, const char *arg)
     }
 }
 
+/* `--subject -`: the national id from the first line of standard input,
+   where other users cannot read it (they can read a command line in
+   /proc/PID/cmdline). 0, or 2 after a message. */
+static int s_subject_stdin(char *id, size_t size)
+{
+    if (!fgets(id, (int)size, stdin))
+        return s_bad("--subject -: no national id on standard input");
+    size_t len = strcspn(id, "\r\n");
+    if (len + 1 == size && id[len] == 0) {
+        sodium_memzero(id, size);
+        return s_bad("--subject -: the line on standard input is too long for a national id");
+    }
+    id[len] = 0;
+    return 0;
+}
+
 static int s_subject(cli_args_t *args)
 {
     if (!args->subject)
         return args->subject_key ? s_bad("--subject-key goes with --subject ID") : 0;
     if (!args->subject_key)
         return s_bad("--subject needs --subject-key FILE (the bus's subject key)");
+    char id[128];
+    bool from_stdin = strcmp(args->subject, "-") == 0;
+    if (from_stdin && s_subject_stdin(id, sizeof id) != 0)
+        return 2;
     uint8_t key[32];
     int rc = sbi_secret_load(args->subject_key, key);
     if (rc != SB_OK) {
+        sodium_memzero(id, sizeof id);
         fprintf(stderr, "sharebus-audit: %s: %s\n", args->subject_key,
                 rc == SB_EIO ? strerror(errno) : "not a subject key");
         return 1;
     }
-    rc = sbi_subject_ref(key, args->subject, args->subject_ref);
+    rc = sbi_subject_ref(key, from_stdin ? id : args->subject, args->subject_ref);
     sodium_memzero(key, sizeof key);
+    sodium_memzero(id, sizeof id);
     if (rc != SB_OK)
-        return s_bad("--subject is not a national id");
+        return s_bad(from_stdin ? "--subject -: standard input does not hold a national id"
+                                : "--subject is not a national id");
     args->filter.subject_ref = args->subject_ref;
     return 0;
 }

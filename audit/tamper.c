@@ -1,6 +1,7 @@
 /*  tamper.c - forgeries for the tests (see tamper.h). */
 #include "tamper.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -170,4 +171,72 @@ int sbi_tamper_rewrite(sbi_store_t *store, uint64_t seq, uint64_t count, const c
     }
     sbi_audit_decoder_clear(&decoder);
     return s_end(&forge, rc);
+}
+
+/* The index database `index` ("subject" ...) in the forgery's store. */
+static int s_index_dbi(sbi_store_t *store, const char *index, MDB_dbi *dbi)
+{
+    char name[64];
+    snprintf(name, sizeof name, "audit.%s", index);
+    return sbi_store_dbi(store, name, MDB_DUPSORT | MDB_DUPFIXED, dbi);
+}
+
+/* Finds an entry of `dbi` naming `seq` and deletes it: SB_ENOTFOUND when
+   there is none. */
+static int s_unindex_one(MDB_txn *txn, MDB_dbi dbi, uint64_t seq)
+{
+    MDB_cursor *cursor;
+    int rc = sbi_store_code(mdb_cursor_open(txn, dbi, &cursor));
+    if (rc != SB_OK)
+        return rc;
+    MDB_val key, val;
+    int mrc;
+    for (mrc = mdb_cursor_get(cursor, &key, &val, MDB_FIRST); mrc == 0;
+         mrc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT))
+        if (val.mv_size == 8 && sbi_be64_get(val.mv_data) == seq)
+            break;
+    rc = mrc == 0 ? sbi_store_code(mdb_cursor_del(cursor, 0)) : sbi_store_code(mrc);
+    mdb_cursor_close(cursor);
+    return rc;
+}
+
+int sbi_tamper_unindex(sbi_store_t *store, const char *index, uint64_t seq)
+{
+    MDB_dbi dbi;
+    int rc = s_index_dbi(store, index, &dbi);
+    s_forge_t forge;
+    if (rc == SB_OK)
+        rc = s_begin(store, &forge);
+    if (rc != SB_OK)
+        return rc;
+    int deleted = 0;
+    while ((rc = s_unindex_one(forge.txn, dbi, seq)) == SB_OK)
+        deleted++;
+    return s_end(&forge, rc == SB_ENOTFOUND && deleted ? SB_OK : rc);
+}
+
+int sbi_tamper_index_add(sbi_store_t *store, const char *index, const void *key, size_t size,
+                         uint64_t seq)
+{
+    MDB_dbi dbi;
+    int rc = s_index_dbi(store, index, &dbi);
+    s_forge_t forge;
+    if (rc == SB_OK)
+        rc = s_begin(store, &forge);
+    if (rc != SB_OK)
+        return rc;
+    uint8_t bytes[8];
+    MDB_val k = {size, (void *)key}, v = s_key(bytes, seq);
+    return s_end(&forge, sbi_store_code(mdb_put(forge.txn, dbi, &k, &v, 0)));
+}
+
+int sbi_tamper_meta(sbi_store_t *store, const char *name, uint64_t value)
+{
+    s_forge_t forge;
+    int rc = s_begin(store, &forge);
+    if (rc != SB_OK)
+        return rc;
+    uint8_t bytes[8];
+    MDB_val k = {strlen(name), (void *)name}, v = s_key(bytes, value);
+    return s_end(&forge, sbi_store_code(mdb_put(forge.txn, forge.meta, &k, &v, 0)));
 }

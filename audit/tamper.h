@@ -28,4 +28,17 @@ int sbi_tamper_truncate(sbi_store_t *store, uint64_t seq, bool fix_meta) SBI_UNU
 int sbi_tamper_rewrite(sbi_store_t *store, uint64_t seq, uint64_t count,
                        const char *purpose) SBI_UNUSED_RESULT;
 
+/* Deletes every entry of the index `index` ("subject", "agency",
+   "dataset" or "time") that names record `seq`: the record stays in the
+   log, but queries through that index no longer find it. SB_ENOTFOUND
+   when there was none. */
+int sbi_tamper_unindex(sbi_store_t *store, const char *index, uint64_t seq) SBI_UNUSED_RESULT;
+
+/* Adds the entry `key` -> `seq` to the index `index`. */
+int sbi_tamper_index_add(sbi_store_t *store, const char *index, const void *key, size_t size,
+                         uint64_t seq) SBI_UNUSED_RESULT;
+
+/* Sets the u64 `name` of the meta database (e.g. "time-slack"). */
+int sbi_tamper_meta(sbi_store_t *store, const char *name, uint64_t value) SBI_UNUSED_RESULT;
+
 #endif

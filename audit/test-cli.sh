@@ -55,6 +55,16 @@ hasnt()
     if grep -qE -- "$2" "$1"; then fail "unexpected /$2/ in $(basename "$1")"; else pass; fi
 }
 
+# expect_in STATUS INPUT CMD...: expect, with INPUT on standard input.
+expect_in()
+{
+    local want=$1
+    printf '%s' "$2" >"$tmp/stdin"
+    shift 2
+    run "$@" <"$tmp/stdin"
+    if [ "$status" -eq "$want" ]; then pass; else fail "expected $want, got $status: $*"; fi
+}
+
 # lines N: stdout has N lines.
 lines()
 {
@@ -225,6 +235,27 @@ has "$out" '"seqs":\[5,6\]'
 has "$out" '"event":"refused".*"error":"denied"'
 expect 0 "$sba" report --data "$broker" --subject 111111-1111111 --subject-key "$key"
 has "$out" 'Nothing on record'
+# --subject - reads the national id from standard input, where other users
+# cannot read it (they can read a command line, in /proc/PID/cmdline).
+expect_in 0 "$alice"$'\n' "$sba" report --data "$broker" --subject - --subject-key "$key"
+has "$out" '^2026-03-01 09:06  koroad obtained health.checkup.vision-hearing'
+has "$out" 'consent c-0001 for health.checkup.vision-hearing was withdrawn'
+hasnt "$out" "$alice"
+hasnt "$out" 'police'
+expect_in 0 "9001011234567"$'\r\n' "$sba" report --data "$broker" --subject - --subject-key "$key" --json
+has "$out" '"seqs":\[5,6\]'
+expect_in 0 "$alice" "$sba" query --data "$broker" --json --subject - --subject-key "$key"
+seqs "4 5 6 7 10 11 12 13 14 16"
+expect_in 0 "850505-7654321"$'\n'"$alice"$'\n' "$sba" query --data "$broker" --json --subject - --subject-key "$key"
+seqs "8 9"
+expect_in 0 "$alice" "$sba" export --data "$broker" --subject - --subject-key "$key" --kind request-routed
+seqs "5 10"
+expect_in 2 "" "$sba" query --data "$broker" --subject - --subject-key "$key"
+has "$err" '^sharebus-audit: --subject -: no national id on standard input'
+expect_in 2 "---"$'\n' "$sba" report --data "$broker" --subject - --subject-key "$key"
+has "$err" 'standard input does not hold a national id'
+expect_in 2 "$alice" "$sba" report --data "$broker" --subject -
+has "$err" 'subject-key'
 # A request at the end of the period is told with its answer, which came
 # after the period; the answer is not told again in the next period.
 rm -rf "$tmp/m"
@@ -314,6 +345,57 @@ has "$out" '^NOT INTACT: altered record at seq 16: .*rewritten'
 tamper forge-checkpoint
 expect 1 "$sba" verify --data "$tmp/t" --certs "$certs"
 has "$out" '^NOT INTACT: bad checkpoint at seq 16: .*not signed'
+
+# ------------------------------------------------------------ indexes
+# Queries and reports find records through the indexes: a record missing
+# from one is hidden without a word, so verify holds every index against
+# the records, names the index and the first record, and reindex rebuilds
+# them from the log.
+rm -rf "$tmp/t"
+cp -r "$broker" "$tmp/t"
+"$fixture" unindex "$tmp/t" subject 5
+"$fixture" unindex "$tmp/t" subject 6
+expect 0 "$sba" report --data "$tmp/t" --subject "$alice" --subject-key "$key"
+hasnt "$out" 'koroad obtained'
+expect 1 "$sba" verify --data "$tmp/t" --certs "$certs"
+has "$out" '^NOT INTACT: bad index at seq 5: record 5 has no entry in the subject index; .*may be incomplete until the indexes are rebuilt: sharebus-audit reindex'
+expect 1 "$sba" verify --data "$tmp/t" --certs "$certs" --json
+has "$out" '"intact":false,.*"fault":"bad index","seq":5,"index":"subject",'
+"$fixture" unindex "$tmp/t" time 3
+expect 1 "$sba" verify --data "$tmp/t" --certs "$certs"
+has "$out" '^NOT INTACT: bad index at seq 3: record 3 has no entry in the time index at 2026-03-01T09:02:00Z'
+expect 0 "$sba" reindex --data "$tmp/t"
+has "$out" '^reindexed: 16 records$'
+expect 0 "$sba" verify --data "$tmp/t" --certs "$certs"
+has "$out" '^intact: 16 records, 2 checkpoints, head 16 '
+expect 0 "$sba" report --data "$tmp/t" --subject "$alice" --subject-key "$key"
+has "$out" '^2026-03-01 09:06  koroad obtained health.checkup.vision-hearing'
+# A time index entry: a window from --since started after the record.
+rm -rf "$tmp/t"
+cp -r "$broker" "$tmp/t"
+"$fixture" unindex "$tmp/t" time 12
+expect 0 "$sba" query --data "$tmp/t" --json --since 2026-03-04
+seqs "13 14 15 16"
+expect 1 "$sba" verify --data "$tmp/t"
+has "$out" '^NOT INTACT: bad index at seq 12: record 12 has no entry in the time index'
+"$fixture" unindex "$tmp/t" agency 12
+"$fixture" unindex "$tmp/t" dataset 9
+expect 1 "$sba" verify --data "$tmp/t"
+has "$out" '^NOT INTACT: bad index at seq 9: record 9 has no entry in the dataset index under .vehicle.registration.;'
+expect 0 "$sba" reindex --data "$tmp/t"
+expect 0 "$sba" query --data "$tmp/t" --json --since 2026-03-04
+seqs "12 13 14 15 16"
+# The chain comes first; reindex takes no record that does not decode.
+"$fixture" flip "$tmp/t" 5 >/dev/null
+"$fixture" unindex "$tmp/t" subject 4
+expect 1 "$sba" verify --data "$tmp/t"
+has "$out" '^NOT INTACT: altered record at seq 5: '
+expect 1 "$sba" reindex --data "$tmp/t"
+has "$err" 'record 5 is damaged'
+has "$err" 'the indexes were not rebuilt'
+expect 1 "$sba" reindex --data "$tmp/nowhere"
+if [ -e "$tmp/nowhere" ]; then fail "reindex made a store"; else pass; fi
+expect 2 "$sba" reindex
 
 # ------------------------------------------------------------ rotation
 # After a broker key rotation (the old certificate kept and revoked), the

@@ -514,6 +514,189 @@ TEST(test_parallel_walk_finds_the_same_faults_at_range_boundaries)
     s_teardown(&f);
 }
 
+/* -------------------------------------------------------------- indexes */
+
+static void s_expect_bad_index(fx_t *f, const char *index, uint64_t seq)
+{
+    sbi_audit_report_t report = s_verify(f, NULL, 0);
+    if (report.fault != SBI_AUDIT_BAD_INDEX || report.seq != seq)
+        fprintf(stderr, "  want bad %s index at %" PRIu64 "; verify: %s at %" PRIu64 ": %s\n",
+                index, seq, sbi_audit_fault_name(report.fault), report.seq, report.detail);
+    CHECK_EQ(report.fault, SBI_AUDIT_BAD_INDEX);
+    CHECK_EQ(report.seq, seq);
+    CHECK(report.index && strcmp(report.index, index) == 0);
+    CHECK(strstr(report.detail, "reindex"));
+}
+
+/* Rebuilds the indexes as `sharebus-audit reindex` does. */
+static void s_reindex(fx_t *f, uint64_t records)
+{
+    MDB_txn *txn;
+    uint64_t indexed;
+    CHECK_EQ(sbi_store_begin(f->store, true, &txn), SB_OK);
+    CHECK_EQ(sbi_audit_reindex(f->audit, txn, &indexed), SB_OK);
+    CHECK_EQ(mdb_txn_commit(txn), 0);
+    sbi_audit_commit(f->audit);
+    CHECK_EQ(indexed, records);
+}
+
+/* Every index, at the first and last records and at the join of the two
+   ranges of a parallel walk (1-20, 21-40); rebuilt after each. */
+static void s_unindex_each(fx_t *f)
+{
+    static const struct {
+        const char *index;
+        uint64_t seqs[4];
+    } cases[] = {
+        {"subject", {1, 20, 22, 40}}, /* 21 has no subject */
+        {"agency", {1, 20, 21, 40}},
+        {"dataset", {1, 20, 21, 40}},
+        {"time", {1, 20, 21, 40}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (size_t i = 0; i < 4; i++) {
+            CHECK_EQ(sbi_tamper_unindex(f->store, cases[c].index, cases[c].seqs[i]), SB_OK);
+            s_expect_bad_index(f, cases[c].index, cases[c].seqs[i]);
+            s_reindex(f, 40);
+            s_expect_intact(f, 40);
+        }
+    CHECK_EQ(sbi_tamper_unindex(f->store, "subject", 33), SB_OK); /* the first found */
+    CHECK_EQ(sbi_tamper_unindex(f->store, "time", 30), SB_OK);
+    CHECK_EQ(sbi_tamper_unindex(f->store, "agency", 31), SB_OK);
+    s_expect_bad_index(f, "time", 30);
+    s_reindex(f, 40);
+}
+
+TEST(test_record_missing_from_an_index_is_caught_with_its_seq_and_index)
+{
+    fx_t f;
+    s_setup(&f, 0, 0);
+    CHECK_EQ(s_append_rows(&f, 1, 40), SB_OK);
+    Sharebus__Checkpoint *cp = s_checkpoint(&f);
+    s_expect_intact(&f, 40);
+    s_unindex_each(&f); /* one range */
+    uint64_t saved = sbi_audit_parallel_min;
+    sbi_audit_parallel_min = 2;
+    s_unindex_each(&f); /* two on 2 cpus */
+    sbi_audit_parallel_min = saved;
+    s_expect_intact(&f, 40);
+    sharebus__checkpoint__free_unpacked(cp, NULL);
+    s_teardown(&f);
+}
+
+TEST(test_index_entry_naming_the_wrong_or_an_absent_record_is_caught)
+{
+    fx_t f;
+    s_setup(&f, 0, 0);
+    CHECK_EQ(s_append_rows(&f, 1, 12), SB_OK);
+    uint8_t ref[SBI_HASH_SIZE], time_be[8];
+    s_subject(3, ref);
+    CHECK_EQ(sbi_tamper_index_add(f.store, "subject", ref, sizeof ref, 99), SB_OK);
+    s_expect_bad_index(&f, "subject", 99);
+    sbi_audit_report_t report = s_verify(&f, NULL, 0);
+    CHECK(strstr(report.detail, "not in the log"));
+    CHECK_EQ(sbi_tamper_index_add(f.store, "agency", "nts", 3, 2), SB_OK); /* police>molit */
+    s_expect_bad_index(&f, "agency", 2);
+    CHECK_EQ(sbi_tamper_index_add(f.store, "dataset", "vehicle.registration", 20, 0), SB_OK);
+    s_expect_bad_index(&f, "dataset", 0);
+    s_reindex(&f, 12);
+    s_expect_intact(&f, 12);
+    /* Record 5 moved to another subject, and to another time. */
+    s_subject(0, ref);
+    CHECK_EQ(sbi_tamper_unindex(f.store, "subject", 5), SB_OK);
+    CHECK_EQ(sbi_tamper_index_add(f.store, "subject", ref, sizeof ref, 5), SB_OK);
+    s_expect_bad_index(&f, "subject", 5);
+    s_reindex(&f, 12);
+    sbi_be64_put(time_be, T0 + 5 * MINUTE + 1);
+    CHECK_EQ(sbi_tamper_unindex(f.store, "time", 5), SB_OK);
+    CHECK_EQ(sbi_tamper_index_add(f.store, "time", time_be, 8, 5), SB_OK);
+    s_expect_bad_index(&f, "time", 5);
+    /* The chain comes first: a broken one is named, not the index. */
+    CHECK_EQ(sbi_tamper_flip(f.store, 9, 50), SB_OK);
+    s_expect_fault(&f, SBI_AUDIT_ALTERED, 9);
+    uint64_t indexed;
+    MDB_txn *txn;
+    CHECK_EQ(sbi_store_begin(f.store, true, &txn), SB_OK);
+    CHECK_EQ(sbi_audit_reindex(f.audit, txn, &indexed), SB_EMALFORMED);
+    mdb_txn_abort(txn);
+    sbi_audit_abort(f.audit);
+    s_teardown(&f);
+}
+
+/* Records whose clock stepped back: raised time index keys, which the
+   stored slack must cover, across the join of a parallel walk too. */
+TEST(test_time_slack_that_does_not_cover_the_records_is_caught)
+{
+    fx_t f;
+    s_setup(&f, 0, 0);
+    static const uint64_t times[] = {1000, 2000, 3000, 1500, 2500, 4000, 500, 5000};
+    MDB_txn *txn;
+    CHECK_EQ(sbi_store_begin(f.store, true, &txn), SB_OK);
+    for (size_t i = 0; i < sizeof times / sizeof times[0]; i++) {
+        s_record_t r;
+        s_fill(&r, s_row(i + 1));
+        r.record.time_ms = T0 + times[i];
+        CHECK_EQ(sbi_audit_append(f.audit, txn, &r.record), SB_OK);
+    }
+    CHECK_EQ(mdb_txn_commit(txn), 0);
+    sbi_audit_commit(f.audit);
+    uint64_t saved = sbi_audit_parallel_min;
+    for (int parallel = 0; parallel < 2; parallel++) {
+        sbi_audit_parallel_min = parallel ? 2 : saved; /* ranges 1-4 and 5-8 */
+        s_expect_intact(&f, 8);
+        CHECK_EQ(sbi_tamper_meta(f.store, "time-slack", 1500), SB_OK); /* 3500 after 7 */
+        s_expect_bad_index(&f, "time", 7);
+        CHECK_EQ(sbi_tamper_meta(f.store, "time-slack", 0), SB_OK);
+        s_expect_bad_index(&f, "time", 4);
+        s_reindex(&f, 8);
+        CHECK_EQ(sbi_tamper_unindex(f.store, "time", 4), SB_OK);
+        s_expect_bad_index(&f, "time", 4);
+        s_reindex(&f, 8);
+        CHECK_EQ(sbi_tamper_unindex(f.store, "time", 5), SB_OK);
+        s_expect_bad_index(&f, "time", 5);
+        s_reindex(&f, 8);
+    }
+    sbi_audit_parallel_min = saved;
+    s_expect_intact(&f, 8);
+    s_teardown(&f);
+}
+
+/* Past the first block of 65536 records, and with a clock that jumped far
+   ahead at record 30000 (every later record's time index key is raised to
+   it, under one key, and the second range of the walk must find it). */
+TEST(test_index_faults_past_the_first_block_are_named)
+{
+    fx_t f;
+    s_setup(&f, 256 << 20, 0);
+    const uint64_t n = 65536 + 300;
+    MDB_txn *txn;
+    CHECK_EQ(sbi_store_begin(f.store, true, &txn), SB_OK);
+    for (uint64_t i = 1; i <= n; i++) {
+        s_record_t r;
+        s_fill(&r, s_row(i));
+        r.record.time_ms = T0 + (i == 30000 ? 99 * MINUTE * n : i);
+        CHECK_EQ(sbi_audit_append(f.audit, txn, &r.record), SB_OK);
+    }
+    CHECK_EQ(mdb_txn_commit(txn), 0);
+    sbi_audit_commit(f.audit);
+    s_expect_intact(&f, n);
+    uint64_t saved = sbi_audit_parallel_min;
+    sbi_audit_parallel_min = 2;
+    s_expect_intact(&f, n);
+    CHECK_EQ(sbi_tamper_unindex(f.store, "time", 40000), SB_OK);
+    s_expect_bad_index(&f, "time", 40000);
+    s_reindex(&f, n);
+    sbi_audit_parallel_min = saved;
+    CHECK_EQ(sbi_tamper_unindex(f.store, "time", 65600), SB_OK);
+    s_expect_bad_index(&f, "time", 65600);
+    s_reindex(&f, n);
+    CHECK_EQ(sbi_tamper_unindex(f.store, "agency", 65537), SB_OK);
+    s_expect_bad_index(&f, "agency", 65537);
+    s_reindex(&f, n);
+    s_expect_intact(&f, n);
+    s_teardown(&f);
+}
+
 TEST(test_checkpoints_hold_only_under_a_key_good_at_their_time)
 {
     fx_t f;
