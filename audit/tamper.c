@@ -200,13 +200,18 @@ static int s_unindex_one(MDB_txn *txn, MDB_dbi dbi, uint64_t seq)
     return rc;
 }
 
+/* The index named `index`, and a forging transaction. */
+static int s_begin_index(sbi_store_t *store, const char *index, MDB_dbi *dbi, s_forge_t *forge)
+{
+    int rc = s_index_dbi(store, index, dbi);
+    return rc == SB_OK ? s_begin(store, forge) : rc;
+}
+
 int sbi_tamper_unindex(sbi_store_t *store, const char *index, uint64_t seq)
 {
     MDB_dbi dbi;
-    int rc = s_index_dbi(store, index, &dbi);
     s_forge_t forge;
-    if (rc == SB_OK)
-        rc = s_begin(store, &forge);
+    int rc = s_begin_index(store, index, &dbi, &forge);
     if (rc != SB_OK)
         return rc;
     int deleted = 0;
@@ -219,10 +224,8 @@ int sbi_tamper_index_add(sbi_store_t *store, const char *index, const void *key,
                          uint64_t seq)
 {
     MDB_dbi dbi;
-    int rc = s_index_dbi(store, index, &dbi);
     s_forge_t forge;
-    if (rc == SB_OK)
-        rc = s_begin(store, &forge);
+    int rc = s_begin_index(store, index, &dbi, &forge);
     if (rc != SB_OK)
         return rc;
     uint8_t bytes[8];
