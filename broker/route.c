@@ -42,14 +42,16 @@ static void s_refuse(s_msg_t *m, Sharebus__AuditKind kind, int code, const char 
     broker_refuse(m->broker, m->cert, m->routing, m->env, kind, code, reason);
 }
 
+/* The route to `agency`, valid or not: for its own messages (a HELLO with
+   a new certificate replaces it). What goes out uses broker_peer_valid. */
 static broker_peer_t *s_peer(broker_t *self, const char *agency)
 {
-    return broker_peer_valid(self, agency);
+    return zhashx_lookup(self->peers, agency);
 }
 
 broker_peer_t *broker_peer_valid(broker_t *self, const char *agency)
 {
-    broker_peer_t *peer = zhashx_lookup(self->peers, agency);
+    broker_peer_t *peer = s_peer(self, agency);
     const sbi_cert_t *cert = peer ? sbi_trust_by_curve(self->trust, peer->curve) : NULL;
     if (peer && (!cert || sbi_trust_check(self->trust, cert, sbi_now_ms()) != SB_OK))
         return NULL;
@@ -215,7 +217,7 @@ static void route_request(s_msg_t *m)
         s_refuse(m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, SB_ERATE, reason);
         return;
     }
-    broker_peer_t *provider = s_peer(b, h->to);
+    broker_peer_t *provider = broker_peer_valid(b, h->to);
     if (!provider) {
         snprintf(reason, sizeof reason,
                  zhashx_lookup(b->peers, h->to)
@@ -291,7 +293,7 @@ static void s_answer(s_msg_t *m, broker_pending_t *p, int code)
 {
     broker_t *b = m->broker;
     const Sharebus__Header *h = m->env->header;
-    broker_peer_t *consumer = s_peer(b, p->consumer);
+    broker_peer_t *consumer = broker_peer_valid(b, p->consumer);
     Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
     r.kind = consumer ? SHAREBUS__AUDIT_KIND__AUDIT_REPLY_FORWARDED
                       : SHAREBUS__AUDIT_KIND__AUDIT_REPLY_REFUSED;

@@ -190,6 +190,21 @@ static zframe_t *s_forged(zframe_t **frame_p, bool path)
     return forged;
 }
 
+/* A message of `kind` from us to the broker with `payload`, sealed for it;
+   its message id in `id`. */
+static zframe_t *s_for_broker(Sharebus__Kind kind, const Sharebus__Payload *payload,
+                              uint8_t id[SBI_ID_SIZE])
+{
+    sbi_header_t h;
+    sbi_header_init(&h, kind, s_agency, "broker");
+    zframe_t *frame = NULL;
+    if (sbi_envelope_seal(s_crypto, sbi_trust_find(s_trust, "broker"), &h.header, payload,
+                          &frame) != SB_OK)
+        exit(3);
+    memcpy(id, h.message_id, SBI_ID_SIZE);
+    return frame;
+}
+
 /* N requests at once, signed in batches of 25 as an agent signs a loop
    turn's, so that the broker checks many in one turn: each forged one (its
    signature or its path changed) must be refused as such, and the others
@@ -295,17 +310,13 @@ static int s_forged_consent(zsock_t *sock)
     Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
     payload.body_case = SHAREBUS__PAYLOAD__BODY_CONSENT;
     payload.consent = &sc;
-    sbi_header_t h;
-    sbi_header_init(&h, SHAREBUS__KIND__KIND_CONSENT_GRANT, s_agency, "broker");
-    zframe_t *frame = NULL;
-    if (sbi_envelope_seal(s_crypto, sbi_trust_find(s_trust, "broker"), &h.header, &payload, &frame))
-        return 3;
-    s_send_and_report(sock, &frame, h.message_id);
+    uint8_t id[SBI_ID_SIZE];
+    zframe_t *frame = s_for_broker(SHAREBUS__KIND__KIND_CONSENT_GRANT, &payload, id);
+    s_send_and_report(sock, &frame, id);
     return 0;
 }
 
-/* A revocation of a fresh consent id with `reason`, sealed for the broker;
-   its message id in `id`. */
+/* A revocation of a fresh consent id with `reason`; its message id in `id`. */
 static zframe_t *s_revoke(const char *reason, uint8_t id[SBI_ID_SIZE])
 {
     uint8_t cid[SBI_ID_SIZE];
@@ -317,14 +328,7 @@ static zframe_t *s_revoke(const char *reason, uint8_t id[SBI_ID_SIZE])
     Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
     payload.body_case = SHAREBUS__PAYLOAD__BODY_REVOKE;
     payload.revoke = &revoke;
-    sbi_header_t h;
-    sbi_header_init(&h, SHAREBUS__KIND__KIND_CONSENT_REVOKE, s_agency, "broker");
-    zframe_t *frame = NULL;
-    if (sbi_envelope_seal(s_crypto, sbi_trust_find(s_trust, "broker"), &h.header, &payload,
-                          &frame) != SB_OK)
-        exit(3);
-    memcpy(id, h.message_id, SBI_ID_SIZE);
-    return frame;
+    return s_for_broker(SHAREBUS__KIND__KIND_CONSENT_REVOKE, &payload, id);
 }
 
 /* N revocations at once: prints how many answers of each kind came back. */
