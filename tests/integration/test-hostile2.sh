@@ -132,13 +132,27 @@ pass "the real broker is back: traffic flows"
 
 # nhis's certificate expires while its agent stays connected: a request to
 # it is refused at once, naming the certificate (it was forwarded, and
-# timed out).
-rogue nhis backdate 3 >/dev/null
+# timed out). Its successor is issued and admitted while it is still valid,
+# so no reload forgets the expired connection before the agent moves.
+rogue nhis backdate 5 >/dev/null
 reload
-sleep 4
+cert issue --dir "$CERTS" --agency nhis --name nhis --replace >/dev/null
+reload
+sleep 6
 out=$(request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT \
   --fields exam_date --timeout 3000 2>&1) && fail "a request to an expired provider succeeded"
 grep -q "^error: unavailable: the certificate nhis connected with has expired" <<<"$out" \
   || fail "a request to a provider whose certificate expired: $out"
 pass "a provider whose certificate expired while connected: unavailable at once"
+
+# nhis's agent then moves to the new certificate on SIGHUP: the HELLO made
+# with it takes over nhis's route (the expired connection must not stand
+# in its way), and requests reach nhis again at once (not after the 20 s
+# in which the broker forgets a silent connection).
+skip=$(lines "$WORK/nhis.log")
+kill -HUP "${AGENT_PID[nhis]}"
+wait_for 20 logged_after "$WORK/nhis.log" "$skip" "switched from certificate serial"
+wait_for 5 request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL \
+  --subject $SUBJECT --fields exam_date --timeout 3000
+pass "a provider that moved to a new certificate after its old one expired: served again"
 stop_broker
