@@ -91,18 +91,14 @@ static int s_load_identity(agent_t *self)
         return -1;
     }
     snprintf(path, sizeof path, "%s/%s.key", c->certs, c->agency);
-    int rc = sbi_crypto_load(path, self->me, &self->crypto);
-    if (rc != SB_OK) {
-        sbi_error("%s: %s", path, rc == SB_EIO ? strerror(errno)
-                                  : rc == SB_EBADCERT ? "keys do not match the certificate"
-                                                      : "not a sharebus key file");
+    char why[2 * sizeof path + 128];
+    if (sbi_crypto_load(path, self->me, &self->crypto, why, sizeof why) != SB_OK) {
+        sbi_error("%s", why);
         return -1;
     }
     snprintf(path, sizeof path, "%s/subject.key", c->certs);
-    if (sbi_secret_load(path, self->subject_key) != SB_OK) {
-        sbi_error("%s: cannot read the bus's subject key", path);
-        return -1;
-    }
+    if (sbi_secret_load(path, self->subject_key) != SB_OK)
+        return -1;  /* logged, naming the file and why */
     return 0;
 }
 

@@ -103,10 +103,10 @@ static void s_stamp(const char *dir, uint8_t stamp[32])
 static sbi_crypto_t *s_load_pair(const char *path, const sbi_cert_t *cert)
 {
     sbi_crypto_t *crypto = NULL;
-    int rc = sbi_crypto_load(path, cert, &crypto);
+    char err[2 * 4096 + 128];
+    int rc = sbi_crypto_load(path, cert, &crypto, err, sizeof err);
     if (rc != SB_OK && !(rc == SB_EIO && errno == ENOENT))
-        sbi_warning("%s: %s", path, rc == SB_EBADCERT ? "does not match its certificate"
-                                    : rc == SB_EIO ? strerror(errno) : "not a key file");
+        sbi_warning("%s", err);
     return crypto;
 }
 

@@ -676,11 +676,11 @@ static int s_subject(cli_args_t *args)
     if (from_stdin && s_subject_stdin(id, sizeof id) != 0)
         return 2;
     uint8_t key[32];
-    int rc = sbi_secret_load(args->subject_key, key);
+    char err[2 * 4096 + 128];
+    int rc = sbi_secret_read(args->subject_key, key, err, sizeof err);
     if (rc != SB_OK) {
         sodium_memzero(id, sizeof id);
-        fprintf(stderr, "sharebus-audit: %s: %s\n", args->subject_key,
-                rc == SB_EIO ? strerror(errno) : "not a subject key");
+        fprintf(stderr, "sharebus-audit: %s\n", err);
         return 1;
     }
     rc = sbi_subject_ref(key, from_stdin ? id : args->subject, args->subject_ref);

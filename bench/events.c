@@ -185,15 +185,19 @@ static uint64_t s_last_seq(sbi_store_t *store, MDB_dbi queue, uint8_t *key, size
 
 static int s_load(const s_args_t *a)
 {
-    char path[4096], err[512];
+    char path[4096], err[2 * sizeof path + 128];
     sbi_trust_t *trust = sbi_trust_new(a->certs, err, sizeof err);
     const sbi_cert_t *from = trust ? sbi_trust_find(trust, a->publisher) : NULL;
     const sbi_cert_t *to = trust ? sbi_trust_find(trust, a->subscriber) : NULL;
     sbi_crypto_t *crypto = NULL;
     snprintf(path, sizeof path, "%s/%s.key", a->certs, a->publisher);
-    if (!from || !to || sbi_crypto_load(path, from, &crypto) != SB_OK) {
-        fprintf(stderr, "events: certificates or keys of %s/%s missing in %s\n", a->publisher,
+    if (!from || !to) {
+        fprintf(stderr, "events: certificates of %s/%s missing in %s\n", a->publisher,
                 a->subscriber, a->certs);
+        return 1;
+    }
+    if (sbi_crypto_load(path, from, &crypto, err, sizeof err) != SB_OK) {
+        fprintf(stderr, "events: %s\n", err);
         return 1;
     }
     uint8_t subject_key[32];

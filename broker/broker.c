@@ -44,11 +44,9 @@ static int s_load_keys(broker_t *self)
         return -1;
     }
     snprintf(path, sizeof path, "%s/broker.key", self->config.certs);
-    int rc = sbi_crypto_load(path, self->me, &self->crypto);
-    if (rc != SB_OK) {
-        sbi_error("%s: %s", path, rc == SB_EIO ? strerror(errno)
-                                  : rc == SB_EBADCERT ? "key does not match broker.cert"
-                                                      : "not a sharebus key file");
+    char err[2 * sizeof path + 128];
+    if (sbi_crypto_load(path, self->me, &self->crypto, err, sizeof err) != SB_OK) {
+        sbi_error("%s", err);
         return -1;
     }
     return 0;

@@ -555,11 +555,11 @@ static int s_secret_parse_any(const char *text, size_t size, void *out, char *wh
     return s_secret_parse(text, size, out, why);
 }
 
-/* A refused file is logged here: the SB_E* code alone cannot say why. A
-   file that cannot be read is the caller's to report (errno is kept). */
-static int s_report(int rc, bool refused, const char *err)
+/* Every failure is logged here, once: the SB_E* code alone cannot say why
+   (errno is kept for callers that tell a missing file apart). */
+static int s_report(int rc, const char *err)
 {
-    if (rc != SB_OK && refused) {
+    if (rc != SB_OK) {
         int saved = errno;
         sbi_error("%s", err);
         errno = saved;
@@ -580,7 +580,7 @@ int sbi_keys_load(const char *path, sbi_keys_t *keys)
     bool refused;
     memset(keys, 0, sizeof *keys);
     int rc = s_key_file_load(path, s_keys_parse_any, keys, &refused, err, sizeof err);
-    return s_report(rc, refused, err);
+    return s_report(rc, err);
 }
 
 int sbi_keys_save(const sbi_keys_t *keys, const char *path)
@@ -619,7 +619,7 @@ int sbi_secret_load(const char *path, uint8_t key[32])
     char err[2 * 4096 + 256];
     bool refused;
     int rc = s_key_file_load(path, s_secret_parse_any, key, &refused, err, sizeof err);
-    return s_report(rc, refused, err);
+    return s_report(rc, err);
 }
 
 int sbi_secret_save(const char *path, const uint8_t key[32])

@@ -78,9 +78,9 @@ char *sbi_cert_format(const sbi_cert_t *cert);
    (comment and empty lines aside). SB_EIO with errno when it cannot be
    read, and with errno EACCES when group or others may read or write it;
    SB_ETOOBIG past 4 KiB; SB_EMALFORMED. Every buffer that held its text
-   is wiped, and `keys` is wiped on failure. A refused file (mode, size,
-   contents) is logged as an error naming the file and why (the line, or
-   the mode and "chmod 600 FILE"); one that cannot be read is not. */
+   is wiped, and `keys` is wiped on failure. Every failure is logged as
+   one error line naming the file and why (the reason errno gives, the
+   line, or the mode and "chmod 600 FILE"): callers need not say it again. */
 int sbi_keys_load(const char *path, sbi_keys_t *keys) SBI_UNUSED_RESULT;
 
 /* sbi_keys_load() without logging: `err` gets a one-line reason naming the

@@ -37,15 +37,19 @@ sbi_crypto_t *sbi_crypto_new(const sbi_keys_t *keys)
     return self;
 }
 
-int sbi_crypto_load(const char *path, const sbi_cert_t *cert, sbi_crypto_t **crypto_p)
+int sbi_crypto_load(const char *path, const sbi_cert_t *cert, sbi_crypto_t **crypto_p,
+                    char *err, size_t err_size)
 {
     *crypto_p = NULL;
     sbi_keys_t keys;
-    int rc = sbi_keys_load(path, &keys);
+    int rc = sbi_keys_read(path, &keys, err, err_size);
     if (rc == SB_OK && (memcmp(keys.cert.sign_public, cert->sign_public, 32) != 0
                         || memcmp(keys.cert.curve_public, cert->curve_public, 32) != 0
-                        || memcmp(keys.cert.box_public, cert->box_public, 32) != 0))
+                        || memcmp(keys.cert.box_public, cert->box_public, 32) != 0)) {
+        snprintf(err, err_size, "%s: its keys are not those of %s's certificate (serial %llu)",
+                 path, cert->agency, (unsigned long long) cert->serial);
         rc = SB_EBADCERT;
+    }
     if (rc == SB_OK) {
         keys.cert = *cert;
         *crypto_p = sbi_crypto_new(&keys);

@@ -28,10 +28,12 @@ typedef struct sbi_crypto_t sbi_crypto_t;
 sbi_crypto_t *sbi_crypto_new(const sbi_keys_t *keys);
 
 /* Loads the key file `path` for certificate `cert`: SB_OK with *crypto_p
-   set, SB_EIO (errno kept) when unreadable, SB_EMALFORMED when not a key
-   file, SB_EBADCERT when its keys are not the certificate's. */
-int sbi_crypto_load(const char *path, const sbi_cert_t *cert, sbi_crypto_t **crypto_p)
-    SBI_UNUSED_RESULT;
+   set, SB_EIO (errno kept) when unreadable or refused for its mode,
+   SB_ETOOBIG or SB_EMALFORMED when not a key file, SB_EBADCERT when its
+   keys are not the certificate's. Logs nothing: on failure `err` gets one
+   line naming the file and why, for the caller to log or not. */
+int sbi_crypto_load(const char *path, const sbi_cert_t *cert, sbi_crypto_t **crypto_p,
+                    char *err, size_t err_size) SBI_UNUSED_RESULT;
 
 /* Wipes every secret and frees. */
 void sbi_crypto_destroy(sbi_crypto_t **self_p);

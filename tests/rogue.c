@@ -434,8 +434,12 @@ static int s_ack_reconnect(const char *certs, const char *endpoint, const char *
     char path[4096];
     sbi_crypto_t *pub_keys = NULL;
     snprintf(path, sizeof path, "%s/%s.key", certs, publisher);
-    if (sbi_crypto_load(path, sbi_trust_find(s_trust, publisher), &pub_keys) != SB_OK)
+    char err[2 * sizeof path + 128];
+    if (sbi_crypto_load(path, sbi_trust_find(s_trust, publisher), &pub_keys, err, sizeof err)
+        != SB_OK) {
+        fprintf(stderr, "rogue: %s\n", err);
         return 3;
+    }
     sbi_crypto_t *mine = s_crypto;
     s_crypto = pub_keys;
     zsock_t *pub = s_connect(certs, endpoint, false);

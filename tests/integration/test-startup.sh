@@ -42,6 +42,34 @@ must_fail 2 "invalid agency id" "$AGENT_BIN" --agency NHIS --certs "$CERTS" --br
   --listen "ipc://$WORK/x.sock" --data "$WORK/a3"
 pass "agent: missing certificate, non-loopback listener, bad id"
 
+# A key file open to group or others, or not a key file: refused in one
+# error line naming the file and what to do (not a second one after it).
+one_error() {  # one_error PATTERN CMD...: exit 1, one error line, matching
+  local pattern=$1; shift
+  must_fail 1 "$pattern" "$@"
+  local n
+  n=$("$@" 2>&1 | grep -c " error " || true)
+  [ "$n" = 1 ] || fail "$n error lines from $*: $("$@" 2>&1)"
+}
+cp -a "$CERTS" "$WORK/loose"
+chmod 644 "$WORK/loose/broker.key" "$WORK/loose/nhis.key"
+one_error "broker.key: mode 0644 opens a secret key to group or others: run chmod 600 " \
+  "$BROKER_BIN" --certs "$WORK/loose" --policy "$WORK/policy" --data "$WORK/b5" \
+  --bind tcp://127.0.0.1:1
+one_error "nhis.key: mode 0644 opens a secret key to group or others: run chmod 600 " \
+  "$AGENT_BIN" --agency nhis --certs "$WORK/loose" --broker "$BROKER" \
+  --listen "ipc://$WORK/loose.sock" --data "$WORK/a4"
+chmod 600 "$WORK/loose/nhis.key"
+chmod 640 "$WORK/loose/subject.key"
+one_error "subject.key: mode 0640 opens a secret key" \
+  "$AGENT_BIN" --agency nhis --certs "$WORK/loose" --broker "$BROKER" \
+  --listen "ipc://$WORK/loose.sock" --data "$WORK/a4"
+cp "$WORK/loose/koroad.key" "$WORK/loose/nhis.key"
+one_error "nhis.key: its keys are not those of nhis's certificate" \
+  "$AGENT_BIN" --agency nhis --certs "$WORK/loose" --broker "$BROKER" \
+  --listen "ipc://$WORK/loose.sock" --data "$WORK/a4"
+pass "key files open to others or of another agency: one error line naming the file"
+
 start_agent nhis
 ls -l "$WORK/nhis.sock" | grep -q '^srw-rw----' || fail "ipc socket not 0660: $(ls -l "$WORK/nhis.sock")"
 stat -c %a "$WORK/broker/admin.sock" | grep -qx 600 || fail "admin socket not 0600"
