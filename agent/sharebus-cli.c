@@ -3,7 +3,7 @@
 
     sharebus request --agent EP --provider ID --dataset D --purpose P [--subject ID]
                      [--fields a,b] [--timeout MS]
-    sharebus serve   --agent EP --dataset D --records FILE
+    sharebus serve   --agent EP --dataset D --records FILE [--delay MS]
     sharebus consent grant|revoke|list --agent EP ...
     sharebus publish --agent EP --topic T --subject ID --record FILE|-
     sharebus subscribe --agent EP --topic T [--count N]
@@ -38,6 +38,7 @@ typedef struct {
     const char *record;
     long count;
     int timeout_ms;
+    int delay_ms;
     char **rest;              /* arguments after the command */
     int n_rest;
 } args_t;
@@ -128,10 +129,18 @@ static void s_normalise(const char *id, char *out, size_t size)
     out[n] = 0;
 }
 
+typedef struct {
+    json_object *records;
+    int delay_ms;           /* before each answer */
+} s_serve_t;
+
 static int s_serve_one(const sb_incoming_t *request, sb_record_t *reply, void *arg)
 {
-    json_object *records = arg;
+    const s_serve_t *serve = arg;
+    json_object *records = serve->records;
     char wanted[128], key_norm[128];
+    if (serve->delay_ms)
+        zclock_sleep(serve->delay_ms);
     s_normalise(sb_incoming_subject(request), wanted, sizeof wanted);
     json_object_object_foreach(records, key, value) {
         s_normalise(key, key_norm, sizeof key_norm);
@@ -167,7 +176,8 @@ static int s_serve_one(const sb_incoming_t *request, sb_record_t *reply, void *a
 static int cmd_serve(args_t *a)
 {
     if (!a->dataset || !a->records) {
-        fprintf(stderr, "usage: sharebus serve --agent EP --dataset D --records FILE\n");
+        fprintf(stderr, "usage: sharebus serve --agent EP --dataset D --records FILE "
+                        "[--delay MS]\n");
         return 2;
     }
     json_object *records = json_object_from_file(a->records);
@@ -182,7 +192,8 @@ static int cmd_serve(args_t *a)
     if (rc == SB_OK) {
         fprintf(stderr, "sharebus serve: serving %s (%d records)\n", a->dataset,
                 json_object_object_length(records));
-        rc = sb_client_run(client, s_serve_one, records);
+        s_serve_t serve = {records, a->delay_ms};
+        rc = sb_client_run(client, s_serve_one, &serve);
     }
     if (rc != SB_OK)
         s_error(client, rc);
@@ -381,7 +392,7 @@ static const command_t s_commands[] = {
     {"request", cmd_request,
      "request --agent EP --provider ID --dataset D --purpose P [--subject ID] "
      "[--fields a,b] [--timeout MS]"},
-    {"serve", cmd_serve, "serve --agent EP --dataset D --records FILE"},
+    {"serve", cmd_serve, "serve --agent EP --dataset D --records FILE [--delay MS]"},
     {"consent", cmd_consent,
      "consent grant --agent EP --subject ID --consumer C --dataset D --purpose P "
      "--until DATE [--evidence TEXT]\n"
@@ -413,7 +424,7 @@ int main(int argc, char **argv)
         {"evidence", required_argument, 0, 'e'}, {"id", required_argument, 0, 'i'},
         {"reason", required_argument, 0, 'R'},  {"json", no_argument, 0, 'j'},
         {"topic", required_argument, 0, 'T'},   {"record", required_argument, 0, 'X'},
-        {"count", required_argument, 0, 'n'},
+        {"count", required_argument, 0, 'n'},   {"delay", required_argument, 0, 'D'},
         {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
     args_t args = {0};
@@ -450,6 +461,15 @@ int main(int argc, char **argv)
                 return 2;
             }
             args.timeout_ms = (int) ms;
+            break;
+        }
+        case 'D': {
+            long ms = strtol(optarg, &end, 10);
+            if (*end || !*optarg || ms < 0 || ms > 60000) {
+                fprintf(stderr, "sharebus: --delay needs milliseconds from 0 to 60000\n");
+                return 2;
+            }
+            args.delay_ms = (int) ms;
             break;
         }
         case 'h': return s_usage(stdout, 0);

@@ -292,6 +292,9 @@ void broker_pending_free(void **item_p);
 int broker_consent_open(broker_t *self);
 int broker_consent_find(broker_t *self, const Sharebus__Header *request, char *consent_id,
                         size_t id_size, char *reason, size_t reason_size);
+/* SB_OK while consent `id` is active; SB_ENOCONSENT once it was revoked or
+   has expired (noticing the expiry), with the reason naming it. */
+int broker_consent_active(broker_t *self, const char *id, char *reason, size_t reason_size);
 void broker_consent_grant(broker_t *self, const sbi_cert_t *cert, const zframe_t *routing,
                           sbi_envelope_t *env, Sharebus__Payload *payload);
 void broker_consent_revoke(broker_t *self, const sbi_cert_t *cert, const zframe_t *routing,

@@ -108,6 +108,53 @@ static void s_audit_consent(broker_t *b, Sharebus__AuditKind kind, const Sharebu
     broker_audit(b, &r);
 }
 
+typedef enum { S_ACTIVE, S_NOT_YET, S_REVOKED, S_EXPIRED } s_state_t;
+
+/* Where consent `id` stands at `now`. One whose validity has ended is
+   noticed here: its expiry goes into its history and the audit log, once
+   (LMDB has the change only when its batch is applied). */
+static s_state_t s_state(broker_t *b, const char *id, Sharebus__ConsentEntry *entry,
+                         const Sharebus__Consent *c, uint64_t now)
+{
+    if (entry->state == SHAREBUS__CONSENT_STATE__CONSENT_REVOKED)
+        return S_REVOKED;
+    if (entry->state == SHAREBUS__CONSENT_STATE__CONSENT_EXPIRED) {
+        zhashx_delete(b->consents_expiring, id);    /* LMDB has it now */
+        return S_EXPIRED;
+    }
+    if (c->until_ms < now) {
+        if (!zhashx_lookup(b->consents_expiring, id)) {
+            zhashx_insert(b->consents_expiring, id, (void *) 1);
+            s_transition(b, id, entry, SHAREBUS__CONSENT_STATE__CONSENT_EXPIRED, "broker",
+                         "validity ended");
+            s_audit_consent(b, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_EXPIRED, c, "broker", NULL,
+                            "validity ended");
+        }
+        return S_EXPIRED;
+    }
+    return c->granted_ms <= now + (uint64_t) b->config.skew_ms ? S_ACTIVE : S_NOT_YET;
+}
+
+int broker_consent_active(broker_t *b, const char *id, char *reason, size_t reason_size)
+{
+    MDB_txn *txn = NULL;
+    if (sbi_store_read_begin(b->store, &txn) != SB_OK) {
+        snprintf(reason, reason_size, "consent registry unavailable");
+        return SB_EUNAVAILABLE;
+    }
+    Sharebus__ConsentEntry *entry = NULL;
+    Sharebus__Consent *c = NULL;
+    s_state_t state = strlen(id) == S_ID_LEN && s_load(b, txn, id, &entry, &c) == SB_OK
+                          ? s_state(b, id, entry, c, sbi_now_ms()) : S_REVOKED;
+    s_free(&entry, &c);
+    sbi_store_read_end(b->store, &txn);
+    if (state == S_ACTIVE)
+        return SB_OK;
+    snprintf(reason, reason_size, "consent %s %s before the reply was released", id,
+             state == S_EXPIRED ? "expired" : "was revoked");
+    return SB_ENOCONSENT;
+}
+
 int broker_consent_find(broker_t *b, const Sharebus__Header *h, char *consent_id,
                         size_t id_size, char *reason, size_t reason_size)
 {
@@ -133,25 +180,10 @@ int broker_consent_find(broker_t *b, const Sharebus__Header *h, char *consent_id
         Sharebus__Consent *c;
         if (s_load(b, txn, id, &entry, &c) != SB_OK)
             continue;
-        if (entry->state == SHAREBUS__CONSENT_STATE__CONSENT_REVOKED)
-            revoked = true;
-        else if (entry->state == SHAREBUS__CONSENT_STATE__CONSENT_EXPIRED) {
-            expired = true;
-            zhashx_delete(b->consents_expiring, id);    /* LMDB has it now */
-        }
-        else if (c->until_ms < now) {
-            /* Noticed expired: keep that in its history, and audit it, once
-               (LMDB has the change only when its batch is applied). */
-            expired = true;
-            if (!zhashx_lookup(b->consents_expiring, id)) {
-                zhashx_insert(b->consents_expiring, id, (void *) 1);
-                s_transition(b, id, entry, SHAREBUS__CONSENT_STATE__CONSENT_EXPIRED, "broker",
-                             "validity ended");
-                s_audit_consent(b, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_EXPIRED, c, "broker", NULL,
-                                "validity ended");
-            }
-        }
-        else if (c->granted_ms <= now + (uint64_t) b->config.skew_ms) {
+        s_state_t state = s_state(b, id, entry, c, now);
+        revoked |= state == S_REVOKED;
+        expired |= state == S_EXPIRED;
+        if (state == S_ACTIVE) {
             snprintf(consent_id, id_size, "%s", id);
             rc = SB_OK;
         }

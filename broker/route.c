@@ -349,6 +349,17 @@ static void route_reply(s_msg_t *m)
             return;
         }
     }
+    /* Consent is checked again at release: a citizen who revoked it while
+       the provider was answering must not see the data go out after. */
+    int rc = *p->consent_id ? broker_consent_active(b, p->consent_id, reason, sizeof reason)
+                            : SB_OK;
+    if (rc != SB_OK) {
+        broker_refuse(b, m->cert, m->routing, m->env, SHAREBUS__AUDIT_KIND__AUDIT_REPLY_REFUSED,
+                      rc, reason);
+        p->fail_code = rc;
+        p->deadline = 0;
+        return;
+    }
     s_answer(m, p, SB_OK);
     broker_count(b, "replies.forwarded");
     zhashx_delete(b->pending, key);
@@ -548,7 +559,10 @@ void broker_sweep(broker_t *self)
         char reason[200];
         snprintf(reason, sizeof reason, code == SB_ETIMEOUT ? "%s did not answer in time"
                                         : code == SB_EFIELDS ? "%s answered beyond the rule"
-                                                             : "%s is not reachable",
+                                        : code == SB_ENOCONSENT
+                                            ? "%s answered, and the consent ended before the "
+                                              "answer could be released"
+                                            : "%s is not reachable",
                  p->provider);
         Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
         r.kind = code == SB_ETIMEOUT ? SHAREBUS__AUDIT_KIND__AUDIT_TIMEOUT

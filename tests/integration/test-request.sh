@@ -35,6 +35,13 @@ for t in 0 60001 4294967297; do
   [ $rc = 2 ] || fail "--timeout $t: exit $rc, expected 2 (a usage error)"
 done
 pass "a --timeout outside 1..60000 ms: a usage error"
+for d in -1 60001 x ""; do
+  rc=0
+  sb serve --agent "$(agent_ep nhis)" --dataset $CHECKUP --records "$SRC/tests/data/nhis-checkups.json" \
+    --delay "$d" >/dev/null 2>&1 || rc=$?
+  [ $rc = 2 ] || fail "serve --delay '$d': exit $rc, expected 2 (a usage error)"
+done
+pass "a serve --delay outside 0..60000 ms: a usage error"
 
 # 64 field names of 128 characters: each valid, together a header over
 # 8 KiB. Too big (retrying would not help), not unavailable.
