@@ -9,7 +9,9 @@
     is durable. Delivery is in order, at least once: a window of events is
     sent to the connected subscriber, each removed (and audited delivered)
     when its agent acknowledges it, and everything unacknowledged is sent
-    again when the agent reconnects.
+    again when the agent reconnects. The policy is checked again at
+    delivery: an event queued for a subscription since withdrawn (or for
+    fields since narrowed) leaves the queue undelivered, as event-refused.
 
     Database queue.events: subscriber agency, a zero byte, seq (u64 BE) ->
     the event's frame exactly as the publisher's agent sent it.
@@ -235,41 +237,50 @@ static void s_audit_event(broker_t *b, Sharebus__AuditKind kind, const Sharebus_
     broker_audit(b, &r);
 }
 
+/* Whether the policy in force lets event `h` go from its publisher to its
+   subscriber with the fields it carries: SB_OK, or the refusal and why. */
+static int s_allowed(broker_t *b, const Sharebus__Header *h, char *reason, size_t size)
+{
+    const sbi_topic_t *topic = sbi_policy_topic(b->policy, h->dataset);
+    const sbi_subscriber_t *sub = topic ? sbi_topic_subscriber(topic, h->to) : NULL;
+    if (!topic) {
+        snprintf(reason, size, "topic %s is not declared in the policy", h->dataset);
+        return SB_ENODATASET;
+    }
+    if (strcmp(topic->publisher, h->from) != 0) {
+        snprintf(reason, size, "%s is not the publisher of %s", h->from, h->dataset);
+        return SB_EDENIED;
+    }
+    if (!sub) {
+        snprintf(reason, size, "%s does not subscribe to %s", h->to, h->dataset);
+        return SB_EDENIED;
+    }
+    for (size_t i = 0; i < h->n_fields; i++) {
+        bool allowed = false;
+        for (size_t j = 0; j < sub->n_fields && !allowed; j++)
+            allowed = strcmp(sub->fields[j], h->fields[i]) == 0;
+        if (!allowed) {
+            snprintf(reason, size, "%s may not see field '%s' of %s", h->to, h->fields[i],
+                     h->dataset);
+            return SB_EFIELDS;
+        }
+    }
+    return SB_OK;
+}
+
 /* An event from a publisher's agent for one subscriber. */
 void broker_event_publish(broker_t *b, const sbi_cert_t *cert, const zframe_t *routing,
                           sbi_envelope_t *env, zframe_t *frame)
 {
     const Sharebus__Header *h = env->header;
     char reason[300];
-    const sbi_topic_t *topic = sbi_policy_topic(b->policy, h->dataset);
-    const sbi_subscriber_t *sub = topic ? sbi_topic_subscriber(topic, h->to) : NULL;
     int rc = SB_OK;
     if (h->subject_ref.len != SBI_HASH_SIZE || env->envelope->payload.len == 0) {
         rc = SB_EMALFORMED;
         snprintf(reason, sizeof reason, "an event needs a subject reference and a payload");
     }
-    else if (!topic) {
-        rc = SB_ENODATASET;
-        snprintf(reason, sizeof reason, "topic %s is not declared in the policy", h->dataset);
-    }
-    else if (strcmp(topic->publisher, h->from) != 0) {
-        rc = SB_EDENIED;
-        snprintf(reason, sizeof reason, "%s is not the publisher of %s", h->from, h->dataset);
-    }
-    else if (!sub) {
-        rc = SB_EDENIED;
-        snprintf(reason, sizeof reason, "%s does not subscribe to %s", h->to, h->dataset);
-    }
-    for (size_t i = 0; rc == SB_OK && i < h->n_fields; i++) {
-        bool allowed = false;
-        for (size_t j = 0; j < sub->n_fields && !allowed; j++)
-            allowed = strcmp(sub->fields[j], h->fields[i]) == 0;
-        if (!allowed) {
-            rc = SB_EFIELDS;
-            snprintf(reason, sizeof reason, "%s may not see field '%s' of %s", h->to,
-                     h->fields[i], h->dataset);
-        }
-    }
+    else
+        rc = s_allowed(b, h, reason, sizeof reason);
     broker_queue_t *q = rc == SB_OK ? s_queue(b, h->to) : NULL;
     if (q && q->depth >= b->config.queue_max) {
         rc = SB_EFULL;
@@ -295,6 +306,24 @@ void broker_event_publish(broker_t *b, const sbi_cert_t *cert, const zframe_t *r
     s_ack_publisher(b, h->from, routing, h->message_id.data);
 }
 
+/* Event `seq` leaves queue `q` (its delete is in the batch). LMDB still
+   has it until the batch is applied: a reconnection before then must not
+   send it again (a second acknowledgement, a second record, and the depth
+   counted down twice). */
+static void s_leave(broker_t *b, broker_queue_t *q, uint64_t seq)
+{
+    uint8_t key[SBI_AGENCY_MAX + 9];
+    broker_del(b, b->queue_events, key, s_key(key, q->agency, seq));
+    char seq_key[24];
+    snprintf(seq_key, sizeof seq_key, "%llu", (unsigned long long) seq);
+    if (!zhashx_lookup(q->acked, seq_key)) {
+        zhashx_insert(q->acked, seq_key, (void *) (uintptr_t) (b->submitted + 1));
+        zlistx_add_end(q->acked_order, strdup(seq_key));
+    }
+    if (q->depth > 0)
+        q->depth--;
+}
+
 /* Event `id`, in flight to queue `q`'s subscriber, is delivered: it
    leaves the queue, and `event-delivered` carries the acknowledgement's
    header and signature. */
@@ -305,9 +334,6 @@ static void s_delivered(broker_t *b, broker_queue_t *q, const uint8_t id[SBI_ID_
     s_inflight_t *e = zhashx_lookup(q->inflight, sbi_hex(id, SBI_ID_SIZE, key_hex));
     if (!e)
         return;     /* acknowledged already: duplicates are harmless */
-    uint8_t key[SBI_AGENCY_MAX + 9];
-    size_t n = s_key(key, q->agency, e->seq);
-    broker_del(b, b->queue_events, key, n);
     Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
     r.kind = SHAREBUS__AUDIT_KIND__AUDIT_EVENT_DELIVERED;
     r.message_id = (ProtobufCBinaryData){SBI_ID_SIZE, e->id};
@@ -320,17 +346,7 @@ static void s_delivered(broker_t *b, broker_queue_t *q, const uint8_t id[SBI_ID_
     r.decision = SHAREBUS__DECISION__DECISION_ALLOW;
     sbi_envelope_proof(env->envelope, &r);
     broker_audit(b, &r);
-    /* LMDB still has it until the batch is applied: a reconnection before
-       then must not send it again (a second acknowledgement, a second
-       record, and the depth counted down twice). */
-    char seq[24];
-    snprintf(seq, sizeof seq, "%llu", (unsigned long long) e->seq);
-    if (!zhashx_lookup(q->acked, seq)) {
-        zhashx_insert(q->acked, seq, (void *) (uintptr_t) (b->submitted + 1));
-        zlistx_add_end(q->acked_order, strdup(seq));
-    }
-    if (q->depth > 0)
-        q->depth--;
+    s_leave(b, q, e->seq);
     zhashx_delete(q->inflight, key_hex);
     broker_count(b, "events.delivered");
 }
@@ -367,6 +383,34 @@ void broker_events_reset_all(broker_t *b)
     }
 }
 
+/* Event `seq` of queue `q`, which the policy in force no longer lets its
+   subscriber receive (`rc`, `reason`): it leaves the queue undelivered. */
+static void s_withdrawn(broker_t *b, broker_queue_t *q, uint64_t seq, const sbi_envelope_t *env,
+                        int rc, const char *reason)
+{
+    const Sharebus__Header *h = env->header;
+    char why[400];
+    snprintf(why, sizeof why, "dropped from the queue of %s: %s", q->agency, reason);
+    Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
+    r.kind = SHAREBUS__AUDIT_KIND__AUDIT_EVENT_REFUSED;
+    r.message_id = h->message_id;
+    r.from = h->from;
+    r.to = q->agency;
+    r.dataset = h->dataset;
+    r.subject_ref = h->subject_ref;
+    r.fields_requested = h->fields;
+    r.n_fields_requested = h->n_fields;
+    r.decision = SHAREBUS__DECISION__DECISION_DENY;
+    r.error = sbi_error_kind(rc);
+    r.reason = why;
+    r.payload_hash = h->payload_hash;
+    sbi_envelope_proof(env->envelope, &r);
+    broker_audit(b, &r);
+    s_leave(b, q, seq);
+    sbi_info("event %s", why);
+    broker_count(b, "events.withdrawn");
+}
+
 /* Sends the next events of one queue, up to the window. Reads only what
    is committed, so nothing leaves before its audit record is durable. */
 static void s_pump(broker_t *b, MDB_txn *txn, broker_queue_t *q, broker_peer_t *peer)
@@ -389,7 +433,12 @@ static void s_pump(broker_t *b, MDB_txn *txn, broker_queue_t *q, broker_peer_t *
             continue;
         }
         sbi_envelope_t env;
-        if (sbi_envelope_decode(&env, value.mv_data, value.mv_size) == SB_OK) {
+        char reason[300];
+        bool decoded = sbi_envelope_decode(&env, value.mv_data, value.mv_size) == SB_OK;
+        int rc = decoded ? s_allowed(b, env.header, reason, sizeof reason) : SB_EMALFORMED;
+        if (decoded && rc != SB_OK)
+            s_withdrawn(b, q, seq, &env, rc, reason);
+        else if (rc == SB_OK) {
             s_inflight_t *e = calloc(1, sizeof *e);
             assert(e);
             e->seq = seq;
