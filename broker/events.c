@@ -218,8 +218,9 @@ void broker_events_flush_acks(broker_t *b)
     zhashx_purge(b->event_acks);
 }
 
+/* Audits event `h` as `kind`: allowed (rc SB_OK), or denied for `reason`. */
 static void s_audit_event(broker_t *b, Sharebus__AuditKind kind, const Sharebus__Header *h,
-                          const sbi_envelope_t *env)
+                          const sbi_envelope_t *env, int rc, const char *reason)
 {
     Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
     r.kind = kind;
@@ -229,9 +230,18 @@ static void s_audit_event(broker_t *b, Sharebus__AuditKind kind, const Sharebus_
     r.to = h->to;
     r.dataset = h->dataset;
     r.subject_ref = h->subject_ref;
-    r.fields_delivered = h->fields;
-    r.n_fields_delivered = h->n_fields;
-    r.decision = SHAREBUS__DECISION__DECISION_ALLOW;
+    if (rc == SB_OK) {
+        r.fields_delivered = h->fields;
+        r.n_fields_delivered = h->n_fields;
+        r.decision = SHAREBUS__DECISION__DECISION_ALLOW;
+    }
+    else {
+        r.fields_requested = h->fields;
+        r.n_fields_requested = h->n_fields;
+        r.decision = SHAREBUS__DECISION__DECISION_DENY;
+        r.error = sbi_error_kind(rc);
+        r.reason = (char *) reason;
+    }
     r.payload_hash = h->payload_hash;
     sbi_envelope_proof(env->envelope, &r);
     broker_audit(b, &r);
@@ -300,7 +310,7 @@ void broker_event_publish(broker_t *b, const sbi_cert_t *cert, const zframe_t *r
     broker_put(b, b->queue_events, key, n, zframe_data(frame), zframe_size(frame));
     b->apply_now = true;    /* the pump reads what LMDB has */
     q->depth++;
-    s_audit_event(b, SHAREBUS__AUDIT_KIND__AUDIT_EVENT_PUBLISHED, h, env);
+    s_audit_event(b, SHAREBUS__AUDIT_KIND__AUDIT_EVENT_PUBLISHED, h, env, SB_OK, NULL);
     broker_count(b, "events.published");
 
     s_ack_publisher(b, h->from, routing, h->message_id.data);
@@ -388,24 +398,9 @@ void broker_events_reset_all(broker_t *b)
 static void s_withdrawn(broker_t *b, broker_queue_t *q, uint64_t seq, const sbi_envelope_t *env,
                         int rc, const char *reason)
 {
-    const Sharebus__Header *h = env->header;
     char why[400];
     snprintf(why, sizeof why, "dropped from the queue of %s: %s", q->agency, reason);
-    Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
-    r.kind = SHAREBUS__AUDIT_KIND__AUDIT_EVENT_REFUSED;
-    r.message_id = h->message_id;
-    r.from = h->from;
-    r.to = q->agency;
-    r.dataset = h->dataset;
-    r.subject_ref = h->subject_ref;
-    r.fields_requested = h->fields;
-    r.n_fields_requested = h->n_fields;
-    r.decision = SHAREBUS__DECISION__DECISION_DENY;
-    r.error = sbi_error_kind(rc);
-    r.reason = why;
-    r.payload_hash = h->payload_hash;
-    sbi_envelope_proof(env->envelope, &r);
-    broker_audit(b, &r);
+    s_audit_event(b, SHAREBUS__AUDIT_KIND__AUDIT_EVENT_REFUSED, env->header, env, rc, why);
     s_leave(b, q, seq);
     sbi_info("event %s", why);
     broker_count(b, "events.withdrawn");
