@@ -16,6 +16,16 @@
 
 #include "policy.h"
 
+enum {
+    O_CERTS = 1 << 0,
+    O_CONSUMER = 1 << 1,
+    O_DATASET = 1 << 2,
+    O_PURPOSE = 1 << 3,
+    O_FIELDS = 1 << 4,
+    O_AT = 1 << 5,
+    O_JSON = 1 << 6,
+};
+
 typedef struct {
     const char *dir;
     const char *certs;
@@ -25,11 +35,13 @@ typedef struct {
     const char *fields;
     const char *at;
     bool json;
+    unsigned given;     /* O_* options on the command line */
 } args_t;
 
 typedef struct {
     const char *name;
     int (*fn)(args_t *args);
+    unsigned options;   /* O_* options the command takes */
     const char *usage;
 } command_t;
 
@@ -90,7 +102,9 @@ static int cmd_check(args_t *args)
     size_t n_errors;
     sbi_policy_t *policy = s_load(args, stdout, &n_errors);
     if (!policy) {
-        printf("%s: %zu error%s\n", args->dir, n_errors, n_errors == 1 ? "" : "s");
+        /* No errors: the trust store of --certs did not load, said above. */
+        if (n_errors)
+            printf("%s: %zu error%s\n", args->dir, n_errors, n_errors == 1 ? "" : "s");
         return 1;
     }
     char hex[SBI_HASH_SIZE * 2 + 1];
@@ -366,11 +380,12 @@ static int cmd_show(args_t *args)
 /* -------------------------------------------------------------- main */
 
 static const command_t s_commands[] = {
-    {"check", cmd_check, "check PDIR [--certs DIR]"},
+    {"check", cmd_check, O_CERTS, "check PDIR [--certs DIR]"},
     {"explain", cmd_explain,
+     O_CERTS | O_CONSUMER | O_DATASET | O_PURPOSE | O_FIELDS | O_AT | O_JSON,
      "explain PDIR --consumer ID --dataset ID --purpose NAME [--fields a,b] [--at DATE]\n"
      "                               [--certs DIR] [--json]"},
-    {"show", cmd_show, "show PDIR [--certs DIR] [--json]"},
+    {"show", cmd_show, O_CERTS | O_JSON, "show PDIR [--certs DIR] [--json]"},
 };
 #define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])
 
@@ -391,6 +406,21 @@ static const command_t *s_command(const char *name)
     return NULL;
 }
 
+/* The name of the first O_* option in `bits`. */
+static const char *s_option_name(unsigned bits)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } names[] = {{O_CERTS, "--certs"},   {O_CONSUMER, "--consumer"}, {O_DATASET, "--dataset"},
+                 {O_PURPOSE, "--purpose"}, {O_FIELDS, "--fields"},     {O_AT, "--at"},
+                 {O_JSON, "--json"}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i].bit & bits)
+            return names[i].name;
+    return "?";
+}
+
 int main(int argc, char **argv)
 {
     sbi_init();
@@ -405,13 +435,13 @@ int main(int argc, char **argv)
     int opt;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
         switch (opt) {
-        case 'c': args.certs = optarg; break;
-        case 'C': args.consumer = optarg; break;
-        case 'd': args.dataset = optarg; break;
-        case 'p': args.purpose = optarg; break;
-        case 'f': args.fields = optarg; break;
-        case 'a': args.at = optarg; break;
-        case 'j': args.json = true; break;
+        case 'c': args.certs = optarg; args.given |= O_CERTS; break;
+        case 'C': args.consumer = optarg; args.given |= O_CONSUMER; break;
+        case 'd': args.dataset = optarg; args.given |= O_DATASET; break;
+        case 'p': args.purpose = optarg; args.given |= O_PURPOSE; break;
+        case 'f': args.fields = optarg; args.given |= O_FIELDS; break;
+        case 'a': args.at = optarg; args.given |= O_AT; break;
+        case 'j': args.json = true; args.given |= O_JSON; break;
         case 'h': return s_usage(stdout, 0);
         case 'V': puts("sharebus-policy " SHAREBUS_VERSION); return 0;
         default: return s_usage(stderr, 2);
@@ -424,6 +454,12 @@ int main(int argc, char **argv)
     if (!command) {
         fprintf(stderr, "sharebus-policy: unknown command '%s'\n", name);
         return s_usage(stderr, 2);
+    }
+    unsigned unused = args.given & ~command->options;
+    if (unused) {
+        fprintf(stderr, "sharebus-policy: %s does not take %s\nusage: sharebus-policy %s\n",
+                command->name, s_option_name(unused), command->usage);
+        return 2;
     }
     args.dir = optind < argc ? argv[optind++] : NULL;
     if (!args.dir || optind < argc) {

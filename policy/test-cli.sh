@@ -47,6 +47,12 @@ expect 2 "unknown command" -- "$tool" frobnicate "$examples"
 expect 2 "unknown option" -- "$tool" check "$examples" --frob
 expect 2 "check without a directory" -- "$tool" check
 expect 2 "extra argument" -- "$tool" check "$examples" extra
+# An option the command does not take is refused, not ignored.
+expect 2 "check does not take --json" -- "$tool" check "$examples" --json
+grep -q "check does not take --json" "$tmp/err" || fail "no message for check --json"
+[ -s "$tmp/out" ] && fail "check --json printed to stdout"
+expect 2 "show does not take --consumer" -- "$tool" show "$examples" --consumer koroad
+expect 2 "check does not take --at" -- "$tool" check "$examples" --at 2026-01-01
 
 # ------------------------------------------------------------- check
 expect 0 "check of the examples is clean" -- "$tool" check "$examples"
@@ -85,6 +91,8 @@ contains "$tmp/out" "$tmp/bad: 4 errors"
 expect 1 "check of a missing directory" -- "$tool" check "$tmp/none"
 contains "$tmp/out" "$tmp/none: cannot read the directory: No such file or directory"
 expect 1 "check with an unreadable trust store" -- "$tool" check "$examples" --certs "$tmp/none"
+grep -q "errors\?$" "$tmp/out" && fail "check counts policy errors when the trust store did not load"
+grep -q "$tmp/none" "$tmp/err" || fail "check does not name the unreadable trust store"
 
 # Files that each fit, but not together in the one message that takes the
 # policy to the agents: refused at check (and so at reload).
