@@ -27,8 +27,11 @@
 typedef struct {
     const char *name;
     int (*fn)(cli_args_t *args);
+    const char *options; /* the long options it takes, each followed by a space */
     const char *usage;
 } command_t;
+
+#define S_FILTERS "agency subject subject-key dataset purpose kind since until "
 
 /* The audit log of DDIR/store, opened with `flags` (sbi_store_open's). */
 static sbi_audit_t *s_open(const cli_args_t *args, unsigned flags, sbi_store_t **store_p)
@@ -568,18 +571,18 @@ static int cmd_checkpoint(cli_args_t *args)
 /* ----------------------------------------------------------------- main */
 
 static const command_t s_commands[] = {
-    {"query", cmd_query,
+    {"query", cmd_query, "data " S_FILTERS "limit json ",
      "query --data DDIR [--agency A] [--subject -|ID --subject-key FILE] [--dataset D]\n"
      "                      [--purpose P] [--kind K] [--since T] [--until T] [--limit N] [--json]"},
-    {"verify", cmd_verify,
+    {"verify", cmd_verify, "data certs signer checkpoint json ",
      "verify --data DDIR [--certs DIR] [--signer ID] [--checkpoint FILE]... [--json]"},
-    {"checkpoint", cmd_checkpoint, "checkpoint --data DDIR [--out FILE] [--all]"},
-    {"report", cli_report,
+    {"checkpoint", cmd_checkpoint, "data out all ", "checkpoint --data DDIR [--out FILE] [--all]"},
+    {"report", cli_report, "data subject subject-key certs since until json ",
      "report --data DDIR --subject -|ID --subject-key FILE [--certs DIR] [--since T]\n"
      "                      [--until T] [--json]"},
-    {"export", cmd_export,
-     "export --data DDIR [--since T] [--until T] [filters] [--format jsonl|csv]"},
-    {"reindex", cmd_reindex, "reindex --data DDIR"},
+    {"export", cmd_export, "data " S_FILTERS "limit format ",
+     "export --data DDIR [--since T] [--until T] [filters] [--limit N] [--format jsonl|csv]"},
+    {"reindex", cmd_reindex, "data ", "reindex --data DDIR"},
 };
 #define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])
 
@@ -592,6 +595,16 @@ static int s_usage(FILE *out, int status)
                  "--subject - reads the national id from standard input.\n"
                  "See sharebus-audit(1).\n");
     return status;
+}
+
+/* Whether `command` takes the long option `name`. */
+static bool s_takes(const command_t *command, const char *name)
+{
+    size_t len = strlen(name);
+    for (const char *o = command->options; *o; o = strchr(o, ' ') + 1)
+        if (strncmp(o, name, len) == 0 && o[len] == ' ')
+            return true;
+    return false;
 }
 
 static int s_bad(const char *what)
@@ -709,8 +722,9 @@ int main(int argc, char **argv)
         {"json", no_argument, 0, 'j'},          {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},       {0, 0, 0, 0}};
     cli_args_t args = {.signer = "broker"};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+    const char *given[sizeof options / sizeof options[0]] = {0}; /* long names used */
+    int opt, index = 0;
+    while ((opt = getopt_long(argc, argv, "", options, &index)) != -1) {
         if (opt == 'h')
             return s_usage(stdout, 0);
         if (opt == 'V') {
@@ -721,6 +735,7 @@ int main(int argc, char **argv)
             return s_usage(stderr, 2);
         if (s_option(&args, opt, optarg) != 0)
             return 2;
+        given[index] = options[index].name;
     }
     if (optind >= argc)
         return s_usage(stderr, 2);
@@ -733,6 +748,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "sharebus-audit: unknown command '%s'\n", name);
         return s_usage(stderr, 2);
     }
+    for (size_t i = 0; i < sizeof given / sizeof given[0]; i++)
+        if (given[i] && !s_takes(command, given[i])) {
+            fprintf(stderr, "sharebus-audit: %s does not take --%s\nusage: sharebus-audit %s\n",
+                    command->name, given[i], command->usage);
+            return 2;
+        }
     if (optind < argc || !args.data) {
         fprintf(stderr, "usage: sharebus-audit %s\n", command->usage);
         return 2;

@@ -117,6 +117,18 @@ expect 2 "$sba" query --data "$broker" --subject --- --subject-key "$key"
 expect 2 "$sba" report --data "$broker"
 expect 2 "$sba" export --data "$broker" --format xml
 expect 2 "$sba" query --data "$broker" extra-argument
+# An option the command does not take is refused, not ignored: a filter on
+# verify, report or checkpoint would otherwise seem to narrow what it did.
+expect 2 "$sba" verify --data "$broker" --agency koroad
+has "$err" '^sharebus-audit: verify does not take --agency'
+expect 2 "$sba" report --data "$broker" --subject "$alice" --subject-key "$key" --kind timeout
+has "$err" '^sharebus-audit: report does not take --kind'
+expect 2 "$sba" export --data "$broker" --json
+expect 2 "$sba" checkpoint --data "$broker" --json
+expect 2 "$sba" reindex --data "$broker" --since 2026-03-01
+expect 2 "$sba" query --data "$broker" --format csv
+expect 0 "$sba" export --data "$broker" --limit 2
+lines 2
 expect 1 "$sba" query --data "$tmp/nowhere"
 has "$err" 'nowhere/store'
 expect 1 "$sba" query --data "$broker" --subject "$alice" --subject-key "$tmp/nokey"
