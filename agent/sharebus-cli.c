@@ -9,12 +9,14 @@
     sharebus subscribe --agent EP --topic T [--count N]
 */
 #include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <czmq.h>
 
@@ -180,6 +182,10 @@ static int cmd_serve(args_t *a)
                         "[--delay MS]\n");
         return 2;
     }
+    if (access(a->records, R_OK) != 0) {
+        fprintf(stderr, "error: invalid: %s: %s\n", a->records, strerror(errno));
+        return 1;
+    }
     json_object *records = json_object_from_file(a->records);
     if (!records || !json_object_is_type(records, json_type_object)) {
         fprintf(stderr, "error: invalid: %s: not a JSON object of records keyed by subject id\n",
@@ -188,7 +194,11 @@ static int cmd_serve(args_t *a)
         return 1;
     }
     sb_client_t *client = s_connect(a->agent);
-    int rc = client ? sb_client_serve(client, a->dataset) : SB_EINVAL;
+    if (!client) {
+        json_object_put(records);
+        return 1;
+    }
+    int rc = sb_client_serve(client, a->dataset);
     if (rc == SB_OK) {
         fprintf(stderr, "sharebus serve: serving %s (%d records)\n", a->dataset,
                 json_object_object_length(records));
@@ -222,8 +232,19 @@ static int consent_grant(args_t *a, sb_client_t *client)
                         "YYYY-MM-DDTHH:MM:SSZ\n", a->until);
         return 2;
     }
+    /* strptime takes 2027-02-31 and timegm moves it into March: refuse a
+       time that does not come back as written. */
+    struct tm written = tm, back;
+    time_t seconds = timegm(&tm);
+    if (!gmtime_r(&seconds, &back) || back.tm_year != written.tm_year
+        || back.tm_mon != written.tm_mon || back.tm_mday != written.tm_mday
+        || back.tm_hour != written.tm_hour || back.tm_min != written.tm_min
+        || back.tm_sec != written.tm_sec) {
+        fprintf(stderr, "error: invalid: --until %s: no such date or time\n", a->until);
+        return 2;
+    }
     /* A date means through the whole of that day, UTC. */
-    until = (uint64_t) timegm(&tm) * 1000 + (whole_day ? 86400000 - 1 : 0);
+    until = (uint64_t) seconds * 1000 + (whole_day ? 86400000 - 1 : 0);
     sb_consent_t consent = {a->subject, a->consumer, a->dataset, a->purpose, until, a->evidence};
     char id[SB_CONSENT_ID_SIZE];
     int rc = sb_consent_grant(client, &consent, id);
@@ -313,6 +334,8 @@ static int cmd_consent(args_t *a)
 
 /* ----------------------------------------------------------------- events */
 
+#define S_RECORD_MAX (1 << 20) /* bytes of JSON in one event's record */
+
 static int cmd_publish(args_t *a)
 {
     if (!a->topic || !a->subject || !a->record) {
@@ -320,19 +343,27 @@ static int cmd_publish(args_t *a)
         return 2;
     }
     FILE *in = strcmp(a->record, "-") == 0 ? stdin : fopen(a->record, "r");
-    char *text = NULL;
-    size_t size = 0;
-    if (in) {
-        FILE *mem = open_memstream(&text, &size);
-        char buf[4096];
-        size_t n;
-        while ((n = fread(buf, 1, sizeof buf, in)) > 0 && size < (1 << 20))
-            fwrite(buf, 1, n, mem);
-        fclose(mem);
-        if (in != stdin)
-            fclose(in);
+    if (!in) {
+        fprintf(stderr, "error: invalid: %s: %s\n", a->record, strerror(errno));
+        return 1;
     }
-    sb_record_t *record = text ? sb_record_from_json(text) : NULL;
+    /* One byte more than the limit tells a record that is too big. */
+    char *text = malloc(S_RECORD_MAX + 2);
+    size_t size = text ? fread(text, 1, S_RECORD_MAX + 1, in) : 0;
+    bool failed = !text || ferror(in);
+    if (in != stdin)
+        fclose(in);
+    if (failed || size > S_RECORD_MAX) {
+        if (failed)
+            fprintf(stderr, "error: invalid: %s: %s\n", a->record,
+                    text ? strerror(errno) : "out of memory");
+        else
+            fprintf(stderr, "error: too-big: %s: a record is at most 1 MiB of JSON\n", a->record);
+        free(text);
+        return 1;
+    }
+    text[size] = 0;
+    sb_record_t *record = sb_record_from_json(text);
     free(text);
     if (!record) {
         fprintf(stderr, "error: invalid: %s: not a JSON object of fields\n", a->record);
@@ -356,7 +387,9 @@ static int cmd_subscribe(args_t *a)
         return 2;
     }
     sb_client_t *client = s_connect(a->agent);
-    int rc = client ? sb_subscribe(client, a->topic) : SB_EINVAL;
+    if (!client)
+        return 1;
+    int rc = sb_subscribe(client, a->topic);
     long seen = 0;
     while (rc == SB_OK && !zsys_interrupted && (a->count == 0 || seen < a->count)) {
         sb_event_t *event = NULL;

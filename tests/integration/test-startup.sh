@@ -42,6 +42,34 @@ must_fail 2 "invalid agency id" "$AGENT_BIN" --agency NHIS --certs "$CERTS" --br
   --listen "ipc://$WORK/x.sock" --data "$WORK/a3"
 pass "agent: missing certificate, non-loopback listener, bad id"
 
+# The sharebus client refuses bad arguments and files before it talks to
+# an agent, each in one line naming what is wrong (sharebus(1)).
+client_error() {  # client_error STATUS PATTERN CMD...: that status, one line
+  local want=$1 pattern=$2; shift 2
+  must_fail "$want" "$pattern" "$@"
+  local n
+  n=$("$@" 2>&1 | wc -l || true)
+  [ "$n" = 1 ] || fail "$n lines from $*: $("$@" 2>&1)"
+}
+NOWHERE="ipc://$WORK/nowhere.sock"
+client_error 2 "^error: invalid: --until 2027-02-31: no such date" sb consent grant \
+  --agent "$NOWHERE" --subject "$SUBJECT" --consumer koroad --dataset "$CHECKUP" \
+  --purpose "$RENEWAL" --until 2027-02-31
+client_error 2 "^error: invalid: --until 2027-01-01T23:59:60Z: no such date" sb consent grant \
+  --agent "$NOWHERE" --subject "$SUBJECT" --consumer koroad --dataset "$CHECKUP" \
+  --purpose "$RENEWAL" --until 2027-01-01T23:59:60Z
+client_error 1 "^error: invalid: cannot use agent endpoint" sb subscribe --agent foo://x --topic t
+client_error 1 "^error: invalid: cannot use agent endpoint" sb serve --agent foo://x --dataset d \
+  --records "$SRC/tests/data/nhis-checkups.json"
+client_error 1 "^error: invalid: $WORK/none.json: No such file or directory" sb serve \
+  --agent "$NOWHERE" --dataset d --records "$WORK/none.json"
+client_error 1 "^error: invalid: $WORK/none.json: No such file or directory" sb publish \
+  --agent "$NOWHERE" --topic t --subject "$SUBJECT" --record "$WORK/none.json"
+head -c 1100000 /dev/zero | tr '\0' x | sed 's/^/{"a":"/; s/$/"}/' >"$WORK/big.json"
+client_error 1 "^error: too-big: $WORK/big.json: a record is at most 1 MiB" sb publish \
+  --agent "$NOWHERE" --topic t --subject "$SUBJECT" --record "$WORK/big.json"
+pass "sharebus: a date that does not exist, a bad endpoint, a missing or too big file"
+
 # A key file open to group or others, or not a key file: refused in one
 # error line naming the file and what to do (not a second one after it).
 one_error() {  # one_error PATTERN CMD...: exit 1, one error line, matching
