@@ -24,6 +24,7 @@ typedef struct {
     sbi_log_level_t level;
     bool json;
     const char *to;           /* backup */
+    char given[32];           /* the options on the command line, as their getopt values */
 } args_t;
 
 typedef int(s_command_fn)(args_t *a);
@@ -136,15 +137,19 @@ static int cmd_backup(args_t *a)
     return broker_backup(a->config.data, a->to) == SB_OK ? 0 : 1;
 }
 
+/* `options`: the getopt values of the flags the command uses; a flag it
+   does not use is refused on the command line (a configuration file may
+   hold every setting, for every command). */
 static const struct {
     const char *name;
     s_command_fn *fn;
+    const char *options;
     const char *help;
 } s_commands[] = {
-    {"run", cmd_run, "run the broker (the default)"},
-    {"reload", cmd_reload, "reload certificates and policy"},
-    {"status", cmd_status, "print the running broker's state"},
-    {"backup", cmd_backup, "copy the store of the running broker"},
+    {"run", cmd_run, "cpdbsiLCMQmWF", "run the broker (the default)"},
+    {"reload", cmd_reload, "dF", "reload certificates and policy"},
+    {"status", cmd_status, "djF", "print the running broker's state"},
+    {"backup", cmd_backup, "dtF", "copy the store of the running broker"},
 };
 
 static const struct option s_options[] = {
@@ -158,6 +163,14 @@ static const struct option s_options[] = {
     {"to", required_argument, 0, 't'},      {"config", required_argument, 0, 'F'},
     {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
     {0, 0, 0, 0}};
+
+static bool s_command_known(const char *name)
+{
+    for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
+        if (strcmp(name, s_commands[i].name) == 0)
+            return true;
+    return false;
+}
 
 /* What a configuration file may not set: per-invocation options. */
 static const char *const s_not_in_files[] = {"config", "json", "to", "help", "version", NULL};
@@ -265,6 +278,8 @@ static int s_parse(int argc, char **argv, args_t *a, sbi_config_t **config_p)
                 return 2;
             }
         }
+        if (!strchr(a->given, opt) && strlen(a->given) + 1 < sizeof a->given)
+            a->given[strlen(a->given)] = (char) opt;
     }
     return 0;
 }
@@ -283,9 +298,16 @@ int main(int argc, char **argv)
     const char *command = optind < argc ? argv[optind++] : "run";
     s_command_fn *fn = NULL;
     for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
-        if (strcmp(command, s_commands[i].name) == 0)
+        if (strcmp(command, s_commands[i].name) == 0) {
             fn = s_commands[i].fn;
-    if (!fn)
+            for (const char *o = a.given; fn && *o; o++)
+                if (!strchr(s_commands[i].options, *o)) {
+                    fprintf(stderr, "sharebus-broker: %s does not take --%s\n", command,
+                            s_option_name(*o));
+                    fn = NULL;
+                }
+        }
+    if (!fn && !s_command_known(command))
         fprintf(stderr, "sharebus-broker: unknown command '%s'\n", command);
     rc = !fn || optind < argc || !a.config.data ? s_usage(stderr, 2) : fn(&a);
     sbi_config_destroy(&config);

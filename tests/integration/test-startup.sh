@@ -32,7 +32,13 @@ pass "port in use"
 must_fail 2 "usage" "$BROKER_BIN" --certs "$CERTS"
 must_fail 2 "usage" "$BROKER_BIN" --certs "$CERTS" --policy "$WORK/policy" --data "$WORK/b4" \
   --bind tcp://127.0.0.1:1 --no-such-option
-pass "bad arguments: usage, exit 2"
+must_fail 2 "status does not take --bind" "$BROKER_BIN" status --data "$WORK/broker" \
+  --bind tcp://127.0.0.1:1
+must_fail 2 "reload does not take --json" "$BROKER_BIN" reload --data "$WORK/broker" --json
+must_fail 2 "run does not take --to" "$BROKER_BIN" --certs "$CERTS" --policy "$WORK/policy" \
+  --data "$WORK/b4" --bind tcp://127.0.0.1:1 --to "$WORK/copy"
+[ ! -e "$WORK/b4" ] || fail "run with a flag it does not take made its data directory"
+pass "bad arguments: usage, exit 2; a flag the command does not take is refused"
 
 must_fail 1 "no valid, unrevoked certificate" "$AGENT_BIN" --agency mois --certs "$CERTS" \
   --broker "$BROKER" --listen "ipc://$WORK/mois.sock" --data "$WORK/a1"
