@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "consent.h"
 #include "record.h"
 
 #define S_GRACE_MS 250   /* the broker times out first; this covers a dead broker */
@@ -282,9 +283,13 @@ static void s_consent_grant(agent_t *self, zframe_t *client, uint64_t id,
     char consent_id[33];
     if (!s_subject(self, client, id, g->subject_id, ref))
         return;
-    if (!sbi_agency_valid(g->consumer, false) || !sbi_name_valid(g->dataset)
-        || !sbi_name_valid(g->purpose) || strlen(g->evidence) > 1024) {
-        agent_front_result(self, client, id, SB_EINVAL, "malformed consent", NULL);
+    const char *bad = !sbi_agency_valid(g->consumer, false) ? "invalid consumer agency id"
+                      : !sbi_name_valid(g->dataset)         ? "invalid dataset name"
+                      : !sbi_name_valid(g->purpose)         ? "invalid purpose name"
+                      : strlen(g->evidence) > SBI_REASON_MAX ? "evidence over 1024 bytes"
+                                                              : NULL;
+    if (bad) {
+        agent_front_result(self, client, id, SB_EINVAL, bad, NULL);
         return;
     }
     sbi_id_new(cid);

@@ -36,7 +36,7 @@ static int s_usage(FILE *out, int status)
             "                             --bind tcp://HOST:PORT [--skew MS]\n"
             "                             [--checkpoint-interval MS] [--log-level LEVEL]\n"
             "                             [--map-max MIB] [--wal-size MIB] [--queue-max N]\n"
-            "                             [--capture DIR] [--metrics HOST:PORT] [--config FILE]\n"
+            "                             [--capture CDIR] [--metrics HOST:PORT] [--config FILE]\n"
             "       sharebus-broker reload --data DDIR\n"
             "       sharebus-broker status --data DDIR [--json]\n"
             "       sharebus-broker backup --data DDIR --to DIR\n"

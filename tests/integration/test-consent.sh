@@ -60,6 +60,10 @@ pass "revoked: refused from the next request on"
 # the store refused for ever, with the broker refusing all traffic).
 long=$(head -c 1100 /dev/zero | tr '\0' r)
 expect_error invalid sb consent revoke --agent "$(agent_ep koroad)" --id "$id" --reason "$long"
+out=$(sb consent grant --agent "$(agent_ep koroad)" --subject $SUBJECT --consumer koroad \
+  --dataset $CHECKUP --purpose $RENEWAL --until 2030-12-31 --evidence "$long" 2>&1) \
+  && fail "a consent with 1100 bytes of evidence was recorded"
+grep -q "^error: invalid: evidence over 1024 bytes" <<<"$out" || fail "long evidence: $out"
 out=$(rogue koroad long-revoke 70000)
 [ "$out" = "answer: malformed" ] || fail "revocation with a 70,000-byte reason: $out"
 sb consent list --agent "$(agent_ep koroad)" --subject $SUBJECT --json >/dev/null \
