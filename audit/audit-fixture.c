@@ -107,7 +107,8 @@ typedef struct {
     const char *from, *to, *dataset, *purpose, *subject;
     const char *fields; /* comma-separated */
     bool delivered;
-    int answers; /* seq of the request this answers, or 0 */
+    int answers; /* seq of the request this answers, or of the event
+                    publication this delivers (whose message id it carries) */
     Sharebus__Decision decision;
     const char *rule, *consent;
     Sharebus__ErrorKind error;
@@ -145,10 +146,10 @@ static const s_story_t s_story[] = {
      0, ALLOW, RULE, "c-0001", 0, "", ""},
     {K(TIMEOUT), T0 + 2 * DAY + 5000, "nhis", "koroad", CHECKUP, RENEWAL, "A", "", false, 10, 0,
      RULE, "", SHAREBUS__ERROR_KIND__ERR_TIMEOUT, "no reply within 5000 ms", ""},
-    {K(EVENT_PUBLISHED), T0 + 3 * DAY, "mois", "broker", "resident.address-changed", "", "A",
-     "new_address,moved_on", false, 0, ALLOW, "", "", 0, "", ""},
-    {K(EVENT_DELIVERED), T0 + 3 * DAY + 10, "mois", "nts", "resident.address-changed", "", "A",
+    {K(EVENT_PUBLISHED), T0 + 3 * DAY, "mois", "nts", "resident.address-changed", "", "A",
      "new_address,moved_on", true, 0, ALLOW, "", "", 0, "", ""},
+    {K(EVENT_DELIVERED), T0 + 3 * DAY + 10, "mois", "nts", "resident.address-changed", "", "A",
+     "new_address,moved_on", true, 12, ALLOW, "", "", 0, "", ""},
     {K(EVENT_DELIVERED), T0 + 3 * DAY + 20, "mois", "koroad", "resident.address-changed", "", "A",
      "new_address", true, 0, ALLOW, "", "", 0, "", ""},
     {K(POLICY_LOADED), T0 + 3 * DAY + 60 * MINUTE, "broker", "", "", "", NULL, "", false, 0, 0, "",
@@ -165,7 +166,8 @@ static void s_append(s_log_t *log, const s_story_t *s, uint64_t seq)
     uint8_t header[64], signature[64];
     char fields_copy[256], *fields[16];
     size_t n_fields = 0;
-    id[0] = (uint8_t)seq;
+    bool delivery = s->kind == SHAREBUS__AUDIT_KIND__AUDIT_EVENT_DELIVERED;
+    id[0] = (uint8_t)(delivery && s->answers ? (uint64_t)s->answers : seq);
     corr[0] = (uint8_t)s->answers;
     memset(header, (int)seq, sizeof header);
     memset(signature, 0x5a, sizeof signature);
@@ -176,7 +178,7 @@ static void s_append(s_log_t *log, const s_story_t *s, uint64_t seq)
     r.kind = s->kind;
     r.time_ms = s->time_ms;
     r.message_id = (ProtobufCBinaryData){sizeof id, id};
-    if (s->answers)
+    if (s->answers && !delivery)
         r.correlation_id = (ProtobufCBinaryData){sizeof corr, corr};
     r.from = (char *)s->from;
     r.to = (char *)s->to;

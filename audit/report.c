@@ -1,7 +1,9 @@
 /*  report.c - a citizen's access report: who obtained which of their data,
     from whom, when, for what, under which rule and consent; what was
     refused and why. A routed request and its answer (the reply, refusal or
-    timeout whose correlation id is the request's message id) make one line.
+    timeout whose correlation id is the request's message id) make one line;
+    so do an event's publication for one subscriber and its delivery (or
+    its withdrawal from the queue), which carry the same message id.
 */
 #include <inttypes.h>
 #include <json-c/json.h>
@@ -88,24 +90,36 @@ static void s_history_clear(s_history_t *h)
     free(h->used);
 }
 
-static bool s_is_answer(const Sharebus__AuditRecord *r)
+static bool s_same(const ProtobufCBinaryData *a, const ProtobufCBinaryData *b)
 {
-    return r->kind == SHAREBUS__AUDIT_KIND__AUDIT_REPLY_FORWARDED ||
-           r->kind == SHAREBUS__AUDIT_KIND__AUDIT_REPLY_REFUSED ||
-           r->kind == SHAREBUS__AUDIT_KIND__AUDIT_TIMEOUT;
+    return a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
+}
+
+/* Whether `r` answers `first`: a reply, refusal or timeout correlated to a
+   routed request; a delivery or withdrawal of a published event. */
+static bool s_answers(const Sharebus__AuditRecord *first, const Sharebus__AuditRecord *r)
+{
+    if (first->kind == SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_ROUTED)
+        return (r->kind == SHAREBUS__AUDIT_KIND__AUDIT_REPLY_FORWARDED ||
+                r->kind == SHAREBUS__AUDIT_KIND__AUDIT_REPLY_REFUSED ||
+                r->kind == SHAREBUS__AUDIT_KIND__AUDIT_TIMEOUT) &&
+               s_same(&r->correlation_id, &first->message_id);
+    if (first->kind == SHAREBUS__AUDIT_KIND__AUDIT_EVENT_PUBLISHED)
+        return (r->kind == SHAREBUS__AUDIT_KIND__AUDIT_EVENT_DELIVERED ||
+                r->kind == SHAREBUS__AUDIT_KIND__AUDIT_EVENT_REFUSED) &&
+               s_same(&r->message_id, &first->message_id) && strcmp(r->to, first->to) == 0;
+    return false;
 }
 
 /* The line starting at record i, taking its answer out of the history. */
 static s_line_t s_line(s_history_t *h, size_t i)
 {
     s_line_t line = {h->records[i], NULL};
-    const ProtobufCBinaryData *id = &line.record->message_id;
-    if (line.record->kind != SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_ROUTED || id->len == 0)
+    if (line.record->message_id.len == 0)
         return line;
     for (size_t j = i + 1; j < h->n; j++) {
         const Sharebus__AuditRecord *r = h->records[j];
-        if (!h->used[j] && s_is_answer(r) && r->correlation_id.len == id->len &&
-            memcmp(r->correlation_id.data, id->data, id->len) == 0) {
+        if (!h->used[j] && s_answers(line.record, r)) {
             h->used[j] = true;
             line.answer = r;
             break;
@@ -179,6 +193,30 @@ static void s_describe_request(const s_line_t *l, s_names_t *n, s_entry_t *e)
     }
 }
 
+/* An event published for one subscriber, and what became of it. */
+static void s_describe_event(const s_line_t *l, s_names_t *n, s_entry_t *e)
+{
+    const Sharebus__AuditRecord *r = l->record, *a = l->answer;
+    bool delivered = a && a->kind == SHAREBUS__AUDIT_KIND__AUDIT_EVENT_DELIVERED;
+    e->fields = delivered ? a->fields_delivered : r->fields_delivered;
+    e->n_fields = delivered ? a->n_fields_delivered : r->n_fields_delivered;
+    s_fields(e->fields, e->n_fields, &n->f);
+    if (delivered) {
+        e->event = "obtained";
+        s_add(&e->headline, "%s received %s (%s) from %s", n->b, n->d, n->f.text, n->a);
+        return;
+    }
+    s_add(&e->headline, "%s published %s about you for %s (%s): ", n->a, n->d, n->b, n->f.text);
+    if (a) {
+        e->event = "refused";
+        s_add(&e->headline, "not delivered, nothing was shared: ");
+        s_say_error(e, a->error, a->reason);
+    } else {
+        e->event = "published";
+        s_add(&e->headline, "queued; no delivery is on record");
+    }
+}
+
 static void s_describe_other(const Sharebus__AuditRecord *r, s_names_t *n, s_entry_t *e)
 {
     char id[SBI_NAME_MAX + 1];
@@ -200,10 +238,6 @@ static void s_describe_other(const Sharebus__AuditRecord *r, s_names_t *n, s_ent
         break;
     case SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_EXPIRED:
         s_add(&e->headline, "consent %s for %s expired", id, n->d);
-        break;
-    case SHAREBUS__AUDIT_KIND__AUDIT_EVENT_PUBLISHED:
-        s_add(&e->headline, "%s published %s about you for %s (%s)", n->a, n->d, n->b,
-              n->f.text);
         break;
     case SHAREBUS__AUDIT_KIND__AUDIT_EVENT_DELIVERED:
         e->event = "obtained";
@@ -238,7 +272,10 @@ static void s_describe(const s_line_t *l, sbi_trust_t *trust, s_entry_t *e)
     else {
         cli_agency(trust, r->from, n->a, sizeof n->a);
         cli_agency(trust, r->to, n->b, sizeof n->b);
-        s_describe_other(r, n, e);
+        if (r->kind == SHAREBUS__AUDIT_KIND__AUDIT_EVENT_PUBLISHED)
+            s_describe_event(l, n, e);
+        else
+            s_describe_other(r, n, e);
     }
     free(n);
 }

@@ -65,6 +65,25 @@ depth=$("$BUILD/broker/sharebus-broker" status --data "$WORK/broker" --json \
 [ "$depth" = 0 ] || fail "koroad's queue still holds $depth events"
 pass "a subscription withdrawn while its subscriber was offline: its queue dropped, not delivered"
 
+# The citizen's access report tells each subscriber's view in one line: a
+# publication with its delivery, or with its withdrawal from the queue.
+citizen_report() {
+  printf '%s\n' "$SUBJECT" | audit report --data "$WORK/broker" --subject - \
+    --subject-key "$CERTS/subject.key" --certs "$CERTS"
+}
+nts_all_delivered() {  # every view published for nts is told with its delivery
+  [ "$(citizen_report | grep -c "published $TOPIC about you for nts")" = 0 ]
+}
+wait_for 10 nts_all_delivered
+report=$(citizen_report)
+[ "$(grep -c "^.*koroad.* received $TOPIC (new_address) from mois" <<<"$report")" -ge 5 ] \
+  || fail "report: koroad's 5 deliveries: $report"
+[ "$(grep -c "mois.* published $TOPIC about you for koroad.*: not delivered, nothing was shared: .*dropped from the queue of koroad" <<<"$report")" = 2 ] \
+  || fail "report: koroad's 2 withdrawn events: $report"
+[ "$(grep -c "nts received $TOPIC (new_address, moved_on) from mois" <<<"$report")" -ge 7 ] \
+  || fail "report: nts's 7 deliveries: $report"
+pass "the citizen's report: one line per subscriber's view, delivered or withdrawn"
+
 # nhis subscribes to the topic too but has no back-end listening: its queue
 # grows while the others keep receiving (a slow subscriber holds up no one).
 expect_error denied sh -c "echo '{\"new_address\":\"x\"}' | \"$BUILD/agent/sharebus\" publish \
