@@ -151,7 +151,8 @@ void agent_front_sweep(agent_t *self);
 /* Events (events.c). */
 int agent_events_open(agent_t *self);
 void agent_events_close(agent_t *self);
-void agent_publish(agent_t *self, zframe_t *client, uint64_t id, const Sharebus__ClientPublish *c);
+void agent_publish(agent_t *self, zframe_t *client, uint64_t id, const Sharebus__ClientPublish *c,
+                   uint64_t expires_ms);
 void agent_publication_settle(agent_t *self, agent_pending_t *p, int code, const char *reason);
 void agent_event_receive(agent_t *self, sbi_envelope_t *env, Sharebus__Payload **payload_p);
 void agent_subscribe(agent_t *self, zframe_t *client, uint64_t id, const Sharebus__ClientSubscribe *s);

@@ -109,7 +109,8 @@ static Sharebus__Record s_view(const Sharebus__Record *record, const sbi_subscri
     return view;
 }
 
-void agent_publish(agent_t *self, zframe_t *client, uint64_t id, const Sharebus__ClientPublish *c)
+void agent_publish(agent_t *self, zframe_t *client, uint64_t id, const Sharebus__ClientPublish *c,
+                   uint64_t expires_ms)
 {
     static const Sharebus__Record empty = SHAREBUS__RECORD__INIT;
     const Sharebus__Record *record = c->record ? c->record : &empty;
@@ -180,7 +181,11 @@ void agent_publish(agent_t *self, zframe_t *client, uint64_t id, const Sharebus_
         agent_pending_t *p = calloc(1, sizeof *p);
         assert(p);
         p->pub = pub;
-        p->deadline = zclock_mono() + 5000;  /* within sb_publish's own wait */
+        /* Within sb_publish's own wait: 5 s, or what is left of it. */
+        uint64_t now = sbi_now_ms(), left = 5000;
+        if (expires_ms && expires_ms < now + left)
+            left = expires_ms > now ? expires_ms - now : 0;
+        p->deadline = zclock_mono() + (int64_t) left;
         pub->remaining++;
         char key[33];
         zhashx_update(self->pending, sbi_hex(h.message_id, SBI_ID_SIZE, key), p);

@@ -45,10 +45,25 @@ static char *s_id_key(const uint8_t *id, char out[2 * SBI_ID_SIZE + 1])
     return sbi_hex(id, SBI_ID_SIZE, out);
 }
 
+/* The end of what a call may take from now, `limit_ms`, and no later
+   than the call's own deadline `expires_ms` (0 = none), as a wall-clock
+   time: the back-end waits no longer. */
+static uint64_t s_expires(uint64_t now, uint32_t limit_ms, uint64_t expires_ms)
+{
+    return expires_ms && expires_ms < now + limit_ms ? expires_ms : now + limit_ms;
+}
+
+/* The monotonic time at wall-clock time `expires_ms`, plus the grace. */
+static int64_t s_deadline(uint64_t now, uint64_t expires_ms)
+{
+    return zclock_mono() + (int64_t) (expires_ms > now ? expires_ms - now : 0) + S_GRACE_MS;
+}
+
 /* A back-end asks for data: check our copy of the policy, seal the subject
-   id for the provider, send, and remember who asked. */
+   id for the provider, send, and remember who asked, until the request's
+   deadline (`expires_ms`, the library's, or 0). */
 static void s_request(agent_t *self, zframe_t *client, uint64_t id,
-                      const Sharebus__ClientRequest *req)
+                      const Sharebus__ClientRequest *req, uint64_t expires_ms)
 {
     char reason[300];
     if (!self->policy) {
@@ -111,7 +126,7 @@ static void s_request(agent_t *self, zframe_t *client, uint64_t id,
         h.header.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, subject_ref};
     h.header.fields = (char **) d.flow;
     h.header.n_fields = d.n_flow;
-    h.header.expires_ms = h.header.created_ms + timeout;
+    h.header.expires_ms = s_expires(h.header.created_ms, timeout, expires_ms);
     h.header.policy_version = (ProtobufCBinaryData){32, (uint8_t *) sbi_policy_version(self->policy)};
     Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
     payload.subject_id = req->subject_id;
@@ -131,7 +146,7 @@ static void s_request(agent_t *self, zframe_t *client, uint64_t id,
     assert(p);
     p->client = zframe_dup(client);
     p->client_id = id;
-    p->deadline = zclock_mono() + timeout + S_GRACE_MS;
+    p->deadline = s_deadline(h.header.created_ms, h.header.expires_ms);
     p->fields = d.n_flow ? agent_strv(d.flow, d.n_flow) : NULL;
     snprintf(p->provider, sizeof p->provider, "%s", req->provider);
     char key[33];
@@ -243,13 +258,13 @@ static void s_answer(agent_t *self, const Sharebus__ClientAnswer *answer)
 #define S_CONSENT_TIMEOUT_MS 5000
 
 /* Sends a consent operation to the broker, sealed for it, and remembers
-   which back-end waits for the answer. */
+   which back-end waits for the answer, until the call's deadline. */
 static void s_to_broker(agent_t *self, zframe_t *client, uint64_t id, Sharebus__Kind kind,
-                        Sharebus__Payload *payload)
+                        Sharebus__Payload *payload, uint64_t expires_ms)
 {
     sbi_header_t h;
     sbi_header_init(&h, kind, self->config.agency, "broker");
-    h.header.expires_ms = h.header.created_ms + S_CONSENT_TIMEOUT_MS;
+    h.header.expires_ms = s_expires(h.header.created_ms, S_CONSENT_TIMEOUT_MS, expires_ms);
     int rc = agent_send(self, self->broker, &h.header, payload);
     if (rc != SB_OK) {
         agent_front_result(self, client, id, SB_EUNAVAILABLE, "cannot send to the broker", NULL);
@@ -259,7 +274,7 @@ static void s_to_broker(agent_t *self, zframe_t *client, uint64_t id, Sharebus__
     assert(p);
     p->client = zframe_dup(client);
     p->client_id = id;
-    p->deadline = zclock_mono() + S_CONSENT_TIMEOUT_MS + S_GRACE_MS;
+    p->deadline = s_deadline(h.header.created_ms, h.header.expires_ms);
     p->consent = true;
     char key[33];
     zhashx_update(self->pending, s_id_key(h.message_id, key), p);
@@ -277,7 +292,7 @@ static bool s_subject(agent_t *self, zframe_t *client, uint64_t id, const char *
 }
 
 static void s_consent_grant(agent_t *self, zframe_t *client, uint64_t id,
-                            const Sharebus__ClientConsentGrant *g)
+                            const Sharebus__ClientConsentGrant *g, uint64_t expires_ms)
 {
     uint8_t ref[SBI_HASH_SIZE], cid[SBI_ID_SIZE];
     char consent_id[33];
@@ -312,11 +327,11 @@ static void s_consent_grant(agent_t *self, zframe_t *client, uint64_t id,
     Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
     payload.body_case = SHAREBUS__PAYLOAD__BODY_CONSENT;
     payload.consent = &sc;
-    s_to_broker(self, client, id, SHAREBUS__KIND__KIND_CONSENT_GRANT, &payload);
+    s_to_broker(self, client, id, SHAREBUS__KIND__KIND_CONSENT_GRANT, &payload, expires_ms);
 }
 
 static void s_consent_revoke(agent_t *self, zframe_t *client, uint64_t id,
-                             const Sharebus__ClientConsentRevoke *r)
+                             const Sharebus__ClientConsentRevoke *r, uint64_t expires_ms)
 {
     uint8_t ref[SBI_HASH_SIZE];
     Sharebus__ConsentRevoke revoke = SHAREBUS__CONSENT_REVOKE__INIT;
@@ -333,11 +348,11 @@ static void s_consent_revoke(agent_t *self, zframe_t *client, uint64_t id,
     Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
     payload.body_case = SHAREBUS__PAYLOAD__BODY_REVOKE;
     payload.revoke = &revoke;
-    s_to_broker(self, client, id, SHAREBUS__KIND__KIND_CONSENT_REVOKE, &payload);
+    s_to_broker(self, client, id, SHAREBUS__KIND__KIND_CONSENT_REVOKE, &payload, expires_ms);
 }
 
 static void s_consent_list(agent_t *self, zframe_t *client, uint64_t id,
-                           const Sharebus__ClientConsentList *l)
+                           const Sharebus__ClientConsentList *l, uint64_t expires_ms)
 {
     uint8_t ref[SBI_HASH_SIZE];
     if (!s_subject(self, client, id, l->subject_id, ref))
@@ -347,7 +362,7 @@ static void s_consent_list(agent_t *self, zframe_t *client, uint64_t id,
     Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
     payload.body_case = SHAREBUS__PAYLOAD__BODY_QUERY;
     payload.query = &query;
-    s_to_broker(self, client, id, SHAREBUS__KIND__KIND_CONSENT_LIST, &payload);
+    s_to_broker(self, client, id, SHAREBUS__KIND__KIND_CONSENT_LIST, &payload, expires_ms);
 }
 
 void agent_front_consent_result(agent_t *self, sbi_envelope_t *env, Sharebus__Payload *payload)
@@ -382,20 +397,37 @@ void agent_front_message(agent_t *self, zframe_t *client, zframe_t *frame)
         agent_front_result(self, client, 0, SB_EMALFORMED, "not a sharebus client message", NULL);
         return;
     }
+    /* A call that comes after its deadline (this agent was stopped or busy,
+       or restarted, while the library held it): the back-end has stopped
+       waiting, so nothing is done on its behalf. */
+    uint64_t now = sbi_now_ms();
+    if (m->expires_ms && m->expires_ms <= now && m->id) {
+        sbi_info("a back-end's call came %llu ms after its deadline: answered timeout, not "
+                 "carried out", (unsigned long long) (now - m->expires_ms));
+        agent_front_result(self, client, m->id, SB_ETIMEOUT,
+                           "the call reached the agent after its deadline", NULL);
+        sharebus__client_message__free_unpacked(m, NULL);
+        return;
+    }
+    uint64_t expires = m->expires_ms;
     switch (m->body_case) {
-    case SHAREBUS__CLIENT_MESSAGE__BODY_REQUEST: s_request(self, client, m->id, m->request); break;
+    case SHAREBUS__CLIENT_MESSAGE__BODY_REQUEST:
+        s_request(self, client, m->id, m->request, expires);
+        break;
     case SHAREBUS__CLIENT_MESSAGE__BODY_SERVE: s_serve(self, client, m->id, m->serve); break;
     case SHAREBUS__CLIENT_MESSAGE__BODY_ANSWER: s_answer(self, m->answer); break;
     case SHAREBUS__CLIENT_MESSAGE__BODY_CONSENT_GRANT:
-        s_consent_grant(self, client, m->id, m->consent_grant);
+        s_consent_grant(self, client, m->id, m->consent_grant, expires);
         break;
     case SHAREBUS__CLIENT_MESSAGE__BODY_CONSENT_REVOKE:
-        s_consent_revoke(self, client, m->id, m->consent_revoke);
+        s_consent_revoke(self, client, m->id, m->consent_revoke, expires);
         break;
     case SHAREBUS__CLIENT_MESSAGE__BODY_CONSENT_LIST:
-        s_consent_list(self, client, m->id, m->consent_list);
+        s_consent_list(self, client, m->id, m->consent_list, expires);
         break;
-    case SHAREBUS__CLIENT_MESSAGE__BODY_PUBLISH: agent_publish(self, client, m->id, m->publish); break;
+    case SHAREBUS__CLIENT_MESSAGE__BODY_PUBLISH:
+        agent_publish(self, client, m->id, m->publish, expires);
+        break;
     case SHAREBUS__CLIENT_MESSAGE__BODY_SUBSCRIBE:
         agent_subscribe(self, client, m->id, m->subscribe);
         break;

@@ -275,6 +275,7 @@ int sb_request_send(sb_client_t *self, const sb_request_t *request, uint64_t *ti
     message.id = ++self->next_id;
     message.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_REQUEST;
     message.request = &body;
+    message.expires_ms = sbi_now_ms() + body.timeout_ms;
     int rc = s_send(self, &message);
     if (rc == SB_OK && ticket_p)
         *ticket_p = message.id;
@@ -483,6 +484,7 @@ static int s_call(sb_client_t *self, Sharebus__ClientMessage *message,
                   Sharebus__ClientMessage **answer_p)
 {
     message->id = ++self->next_id;
+    message->expires_ms = sbi_now_ms() + S_DEFAULT_TIMEOUT_MS;
     int rc = s_send(self, message);
     if (rc == SB_OK)
         rc = s_wait(self, self->results, message->id, S_DEFAULT_TIMEOUT_MS + S_GRACE_MS, answer_p);

@@ -89,6 +89,34 @@ request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $
   || fail "the provider's back-end stopped serving after a reply over 1 MiB"
 pass "a reply over 1 MiB: too-big to the consumer, the provider serves on"
 
+# The deadline holds between the back-end and its agent: a request that
+# reaches the agent after it (the agent was stopped; the library had
+# queued it) is answered timeout and never sent, so nothing the back-end
+# no longer waits for is asked for, routed and audited on its behalf.
+# Requests routed since TIME_MS (the broker's records, in LMDB).
+routed_since() {
+  audit query --data "$WORK/broker" --kind request-routed --json \
+    | grep -o '"time_ms":[0-9]*' | cut -d: -f2 | awk -v t="$1" '$1 >= t' | wc -l
+}
+routed_more() { [ "$(routed_since "$1")" -gt 0 ]; }
+kill -STOP "${AGENT_PID[koroad]}"
+"$BUILD/tests/load" --agent "$(agent_ep koroad)" --provider nhis --dataset $CHECKUP \
+  --purpose $RENEWAL --subject $SUBJECT --fields exam_date --inflight 1 --count 1 \
+  --timeout 200 >"$WORK/late.out" 2>"$WORK/late.log" &
+LATE=$!
+PIDS+=("$LATE")
+sleep 2
+resumed=$(date +%s%3N)
+kill -CONT "${AGENT_PID[koroad]}"
+wait "$LATE" || fail "load: $(cat "$WORK/late.log")"
+grep -c '^timeout 1$' "$WORK/late.out" >/dev/null \
+  || fail "a request past its deadline was carried out: $(tr '\n' ' ' <"$WORK/late.out")"
+request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT >/dev/null
+wait_for 5 routed_more "$resumed"
+n=$(routed_since "$resumed")
+[ "$n" -eq 1 ] || fail "$((n - 1)) request(s) routed after their deadline"
+pass "a request that reaches the agent after its deadline: timeout, not sent"
+
 # A second back-end serves the dataset: it takes over once, and the two do
 # not take turns at each registration refresh (every 2 s).
 before=$(grep -c "a back-end now serves" "$WORK/nhis.log")
