@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "record.h"
 #include "ca.h"
 #include "testing.h"
 
@@ -138,6 +139,51 @@ TEST(test_a_consent_result_does_not_answer_a_request)
     s_consent_result_to_pending(&f);    /* used to answer it SB_OK, empty */
     CHECK_EQ(zhashx_size(f.agent->pending), 1);
     s_teardown(&f);
+}
+
+/* The library's side: a call that gave up (SB_ETIMEOUT) forgets its
+   ticket, so the agent's late answer is dropped, neither queued for ever
+   nor handed to sb_result_recv as the answer to some other request. */
+TEST(test_a_late_answer_to_an_abandoned_call_is_dropped)
+{
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "ipc:///tmp/sharebus-test-late-%d.sock", getpid());
+    zsock_t *agent = zsock_new(ZMQ_ROUTER);   /* a slow agent: it answers late */
+    CHECK(agent && zsock_bind(agent, "%s", endpoint) == 0);
+    zsock_set_rcvtimeo(agent, 5000);
+    sb_client_t *client = sb_client_new(endpoint);
+    sb_request_t request = {.provider = "nhis", .dataset = "health.checkup.vision-hearing",
+                            .purpose = "driver-licence-renewal", .timeout_ms = 100};
+    sb_record_t *record = NULL;
+    CHECK_EQ(sb_request(client, &request, &record), SB_ETIMEOUT);
+    zmsg_t *asked = zmsg_recv(agent);
+    CHECK(asked && zmsg_size(asked) == 2);
+    if (asked && zmsg_size(asked) == 2) {
+        zframe_t *routing = zmsg_pop(asked), *frame = zmsg_pop(asked);
+        Sharebus__ClientMessage *m = sbi_client_message_decode(zframe_data(frame),
+                                                               zframe_size(frame));
+        CHECK(m && m->body_case == SHAREBUS__CLIENT_MESSAGE__BODY_REQUEST);
+        Sharebus__ClientResult result = SHAREBUS__CLIENT_RESULT__INIT;
+        result.error = SHAREBUS__ERROR_KIND__ERR_TIMEOUT;
+        result.reason = "late";
+        Sharebus__ClientMessage answer = SHAREBUS__CLIENT_MESSAGE__INIT;
+        answer.id = m ? m->id : 0;
+        answer.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_RESULT;
+        answer.result = &result;
+        zframe_t *out = zframe_new(NULL, sharebus__client_message__get_packed_size(&answer));
+        sharebus__client_message__pack(&answer, zframe_data(out));
+        zframe_send(&routing, agent, ZFRAME_MORE);
+        zframe_send(&out, agent, 0);
+        if (m)
+            sharebus__client_message__free_unpacked(m, NULL);
+        zframe_destroy(&frame);
+    }
+    zmsg_destroy(&asked);
+    sb_result_t late = {0};
+    CHECK_EQ(sb_result_recv(client, &late, 1000), SB_ETIMEOUT);
+    sb_record_destroy(&late.record);
+    sb_client_destroy(&client);
+    zsock_destroy(&agent);
 }
 
 int main(int argc, char **argv)

@@ -17,6 +17,7 @@
 #define S_TIMEOUT_MAX_MS 60000     /* the broker waits no longer */
 #define S_GRACE_MS 2000     /* the agent answers timeouts itself; this is a backstop */
 #define S_REFRESH_MS 2000   /* registrations are said again this often */
+#define S_ABANDONED_MS 120000   /* a given-up call's late answer is dropped this long */
 
 struct sb_client_t {
     zsock_t *socket;
@@ -27,6 +28,7 @@ struct sb_client_t {
     zlistx_t *events;       /* Sharebus__ClientMessage * with an event */
     zlistx_t *serving;      /* datasets served (char *) */
     zlistx_t *topics;       /* topics subscribed (char *) */
+    zhashx_t *abandoned;    /* decimal ids of calls that gave up -> when to forget them */
     int64_t next_refresh;
 };
 
@@ -85,6 +87,7 @@ sb_client_t *sb_client_new(const char *endpoint)
     self->topics = zlistx_new();
     zlistx_set_destructor(self->topics, (zlistx_destructor_fn *) zstr_free);
     zlistx_set_comparator(self->topics, (zlistx_comparator_fn *) strcmp);
+    self->abandoned = zhashx_new();
     return self;
 }
 
@@ -98,6 +101,7 @@ void sb_client_destroy(sb_client_t **self_p)
     zlistx_destroy(&self->events);
     zlistx_destroy(&self->serving);
     zlistx_destroy(&self->topics);
+    zhashx_destroy(&self->abandoned);
     zsock_destroy(&self->socket);
     free(self);
     *self_p = NULL;
@@ -134,14 +138,44 @@ static int s_send(sb_client_t *self, Sharebus__ClientMessage *message)
     return SB_OK;
 }
 
+/* A blocking call gave up on message `id`: its answer, should the agent
+   send one after all, is dropped rather than queued for nobody. */
+static void s_abandon(sb_client_t *self, uint64_t id)
+{
+    char key[24];
+    snprintf(key, sizeof key, "%llu", (unsigned long long) id);
+    zhashx_update(self->abandoned, key, (void *) (intptr_t) (zclock_mono() + S_ABANDONED_MS));
+}
+
+/* Whether `message` answers a call that gave up (and forgets that call). */
+static bool s_abandoned(sb_client_t *self, const Sharebus__ClientMessage *message)
+{
+    if (message->body_case != SHAREBUS__CLIENT_MESSAGE__BODY_RESULT || !message->id
+        || zhashx_size(self->abandoned) == 0)
+        return false;
+    char key[24];
+    snprintf(key, sizeof key, "%llu", (unsigned long long) message->id);
+    if (!zhashx_lookup(self->abandoned, key))
+        return false;
+    zhashx_delete(self->abandoned, key);
+    return true;
+}
+
 /* Says this client's registrations again (id 0: the agent does not
    answer), so that an agent that restarted knows them without the back-end
-   doing anything. */
+   doing anything; forgets the given-up calls no answer came for. */
 static void s_refresh(sb_client_t *self)
 {
     if (zclock_mono() < self->next_refresh)
         return;
     self->next_refresh = zclock_mono() + S_REFRESH_MS;
+    if (zhashx_size(self->abandoned)) {
+        zlistx_t *ids = zhashx_keys(self->abandoned);
+        for (char *id = zlistx_first(ids); id; id = zlistx_next(ids))
+            if ((intptr_t) zhashx_lookup(self->abandoned, id) <= zclock_mono())
+                zhashx_delete(self->abandoned, id);
+        zlistx_destroy(&ids);
+    }
     for (char *dataset = zlistx_first(self->serving); dataset; dataset = zlistx_next(self->serving)) {
         Sharebus__ClientServe body = SHAREBUS__CLIENT_SERVE__INIT;
         body.dataset = dataset;
@@ -190,6 +224,10 @@ static int s_pump(sb_client_t *self, int timeout_ms)
     zframe_destroy(&frame);
     if (!message)
         return SB_OK;   /* not from a sharebus agent: ignore */
+    if (s_abandoned(self, message)) {
+        sharebus__client_message__free_unpacked(message, NULL);
+        return SB_OK;
+    }
     if (message->body_case == SHAREBUS__CLIENT_MESSAGE__BODY_RESULT)
         zlistx_add_end(self->results, message);
     else if (message->body_case == SHAREBUS__CLIENT_MESSAGE__BODY_INCOMING)
@@ -317,6 +355,8 @@ int sb_request(sb_client_t *self, const sb_request_t *request, sb_record_t **rec
     int timeout = request->timeout_ms ? request->timeout_ms : S_DEFAULT_TIMEOUT_MS;
     Sharebus__ClientMessage *message = NULL;
     rc = s_wait(self, self->results, ticket, timeout + S_GRACE_MS, &message);
+    if (rc != SB_OK)
+        s_abandon(self, ticket);
     if (rc == SB_ETIMEOUT)
         return s_fail(self, SB_ETIMEOUT, "no answer from the agent");
     if (rc != SB_OK)
@@ -341,6 +381,8 @@ int sb_client_serve(sb_client_t *self, const char *dataset)
     Sharebus__ClientMessage *answer = NULL;
     if (rc == SB_OK)
         rc = s_wait(self, self->results, message.id, S_DEFAULT_TIMEOUT_MS, &answer);
+    if (rc == SB_ETIMEOUT || rc == SB_EINTERNAL)
+        s_abandon(self, message.id);
     if (rc == SB_ETIMEOUT)
         return s_fail(self, SB_EUNAVAILABLE, "the agent did not answer");
     if (rc != SB_OK)
@@ -488,6 +530,8 @@ static int s_call(sb_client_t *self, Sharebus__ClientMessage *message,
     int rc = s_send(self, message);
     if (rc == SB_OK)
         rc = s_wait(self, self->results, message->id, S_DEFAULT_TIMEOUT_MS + S_GRACE_MS, answer_p);
+    if (rc == SB_ETIMEOUT || rc == SB_EINTERNAL)
+        s_abandon(self, message->id);
     if (rc == SB_ETIMEOUT)
         return s_fail(self, SB_ETIMEOUT, "no answer from the agent");
     if (rc != SB_OK)
