@@ -981,6 +981,7 @@ int broker_run(broker_t *self)
             self->next_checkpoint = now + self->config.checkpoint_ms;
         }
     }
+    broker_pending_stop(self);
     r.kind = SHAREBUS__AUDIT_KIND__AUDIT_BROKER_STOPPED;
     r.detail = "";
     broker_audit(self, &r);

@@ -62,6 +62,7 @@ typedef struct {
     char **flow;              /* fields the reply may carry */
     int64_t deadline;         /* zclock_mono ms */
     int fail_code;            /* set when forwarding failed: answer now */
+    bool stopped;             /* the broker is stopping: answer now */
     int64_t started_us;       /* zclock_usecs when routed, for the latency histogram */
 } broker_pending_t;
 
@@ -286,6 +287,8 @@ void broker_verify(broker_verifier_t *self, sbi_trust_t *trust, broker_in_t *in,
    broker_verify; the caller still owns and clears it. */
 void broker_route(broker_t *self, broker_in_t *in);
 void broker_sweep(broker_t *self);
+/* Answers every request in flight unavailable, and records it: the broker stops. */
+void broker_pending_stop(broker_t *self);
 void broker_pending_free(void **item_p);
 
 /* The consent registry (consent.c). */

@@ -541,6 +541,20 @@ static void s_sweep_peers(broker_t *self, int64_t now)
     zlistx_destroy(&agencies);
 }
 
+/* The broker stops: every request in flight is answered unavailable and
+   closed on the record now, rather than left to the consumer's deadline
+   with a request-routed that nothing ends (a reply after the restart would
+   find no pending request). */
+void broker_pending_stop(broker_t *self)
+{
+    for (broker_pending_t *p = zhashx_first(self->pending); p; p = zhashx_next(self->pending)) {
+        p->fail_code = SB_EUNAVAILABLE;
+        p->stopped = true;
+        p->deadline = 0;
+    }
+    broker_sweep(self);
+}
+
 /* Requests whose deadline passed, or whose forwarding failed: audited and
    answered to the consumer. */
 void broker_sweep(broker_t *self)
@@ -557,7 +571,8 @@ void broker_sweep(broker_t *self)
             continue;
         int code = p->fail_code ? p->fail_code : SB_ETIMEOUT;
         char reason[200];
-        snprintf(reason, sizeof reason, code == SB_ETIMEOUT ? "%s did not answer in time"
+        snprintf(reason, sizeof reason, p->stopped ? "the broker stopped before %s answered"
+                                        : code == SB_ETIMEOUT ? "%s did not answer in time"
                                         : code == SB_EFIELDS ? "%s answered beyond the rule"
                                         : code == SB_ENOCONSENT
                                             ? "%s answered, and the consent ended before the "

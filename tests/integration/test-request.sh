@@ -155,5 +155,26 @@ start_nhis_backend
 wait_for 10 request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT
 pass "restarted provider is served again"
 
+# The broker stops (SIGTERM) while nhis is answering: the request in
+# flight is answered unavailable at once, and closed on the record, not
+# left to the consumer's deadline with a request-routed that nothing ends.
+kill "$NHIS_BACKEND"; wait "$NHIS_BACKEND" 2>/dev/null || true
+"$BUILD/agent/sharebus" serve --agent "$(agent_ep nhis)" --dataset "$CHECKUP" \
+  --records "$SRC/tests/data/nhis-checkups.json" --delay 5000 >"$WORK/slow.log" 2>&1 &
+SLOW=$!
+PIDS+=("$SLOW")
+wait_for 10 grep -q "serving $CHECKUP" "$WORK/slow.log"
+resumed=$(date +%s%3N)
+request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT \
+  --timeout 30000 >"$WORK/stopped.out" 2>&1 &
+ASK=$!
+wait_for 10 routed_more "$resumed"
 stop_broker
 pass "broker stops cleanly on SIGTERM"
+wait "$ASK" && fail "a request answered by a stopped broker: $(cat "$WORK/stopped.out")"
+grep -c "^error: unavailable: the broker stopped before nhis answered" "$WORK/stopped.out" >/dev/null \
+  || fail "a request in flight when the broker stopped: $(cat "$WORK/stopped.out")"
+audit query --data "$WORK/broker" --kind reply-refused --json \
+  | grep -c '"reason":"the broker stopped before nhis answered"' >/dev/null \
+  || fail "no record closes the request in flight when the broker stopped"
+pass "a request in flight when the broker stops: unavailable at once, and on the record"
