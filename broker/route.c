@@ -541,6 +541,57 @@ static void s_sweep_peers(broker_t *self, int64_t now)
     zlistx_destroy(&agencies);
 }
 
+/* At start, each record of the last minute before the broker stopped, in
+   order: a request routed and not ended by a reply, an error or a timeout
+   was in flight when the broker died (kill -9). It waits again for its
+   provider's answer until its own deadline, so that an answer after the
+   restart is forwarded and audited, and one that never comes is recorded
+   as a timeout: no request-routed is left without its outcome. */
+void broker_pending_recover(broker_t *self, const Sharebus__AuditRecord *r)
+{
+    char key[33];
+    bool routed = r->kind == SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_ROUTED;
+    const ProtobufCBinaryData *id = routed ? &r->message_id : &r->correlation_id;
+    if (id->len != SBI_ID_SIZE)
+        return;
+    sbi_hex(id->data, SBI_ID_SIZE, key);
+    if (!routed) {
+        if (r->kind == SHAREBUS__AUDIT_KIND__AUDIT_REPLY_FORWARDED
+            || r->kind == SHAREBUS__AUDIT_KIND__AUDIT_REPLY_REFUSED
+            || r->kind == SHAREBUS__AUDIT_KIND__AUDIT_TIMEOUT)
+            zhashx_delete(self->pending, key);
+        return;
+    }
+    sbi_unpack_t budget;
+    Sharebus__Header *h = sharebus__header__unpack(sbi_unpack_init(&budget, r->header.len),
+                                                   r->header.len, r->header.data);
+    uint64_t end = r->time_ms + S_MAX_TIMEOUT_MS;
+    if (h && h->expires_ms && h->expires_ms < end)
+        end = h->expires_ms;
+    if (h)
+        sharebus__header__free_unpacked(h, NULL);
+    uint64_t now = sbi_now_ms();
+    broker_pending_t *p = calloc(1, sizeof *p);
+    assert(p);
+    memcpy(p->id, id->data, SBI_ID_SIZE);
+    snprintf(p->consumer, sizeof p->consumer, "%s", r->from);
+    snprintf(p->provider, sizeof p->provider, "%s", r->to);
+    p->dataset = strdup(r->dataset);
+    p->purpose = strdup(r->purpose);
+    p->rule_id = strdup(r->rule_id);
+    p->consent_id = strdup(r->consent_id);
+    p->has_subject = r->subject_ref.len == SBI_HASH_SIZE;
+    if (p->has_subject)
+        memcpy(p->subject_ref, r->subject_ref.data, SBI_HASH_SIZE);
+    p->flow = calloc(r->n_fields_requested + 1, sizeof *p->flow);
+    assert(p->flow);
+    for (size_t i = 0; i < r->n_fields_requested; i++)
+        p->flow[i] = strdup(r->fields_requested[i]);
+    p->deadline = zclock_mono() + (int64_t) (end > now ? end - now : 0);
+    p->started_us = zclock_usecs();
+    zhashx_update(self->pending, key, p);
+}
+
 /* The broker stops: every request in flight is answered unavailable and
    closed on the record now, rather than left to the consumer's deadline
    with a request-routed that nothing ends (a reply after the restart would

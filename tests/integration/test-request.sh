@@ -178,3 +178,33 @@ audit query --data "$WORK/broker" --kind reply-refused --json \
   | grep -c '"reason":"the broker stopped before nhis answered"' >/dev/null \
   || fail "no record closes the request in flight when the broker stopped"
 pass "a request in flight when the broker stops: unavailable at once, and on the record"
+
+# The broker is killed (-9) while nhis is answering: the restarted broker
+# takes the request back from its record (routed in the last minute, not
+# ended), so the answer that comes after the restart is forwarded and
+# audited rather than refused as answering nothing.
+connected() {  # SKIP: both agents said hello to the broker since line SKIP
+  logged_after "$WORK/broker.log" "$1" "nhis connected" \
+    && logged_after "$WORK/broker.log" "$1" "koroad connected"
+}
+skip=$(lines "$WORK/broker.log")
+restart_broker
+wait_for 10 connected "$skip"
+resumed=$(date +%s%3N)
+request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT \
+  --fields exam_date --timeout 30000 >"$WORK/killed.out" 2>&1 &
+ASK=$!
+wait_for 10 routed_more "$resumed"
+kill -9 "$BROKER_PID"
+wait "$BROKER_PID" 2>/dev/null || true
+skip=$(lines "$WORK/broker.log")
+restart_broker
+wait_for 10 connected "$skip"
+wait "$ASK" || fail "a request in flight across a kill -9 of the broker: $(cat "$WORK/killed.out")"
+grep -c '"exam_date"' "$WORK/killed.out" >/dev/null || fail "no record: $(cat "$WORK/killed.out")"
+stop_broker
+n=$(audit query --data "$WORK/broker" --kind reply-forwarded --json \
+  | grep -o '"time_ms":[0-9]*' | cut -d: -f2 | awk -v t="$resumed" '$1 >= t' | wc -l)
+[ "$n" -eq 1 ] || fail "$n reply-forwarded records for the request across the kill -9"
+audit verify --data "$WORK/broker" --certs "$CERTS" >/dev/null || fail "the log does not verify"
+pass "a request in flight across a kill -9 of the broker: answered after the restart, on the record"
