@@ -17,6 +17,8 @@
 #include "agent.h"
 #include "record.h"
 
+#define S_VIEW_WAIT_MS 5000    /* the broker has this long to queue a view */
+
 struct agent_publication_t {
     zframe_t *client;
     uint64_t client_id;
@@ -165,6 +167,13 @@ void agent_publish(agent_t *self, zframe_t *client, uint64_t id, const Sharebus_
         h.header.dataset = c->topic;
         h.header.correlation_id = (ProtobufCBinaryData){SBI_ID_SIZE, publication};
         h.header.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, ref};
+        /* Within sb_publish's own wait: 5 s, or what is left of it. The
+           broker queues no view after that (stale): the back-end, told
+           timeout, may publish again without the change arriving twice. */
+        uint64_t left = S_VIEW_WAIT_MS;
+        if (expires_ms && expires_ms < h.header.created_ms + left)
+            left = expires_ms > h.header.created_ms ? expires_ms - h.header.created_ms : 0;
+        h.header.expires_ms = h.header.created_ms + left;
         h.header.fields = names;
         h.header.n_fields = view.n_fields;
         Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
@@ -181,11 +190,7 @@ void agent_publish(agent_t *self, zframe_t *client, uint64_t id, const Sharebus_
         agent_pending_t *p = calloc(1, sizeof *p);
         assert(p);
         p->pub = pub;
-        /* Within sb_publish's own wait: 5 s, or what is left of it. */
-        uint64_t now = sbi_now_ms(), left = 5000;
-        if (expires_ms && expires_ms < now + left)
-            left = expires_ms > now ? expires_ms - now : 0;
-        p->deadline = zclock_mono() + (int64_t) left;
+        p->deadline = zclock_mono() + (int64_t) (h.header.expires_ms - h.header.created_ms);
         pub->remaining++;
         char key[33];
         zhashx_update(self->pending, sbi_hex(h.message_id, SBI_ID_SIZE, key), p);

@@ -90,6 +90,26 @@ expect_error denied sh -c "echo '{\"new_address\":\"x\"}' | \"$BUILD/agent/share
   --agent $(agent_ep nts) --topic $TOPIC --subject $SUBJECT --record -"
 pass "unauthorised publisher: denied"
 
+# The broker cannot take a publication before its deadline (stopped here):
+# mois's back-end is answered timeout, and the views, read by the broker
+# only later, are refused as stale instead of queued, so that publishing
+# again does not bring the subscribers the change twice.
+kill -STOP "$BROKER_PID"
+expect_error timeout publish 6
+resumed=$(date +%s%3N)
+kill -CONT "$BROKER_PID"
+publish 7 >/dev/null || fail "publish 7"
+published_since() {  # the publications (correlation ids) queued since TIME_MS
+  audit query --data "$WORK/broker" --kind event-published --json \
+    | awk -v t="$1" 'match($0, /"time_ms":[0-9]+/) && substr($0, RSTART + 10, RLENGTH - 10) + 0 >= t' \
+    | grep -o '"correlation_id":"[0-9a-f]*"' | sort -u | wc -l
+}
+published_more() { [ "$(published_since "$1")" -gt 0 ]; }
+wait_for 10 published_more "$resumed"
+n=$(published_since "$resumed")
+[ "$n" -eq 1 ] || fail "$((n - 1)) publication(s) queued after mois was answered timeout"
+pass "a publication the broker reads after its deadline: timeout to the publisher, never queued"
+
 # kill -9 of the broker while mois publishes: every publication mois saw
 # acknowledged reaches nts exactly once.
 acked=$(count "$WORK/nts.events")
