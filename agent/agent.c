@@ -219,6 +219,8 @@ void agent_destroy(agent_t **self_p)
     agent_t *self = *self_p;
     if (!self)
         return;
+    if (self->bus && self->front)
+        agent_front_stop(self);
     if (self->bus)
         agent_flush(self);      /* nothing is sealed without a bus to send on */
     agent_log_stop(self);
@@ -230,6 +232,8 @@ void agent_destroy(agent_t **self_p)
         if (p->pub)
             agent_publication_settle(self, p, SB_EUNAVAILABLE,
                                      "the agent stopped before the broker acknowledged the event");
+    if (self->front)
+        zsock_set_linger(self->front, 1000);    /* the answers above reach the back-ends */
     zsock_destroy(&self->front);
     if (self->bus)
         zmq_socket_monitor(zsock_resolve(self->bus), NULL, 0);

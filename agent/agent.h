@@ -138,6 +138,9 @@ void agent_log_drop(agent_t *self);
 
 /* Back-end side (front.c). */
 void agent_front_message(agent_t *self, zframe_t *client, zframe_t *frame);
+/* The agent stops: every back-end call waiting for the broker, and every
+   consumer waiting for this agency's back-ends, is answered unavailable. */
+void agent_front_stop(agent_t *self);
 void agent_front_result(agent_t *self, zframe_t *client, uint64_t id, int code,
                         const char *reason, const Sharebus__Record *record);
 bool agent_front_send(agent_t *self, zframe_t *client, Sharebus__ClientMessage *message);

@@ -602,6 +602,27 @@ void agent_front_event_ack(agent_t *self, sbi_envelope_t *env)
     }
 }
 
+void agent_front_stop(agent_t *self)
+{
+    char reason[128];
+    snprintf(reason, sizeof reason, "the agent of %s stopped before the answer came",
+             self->config.agency);
+    zlistx_t *keys = zhashx_keys(self->pending);
+    for (char *key = zlistx_first(keys); key; key = zlistx_next(keys)) {
+        agent_pending_t *p = zhashx_lookup(self->pending, key);
+        if (p->pub)
+            continue;   /* a publication is answered with its views, at destruction */
+        agent_front_result(self, p->client, p->client_id, SB_EUNAVAILABLE, reason, NULL);
+        zhashx_delete(self->pending, key);
+    }
+    zlistx_destroy(&keys);
+    snprintf(reason, sizeof reason, "the agent of %s stopped before its back-end answered",
+             self->config.agency);
+    for (agent_serving_t *s = zhashx_first(self->serving); s; s = zhashx_next(self->serving))
+        agent_send_error(self, s->consumer, s->message_id, SB_EUNAVAILABLE, reason);
+    zhashx_purge(self->serving);
+}
+
 void agent_front_sweep(agent_t *self)
 {
     int64_t now = zclock_mono();

@@ -208,3 +208,29 @@ n=$(audit query --data "$WORK/broker" --kind reply-forwarded --json \
 [ "$n" -eq 1 ] || fail "$n reply-forwarded records for the request across the kill -9"
 audit verify --data "$WORK/broker" --certs "$CERTS" >/dev/null || fail "the log does not verify"
 pass "a request in flight across a kill -9 of the broker: answered after the restart, on the record"
+
+# An agent stops (SIGTERM) with calls in flight: whoever waits on it is
+# answered unavailable at once, not left to the deadline (here 30 s).
+skip=$(lines "$WORK/broker.log")
+restart_broker
+wait_for 10 connected "$skip"
+ask_slowly() {  # OUTFILE: a request nhis's slow back-end takes 5 s to answer
+  resumed=$(date +%s%3N)
+  request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT \
+    --fields exam_date --timeout 30000 >"$1" 2>&1 &
+  ASK=$!
+  wait_for 10 routed_more "$resumed"
+}
+ask_slowly "$WORK/consumer-stop.out"
+kill "${AGENT_PID[koroad]}"; wait "${AGENT_PID[koroad]}" || true
+wait "$ASK" && fail "answered by a stopped agent: $(cat "$WORK/consumer-stop.out")"
+grep -c "^error: unavailable: the agent of koroad stopped before the answer came" \
+  "$WORK/consumer-stop.out" >/dev/null || fail "consumer agent stopped: $(cat "$WORK/consumer-stop.out")"
+pass "the consumer's agent stops: its back-end is answered unavailable at once"
+start_agent koroad
+ask_slowly "$WORK/provider-stop.out"
+kill "${AGENT_PID[nhis]}"; wait "${AGENT_PID[nhis]}" || true
+wait "$ASK" && fail "answered by a stopped agent: $(cat "$WORK/provider-stop.out")"
+grep -c "^error: unavailable: the agent of nhis stopped before its back-end answered" \
+  "$WORK/provider-stop.out" >/dev/null || fail "provider agent stopped: $(cat "$WORK/provider-stop.out")"
+pass "the provider's agent stops: the consumer is answered unavailable at once"
