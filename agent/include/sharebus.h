@@ -253,8 +253,9 @@ typedef int(sb_handler_fn)(const sb_incoming_t *request, sb_record_t *reply, voi
 /* Answers requests with `handler` until SIGINT or SIGTERM (returns SB_OK)
    or a failure of the connection to the agent (a reply too large for one
    request is answered too-big and the loop goes on). Other signals do not
-   stop it, nor any blocking call of the library. Call sb_client_serve
-   first. */
+   stop it, nor any blocking call of the library. A request whose deadline
+   passed while it waited for the handler is skipped (the consumer has had
+   its timeout). Call sb_client_serve first. */
 SB_EXPORT int sb_client_run(sb_client_t *self, sb_handler_fn *handler, void *arg);
 
 /* --------------------------------------------------------------- consent */

@@ -505,6 +505,15 @@ int sb_client_run(sb_client_t *self, sb_handler_fn *handler, void *arg)
             continue;
         if (rc != SB_OK)
             return zsys_interrupted ? SB_OK : rc;
+        /* Its deadline passed while it waited for us (the handler was busy
+           with the ones before): the broker has answered the consumer
+           timeout, and an answer now would be dropped. Skipping it lets a
+           back-end that fell behind catch up instead of staying late. */
+        uint64_t expires = incoming->message->incoming->expires_ms;
+        if (expires && expires <= sbi_now_ms()) {
+            sb_incoming_destroy(&incoming);
+            continue;
+        }
         sb_record_t *reply = sb_record_new();
         rc = reply ? handler(incoming, reply, arg) : SB_ENOMEM;
         if (rc == SB_OK)

@@ -234,3 +234,24 @@ wait "$ASK" && fail "answered by a stopped agent: $(cat "$WORK/provider-stop.out
 grep -c "^error: unavailable: the agent of nhis stopped before its back-end answered" \
   "$WORK/provider-stop.out" >/dev/null || fail "provider agent stopped: $(cat "$WORK/provider-stop.out")"
 pass "the provider's agent stops: the consumer is answered unavailable at once"
+
+# A provider's back-end that falls behind skips the requests whose deadline
+# passed while they waited for it (the broker has answered them timeout):
+# its handler is not run for nobody, and it catches up.
+kill "$SLOW"; wait "$SLOW" 2>/dev/null || true
+start_agent nhis
+"$BUILD/agent/sharebus" serve --agent "$(agent_ep nhis)" --dataset "$CHECKUP" \
+  --records "$SRC/tests/data/nhis-checkups.json" --delay 4000 >"$WORK/behind.log" 2>&1 &
+PIDS+=("$!")
+wait_for 10 grep -q "serving $CHECKUP" "$WORK/behind.log"
+for i in 1 2; do
+  request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT \
+    --fields exam_date --timeout 2000 >/dev/null 2>&1 &
+  PIDS+=("$!")
+done
+sleep 0.5
+request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT \
+  --fields exam_date --timeout 20000 >/dev/null || fail "the request after the late ones"
+n=$(grep -c "answered $CHECKUP" "$WORK/behind.log")
+[ "$n" -eq 2 ] || fail "the slow back-end ran its handler $n times for 1 request on time and 2 late"
+pass "a back-end that falls behind skips the requests whose deadline passed"
