@@ -453,6 +453,13 @@ static void s_batch_done(broker_t *self, broker_batch_t *batch)
     self->in_flight--;
     int rc = broker_batch_status(batch);
     if (rc != SB_OK) {
+        /* Expiries noticed into it (or into a later one) are noticed, and
+           recorded, again by the next request that finds them. */
+        zlistx_t *ids = zhashx_keys(self->consents_expiring);
+        for (const char *id = zlistx_first(ids); id; id = zlistx_next(ids))
+            if ((uintptr_t) zhashx_lookup(self->consents_expiring, id) >= self->submitted)
+                zhashx_delete(self->consents_expiring, id);
+        zlistx_destroy(&ids);
         self->submitted--;      /* not in the journal: no number, nothing to apply */
         s_store_failed(self, rc);
     }

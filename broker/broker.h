@@ -150,7 +150,8 @@ typedef struct {
     broker_seen_t *seen;      /* the replay window (seen.c) */
     zhashx_t *buckets;        /* "rule\0consumer" -> broker_bucket_t */
     zhashx_t *consent_buckets; /* agency -> broker_bucket_t: its consent operations */
-    zhashx_t *consents_expiring; /* consent ids noticed expired, until LMDB has it */
+    zhashx_t *consents_expiring; /* consent id noticed expired -> the batch recording it,
+                                    until LMDB has it (dropped if that batch fails) */
     int64_t started;
     int64_t next_sweep;
     int64_t refusals_second;  /* connections refused by ZAP: the second counted (mono s), */

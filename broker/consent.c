@@ -124,7 +124,8 @@ static s_state_t s_state(broker_t *b, const char *id, Sharebus__ConsentEntry *en
     }
     if (c->until_ms < now) {
         if (!zhashx_lookup(b->consents_expiring, id)) {
-            zhashx_insert(b->consents_expiring, id, (void *) 1);
+            /* the batch its record goes into */
+            zhashx_insert(b->consents_expiring, id, (void *) (uintptr_t) (b->submitted + 1));
             s_transition(b, id, entry, SHAREBUS__CONSENT_STATE__CONSENT_EXPIRED, "broker",
                          "validity ended");
             s_audit_consent(b, SHAREBUS__AUDIT_KIND__AUDIT_CONSENT_EXPIRED, c, "broker", NULL,
