@@ -710,7 +710,7 @@ static int s_reload(broker_t *self, zlistx_t *errors)
         if (!sbi_trust_find(self->trust, a)
             || sbi_trust_check(self->trust, broker_peer_cert(self, a), sbi_now_ms()) != SB_OK) {
             sbi_notice("%s is no longer trusted: disconnected", a);
-            zhashx_delete(self->peers, a);
+            broker_peer_forget(self, a);
         }
     zlistx_destroy(&agencies);
 

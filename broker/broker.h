@@ -288,6 +288,9 @@ void broker_verify(broker_verifier_t *self, sbi_trust_t *trust, broker_in_t *in,
    broker_verify; the caller still owns and clears it. */
 void broker_route(broker_t *self, broker_in_t *in);
 void broker_sweep(broker_t *self);
+/* Forgets `agency`'s route; the requests waiting on it as their provider
+   are answered unavailable at the next sweep, not left to their deadlines. */
+void broker_peer_forget(broker_t *self, const char *agency);
 /* At start, with each audit record of the minute before the last one, in
    order: takes back the requests routed and not ended (a kill -9). */
 void broker_pending_recover(broker_t *self, const Sharebus__AuditRecord *record);

@@ -523,6 +523,17 @@ void broker_route(broker_t *self, broker_in_t *in)
         action(&m);
 }
 
+void broker_peer_forget(broker_t *self, const char *agency)
+{
+    zhashx_delete(self->peers, agency);
+    for (broker_pending_t *p = zhashx_first(self->pending); p; p = zhashx_next(self->pending))
+        if (strcmp(p->provider, agency) == 0) {
+            p->fail_code = SB_EUNAVAILABLE;
+            p->deadline = 0;
+        }
+    self->next_sweep = 0;
+}
+
 /* Agents say hello every few seconds; one silent for S_PEER_SILENCE_MS is
    gone (its connection died without a word): forget its route, so that
    requests to it are answered unavailable at once and status tells true. */
@@ -535,7 +546,7 @@ static void s_sweep_peers(broker_t *self, int64_t now)
         broker_peer_t *peer = zhashx_lookup(self->peers, a);
         if (now - peer->last_seen > S_PEER_SILENCE_MS) {
             sbi_notice("%s silent for %d s: its route is forgotten", a, S_PEER_SILENCE_MS / 1000);
-            zhashx_delete(self->peers, a);
+            broker_peer_forget(self, a);
         }
     }
     zlistx_destroy(&agencies);

@@ -155,4 +155,30 @@ wait_for 20 logged_after "$WORK/nhis.log" "$skip" "switched from certificate ser
 wait_for 5 request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL \
   --subject $SUBJECT --fields exam_date --timeout 3000
 pass "a provider that moved to a new certificate after its old one expired: served again"
+
+# nhis is revoked while koroad's request waits on its (slow) back-end: the
+# reload that cuts nhis off answers koroad unavailable at once, rather
+# than leaving it to its 20 s deadline.
+kill "$NHIS_BACKEND"; wait "$NHIS_BACKEND" || true
+"$BUILD/agent/sharebus" serve --agent "$(agent_ep nhis)" --dataset "$CHECKUP" \
+  --records "$SRC/tests/data/nhis-checkups.json" --delay 30000 >"$WORK/slow.log" 2>&1 &
+SLOW=$!
+PIDS+=("$SLOW")
+wait_for 10 grep -q "serving $CHECKUP" "$WORK/slow.log"
+routed() { audit query --data "$WORK/broker" --kind request-routed --json | wc -l; }
+routed_beyond() { [ "$(routed)" -gt "$1" ]; }
+n=$(routed)
+request koroad --provider nhis --dataset $CHECKUP --purpose $RENEWAL --subject $SUBJECT \
+  --fields exam_date --timeout 20000 >"$WORK/waiting.out" 2>&1 &
+ASK=$!
+wait_for 10 routed_beyond "$n"
+serial=$(sed -n 's/^ *serial = "\([0-9]*\)"$/\1/p' "$CERTS/nhis.cert")
+cert revoke --dir "$CERTS" --agency nhis --serial "$serial" >/dev/null
+start=$SECONDS
+reload
+wait "$ASK" && fail "a request to a revoked provider succeeded: $(cat "$WORK/waiting.out")"
+[ $((SECONDS - start)) -lt 10 ] || fail "the consumer waited $((SECONDS - start)) s for a revoked provider"
+grep -q "^error: unavailable: nhis is not reachable" "$WORK/waiting.out" \
+  || fail "a request waiting on a revoked provider: $(cat "$WORK/waiting.out")"
+pass "a provider revoked while a request waited on it: the consumer is answered unavailable at the reload"
 stop_broker
