@@ -29,9 +29,14 @@ typedef struct {
     uint64_t since_ms, until_ms; /* the period asked for; until_ms 0: open */
 } s_history_t;
 
+#define S_ALSO_MAX 3
+
 typedef struct {
     const Sharebus__AuditRecord *record; /* what happened */
     const Sharebus__AuditRecord *answer; /* a request's answer, or NULL */
+    uint64_t also[S_ALSO_MAX];           /* later records of that answer: a reply
+                                            stopped is told to both agencies */
+    size_t n_also;
 } s_line_t;
 
 typedef struct {
@@ -111,19 +116,28 @@ static bool s_answers(const Sharebus__AuditRecord *first, const Sharebus__AuditR
     return false;
 }
 
-/* The line starting at record i, taking its answer out of the history. */
+/* The line starting at record i, taking its answer (and the records that
+   follow it about the same answer) out of the history. */
 static s_line_t s_line(s_history_t *h, size_t i)
 {
-    s_line_t line = {h->records[i], NULL};
-    if (line.record->message_id.len == 0)
+    s_line_t line = {h->records[i], NULL, {0}, 0};
+    Sharebus__AuditKind kind = line.record->kind;
+    if (line.record->message_id.len == 0 || (kind != SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_ROUTED &&
+                                             kind != SHAREBUS__AUDIT_KIND__AUDIT_EVENT_PUBLISHED))
         return line;
-    for (size_t j = i + 1; j < h->n; j++) {
+    for (size_t j = i + 1; j < h->n && line.n_also < S_ALSO_MAX; j++) {
         const Sharebus__AuditRecord *r = h->records[j];
-        if (!h->used[j] && s_answers(line.record, r)) {
-            h->used[j] = true;
+        if (kind == SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_ROUTED &&
+            r->time_ms > line.record->time_ms + S_ANSWER_MARGIN_MS)
+            break;      /* in order; a request's answers come within the margin
+                           (an event's delivery may come days later) */
+        if (h->used[j] || !s_answers(line.record, r))
+            continue;
+        h->used[j] = true;
+        if (!line.answer)
             line.answer = r;
-            break;
-        }
+        else
+            line.also[line.n_also++] = r->seq;
     }
     return line;
 }
@@ -307,8 +321,8 @@ static void s_print_line(const s_line_t *l, const s_entry_t *e)
     if (consent)
         s_add(&d, "consent: %s; ", cli_clean(consent, clean, sizeof clean));
     s_add(&d, "audit record%s %" PRIu64, a ? "s" : "", r->seq);
-    if (a)
-        s_add(&d, " and %" PRIu64, a->seq);
+    for (size_t i = 0; a && i <= l->n_also; i++)
+        s_add(&d, "%s%" PRIu64, i == l->n_also ? " and " : ", ", i ? l->also[i - 1] : a->seq);
     printf("%18s%s\n", "", d.text);
 }
 
@@ -342,6 +356,8 @@ static json_object *s_line_json(const s_line_t *l, const s_entry_t *e)
     json_object_array_add(seqs, json_object_new_uint64(r->seq));
     if (a)
         json_object_array_add(seqs, json_object_new_uint64(a->seq));
+    for (size_t i = 0; i < l->n_also; i++)
+        json_object_array_add(seqs, json_object_new_uint64(l->also[i]));
     json_object_object_add(obj, "seqs", seqs);
     return obj;
 }
@@ -368,7 +384,7 @@ static s_line_t *s_lines(s_history_t *h, size_t *records_p)
         if (!s_in_period(h, &line))
             continue;
         lines[n++] = line;
-        *records_p += line.answer ? 2 : 1;
+        *records_p += 1 + (line.answer ? 1 : 0) + line.n_also;
     }
     return lines;
 }

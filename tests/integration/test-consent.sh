@@ -144,6 +144,16 @@ audit query --data "$WORK/broker" --kind reply-refused --json | tail -n +$((refu
 kill "$SLOW"; wait "$SLOW" || true
 start_nhis_backend
 pass "consent revoked while the provider answered: the reply is withheld, koroad gets no-consent"
+# In the citizen's report that request is one line, with the records of
+# the stopped answer (one told to nhis, one to koroad).
+report=$(printf '%s\n' "$SUBJECT" | audit report --data "$WORK/broker" --subject - \
+  --subject-key "$CERTS/subject.key" --certs "$CERTS")
+line=$(grep -A1 "the answer was stopped, nothing was shared: .*was revoked before the reply was released" \
+  <<<"$report" | tail -1)
+grep -c "audit records [0-9]*, [0-9]* and [0-9]*$" <<<"$line" >/dev/null \
+  || fail "the withheld reply's line in the report: $line"
+grep -c "reply-refused" <<<"$report" >/dev/null && fail "a stopped answer told twice: $report"
+pass "the citizen's report tells the withheld reply once, with its three records"
 
 # The clear national id is nowhere in the broker's store.
 ! grep -rqa "$SUBJECT" "$WORK/broker" || fail "national id found in the broker's store"
