@@ -1,5 +1,6 @@
 /*  agent.c - the agent's set-up, main loop and broker side. */
 #include "agent.h"
+#include "record.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -476,19 +477,37 @@ static void s_on_bus(agent_t *self, zframe_t *frame)
     sbi_envelope_clear(&env);
 }
 
-/* One message from a back-end, if one is waiting: false when none was. */
+/* One message from a back-end, if one is waiting: false when none was.
+   Read frame by frame: ZMQ_MAXMSGSIZE bounds each frame, not how many a
+   message has, and zmsg_recv would hold them all (200,000 empty frames
+   took 130 MB). Frames past the call are read and dropped one at a time,
+   and the call is refused. */
 static bool s_on_front(agent_t *self)
 {
-    zmsg_t *msg = zmsg_recv(self->front);
-    if (!msg)
+    zframe_t *client = zframe_recv(self->front);
+    if (!client)
         return false;
-    zframe_t *client = zmsg_pop(msg);
-    zframe_t *frame = zmsg_pop(msg);
-    if (client && frame && zmsg_size(msg) == 0)
+    zframe_t *frame = zframe_more(client) ? zframe_recv(self->front) : NULL;
+    bool extra = frame && zframe_more(frame);
+    if (extra) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        while (zmq_msg_recv(&part, zsock_resolve(self->front), 0) >= 0 && zmq_msg_more(&part))
+            ;
+        zmq_msg_close(&part);
+        /* Answered under the call's id, when it has one, for the library
+           to hand the refusal to its caller. */
+        Sharebus__ClientMessage *m = sbi_client_message_decode(zframe_data(frame),
+                                                               zframe_size(frame));
+        agent_front_result(self, client, m ? m->id : 0, SB_EMALFORMED, "one frame per message",
+                           NULL);
+        if (m)
+            sharebus__client_message__free_unpacked(m, NULL);
+    }
+    else if (frame)
         agent_front_message(self, client, frame);
     zframe_destroy(&client);
     zframe_destroy(&frame);
-    zmsg_destroy(&msg);
     return true;
 }
 

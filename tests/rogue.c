@@ -22,6 +22,9 @@
                         the broker's --capture): prints "KIND answer" for each
       oversize          a frame over the broker's size limit
       frames N          a request followed by N - 1 empty frames, one message
+      front-frames N    (EP is an agent's --listen endpoint, not the broker)
+                        as a back-end: a consent list call followed by N - 1
+                        empty frames, one message; prints the agent's answer
       flood N           N garbage frames as fast as possible, then a HELLO
       forged-consent    a consent grant with a corrupted consent signature
       long-revoke N     a consent revocation whose reason is N bytes long
@@ -821,6 +824,45 @@ static int s_inspect(const char *dir)
     return 0;
 }
 
+/* As a back-end on an agent's front socket (no CURVE there): a consent
+   list call, then n - 1 empty frames in the same message. Prints the
+   agent's answer to it: "ok", an error name, or "none" within two s. */
+static int s_front_frames(const char *endpoint, long n)
+{
+    zsock_t *sock = zsock_new(ZMQ_DEALER);
+    zsock_set_linger(sock, 500);
+    zsock_set_sndhwm(sock, 1000000);
+    zsock_set_rcvtimeo(sock, 2000);
+    if (zsock_connect(sock, "%s", endpoint) != 0)
+        return 3;
+    Sharebus__ClientConsentList list = SHAREBUS__CLIENT_CONSENT_LIST__INIT;
+    list.subject_id = "900101-1234567";
+    Sharebus__ClientMessage m = SHAREBUS__CLIENT_MESSAGE__INIT;
+    m.id = 7;
+    m.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_CONSENT_LIST;
+    m.consent_list = &list;
+    zframe_t *frame = zframe_new(NULL, sharebus__client_message__get_packed_size(&m));
+    sharebus__client_message__pack(&m, zframe_data(frame));
+    for (long i = 1; i < n; i++) {
+        zframe_send(&frame, sock, ZFRAME_MORE);
+        frame = zframe_new(NULL, 0);
+    }
+    zframe_send(&frame, sock, 0);
+    const char *answer = "none";
+    zframe_t *reply = zframe_recv(sock);
+    Sharebus__ClientMessage *r = reply ? sharebus__client_message__unpack(
+                                             NULL, zframe_size(reply), zframe_data(reply))
+                                       : NULL;
+    if (r && r->id == 7 && r->body_case == SHAREBUS__CLIENT_MESSAGE__BODY_RESULT)
+        answer = r->result->error ? sb_errname(sbi_error_code(r->result->error)) : "ok";
+    if (r)
+        sharebus__client_message__free_unpacked(r, NULL);
+    zframe_destroy(&reply);
+    printf("answer: %s\n", answer);
+    zsock_destroy(&sock);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     sbi_init();
@@ -854,6 +896,13 @@ int main(int argc, char **argv)
         return arg ? s_backdate(certs, atoll(arg)) : 2;
     if (strcmp(mode, "impostor") == 0 || strcmp(mode, "impostor-real") == 0) {
         int status = s_impostor(endpoint, strcmp(mode, "impostor-real") == 0);
+        sbi_crypto_destroy(&s_crypto);
+        sbi_trust_destroy(&s_trust);
+        return status;
+    }
+
+    if (strcmp(mode, "front-frames") == 0 && arg) {
+        int status = s_front_frames(endpoint, atol(arg));
         sbi_crypto_destroy(&s_crypto);
         sbi_trust_destroy(&s_trust);
         return status;
