@@ -146,15 +146,16 @@ int sb_record_set_blob(sb_record_t *self, const char *name, const void *data, si
 {
     if ((!data && size) || size > SBI_VALUE_MAX)
         return size > SBI_VALUE_MAX ? SB_ETOOBIG : SB_EINVAL;
+    /* Copied before the slot is cleared: `data` may be the field's own value. */
     uint8_t *copy = malloc(size ? size : 1);
+    if (copy && size)
+        memcpy(copy, data, size);
     s_field_t *field;
     int rc = copy ? s_slot(self, name, &field) : SB_ENOMEM;
     if (rc != SB_OK) {
         free(copy);
         return rc;
     }
-    if (size)
-        memcpy(copy, data, size);
     field->type = SB_FIELD_BLOB;
     field->value.blob.data = copy;
     field->value.blob.size = size;

@@ -117,6 +117,21 @@ TEST(test_a_signal_does_not_end_a_blocking_call)
     signal(SIGALRM, SIG_DFL);
 }
 
+/* Setting a blob field from its own value (as read with sb_record_blob)
+   copies the value before the old one is freed. */
+TEST(test_a_blob_may_be_set_from_its_own_value)
+{
+    sb_record_t *record = sb_record_new();
+    CHECK_EQ(sb_record_set_blob(record, "photo", "hello", 5), SB_OK);
+    const void *data = NULL;
+    size_t size = 0;
+    CHECK_EQ(sb_record_blob(record, "photo", &data, &size), SB_OK);
+    CHECK_EQ(sb_record_set_blob(record, "photo", data, size), SB_OK);
+    CHECK_EQ(sb_record_blob(record, "photo", &data, &size), SB_OK);
+    CHECK(size == 5 && memcmp(data, "hello", 5) == 0);
+    sb_record_destroy(&record);
+}
+
 int main(int argc, char **argv)
 {
     return RUN_TESTS();
