@@ -97,7 +97,8 @@ SB_EXPORT sb_record_t *sb_record_new(void);
 /* Frees the record and sets *self_p to NULL. */
 SB_EXPORT void sb_record_destroy(sb_record_t **self_p);
 
-/* Sets field `name` (replacing any value it had). SB_EINVAL for a bad name,
+/* Sets field `name` (replacing any value it had). SB_EINVAL for a bad name
+   or a real that is not finite (NaN or infinity: JSON has neither),
    SB_ETOOBIG past 1,024 fields or a 1 MiB value. */
 SB_EXPORT int sb_record_set_text(sb_record_t *self, const char *name, const char *value);
 SB_EXPORT int sb_record_set_integer(sb_record_t *self, const char *name, int64_t value);

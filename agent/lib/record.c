@@ -2,6 +2,7 @@
 #include "record.h"
 
 #include <json-c/json.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,8 @@ int sb_record_set_integer(sb_record_t *self, const char *name, int64_t value)
 
 int sb_record_set_real(sb_record_t *self, const char *name, double value)
 {
+    if (!isfinite(value))
+        return SB_EINVAL;   /* JSON has no NaN or infinity */
     s_field_t *field;
     int rc = s_slot(self, name, &field);
     if (rc == SB_OK) {
@@ -385,7 +388,8 @@ bool sbi_record_pb_valid(const Sharebus__Record *pb)
         return false;
     for (size_t i = 0; i < pb->n_fields; i++) {
         const Sharebus__Field *f = pb->fields[i];
-        if (!sbi_name_valid(f->name) || f->value_case == SHAREBUS__FIELD__VALUE__NOT_SET)
+        if (!sbi_name_valid(f->name) || f->value_case == SHAREBUS__FIELD__VALUE__NOT_SET
+            || (f->value_case == SHAREBUS__FIELD__VALUE_REAL && !isfinite(f->real)))
             return false;
         for (size_t j = 0; j < i; j++)
             if (strcmp(pb->fields[j]->name, f->name) == 0)

@@ -14,10 +14,11 @@ Sharebus__Record *sbi_record_pb(const sb_record_t *record);
 void sbi_record_pb_free(Sharebus__Record **pb_p);
 
 /* A record copied from a wire Record; NULL when a name is invalid or
-   repeated, or a field has no value. */
+   repeated, or a field has no value or a real one that is not finite. */
 sb_record_t *sbi_record_from_pb(const Sharebus__Record *pb);
 
-/* True when every field of `pb` has a valid, unique name and a value. */
+/* True when every field of `pb` has a valid, unique name and a value (a
+   real one finite, as sb_record_set_real wants it). */
 bool sbi_record_pb_valid(const Sharebus__Record *pb);
 
 /* One frame of the client protocol (back-end <-> agent), decoded with a

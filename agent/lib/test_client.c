@@ -1,5 +1,6 @@
 /*  test_client - libsharebus without an agent: what a back-end does before
     and around talking to one. */
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -130,6 +131,23 @@ TEST(test_a_blob_may_be_set_from_its_own_value)
     CHECK_EQ(sb_record_blob(record, "photo", &data, &size), SB_OK);
     CHECK(size == 5 && memcmp(data, "hello", 5) == 0);
     sb_record_destroy(&record);
+}
+
+/* A record is always valid JSON: a real is finite, NaN and infinity are
+   refused (json-c would print them as bare nan and inf). */
+TEST(test_a_real_is_finite)
+{
+    sb_record_t *record = sb_record_new();
+    CHECK_EQ(sb_record_set_real(record, "vision_left", NAN), SB_EINVAL);
+    CHECK_EQ(sb_record_set_real(record, "vision_left", INFINITY), SB_EINVAL);
+    CHECK_EQ(sb_record_set_real(record, "vision_left", -INFINITY), SB_EINVAL);
+    CHECK_EQ(sb_record_size(record), 0);
+    CHECK_EQ(sb_record_set_real(record, "vision_left", 0.8), SB_OK);
+    char *json = sb_record_to_json(record);
+    CHECK_STR(json, "{\"vision_left\":0.8}");
+    free(json);
+    sb_record_destroy(&record);
+    CHECK(sb_record_from_json("{\"vision_left\":1e400}") == NULL);    /* infinity */
 }
 
 int main(int argc, char **argv)
