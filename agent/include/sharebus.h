@@ -133,7 +133,8 @@ SB_EXPORT int sb_record_blob(const sb_record_t *self, const char *name, const vo
 SB_EXPORT char *sb_record_to_json(const sb_record_t *self);
 
 /* A record from a JSON object whose values are strings, integers, reals or
-   booleans. NULL when `json` is not such an object. */
+   booleans. NULL when `json` is not such an object, or has anything but
+   white space after it. */
 SB_EXPORT sb_record_t *sb_record_from_json(const char *json);
 
 /* ---------------------------------------------------------------- client */

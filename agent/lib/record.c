@@ -306,9 +306,26 @@ static int s_set_json(sb_record_t *record, const char *name, json_object *value)
     }
 }
 
+/* The one JSON value of `text`, NULL when anything but white space
+   follows it (json_tokener_parse stops after the first value). */
+static json_object *s_json_parse(const char *text)
+{
+    json_tokener *tokener = text ? json_tokener_new() : NULL;
+    if (!tokener)
+        return NULL;
+    json_object *obj = json_tokener_parse_ex(tokener, text, -1);
+    if (obj) {
+        const char *rest = text + json_tokener_get_parse_end(tokener);
+        if (rest[strspn(rest, " \t\r\n")] != 0)
+            json_object_put(obj), obj = NULL;
+    }
+    json_tokener_free(tokener);
+    return obj;
+}
+
 sb_record_t *sb_record_from_json(const char *json)
 {
-    json_object *obj = json ? json_tokener_parse(json) : NULL;
+    json_object *obj = s_json_parse(json);
     sb_record_t *record = obj && json_object_is_type(obj, json_type_object) ? sb_record_new() : NULL;
     if (record) {
         json_object_object_foreach(obj, key, value) {

@@ -150,6 +150,21 @@ TEST(test_a_real_is_finite)
     CHECK(sb_record_from_json("{\"vision_left\":1e400}") == NULL);    /* infinity */
 }
 
+/* One JSON object and nothing after it: a second object or trailing text
+   is not "a JSON object", and would have been dropped without a word. */
+TEST(test_a_record_from_json_is_one_object)
+{
+    sb_record_t *record = sb_record_from_json(" {\"exam_date\":\"2025-10-02\"}\n");
+    CHECK(record != NULL);
+    CHECK_EQ(sb_record_size(record), 1);
+    sb_record_destroy(&record);
+    CHECK(sb_record_from_json("{\"exam_date\":\"2025-10-02\"}{\"vision_left\":1}") == NULL);
+    CHECK(sb_record_from_json("{\"exam_date\":\"2025-10-02\"} x") == NULL);
+    CHECK(sb_record_from_json("{\"exam_date\":") == NULL);
+    CHECK(sb_record_from_json("") == NULL);
+    CHECK(sb_record_from_json(NULL) == NULL);
+}
+
 int main(int argc, char **argv)
 {
     return RUN_TESTS();
