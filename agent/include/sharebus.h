@@ -8,6 +8,9 @@
     - Functions that can fail return 0 or a negative SB_E* code; constructors
       return NULL on failure. sb_strerror() names a code; the object's
       sb_client_reason() gives the human detail of its last failure.
+    - After SIGINT or SIGTERM (caught by CZMQ on the first sb_client_new),
+      every call that waits for the agent returns SB_EINTERNAL at once,
+      with the reason "interrupted", and sends nothing.
     - `*_destroy(x_p)` frees the object, sets *x_p to NULL, and is safe on a
       NULL or already-destroyed object.
     - Strings passed in are copied; strings returned are owned by the object

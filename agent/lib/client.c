@@ -257,16 +257,29 @@ static Sharebus__ClientMessage *s_take(zlistx_t *queue, uint64_t id)
     return NULL;
 }
 
+/* Whether SIGINT or SIGTERM came (CZMQ's handler sets zsys_interrupted):
+   then every blocking call ends at once with SB_EINTERNAL, and sends
+   nothing, so that nothing is done after the program was told to stop. */
+static bool s_interrupted(sb_client_t *self)
+{
+    if (!zsys_interrupted)
+        return false;
+    s_fail(self, SB_EINTERNAL, "interrupted");
+    return true;
+}
+
 /* Waits until a message is queued in `queue` with `id` (0 = any). */
 static int s_wait(sb_client_t *self, zlistx_t *queue, uint64_t id, int timeout_ms,
                   Sharebus__ClientMessage **message_p)
 {
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : zclock_mono() + timeout_ms;
     while (!(*message_p = s_take(queue, id))) {
+        if (s_interrupted(self))
+            return SB_EINTERNAL;
         int wait = timeout_ms < 0 ? 1000 : s_left(deadline);
         int rc = s_pump(self, wait);
         if (rc == SB_EINTERNAL || zsys_interrupted)
-            return SB_EINTERNAL;
+            return s_fail(self, SB_EINTERNAL, "interrupted");
         if (rc == SB_ETIMEOUT && timeout_ms >= 0 && s_left(deadline) == 0)
             return SB_ETIMEOUT;
     }
@@ -348,6 +361,8 @@ int sb_result_recv(sb_client_t *self, sb_result_t *result, int timeout_ms)
 int sb_request(sb_client_t *self, const sb_request_t *request, sb_record_t **record_p)
 {
     *record_p = NULL;
+    if (s_interrupted(self))
+        return SB_EINTERNAL;
     uint64_t ticket;
     int rc = sb_request_send(self, request, &ticket);
     if (rc != SB_OK)
@@ -360,7 +375,7 @@ int sb_request(sb_client_t *self, const sb_request_t *request, sb_record_t **rec
     if (rc == SB_ETIMEOUT)
         return s_fail(self, SB_ETIMEOUT, "no answer from the agent");
     if (rc != SB_OK)
-        return s_fail(self, rc, "interrupted");
+        return rc;
     sb_result_t result;
     s_result(self, message, &result);
     *record_p = result.record;
@@ -371,6 +386,8 @@ int sb_client_serve(sb_client_t *self, const char *dataset)
 {
     if (!sbi_name_valid(dataset))
         return s_fail(self, SB_EINVAL, "invalid dataset name");
+    if (s_interrupted(self))
+        return SB_EINTERNAL;
     Sharebus__ClientServe body = SHAREBUS__CLIENT_SERVE__INIT;
     body.dataset = (char *) dataset;
     Sharebus__ClientMessage message = SHAREBUS__CLIENT_MESSAGE__INIT;
@@ -534,6 +551,8 @@ int sb_client_run(sb_client_t *self, sb_handler_fn *handler, void *arg)
 static int s_call(sb_client_t *self, Sharebus__ClientMessage *message,
                   Sharebus__ClientMessage **answer_p)
 {
+    if (s_interrupted(self))
+        return SB_EINTERNAL;
     message->id = ++self->next_id;
     message->expires_ms = sbi_now_ms() + S_DEFAULT_TIMEOUT_MS;
     int rc = s_send(self, message);
@@ -544,7 +563,7 @@ static int s_call(sb_client_t *self, Sharebus__ClientMessage *message,
     if (rc == SB_ETIMEOUT)
         return s_fail(self, SB_ETIMEOUT, "no answer from the agent");
     if (rc != SB_OK)
-        return s_fail(self, rc, "interrupted");
+        return rc;
     rc = s_result_code(self, (*answer_p)->result);
     if (rc != SB_OK) {
         sharebus__client_message__free_unpacked(*answer_p, NULL);

@@ -1,5 +1,6 @@
 /*  test_client - libsharebus without an agent: what a back-end does before
     and around talking to one. */
+#include <czmq.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -163,6 +164,58 @@ TEST(test_a_record_from_json_is_one_object)
     CHECK(sb_record_from_json("{\"exam_date\":") == NULL);
     CHECK(sb_record_from_json("") == NULL);
     CHECK(sb_record_from_json(NULL) == NULL);
+}
+
+/* After SIGINT (or SIGTERM) every blocking call ends at once with
+   SB_EINTERNAL and the reason "interrupted", and sends the agent nothing:
+   a request, consent or publication made after the signal is not carried
+   out behind the back of a program told it was interrupted. */
+TEST(test_after_a_signal_blocking_calls_end_at_once_and_send_nothing)
+{
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "ipc:///tmp/sharebus-test-interrupted-%d.sock", getpid());
+    sb_client_t *client = sb_client_new(endpoint);  /* sets up CZMQ's SIGINT handler */
+    zsock_t *agent = zsock_new_router(endpoint);    /* a stand-in agent, to see what comes */
+    CHECK(agent != NULL);
+    raise(SIGINT);
+    int64_t start = s_now_ms();
+    sb_request_t request = {.provider = "nhis", .dataset = "health.checkup.vision-hearing",
+                            .purpose = "driver-licence-renewal", .subject = "900101-1234567"};
+    sb_record_t *record = NULL;
+    CHECK_EQ(sb_request(client, &request, &record), SB_EINTERNAL);
+    CHECK_STR(sb_client_reason(client), "internal: interrupted");
+    sb_consent_t consent = {.subject = "900101-1234567", .consumer = "koroad",
+                            .dataset = "health.checkup.vision-hearing",
+                            .purpose = "driver-licence-renewal", .until_ms = 4102444800000};
+    char id[SB_CONSENT_ID_SIZE];
+    CHECK_EQ(sb_consent_grant(client, &consent, id), SB_EINTERNAL);
+    sb_record_t *change = sb_record_new();
+    CHECK_EQ(sb_record_set_text(change, "new_address", "261 Sejong-daero"), SB_OK);
+    CHECK_EQ(sb_publish(client, "resident.address-changed", "900101-1234567", change),
+             SB_EINTERNAL);
+    sb_record_destroy(&change);
+    CHECK_EQ(sb_client_serve(client, "health.checkup.vision-hearing"), SB_EINTERNAL);
+    CHECK_STR(sb_client_reason(client), "internal: interrupted");
+    sb_client_destroy(&client);
+    client = sb_client_new(endpoint);   /* a fresh reason */
+    sb_result_t result;
+    CHECK_EQ(sb_result_recv(client, &result, -1), SB_EINTERNAL);
+    CHECK_STR(sb_client_reason(client), "internal: interrupted");
+    sb_incoming_t *incoming = NULL;
+    CHECK_EQ(sb_incoming_recv(client, &incoming, -1), SB_EINTERNAL);
+    sb_event_t *event = NULL;
+    CHECK_EQ(sb_event_recv(client, &event, -1), SB_EINTERNAL);
+    CHECK_STR(sb_client_reason(client), "internal: interrupted");
+    /* Each used to poll up to 2 s first: 9 s in all. */
+    CHECK(s_now_ms() - start < 2000);
+    zsock_set_rcvtimeo(agent, 500);
+    zmsg_t *sent = zmsg_recv(agent);
+    CHECK(sent == NULL);
+    zmsg_destroy(&sent);
+    sb_client_destroy(&client);
+    zsock_destroy(&agent);
+    zsys_interrupted = 0;   /* for the tests after this one */
+    zctx_interrupted = 0;
 }
 
 int main(int argc, char **argv)
