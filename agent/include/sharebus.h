@@ -243,8 +243,10 @@ SB_EXPORT int sb_incoming_reply(sb_client_t *self, sb_incoming_t **incoming_p,
                                 sb_record_t **record_p);
 
 /* Refuses with `code` (e.g. SB_ENOTFOUND when there is no such citizen) and
-   `reason` (the agent passes on its first 1024 bytes), and frees the
-   incoming request. */
+   `reason` (NULL for none: the consumer reads "refused by the provider";
+   only its first 1024 bytes are sent, cut on a UTF-8 character boundary),
+   and frees the incoming request. A `code` that is not negative refuses
+   as SB_EINVAL, one below SB_ERROR_MIN as SB_EINTERNAL. */
 SB_EXPORT int sb_incoming_refuse(sb_client_t *self, sb_incoming_t **incoming_p, int code,
                                  const char *reason);
 

@@ -510,6 +510,19 @@ int sb_incoming_refuse(sb_client_t *self, sb_incoming_t **incoming_p, int code,
 {
     if (code >= 0)
         code = SB_EINVAL;
+    /* The agent passes on the first SBI_REASON_MAX bytes: only those are
+       sent, cut on a character boundary, so that a long reason (up to the
+       1 MiB of a frame and past it) still refuses with `code`. */
+    char cut[SBI_REASON_MAX + 1];
+    size_t n = reason ? strlen(reason) : 0;
+    if (n > SBI_REASON_MAX) {
+        n = SBI_REASON_MAX;
+        while (n > 0 && ((unsigned char) reason[n] & 0xc0) == 0x80)
+            n--;
+        memcpy(cut, reason, n);
+        cut[n] = '\0';
+        reason = cut;
+    }
     return s_answer(self, incoming_p, code, reason, NULL);
 }
 

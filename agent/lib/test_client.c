@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "sharebus.h"
+#include "sharebus.pb-c.h"
 #include "testing.h"
 
 #define S_THREADS 32
@@ -216,6 +217,78 @@ TEST(test_after_a_signal_blocking_calls_end_at_once_and_send_nothing)
     zsock_destroy(&agent);
     zsys_interrupted = 0;   /* for the tests after this one */
     zctx_interrupted = 0;
+}
+
+/* A stand-in agent hands `client` one incoming request (after the
+   client's first message told it the client's identity, returned in
+   `identity_p`). */
+static void s_incoming_from(zsock_t *agent, sb_client_t *client, zframe_t **identity_p)
+{
+    sb_request_t request = {.provider = "nhis", .dataset = "health.checkup.vision-hearing",
+                            .purpose = "driver-licence-renewal", .timeout_ms = 1000};
+    uint64_t ticket;
+    CHECK_EQ(sb_request_send(client, &request, &ticket), SB_OK);
+    zmsg_t *first = zmsg_recv(agent);
+    CHECK(first != NULL);
+    *identity_p = zmsg_pop(first);
+    zmsg_destroy(&first);
+    Sharebus__ClientIncoming in = SHAREBUS__CLIENT_INCOMING__INIT;
+    in.token = 7;
+    in.consumer = "koroad";
+    in.dataset = "health.checkup.vision-hearing";
+    in.purpose = "driver-licence-renewal";
+    in.subject_id = "900101-1234567";
+    in.rule_id = "licence-renewal-uses-checkup";
+    Sharebus__ClientMessage message = SHAREBUS__CLIENT_MESSAGE__INIT;
+    message.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_INCOMING;
+    message.incoming = &in;
+    zframe_t *frame = zframe_new(NULL, sharebus__client_message__get_packed_size(&message));
+    sharebus__client_message__pack(&message, zframe_data(frame));
+    zframe_t *to = zframe_dup(*identity_p);
+    CHECK_EQ(zframe_send(&to, agent, ZFRAME_MORE), 0);
+    CHECK_EQ(zframe_send(&frame, agent, 0), 0);
+}
+
+/* A refusal's reason may be any length: the library sends its first
+   1024 bytes (cut on a character boundary), and the refusal keeps its
+   code; a reason over the 1 MiB of a frame made it a too-big answer. */
+TEST(test_a_refusal_with_a_long_reason_keeps_its_code)
+{
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "ipc:///tmp/sharebus-test-refuse-%d.sock", getpid());
+    zsock_t *agent = zsock_new_router(endpoint);
+    zsock_set_rcvtimeo(agent, 5000);
+    sb_client_t *client = sb_client_new(endpoint);
+    zframe_t *identity = NULL;
+    s_incoming_from(agent, client, &identity);
+    sb_incoming_t *incoming = NULL;
+    CHECK_EQ(sb_incoming_recv(client, &incoming, 5000), SB_OK);
+    size_t size = 2 << 20;
+    char *reason = malloc(size + 1);
+    memset(reason, 'x', size);
+    memcpy(reason + 1023, "\xc3\xa9", 2);     /* an é across the 1024-byte cut */
+    reason[size] = 0;
+    CHECK_EQ(sb_incoming_refuse(client, &incoming, SB_ENOTFOUND, reason), SB_OK);
+    CHECK(incoming == NULL);
+    free(reason);
+    zmsg_t *answer = zmsg_recv(agent);
+    CHECK(answer != NULL && zmsg_size(answer) == 2);
+    zframe_t *body = answer ? zmsg_last(answer) : NULL;
+    Sharebus__ClientMessage *m
+        = body ? sharebus__client_message__unpack(NULL, zframe_size(body), zframe_data(body)) : NULL;
+    CHECK(m && m->body_case == SHAREBUS__CLIENT_MESSAGE__BODY_ANSWER);
+    if (m && m->body_case == SHAREBUS__CLIENT_MESSAGE__BODY_ANSWER) {
+        CHECK_EQ(m->answer->token, 7);
+        CHECK_EQ(m->answer->error, SHAREBUS__ERROR_KIND__ERR_NOTFOUND);
+        CHECK_EQ(strlen(m->answer->reason), 1023);    /* not half the é */
+        CHECK_EQ(strspn(m->answer->reason, "x"), 1023);
+    }
+    if (m)
+        sharebus__client_message__free_unpacked(m, NULL);
+    zmsg_destroy(&answer);
+    zframe_destroy(&identity);
+    sb_client_destroy(&client);
+    zsock_destroy(&agent);
 }
 
 int main(int argc, char **argv)
