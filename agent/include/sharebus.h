@@ -156,8 +156,9 @@ SB_EXPORT sb_client_t *sb_client_new(const char *endpoint);
    Unanswered requests are abandoned. */
 SB_EXPORT void sb_client_destroy(sb_client_t **self_p);
 
-/* Human detail of the client's last failure, e.g. "denied: purpose
-   'marketing' not listed in rule licence-renewal-uses-checkup". Read it
+/* Human detail of the client's last failure, "NAME: detail", e.g.
+   "denied: purpose 'marketing' is not allowed for koroad on
+   health.checkup.vision-hearing (allowed: driver-licence-renewal)". Read it
    right after a call that failed: a call that succeeds does not always
    clear it. */
 SB_EXPORT const char *sb_client_reason(const sb_client_t *self);
