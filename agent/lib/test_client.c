@@ -208,7 +208,7 @@ TEST(test_after_a_signal_blocking_calls_end_at_once_and_send_nothing)
     CHECK_EQ(sb_event_recv(client, &event, -1), SB_EINTERNAL);
     CHECK_STR(sb_client_reason(client), "internal: interrupted");
     /* Each used to poll up to 2 s first: 9 s in all. */
-    CHECK(s_now_ms() - start < 2000);
+    CHECK(s_now_ms() - start < 5000);   /* not a speed claim: 9 s would be the bug */
     zsock_set_rcvtimeo(agent, 500);
     zmsg_t *sent = zmsg_recv(agent);
     CHECK(sent == NULL);
