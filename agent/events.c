@@ -133,10 +133,11 @@ void agent_publish(agent_t *self, zframe_t *client, uint64_t id, const Sharebus_
         snprintf(reason, sizeof reason, "%s is not the publisher of %s", self->config.agency,
                  c->topic);
     }
-    else if (!sbi_record_pb_valid(record)
+    else if (!sbi_record_pb_valid(record) || strlen(c->subject_id) > 64
              || sbi_subject_ref(self->subject_key, c->subject_id, ref) != SB_OK) {
         rc = SB_EINVAL;
-        snprintf(reason, sizeof reason, "an event needs a subject id and a well-formed record");
+        snprintf(reason, sizeof reason,
+                 "an event needs a subject id of 1-64 characters and a well-formed record");
     }
     if (rc != SB_OK) {
         sbi_header_t h;

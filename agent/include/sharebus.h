@@ -176,7 +176,8 @@ typedef struct {
     const char *provider;          /* agency id that holds the dataset */
     const char *dataset;           /* e.g. "health.checkup.vision-hearing" */
     const char *purpose;           /* e.g. "driver-licence-renewal" */
-    const char *subject;           /* the citizen's national id, in clear:
+    const char *subject;           /* the citizen's national id, in clear
+                                      (1-64 characters; "" is SB_EINVAL):
                                       only the provider's agent sees it.
                                       NULL for a dataset about no one
                                       (subject: none in the policy) */
@@ -303,7 +304,10 @@ SB_EXPORT int sb_consent_revoke(sb_client_t *self, const char *id, const char *r
 
 /* Revokes every active consent of `match->subject` whose consumer, dataset
    and purpose equal those of `match` that are not NULL. On SB_OK *count_p
-   (when not NULL) holds how many were revoked. */
+   (when not NULL) holds how many were revoked. SB_EINVAL without a
+   subject, SB_ENOTFOUND when no active consent matches (or none this
+   agency may manage), SB_EDENIED when those that match are not this
+   agency's to manage. */
 SB_EXPORT int sb_consent_revoke_matching(sb_client_t *self, const sb_consent_t *match,
                                          const char *reason, size_t *count_p);
 
@@ -319,7 +323,8 @@ SB_EXPORT int sb_consent_list(sb_client_t *self, const char *subject, char **jso
 /* Publishes an event about citizen `subject` on `topic` (e.g.
    "resident.address-changed"): every subscriber the policy names receives
    only the fields of `record` it may see. Returns SB_OK once the broker has
-   durably queued the event for every subscriber; SB_EDENIED when this
+   durably queued the event for every subscriber; SB_EINVAL without a
+   topic, a subject of 1-64 characters or a record, SB_EDENIED when this
    agency does not publish `topic`, SB_ENODATASET for an undeclared topic,
    SB_EFULL when a subscriber's queue is full. */
 SB_EXPORT int sb_publish(sb_client_t *self, const char *topic, const char *subject,

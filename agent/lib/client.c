@@ -18,6 +18,7 @@
 #define S_GRACE_MS 2000     /* the agent answers timeouts itself; this is a backstop */
 #define S_REFRESH_MS 2000   /* registrations are said again this often */
 #define S_ABANDONED_MS 120000   /* a given-up call's late answer is dropped this long */
+#define S_SUBJECT_MAX 64    /* a national id, as the agent takes it */
 
 struct sb_client_t {
     zsock_t *socket;
@@ -228,7 +229,11 @@ static int s_pump(sb_client_t *self, int timeout_ms)
         sharebus__client_message__free_unpacked(message, NULL);
         return SB_OK;
     }
-    if (message->body_case == SHAREBUS__CLIENT_MESSAGE__BODY_RESULT)
+    if (message->body_case == SHAREBUS__CLIENT_MESSAGE__BODY_RESULT && message->id == 0)
+        /* The agent's answer to a message it could not read: no call of
+           ours has ticket 0, and sb_result_recv must not hand it out. */
+        sharebus__client_message__free_unpacked(message, NULL);
+    else if (message->body_case == SHAREBUS__CLIENT_MESSAGE__BODY_RESULT)
         zlistx_add_end(self->results, message);
     else if (message->body_case == SHAREBUS__CLIENT_MESSAGE__BODY_INCOMING)
         zlistx_add_end(self->incoming, message);
@@ -299,7 +304,8 @@ static int s_result_code(sb_client_t *self, const Sharebus__ClientResult *result
 static bool s_request_valid(const sb_request_t *r)
 {
     if (!r || !sbi_agency_valid(r->provider, false) || !sbi_name_valid(r->dataset)
-        || !sbi_name_valid(r->purpose) || (r->subject && strlen(r->subject) > 64)
+        || !sbi_name_valid(r->purpose)
+        || (r->subject && (!*r->subject || strlen(r->subject) > S_SUBJECT_MAX))
         || r->n_fields > SBI_FIELDS_MAX || r->timeout_ms < 0 || r->timeout_ms > S_TIMEOUT_MAX_MS
         || (r->n_fields && !r->fields))
         return false;
@@ -748,8 +754,10 @@ struct sb_event_t {
 int sb_publish(sb_client_t *self, const char *topic, const char *subject,
                const sb_record_t *record)
 {
-    if (!sbi_name_valid(topic) || !subject || !*subject || !record)
-        return s_fail(self, SB_EINVAL, "a topic, a subject and a record are required");
+    if (!sbi_name_valid(topic) || !subject || !*subject || strlen(subject) > S_SUBJECT_MAX
+        || !record)
+        return s_fail(self, SB_EINVAL, "a topic, a subject of 1-64 characters and a record are "
+                                       "required");
     Sharebus__ClientPublish body = SHAREBUS__CLIENT_PUBLISH__INIT;
     body.topic = (char *) topic;
     body.subject_id = (char *) subject;

@@ -88,6 +88,27 @@ TEST(test_a_request_waits_at_most_the_brokers_60_s)
     sb_client_destroy(&client);
 }
 
+TEST(test_a_subject_is_1_to_64_characters_or_none)
+{
+    sb_client_t *client = sb_client_new("tcp://127.0.0.1:1");
+    char long_id[66];
+    memset(long_id, '1', 65);
+    long_id[65] = 0;
+    sb_request_t request = {.provider = "nhis", .dataset = "health.checkup.vision-hearing",
+                            .purpose = "driver-licence-renewal", .subject = "",
+                            .timeout_ms = 100};
+    sb_record_t *record = NULL;
+    CHECK_EQ(sb_request(client, &request, &record), SB_EINVAL);
+    request.subject = long_id;
+    CHECK_EQ(sb_request(client, &request, &record), SB_EINVAL);
+    sb_record_t *event = sb_record_new();
+    CHECK_EQ(sb_record_set_text(event, "new_address", "1 Sejong-daero"), SB_OK);
+    CHECK_EQ(sb_publish(client, "resident.address-changed", long_id, event), SB_EINVAL);
+    CHECK_EQ(sb_publish(client, "resident.address-changed", "", event), SB_EINVAL);
+    sb_record_destroy(&event);
+    sb_client_destroy(&client);
+}
+
 static void s_on_alarm(int signal)
 {
 }
