@@ -305,9 +305,9 @@ SB_EXPORT int sb_consent_revoke(sb_client_t *self, const char *id, const char *r
 /* Revokes every active consent of `match->subject` whose consumer, dataset
    and purpose equal those of `match` that are not NULL. On SB_OK *count_p
    (when not NULL) holds how many were revoked. SB_EINVAL without a
-   subject, SB_ENOTFOUND when no active consent matches (or none this
-   agency may manage), SB_EDENIED when those that match are not this
-   agency's to manage. */
+   subject; SB_ENOTFOUND when no active consent matches that this agency
+   may manage (never SB_EDENIED: it must not learn that the citizen
+   consented to another agency). */
 SB_EXPORT int sb_consent_revoke_matching(sb_client_t *self, const sb_consent_t *match,
                                          const char *reason, size_t *count_p);
 
