@@ -9,8 +9,11 @@
       return NULL on failure. sb_strerror() names a code; the object's
       sb_client_reason() gives the human detail of its last failure.
     - After SIGINT or SIGTERM (caught by CZMQ on the first sb_client_new),
-      every call that waits for the agent returns SB_EINTERNAL at once,
-      with the reason "interrupted", and sends nothing.
+      every call that would send to the agent returns SB_EINTERNAL at
+      once, with the reason "interrupted", and sends nothing; a receive
+      call (sb_result_recv, sb_incoming_recv, sb_event_recv) still hands
+      out what comes within its timeout (none: what has come), then
+      returns SB_EINTERNAL "interrupted".
     - `*_destroy(x_p)` frees the object, sets *x_p to NULL, and is safe on a
       NULL or already-destroyed object.
     - Strings passed in are copied; strings returned are owned by the object
@@ -210,7 +213,9 @@ typedef struct {
 
 /* Waits up to `timeout_ms` (-1 = forever) for the next answer. SB_OK when
    `result` was filled; SB_ETIMEOUT when none came; SB_EINTERNAL when
-   interrupted by a signal. */
+   interrupted by a signal and none came (after the signal, answers that
+   come within a finite timeout are still handed out, so a program can
+   collect what it asked for before it stops). */
 SB_EXPORT int sb_result_recv(sb_client_t *self, sb_result_t *result, int timeout_ms);
 
 /* ------------------------------------------------------------- providers */

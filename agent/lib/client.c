@@ -273,19 +273,25 @@ static bool s_interrupted(sb_client_t *self)
     return true;
 }
 
-/* Waits until a message is queued in `queue` with `id` (0 = any). */
+/* Waits until a message is queued in `queue` with `id` (0 = any). After
+   SIGINT or SIGTERM it still hands out what has come, or comes within a
+   finite timeout (a program collecting the answers to what it sent before
+   it stops), then ends "interrupted"; without a timeout it only looks. */
 static int s_wait(sb_client_t *self, zlistx_t *queue, uint64_t id, int timeout_ms,
                   Sharebus__ClientMessage **message_p)
 {
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : zclock_mono() + timeout_ms;
+    bool last = false;
     while (!(*message_p = s_take(queue, id))) {
-        if (s_interrupted(self))
-            return SB_EINTERNAL;
-        int wait = timeout_ms < 0 ? 1000 : s_left(deadline);
-        int rc = s_pump(self, wait);
-        if (rc == SB_EINTERNAL || zsys_interrupted)
+        if (last)
             return s_fail(self, SB_EINTERNAL, "interrupted");
-        if (rc == SB_ETIMEOUT && timeout_ms >= 0 && s_left(deadline) == 0)
+        int wait = timeout_ms < 0 ? (zsys_interrupted ? 0 : 1000) : s_left(deadline);
+        int rc = s_pump(self, wait);
+        if (rc == SB_EINTERNAL && !zsys_interrupted)
+            return s_fail(self, SB_EINTERNAL, "cannot read from the agent's socket");
+        if (zsys_interrupted)
+            last = timeout_ms < 0 || s_left(deadline) == 0;    /* one more look */
+        else if (rc == SB_ETIMEOUT && timeout_ms >= 0 && s_left(deadline) == 0)
             return SB_ETIMEOUT;
     }
     return SB_OK;

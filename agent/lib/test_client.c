@@ -312,6 +312,46 @@ TEST(test_a_refusal_with_a_long_reason_keeps_its_code)
     zsock_destroy(&agent);
 }
 
+/* A program told to stop may still collect the answers to what it sent
+   before: after SIGINT, sb_result_recv with a timeout hands out an answer
+   that comes within it, then says "interrupted". */
+TEST(test_after_a_signal_answers_already_asked_for_are_still_handed_out)
+{
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "ipc:///tmp/sharebus-test-drain-%d.sock", getpid());
+    zsock_t *agent = zsock_new_router(endpoint);
+    zsock_set_rcvtimeo(agent, 5000);
+    sb_client_t *client = sb_client_new(endpoint);
+    sb_request_t request = {.provider = "nhis", .dataset = "health.checkup.vision-hearing",
+                            .purpose = "driver-licence-renewal", .timeout_ms = 1000};
+    uint64_t ticket;
+    CHECK_EQ(sb_request_send(client, &request, &ticket), SB_OK);
+    zmsg_t *asked = zmsg_recv(agent);
+    CHECK(asked != NULL);
+    zframe_t *identity = asked ? zmsg_pop(asked) : NULL;
+    zmsg_destroy(&asked);
+    raise(SIGINT);
+    Sharebus__ClientResult body = SHAREBUS__CLIENT_RESULT__INIT;
+    Sharebus__ClientMessage message = SHAREBUS__CLIENT_MESSAGE__INIT;
+    message.id = ticket;
+    message.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_RESULT;
+    message.result = &body;
+    zframe_t *frame = zframe_new(NULL, sharebus__client_message__get_packed_size(&message));
+    sharebus__client_message__pack(&message, zframe_data(frame));
+    CHECK_EQ(zframe_send(&identity, agent, ZFRAME_MORE), 0);
+    CHECK_EQ(zframe_send(&frame, agent, 0), 0);
+    sb_result_t result;
+    CHECK_EQ(sb_result_recv(client, &result, 5000), SB_OK);
+    CHECK_EQ(result.ticket, ticket);
+    sb_record_destroy(&result.record);
+    CHECK_EQ(sb_result_recv(client, &result, 200), SB_EINTERNAL);
+    CHECK_STR(sb_client_reason(client), "internal: interrupted");
+    sb_client_destroy(&client);
+    zsock_destroy(&agent);
+    zsys_interrupted = 0;   /* for the tests after this one */
+    zctx_interrupted = 0;
+}
+
 int main(int argc, char **argv)
 {
     return RUN_TESTS();
