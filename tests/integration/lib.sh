@@ -130,14 +130,21 @@ start_agent() {
 }
 
 # The sample nhis back-end serving checkup records.
-start_nhis_backend() {
+start_nhis_backend() {  # start_nhis_backend [sharebus serve options, e.g. --delay MS]
   local skip
   skip=$(lines "$WORK/nhis-backend.log")
   "$BUILD/agent/sharebus" serve --agent "$(agent_ep nhis)" --dataset "$CHECKUP" \
-    --records "$SRC/tests/data/nhis-checkups.json" >>"$WORK/nhis-backend.log" 2>&1 &
+    --records "$SRC/tests/data/nhis-checkups.json" "$@" >>"$WORK/nhis-backend.log" 2>&1 &
   NHIS_BACKEND=$!
   PIDS+=("$NHIS_BACKEND")
   wait_for 10 logged_after "$WORK/nhis-backend.log" "$skip" "serving $CHECKUP"
+}
+
+# Stops the nhis back-end and starts another with these options.
+restart_nhis_backend() {
+  kill "$NHIS_BACKEND"
+  wait "$NHIS_BACKEND" || true
+  start_nhis_backend "$@"
 }
 
 # A typical bus: certificates, policy, broker, agents nhis koroad mois nts,

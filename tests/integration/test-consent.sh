@@ -117,12 +117,8 @@ pass "revoking another agency's consent: denied by id, not-found by subject"
 # Consent revoked while nhis is answering: the answer is withheld at the
 # broker (consent is checked again when a reply is released), recorded as
 # refused, and koroad gets no-consent instead of the data.
-kill "$NHIS_BACKEND"; wait "$NHIS_BACKEND" || true
-"$BUILD/agent/sharebus" serve --agent "$(agent_ep nhis)" --dataset "$CHECKUP" \
-  --records "$SRC/tests/data/nhis-checkups.json" --delay 3000 >"$WORK/slow.log" 2>&1 &
-SLOW=$!
-PIDS+=("$SLOW")
-wait_for 10 grep -q "serving $CHECKUP" "$WORK/slow.log"
+restart_nhis_backend --delay 3000
+slow=$(lines "$WORK/nhis-backend.log")
 grant koroad koroad $CHECKUP $RENEWAL 2030-12-31 >/dev/null
 count() { audit query --data "$WORK/broker" --kind "$1" --json | wc -l; }
 more() { [ "$(count "$1")" -gt "$2" ]; }
@@ -137,12 +133,12 @@ sb consent revoke --agent "$(agent_ep koroad)" --subject $SUBJECT --dataset $CHE
 wait "$ASK" && fail "data released after its consent was revoked: $(cat "$WORK/inflight.out")"
 grep -q "^error: no-consent: nhis answered, and the consent ended before the answer could be released" \
   "$WORK/inflight.out" || fail "a reply withheld for consent: $(cat "$WORK/inflight.out")"
-grep -q "answered $CHECKUP for koroad" "$WORK/slow.log" || fail "the slow back-end did not answer"
+logged_after "$WORK/nhis-backend.log" "$slow" "answered $CHECKUP for koroad" \
+  || fail "the slow back-end did not answer"
 audit query --data "$WORK/broker" --kind reply-refused --json | tail -n +$((refused + 1)) \
   | grep -c "\"reason\":\"consent [0-9a-f]\{32\} was revoked before the reply was released\"" >/dev/null \
   || fail "no reply-refused record naming the revoked consent"
-kill "$SLOW"; wait "$SLOW" || true
-start_nhis_backend
+restart_nhis_backend
 pass "consent revoked while the provider answered: the reply is withheld, koroad gets no-consent"
 # In the citizen's report that request is one line, with the records of
 # the stopped answer (one told to nhis, one to koroad).

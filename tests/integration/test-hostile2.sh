@@ -159,12 +159,7 @@ pass "a provider that moved to a new certificate after its old one expired: serv
 # nhis is revoked while koroad's request waits on its (slow) back-end: the
 # reload that cuts nhis off answers koroad unavailable at once, rather
 # than leaving it to its 20 s deadline.
-kill "$NHIS_BACKEND"; wait "$NHIS_BACKEND" || true
-"$BUILD/agent/sharebus" serve --agent "$(agent_ep nhis)" --dataset "$CHECKUP" \
-  --records "$SRC/tests/data/nhis-checkups.json" --delay 30000 >"$WORK/slow.log" 2>&1 &
-SLOW=$!
-PIDS+=("$SLOW")
-wait_for 10 grep -q "serving $CHECKUP" "$WORK/slow.log"
+restart_nhis_backend --delay 30000
 routed() { audit query --data "$WORK/broker" --kind request-routed --json | wc -l; }
 routed_beyond() { [ "$(routed)" -gt "$1" ]; }
 n=$(routed)
