@@ -141,6 +141,10 @@ void agent_front_message(agent_t *self, zframe_t *client, zframe_t *frame);
 /* The agent stops: every back-end call waiting for the broker, and every
    consumer waiting for this agency's back-ends, is answered unavailable. */
 void agent_front_stop(agent_t *self);
+/* The end of what a call may take from `now`, `limit_ms`, and no later
+   than the call's own deadline `expires_ms` (0 = none), as a wall-clock
+   time: the back-end waits no longer. */
+uint64_t agent_expires(uint64_t now, uint32_t limit_ms, uint64_t expires_ms);
 void agent_front_result(agent_t *self, zframe_t *client, uint64_t id, int code,
                         const char *reason, const Sharebus__Record *record);
 bool agent_front_send(agent_t *self, zframe_t *client, Sharebus__ClientMessage *message);

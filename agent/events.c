@@ -171,10 +171,7 @@ void agent_publish(agent_t *self, zframe_t *client, uint64_t id, const Sharebus_
         /* Within sb_publish's own wait: 5 s, or what is left of it. The
            broker queues no view after that (stale): the back-end, told
            timeout, may publish again without the change arriving twice. */
-        uint64_t left = S_VIEW_WAIT_MS;
-        if (expires_ms && expires_ms < h.header.created_ms + left)
-            left = expires_ms > h.header.created_ms ? expires_ms - h.header.created_ms : 0;
-        h.header.expires_ms = h.header.created_ms + left;
+        h.header.expires_ms = agent_expires(h.header.created_ms, S_VIEW_WAIT_MS, expires_ms);
         h.header.fields = names;
         h.header.n_fields = view.n_fields;
         Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
@@ -191,7 +188,9 @@ void agent_publish(agent_t *self, zframe_t *client, uint64_t id, const Sharebus_
         agent_pending_t *p = calloc(1, sizeof *p);
         assert(p);
         p->pub = pub;
-        p->deadline = zclock_mono() + (int64_t) (h.header.expires_ms - h.header.created_ms);
+        uint64_t left = h.header.expires_ms > h.header.created_ms
+                            ? h.header.expires_ms - h.header.created_ms : 0;
+        p->deadline = zclock_mono() + (int64_t) left;
         pub->remaining++;
         char key[33];
         zhashx_update(self->pending, sbi_hex(h.message_id, SBI_ID_SIZE, key), p);

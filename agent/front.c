@@ -45,10 +45,7 @@ static char *s_id_key(const uint8_t *id, char out[2 * SBI_ID_SIZE + 1])
     return sbi_hex(id, SBI_ID_SIZE, out);
 }
 
-/* The end of what a call may take from now, `limit_ms`, and no later
-   than the call's own deadline `expires_ms` (0 = none), as a wall-clock
-   time: the back-end waits no longer. */
-static uint64_t s_expires(uint64_t now, uint32_t limit_ms, uint64_t expires_ms)
+uint64_t agent_expires(uint64_t now, uint32_t limit_ms, uint64_t expires_ms)
 {
     return expires_ms && expires_ms < now + limit_ms ? expires_ms : now + limit_ms;
 }
@@ -126,7 +123,7 @@ static void s_request(agent_t *self, zframe_t *client, uint64_t id,
         h.header.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, subject_ref};
     h.header.fields = (char **) d.flow;
     h.header.n_fields = d.n_flow;
-    h.header.expires_ms = s_expires(h.header.created_ms, timeout, expires_ms);
+    h.header.expires_ms = agent_expires(h.header.created_ms, timeout, expires_ms);
     h.header.policy_version = (ProtobufCBinaryData){32, (uint8_t *) sbi_policy_version(self->policy)};
     Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
     payload.subject_id = req->subject_id;
@@ -264,7 +261,7 @@ static void s_to_broker(agent_t *self, zframe_t *client, uint64_t id, Sharebus__
 {
     sbi_header_t h;
     sbi_header_init(&h, kind, self->config.agency, "broker");
-    h.header.expires_ms = s_expires(h.header.created_ms, S_CONSENT_TIMEOUT_MS, expires_ms);
+    h.header.expires_ms = agent_expires(h.header.created_ms, S_CONSENT_TIMEOUT_MS, expires_ms);
     int rc = agent_send(self, self->broker, &h.header, payload);
     if (rc != SB_OK) {
         agent_front_result(self, client, id, SB_EUNAVAILABLE, "cannot send to the broker", NULL);

@@ -623,23 +623,30 @@ TEST(test_index_entry_naming_the_wrong_or_an_absent_record_is_caught)
     s_teardown(&f);
 }
 
+/* Eight records whose clock steps back twice (T0 + 1000, 2000, 3000,
+   1500, 2500, 4000, 500, 5000), committed. */
+static void s_append_stepping_back(fx_t *f)
+{
+    static const uint64_t times[] = {1000, 2000, 3000, 1500, 2500, 4000, 500, 5000};
+    MDB_txn *txn;
+    CHECK_EQ(sbi_store_begin(f->store, true, &txn), SB_OK);
+    for (size_t i = 0; i < sizeof times / sizeof times[0]; i++) {
+        s_record_t r;
+        s_fill(&r, s_row(i + 1));
+        r.record.time_ms = T0 + times[i];
+        CHECK_EQ(sbi_audit_append(f->audit, txn, &r.record), SB_OK);
+    }
+    CHECK_EQ(mdb_txn_commit(txn), 0);
+    sbi_audit_commit(f->audit);
+}
+
 /* Records whose clock stepped back: raised time index keys, which the
    stored slack must cover, across the join of a parallel walk too. */
 TEST(test_time_slack_that_does_not_cover_the_records_is_caught)
 {
     fx_t f;
     s_setup(&f, 0, 0);
-    static const uint64_t times[] = {1000, 2000, 3000, 1500, 2500, 4000, 500, 5000};
-    MDB_txn *txn;
-    CHECK_EQ(sbi_store_begin(f.store, true, &txn), SB_OK);
-    for (size_t i = 0; i < sizeof times / sizeof times[0]; i++) {
-        s_record_t r;
-        s_fill(&r, s_row(i + 1));
-        r.record.time_ms = T0 + times[i];
-        CHECK_EQ(sbi_audit_append(f.audit, txn, &r.record), SB_OK);
-    }
-    CHECK_EQ(mdb_txn_commit(txn), 0);
-    sbi_audit_commit(f.audit);
+    s_append_stepping_back(&f);
     uint64_t saved = sbi_audit_parallel_min;
     for (int parallel = 0; parallel < 2; parallel++) {
         sbi_audit_parallel_min = parallel ? 2 : saved; /* ranges 1-4 and 5-8 */
@@ -1107,17 +1114,7 @@ TEST(test_time_window_survives_a_clock_stepping_back)
 {
     fx_t f;
     s_setup(&f, 0, 0);
-    static const uint64_t times[] = {1000, 2000, 3000, 1500, 2500, 4000, 500, 5000};
-    MDB_txn *txn;
-    CHECK_EQ(sbi_store_begin(f.store, true, &txn), SB_OK);
-    for (size_t i = 0; i < sizeof times / sizeof times[0]; i++) {
-        s_record_t r;
-        s_fill(&r, s_row(i + 1));
-        r.record.time_ms = T0 + times[i];
-        CHECK_EQ(sbi_audit_append(f.audit, txn, &r.record), SB_OK);
-    }
-    CHECK_EQ(mdb_txn_commit(txn), 0);
-    sbi_audit_commit(f.audit);
+    s_append_stepping_back(&f);
     struct {
         uint64_t since, until;
         size_t n;

@@ -162,6 +162,39 @@ static int s_rate(broker_t *b, const sbi_rule_t *rule, const char *consumer)
     return broker_bucket_take(b->buckets, key, rule->rate_count, rule->rate_period_ms);
 }
 
+/* Waits for the answer to the request `routed` records (its request-routed
+   record), until `expires_ms` (0: the longest the broker waits) and at most
+   S_MAX_TIMEOUT_MS after it was routed; `key` gets its key in b->pending. */
+static void s_pending_add(broker_t *b, const Sharebus__AuditRecord *routed,
+                          uint64_t expires_ms, char key[33])
+{
+    const Sharebus__AuditRecord *r = routed;
+    broker_pending_t *p = calloc(1, sizeof *p);
+    assert(p);
+    memcpy(p->id, r->message_id.data, SBI_ID_SIZE);
+    snprintf(p->consumer, sizeof p->consumer, "%s", r->from);
+    snprintf(p->provider, sizeof p->provider, "%s", r->to);
+    p->dataset = strdup(r->dataset);
+    p->purpose = strdup(r->purpose);
+    p->rule_id = strdup(r->rule_id);
+    p->consent_id = strdup(r->consent_id);
+    p->has_subject = r->subject_ref.len == SBI_HASH_SIZE;
+    if (p->has_subject)
+        memcpy(p->subject_ref, r->subject_ref.data, SBI_HASH_SIZE);
+    p->flow = calloc(r->n_fields_requested + 1, sizeof *p->flow);
+    assert(p->flow);
+    for (size_t i = 0; i < r->n_fields_requested; i++)
+        p->flow[i] = strdup(r->fields_requested[i]);
+    uint64_t now = sbi_now_ms(), routed_ms = r->time_ms ? r->time_ms : now;
+    uint64_t end = routed_ms + S_MAX_TIMEOUT_MS;
+    if (expires_ms && expires_ms < end)
+        end = expires_ms;
+    p->deadline = zclock_mono() + (int64_t) (end > now ? end - now : 0);
+    p->started_us = zclock_usecs();
+    sbi_hex(p->id, SBI_ID_SIZE, key);
+    zhashx_update(b->pending, key, p);
+}
+
 static void route_request(s_msg_t *m)
 {
     broker_t *b = m->broker;
@@ -226,31 +259,6 @@ static void route_request(s_msg_t *m)
         s_refuse(m, SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_REFUSED, SB_EUNAVAILABLE, reason);
         return;
     }
-    broker_pending_t *p = calloc(1, sizeof *p);
-    assert(p);
-    memcpy(p->id, h->message_id.data, SBI_ID_SIZE);
-    snprintf(p->consumer, sizeof p->consumer, "%s", h->from);
-    snprintf(p->provider, sizeof p->provider, "%s", h->to);
-    p->dataset = strdup(h->dataset);
-    p->purpose = strdup(h->purpose);
-    p->rule_id = strdup(d.rule->id);
-    p->consent_id = strdup(consent_id);
-    if (h->subject_ref.len == SBI_HASH_SIZE)
-        memcpy(p->subject_ref, h->subject_ref.data, SBI_HASH_SIZE);
-    p->has_subject = h->subject_ref.len == SBI_HASH_SIZE;
-    p->flow = calloc(d.n_flow + 1, sizeof *p->flow);
-    assert(p->flow);
-    for (size_t i = 0; i < d.n_flow; i++)
-        p->flow[i] = strdup(d.flow[i]);
-    uint64_t now = sbi_now_ms();
-    /* No deadline (expires_ms 0) means the longest the broker waits. */
-    uint64_t left = !h->expires_ms ? S_MAX_TIMEOUT_MS : h->expires_ms > now ? h->expires_ms - now : 0;
-    p->deadline = zclock_mono() + (int64_t) (left < S_MAX_TIMEOUT_MS ? left : S_MAX_TIMEOUT_MS);
-    p->started_us = zclock_usecs();
-    char key[33];
-    sbi_hex(p->id, SBI_ID_SIZE, key);
-    zhashx_update(b->pending, key, p);
-
     Sharebus__AuditRecord r = SHAREBUS__AUDIT_RECORD__INIT;
     r.kind = SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_ROUTED;
     r.message_id = h->message_id;
@@ -262,9 +270,11 @@ static void route_request(s_msg_t *m)
     r.fields_requested = (char **) d.flow;
     r.n_fields_requested = d.n_flow;
     r.decision = SHAREBUS__DECISION__DECISION_ALLOW;
-    r.rule_id = p->rule_id;
-    r.consent_id = p->consent_id;
+    r.rule_id = (char *) d.rule->id;
+    r.consent_id = consent_id;
     r.payload_hash = h->payload_hash;
+    char key[33];
+    s_pending_add(b, &r, h->expires_ms, key);
     sbi_envelope_proof(m->env->envelope, &r);
     broker_audit(b, &r);
     broker_count(b, "requests.routed");
@@ -565,8 +575,8 @@ void broker_pending_recover(broker_t *self, const Sharebus__AuditRecord *r)
     const ProtobufCBinaryData *id = routed ? &r->message_id : &r->correlation_id;
     if (id->len != SBI_ID_SIZE)
         return;
-    sbi_hex(id->data, SBI_ID_SIZE, key);
     if (!routed) {
+        sbi_hex(id->data, SBI_ID_SIZE, key);
         if (r->kind == SHAREBUS__AUDIT_KIND__AUDIT_REPLY_FORWARDED
             || r->kind == SHAREBUS__AUDIT_KIND__AUDIT_REPLY_REFUSED
             || r->kind == SHAREBUS__AUDIT_KIND__AUDIT_TIMEOUT)
@@ -576,31 +586,9 @@ void broker_pending_recover(broker_t *self, const Sharebus__AuditRecord *r)
     sbi_unpack_t budget;
     Sharebus__Header *h = sharebus__header__unpack(sbi_unpack_init(&budget, r->header.len),
                                                    r->header.len, r->header.data);
-    uint64_t end = r->time_ms + S_MAX_TIMEOUT_MS;
-    if (h && h->expires_ms && h->expires_ms < end)
-        end = h->expires_ms;
+    s_pending_add(self, r, h ? h->expires_ms : 0, key);
     if (h)
         sharebus__header__free_unpacked(h, NULL);
-    uint64_t now = sbi_now_ms();
-    broker_pending_t *p = calloc(1, sizeof *p);
-    assert(p);
-    memcpy(p->id, id->data, SBI_ID_SIZE);
-    snprintf(p->consumer, sizeof p->consumer, "%s", r->from);
-    snprintf(p->provider, sizeof p->provider, "%s", r->to);
-    p->dataset = strdup(r->dataset);
-    p->purpose = strdup(r->purpose);
-    p->rule_id = strdup(r->rule_id);
-    p->consent_id = strdup(r->consent_id);
-    p->has_subject = r->subject_ref.len == SBI_HASH_SIZE;
-    if (p->has_subject)
-        memcpy(p->subject_ref, r->subject_ref.data, SBI_HASH_SIZE);
-    p->flow = calloc(r->n_fields_requested + 1, sizeof *p->flow);
-    assert(p->flow);
-    for (size_t i = 0; i < r->n_fields_requested; i++)
-        p->flow[i] = strdup(r->fields_requested[i]);
-    p->deadline = zclock_mono() + (int64_t) (end > now ? end - now : 0);
-    p->started_us = zclock_usecs();
-    zhashx_update(self->pending, key, p);
 }
 
 /* The broker stops: every request in flight is answered unavailable and

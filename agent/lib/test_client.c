@@ -240,19 +240,29 @@ TEST(test_after_a_signal_blocking_calls_end_at_once_and_send_nothing)
     zctx_interrupted = 0;
 }
 
-/* A stand-in agent hands `client` one incoming request (after the
-   client's first message told it the client's identity, returned in
-   `identity_p`). */
-static void s_incoming_from(zsock_t *agent, sb_client_t *client, zframe_t **identity_p)
+/* `client` asks for a checkup; the stand-in `agent` receives the request.
+   Returns the client's identity at the stand-in; the ticket in *ticket_p. */
+static zframe_t *s_asked(zsock_t *agent, sb_client_t *client, uint64_t *ticket_p)
 {
     sb_request_t request = {.provider = "nhis", .dataset = "health.checkup.vision-hearing",
                             .purpose = "driver-licence-renewal", .timeout_ms = 1000};
     uint64_t ticket;
     CHECK_EQ(sb_request_send(client, &request, &ticket), SB_OK);
+    if (ticket_p)
+        *ticket_p = ticket;
     zmsg_t *first = zmsg_recv(agent);
     CHECK(first != NULL);
-    *identity_p = zmsg_pop(first);
+    zframe_t *identity = first ? zmsg_pop(first) : NULL;
     zmsg_destroy(&first);
+    return identity;
+}
+
+/* A stand-in agent hands `client` one incoming request (after the
+   client's first message told it the client's identity, returned in
+   `identity_p`). */
+static void s_incoming_from(zsock_t *agent, sb_client_t *client, zframe_t **identity_p)
+{
+    *identity_p = s_asked(agent, client, NULL);
     Sharebus__ClientIncoming in = SHAREBUS__CLIENT_INCOMING__INIT;
     in.token = 7;
     in.consumer = "koroad";
@@ -270,16 +280,24 @@ static void s_incoming_from(zsock_t *agent, sb_client_t *client, zframe_t **iden
     CHECK_EQ(zframe_send(&frame, agent, 0), 0);
 }
 
+/* A stand-in agent on an ipc endpoint named after `name`, and a client of it. */
+static sb_client_t *s_stand_in(const char *name, zsock_t **agent_p)
+{
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "ipc:///tmp/sharebus-test-%s-%d.sock", name, getpid());
+    *agent_p = zsock_new_router(endpoint);
+    CHECK(*agent_p != NULL);
+    zsock_set_rcvtimeo(*agent_p, 5000);
+    return sb_client_new(endpoint);
+}
+
 /* A refusal's reason may be any length: the library sends its first
    1024 bytes (cut on a character boundary), and the refusal keeps its
    code; a reason over the 1 MiB of a frame made it a too-big answer. */
 TEST(test_a_refusal_with_a_long_reason_keeps_its_code)
 {
-    char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "ipc:///tmp/sharebus-test-refuse-%d.sock", getpid());
-    zsock_t *agent = zsock_new_router(endpoint);
-    zsock_set_rcvtimeo(agent, 5000);
-    sb_client_t *client = sb_client_new(endpoint);
+    zsock_t *agent;
+    sb_client_t *client = s_stand_in("refuse", &agent);
     zframe_t *identity = NULL;
     s_incoming_from(agent, client, &identity);
     sb_incoming_t *incoming = NULL;
@@ -317,19 +335,10 @@ TEST(test_a_refusal_with_a_long_reason_keeps_its_code)
    that comes within it, then says "interrupted". */
 TEST(test_after_a_signal_answers_already_asked_for_are_still_handed_out)
 {
-    char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "ipc:///tmp/sharebus-test-drain-%d.sock", getpid());
-    zsock_t *agent = zsock_new_router(endpoint);
-    zsock_set_rcvtimeo(agent, 5000);
-    sb_client_t *client = sb_client_new(endpoint);
-    sb_request_t request = {.provider = "nhis", .dataset = "health.checkup.vision-hearing",
-                            .purpose = "driver-licence-renewal", .timeout_ms = 1000};
+    zsock_t *agent;
+    sb_client_t *client = s_stand_in("drain", &agent);
     uint64_t ticket;
-    CHECK_EQ(sb_request_send(client, &request, &ticket), SB_OK);
-    zmsg_t *asked = zmsg_recv(agent);
-    CHECK(asked != NULL);
-    zframe_t *identity = asked ? zmsg_pop(asked) : NULL;
-    zmsg_destroy(&asked);
+    zframe_t *identity = s_asked(agent, client, &ticket);
     raise(SIGINT);
     Sharebus__ClientResult body = SHAREBUS__CLIENT_RESULT__INIT;
     Sharebus__ClientMessage message = SHAREBUS__CLIENT_MESSAGE__INIT;

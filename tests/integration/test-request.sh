@@ -221,18 +221,17 @@ ask_slowly() {  # OUTFILE: a request nhis's slow back-end takes 5 s to answer
   ASK=$!
   wait_for 10 routed_more "$resumed"
 }
-ask_slowly "$WORK/consumer-stop.out"
-kill "${AGENT_PID[koroad]}"; wait "${AGENT_PID[koroad]}" || true
-wait "$ASK" && fail "answered by a stopped agent: $(cat "$WORK/consumer-stop.out")"
-grep -c "^error: unavailable: the agent of koroad stopped before the answer came" \
-  "$WORK/consumer-stop.out" >/dev/null || fail "consumer agent stopped: $(cat "$WORK/consumer-stop.out")"
+stop_under_request() {  # AGENCY EXPECTED: AGENCY's agent stops while koroad waits
+  local out="$WORK/$1-stop.out"
+  ask_slowly "$out"
+  kill "${AGENT_PID[$1]}"; wait "${AGENT_PID[$1]}" || true
+  wait "$ASK" && fail "answered by a stopped agent: $(cat "$out")"
+  grep -c "^error: unavailable: $2" "$out" >/dev/null || fail "$1's agent stopped: $(cat "$out")"
+}
+stop_under_request koroad "the agent of koroad stopped before the answer came"
 pass "the consumer's agent stops: its back-end is answered unavailable at once"
 start_agent koroad
-ask_slowly "$WORK/provider-stop.out"
-kill "${AGENT_PID[nhis]}"; wait "${AGENT_PID[nhis]}" || true
-wait "$ASK" && fail "answered by a stopped agent: $(cat "$WORK/provider-stop.out")"
-grep -c "^error: unavailable: the agent of nhis stopped before its back-end answered" \
-  "$WORK/provider-stop.out" >/dev/null || fail "provider agent stopped: $(cat "$WORK/provider-stop.out")"
+stop_under_request nhis "the agent of nhis stopped before its back-end answered"
 pass "the provider's agent stops: the consumer is answered unavailable at once"
 
 # A provider's back-end that falls behind skips the requests whose deadline
