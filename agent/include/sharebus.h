@@ -140,7 +140,10 @@ SB_EXPORT char *sb_record_to_json(const sb_record_t *self);
 
 /* A record from a JSON object whose values are strings, integers, reals or
    booleans. NULL when `json` is not such an object, or has anything but
-   white space after it. */
+   white space after it; when a string holds "\u0000" (a text field ends at
+   its first NUL); or when an integer is outside -(2^63 - 1) .. 2^63 - 1
+   (int64_t's range without its lowest value, which json-c's parser cannot
+   tell from a larger negative number clamped to it). */
 SB_EXPORT sb_record_t *sb_record_from_json(const char *json);
 
 /* ---------------------------------------------------------------- client */

@@ -297,8 +297,22 @@ char *sb_record_to_json(const sb_record_t *self)
 static int s_set_json(sb_record_t *record, const char *name, json_object *value)
 {
     switch (json_object_get_type(value)) {
-    case json_type_string: return sb_record_set_text(record, name, json_object_get_string(value));
-    case json_type_int: return sb_record_set_integer(record, name, json_object_get_int64(value));
+    case json_type_string: {
+        /* "\u0000" would cut the text at the first NUL */
+        const char *text = json_object_get_string(value);
+        if (strlen(text) != (size_t) json_object_get_string_len(value))
+            return SB_EINVAL;
+        return sb_record_set_text(record, name, text);
+    }
+    case json_type_int: {
+        /* json-c clamps an integer beyond int64 to its nearest limit, and
+           keeps a positive one up to 2^64 - 1 apart: those are refused, and
+           with them INT64_MIN, which a clamp from below cannot be told from. */
+        int64_t integer = json_object_get_int64(value);
+        if (json_object_get_uint64(value) > INT64_MAX || integer == INT64_MIN)
+            return SB_EINVAL;
+        return sb_record_set_integer(record, name, integer);
+    }
     case json_type_double: return sb_record_set_real(record, name, json_object_get_double(value));
     case json_type_boolean:
         return sb_record_set_flag(record, name, json_object_get_boolean(value));

@@ -188,6 +188,30 @@ TEST(test_a_record_from_json_is_one_object)
     CHECK(sb_record_from_json(NULL) == NULL);
 }
 
+/* What json-c would hand over changed: an integer beyond int64 clamped
+   to its limit, a text cut at "\u0000". Refused instead. */
+TEST(test_a_record_from_json_keeps_values_whole)
+{
+    sb_record_t *record = sb_record_from_json(
+        "{\"max\":9223372036854775807,\"low\":-9223372036854775807,\"text\":\"a\\u00e9b\"}");
+    CHECK(record != NULL);
+    int64_t integer = 0;
+    CHECK_EQ(sb_record_integer(record, "max", &integer), SB_OK);
+    CHECK(integer == INT64_MAX);
+    CHECK_EQ(sb_record_integer(record, "low", &integer), SB_OK);
+    CHECK(integer == -INT64_MAX);
+    const char *text = NULL;
+    CHECK_EQ(sb_record_text(record, "text", &text), SB_OK);
+    CHECK_STR(text, "a\xc3\xa9" "b");
+    sb_record_destroy(&record);
+    CHECK(sb_record_from_json("{\"n\":9223372036854775808}") == NULL);
+    CHECK(sb_record_from_json("{\"n\":18446744073709551616}") == NULL);
+    CHECK(sb_record_from_json("{\"n\":99999999999999999999999}") == NULL);
+    CHECK(sb_record_from_json("{\"n\":-9223372036854775808}") == NULL);
+    CHECK(sb_record_from_json("{\"n\":-99999999999999999999999}") == NULL);
+    CHECK(sb_record_from_json("{\"t\":\"eye\\u0000test\"}") == NULL);
+}
+
 /* After SIGINT (or SIGTERM) every blocking call ends at once with
    SB_EINTERNAL and the reason "interrupted", and sends the agent nothing:
    a request, consent or publication made after the signal is not carried
