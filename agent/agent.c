@@ -405,7 +405,8 @@ static void s_on_checkpoint(agent_t *self, Sharebus__Payload *payload)
         sbi_warning("checkpoint from the broker does not verify: not kept");
         return;
     }
-    const Sharebus__Checkpoint *cp = payload->checkpoint;
+    Sharebus__Checkpoint *cp = payload->checkpoint;
+    cp->received_ms = sbi_now_ms();
     sharebus__checkpoint__pack(cp, agent_log_reserve(self, 'C',
                                                      sharebus__checkpoint__get_packed_size(cp)));
 }

@@ -94,15 +94,19 @@ int sbi_audit_checkpoint(sbi_audit_t *self, MDB_txn *txn, const sbi_keys_t *keys
 }
 
 /* Keeps `cp`, which names another head than the held checkpoint of its
-   seq, under seq || BLAKE2b(its bytes): the same one twice is one entry, and
-   at most S_CONFLICTS_MAX are kept per seq (a broker that signs more adds
-   nothing an auditor needs). */
+   seq, under seq || BLAKE2b(its bytes without the time of receipt): the
+   same one twice is one entry, with its first receipt, and at most
+   S_CONFLICTS_MAX are kept per seq (a broker that signs more adds nothing
+   an auditor needs). */
 static int s_put_conflict(sbi_audit_t *self, MDB_txn *txn, const Sharebus__Checkpoint *cp,
                           const uint8_t *packed, size_t size)
 {
-    uint8_t key_bytes[8 + SBI_HASH_SIZE];
+    uint8_t key_bytes[8 + SBI_HASH_SIZE], signed_part[S_CHECKPOINT_MAX];
+    Sharebus__Checkpoint unreceived = *cp;
+    unreceived.received_ms = 0;
     sbi_be64_put(key_bytes, cp->seq);
-    crypto_generichash(key_bytes + 8, SBI_HASH_SIZE, packed, size, NULL, 0);
+    crypto_generichash(key_bytes + 8, SBI_HASH_SIZE, signed_part,
+                       sharebus__checkpoint__pack(&unreceived, signed_part), NULL, 0);
     MDB_cursor *cursor;
     int rc = mdb_cursor_open(txn, self->conflicts, &cursor);
     if (rc != 0)
@@ -140,7 +144,8 @@ int sbi_audit_store_checkpoint(sbi_audit_t *self, MDB_txn *txn,
     if (rc != 0)
         return sbi_store_code(rc);
     /* Held already: it is never replaced. The same head again (a resend,
-       or the head signed again at another time) changes nothing. */
+       or the head signed again at another time) changes nothing, its
+       time of receipt included: the first is kept. */
     size_t size = sharebus__checkpoint__get_packed_size(checkpoint);
     uint8_t packed[S_CHECKPOINT_MAX];
     if (size > sizeof packed)
@@ -271,6 +276,12 @@ char *sbi_checkpoint_to_json(const Sharebus__Checkpoint *cp)
     json_object_object_add(
         obj, "signature",
         json_object_new_string(ok ? sbi_hex(cp->signature.data, crypto_sign_BYTES, sig) : ""));
+    if (cp->received_ms) {      /* an agency's copy: when it came, by the agency's clock */
+        json_object_object_add(obj, "received_ms", json_object_new_uint64(cp->received_ms));
+        json_object_object_add(
+            obj, "received",
+            json_object_new_string(sbi_time_format(cp->received_ms, when, sizeof when)));
+    }
     char *text = strdup(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN));
     json_object_put(obj);
     assert(text);
@@ -307,7 +318,7 @@ int sbi_checkpoint_from_json(const char *text, Sharebus__Checkpoint **checkpoint
     *checkpoint_p = NULL;
     json_object *obj = json_tokener_parse(text);
     uint8_t hash[SBI_HASH_SIZE], signature[crypto_sign_BYTES];
-    uint64_t seq, time_ms;
+    uint64_t seq, time_ms, received_ms = 0;
     json_object *signer;
     bool ok = obj && json_object_is_type(obj, json_type_object) && s_json_u64(obj, "seq", &seq) &&
               s_json_u64(obj, "time_ms", &time_ms) &&
@@ -315,10 +326,14 @@ int sbi_checkpoint_from_json(const char *text, Sharebus__Checkpoint **checkpoint
               s_json_hex(obj, "signature", signature, sizeof signature) &&
               json_object_object_get_ex(obj, "signer", &signer) &&
               json_object_is_type(signer, json_type_string) &&
-              sbi_agency_valid(json_object_get_string(signer), true);
-    if (ok)
+              sbi_agency_valid(json_object_get_string(signer), true) &&
+              (!json_object_object_get_ex(obj, "received_ms", NULL) ||
+               s_json_u64(obj, "received_ms", &received_ms));
+    if (ok) {
         *checkpoint_p =
             s_checkpoint_new(seq, hash, time_ms, json_object_get_string(signer), signature);
+        (*checkpoint_p)->received_ms = received_ms;
+    }
     json_object_put(obj);
     return ok ? SB_OK : SB_EMALFORMED;
 }

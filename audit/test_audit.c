@@ -836,7 +836,9 @@ TEST(test_received_checkpoint_is_never_replaced_and_a_conflict_is_kept_apart)
     s_setup(&agent, 0, 0);
     CHECK_EQ(s_append_rows(&broker, 1, 10), SB_OK);
     Sharebus__Checkpoint *genuine = s_checkpoint(&broker);
+    genuine->received_ms = genuine->time_ms + 2; /* the agent's clock, as it sets it */
     CHECK_EQ(s_store_received(&agent, genuine), SB_OK);
+    genuine->received_ms += 60000;
     CHECK_EQ(s_store_received(&agent, genuine), SB_OK); /* sent again on a reconnect */
     /* The same head signed again later is the same statement: kept as it was. */
     Sharebus__Checkpoint *later = s_sign_again(&broker, 10, genuine->time_ms + 5000);
@@ -845,12 +847,15 @@ TEST(test_received_checkpoint_is_never_replaced_and_a_conflict_is_kept_apart)
     CHECK_EQ(sbi_tamper_rewrite(broker.store, 3, 0, "nothing-to-see"), SB_OK);
     Sharebus__Checkpoint *forged = s_sign_again(&broker, 10, genuine->time_ms + 1);
     CHECK(memcmp(forged->head_hash.data, genuine->head_hash.data, SBI_HASH_SIZE) != 0);
+    forged->received_ms = forged->time_ms + 3;
     CHECK_EQ(s_store_received(&agent, forged), SB_EEXISTS);
+    forged->received_ms += 60000;
     CHECK_EQ(s_store_received(&agent, forged), SB_EEXISTS); /* once as evidence */
     Sharebus__Checkpoint *held = NULL;
     CHECK_EQ(sbi_audit_checkpoint_latest(agent.audit, true, &held), SB_OK);
     CHECK(held && memcmp(held->head_hash.data, genuine->head_hash.data, SBI_HASH_SIZE) == 0);
     CHECK(held && held->time_ms == genuine->time_ms);
+    CHECK(held && held->received_ms == genuine->time_ms + 2); /* the first receipt */
     s_seen_t seen = {0};
     CHECK_EQ(sbi_audit_checkpoints(agent.audit, true, s_see, &seen), SB_OK);
     CHECK_EQ(seen.n, 1);
@@ -983,6 +988,17 @@ TEST(test_checkpoint_json_round_trips_and_refuses_junk)
     CHECK_EQ(back->seq, 3);
     CHECK_EQ(back->time_ms, cp->time_ms);
     CHECK_EQ(sbi_checkpoint_verify(back, f.broker.cert.sign_public), SB_OK);
+    CHECK(strstr(json, "received") == NULL);    /* the broker's own: no receipt */
+    CHECK_EQ(back->received_ms, 0);
+    /* An agency's copy: when it came is kept, outside the signature. */
+    cp->received_ms = cp->time_ms + 1500;
+    char *copy = sbi_checkpoint_to_json(cp);
+    CHECK(strstr(copy, "\"received\":\""));
+    sharebus__checkpoint__free_unpacked(back, NULL);
+    CHECK_EQ(sbi_checkpoint_from_json(copy, &back), SB_OK);
+    CHECK_EQ(back->received_ms, cp->time_ms + 1500);
+    CHECK_EQ(sbi_checkpoint_verify(back, f.broker.cert.sign_public), SB_OK);
+    free(copy);
     const char *junk[] = {"",
                           "[]",
                           "{}",
@@ -990,6 +1006,17 @@ TEST(test_checkpoint_json_round_trips_and_refuses_junk)
                           "null",
                           ("{\"seq\":1,\"time_ms\":1,\"head_hash\":\"00\",\"signer\":\"broker\","
                            "\"signature\":\"00\"}")};
+    /* the whole checkpoint with a received_ms that is not a count of ms */
+    char *bad_received = strdup(json);
+    CHECK(bad_received && bad_received[strlen(bad_received) - 1] == '}');
+    bad_received[strlen(bad_received) - 1] = 0;
+    char *with_bad = NULL;
+    CHECK(asprintf(&with_bad, "%s,\"received_ms\":\"soon\"}", bad_received) > 0);
+    Sharebus__Checkpoint *refused = NULL;
+    CHECK_EQ(sbi_checkpoint_from_json(with_bad, &refused), SB_EMALFORMED);
+    CHECK(refused == NULL);
+    free(with_bad);
+    free(bad_received);
     for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
         Sharebus__Checkpoint *bad = NULL;
         CHECK_EQ(sbi_checkpoint_from_json(junk[i], &bad), SB_EMALFORMED);

@@ -45,6 +45,19 @@ wait $silent || true
 # The agency's copy of the broker's latest checkpoint, then a clean stop.
 sleep 1
 audit checkpoint --data "$WORK/agent-koroad" --out "$WORK/koroad.cp" >/dev/null
+# The agency's copy says when it came, by koroad's clock: after the broker
+# signed it, before now. The broker's own copy has no such time.
+signed=$(grep -o '"time_ms":[0-9]*' "$WORK/koroad.cp" | cut -d: -f2)
+received=$(grep -o '"received_ms":[0-9]*' "$WORK/koroad.cp" | cut -d: -f2)
+[ -n "$received" ] && [ "$received" -ge "$signed" ] && [ "$received" -le "$(date +%s%3N)" ] \
+  || fail "koroad's copy of the checkpoint has no time of receipt after its signing: $(cat "$WORK/koroad.cp")"
+own=$(audit checkpoint --data "$WORK/broker")
+case "$own" in
+  *'"received'*) fail "the broker's own checkpoint carries a time of receipt: $own" ;;
+  *'"seq":'*) ;;
+  *) fail "no checkpoint in the broker's log: $own" ;;
+esac
+pass "koroad's copy of the checkpoint was received $((received - signed)) ms after it was signed"
 stop_broker
 
 for kind in broker-started policy-loaded agent-connected consent-granted request-routed \
