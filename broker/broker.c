@@ -692,11 +692,13 @@ static int s_reload(broker_t *self, zlistx_t *errors)
     sbi_policy_destroy(&self->policy);
     self->policy = policy;
     /* Rate buckets ("rule/consumer") of rules now gone or no longer
-       limited go too; the others keep counting across the reload. */
+       limited go too; the others keep counting across the reload. A rule
+       id may hold a '/', an agency id never does: the id ends at the last. */
     zlistx_t *buckets = zhashx_keys(self->buckets);
     for (char *key = zlistx_first(buckets); key; key = zlistx_next(buckets)) {
         char id[SBI_NAME_MAX + 1];
-        snprintf(id, sizeof id, "%.*s", (int) strcspn(key, "/"), key);
+        const char *slash = strrchr(key, '/');
+        snprintf(id, sizeof id, "%.*s", (int) (slash ? slash - key : 0), key);
         const sbi_rule_t *rule = sbi_policy_rule(policy, id);
         if (!rule || !rule->rate_count)
             zhashx_delete(self->buckets, key);

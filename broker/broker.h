@@ -148,7 +148,7 @@ typedef struct {
     zhashx_t *peers;          /* agency -> broker_peer_t */
     zhashx_t *pending;        /* hex id -> broker_pending_t */
     broker_seen_t *seen;      /* the replay window (seen.c) */
-    zhashx_t *buckets;        /* "rule\0consumer" -> broker_bucket_t */
+    zhashx_t *buckets;        /* "rule/consumer" -> broker_bucket_t */
     zhashx_t *consent_buckets; /* agency -> broker_bucket_t: its consent operations */
     zhashx_t *consents_expiring; /* consent id noticed expired -> the batch recording it,
                                     until LMDB has it (dropped if that batch fails) */

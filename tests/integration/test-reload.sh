@@ -57,7 +57,7 @@ EOF
     fields: [exam_date, vision_left]
     consent: none
     rate: 5/s
-  - id: survey
+  - id: aptitude/survey
     consumer: koroad
     dataset: $CHECKUP
     purposes: [$SURVEY]
@@ -148,7 +148,8 @@ grep -q "^error: rate-limited: .*3 per minute" <<<"$out" || fail "3/min: $out"
 pass "3/min: 3 of 10 through, still limited 1.5 s later"
 
 # A reload keeps counting for a rule still limited, and forgets the count
-# of one that no longer is: limited again later, it starts afresh.
+# of one that no longer is: limited again later, it starts afresh. The
+# rule's id holds a '/', as rule ids may.
 RENEWAL_FIELDS="exam_date, vision_left, vision_right, hearing_left, hearing_right"
 survey() { request koroad --provider nhis --dataset $CHECKUP --purpose $SURVEY --subject $SUBJECT; }
 write_policy "$RENEWAL_FIELDS" 3/min
