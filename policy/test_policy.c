@@ -315,6 +315,41 @@ TEST(test_control_characters_never_reach_the_messages)
              "rules, topics)\n");
 }
 
+TEST(test_control_characters_written_with_escapes_are_refused_in_values)
+{
+    /* An escape sequence in a description would reach the terminal of
+       whoever runs `show`, and could rewrite the lines above it. */
+    s_expect("version: 1\ndatasets:\n  d:\n    provider: nhis\n    subject: none\n"
+             "    description: \"ok\\e[1A\\e[2K\"\n    fields: [a]\n",
+             "p.yaml:6:18: 'description' holds the control character U+001B: only tab and "
+             "newline may be written\n");
+    s_expect("version: 1\ndatasets:\n  d:\n    provider: nhis\n    subject: none\n"
+             "    description: \"a\\rb\"\n    fields: [a]\n"
+             "  e:\n    provider: nhis\n    subject: none\n"
+             "    description: \"a\\x85b\\x9b\"\n    fields: [a]\n",
+             "p.yaml:6:18: 'description' holds the control character U+000D: only tab and "
+             "newline may be written\n"
+             "p.yaml:11:18: 'description' holds the control character U+0085: only tab and "
+             "newline may be written\n");
+    s_expect(S_DATASET "rules:\n  - id: \"r\\x7f\"\n    consumer: koroad\n"
+                       "    dataset: health.checkup\n    purposes: [p]\n"
+                       "    fields: [exam_date]\n    consent: none\n",
+             "p.yaml:8:9: 'id' holds the control character U+007F: only tab and newline may be "
+             "written\n");
+    /* Tabs, newlines and other text are fine, as are CR LF line ends. */
+    sbi_policy_t *policy = s_load_files(
+        NULL, "p.yaml",
+        "version: 1\r\ndatasets:\r\n  d:\r\n    provider: nhis\r\n    subject: none\r\n"
+        "    description: |\r\n      Vision\tand hearing,\r\n      \xea\xb0\x80 \xc2\xa0 \"x\"\r\n"
+        "    fields: [a]\r\n",
+        NULL);
+    CHECK(policy);
+    if (policy)
+        CHECK_STR(sbi_policy_dataset(policy, "d")->description,
+                  "Vision\tand hearing,\n\xea\xb0\x80 \xc2\xa0 \"x\"\n");
+    sbi_policy_destroy(&policy);
+}
+
 TEST(test_long_messages_are_cut_between_characters)
 {
     char text[4096];

@@ -248,6 +248,21 @@ void pol_keys_required(pol_ctx_t *c, const pol_key_t *keys, const char *what, po
 
 /* ------------------------------------------------------------ values */
 
+/* The first control character of `text` other than tab and newline (C0,
+   DEL or C1), or 0. The file's bytes hold none (sbi_text_valid), but an
+   escape in a double-quoted value ("\e", "\x85") writes one, and `show`
+   prints values such as descriptions to a terminal. */
+static unsigned s_control(const char *text)
+{
+    for (const unsigned char *c = (const unsigned char *)text; *c; c++) {
+        if ((*c < ' ' && *c != '\t' && *c != '\n') || *c == 0x7f)
+            return *c;
+        if (*c == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f)
+            return c[1];
+    }
+    return 0;
+}
+
 const char *pol_scalar(pol_ctx_t *c, struct fy_node *node, const char *what, pol_mark_t at)
 {
     if (s_is_empty(node) || fy_node_is_alias(node) || !fy_node_is_scalar(node)) {
@@ -256,8 +271,15 @@ const char *pol_scalar(pol_ctx_t *c, struct fy_node *node, const char *what, pol
         return NULL;
     }
     const char *text = s_plain_text(node);
+    unsigned control = text ? s_control(text) : 0;
     if (!text)
         pol_err(c, pol_mark(node, at), "%s holds a NUL character", what);
+    else if (control) {
+        pol_err(c, pol_mark(node, at),
+                "%s holds the control character U+%04X: only tab and newline may be written", what,
+                control);
+        return NULL;
+    }
     return text;
 }
 

@@ -57,7 +57,9 @@ void pol_keys_required(pol_ctx_t *c, const pol_key_t *keys, const char *what, po
 /* The key named `name` in a pol_keys() table. */
 pol_key_t *pol_key(pol_key_t *keys, const char *name);
 
-/* The text of a single value (scalar), valid while the document lives. */
+/* The text of a single value (scalar), valid while the document lives.
+   A value holding a NUL or a control character other than tab and newline
+   (written with an escape such as "\e") is reported and NULL. */
 const char *pol_scalar(pol_ctx_t *c, struct fy_node *node, const char *what, pol_mark_t at);
 
 /* A scalar that passes sbi_name_valid; `noun` says what it names. */
