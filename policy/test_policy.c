@@ -585,6 +585,23 @@ TEST(test_one_yaml_document_per_file)
     sbi_policy_t *policy = s_load_files(NULL, "p.yaml", "---\nversion: 1\n...\n", NULL);
     CHECK(policy);
     sbi_policy_destroy(&policy);
+    /* Documents of nothing after it: a trailing "---", comments. */
+    policy = s_load_files(NULL, "p.yaml", "version: 1\n---\n", NULL);
+    CHECK_STR(s_out, "");
+    sbi_policy_destroy(&policy);
+    policy = s_load_files(NULL, "p.yaml", "version: 1\n---\n# the end\n---\n...\n", NULL);
+    CHECK_STR(s_out, "");
+    sbi_policy_destroy(&policy);
+    /* Content after empty documents is still a second document, named
+       where it is, as is an empty mapping (at its "---"). */
+    s_expect("version: 1\n---\n---\nversion: 1\n",
+             "p.yaml:4:1: a second YAML document: a policy file holds one\n");
+    s_expect("version: 1\n--- {}\n",
+             "p.yaml:2:1: a second YAML document: a policy file holds one\n");
+    s_expect("version: 1\n---\n~\n",
+             "p.yaml:3:1: a second YAML document: a policy file holds one\n");
+    s_expect("version: 1\n--- !!str\n",
+             "p.yaml:2:1: a second YAML document: a policy file holds one\n");
 }
 
 TEST(test_text_that_is_not_utf8_is_reported)
