@@ -377,9 +377,25 @@ static int s_list_dir(pol_loader_t *ld, const char *dir)
     return rc;
 }
 
+/* True when `name` holds no control character: what the bundle the agents
+   receive allows (see s_bundle_file). */
+static bool s_name_printable(const char *name)
+{
+    for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+        if (*c < ' ' || *c == 0x7f)
+            return false;
+    return true;
+}
+
 static void s_read_file(pol_loader_t *ld, size_t index, const char *dir)
 {
     pol_file_t *file = &ld->files[index];
+    if (!s_name_printable(file->name)) {
+        /* Every agent would refuse the bundle: the broker must too. */
+        pol_error(ld, index, (pol_mark_t){1, 1},
+                  "the file name holds a control character: rename the file");
+        return;
+    }
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", dir, file->name);
     char *data = NULL;
@@ -422,10 +438,7 @@ static bool s_bundle_file(pol_loader_t *ld, const Sharebus__PolicyFile *in, pol_
 {
     pol_mark_t none = {0};
     const char *name = in ? in->name : NULL;
-    bool printable = name != NULL;
-    for (const unsigned char *c = (const unsigned char *)name; printable && *c; c++)
-        printable = *c >= ' ' && *c != 0x7f;
-    if (!printable || strlen(name) > POL_FILE_NAME_MAX || strchr(name, '/') ||
+    if (!name || !s_name_printable(name) || strlen(name) > POL_FILE_NAME_MAX || strchr(name, '/') ||
         !s_is_policy_name(name)) {
         pol_error(ld, POL_NO_FILE, none, "file name '%.64s' is not a plain *.yaml or *.yml name",
                   name ? name : "");

@@ -916,6 +916,25 @@ TEST(test_non_yaml_files_and_hidden_files_are_ignored)
     s_rmtmp(&tmp);
 }
 
+TEST(test_file_name_with_a_control_character_is_reported)
+{
+    /* The agents refuse a bundle holding such a name: the broker's load of
+       the directory must refuse it too, or they would part ways. */
+    tmp_t tmp;
+    s_tmp(&tmp);
+    s_write(&tmp, "p.yaml", S_DATASET S_RULE);
+    s_write(&tmp, "old\tp.yaml", "version: 1\n");
+    char expected[256];
+    sbi_policy_t *policy = s_load_dir(tmp.path, NULL);
+    CHECK(!policy);
+    sbi_policy_destroy(&policy);
+    snprintf(expected, sizeof expected,
+             "%s/old?p.yaml:1:1: the file name holds a control character: rename the file\n",
+             tmp.path);
+    CHECK_STR(s_out, expected);
+    s_rmtmp(&tmp);
+}
+
 TEST(test_oversized_file_is_reported)
 {
     tmp_t tmp;
