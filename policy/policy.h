@@ -67,7 +67,7 @@ typedef struct {
    Returns NULL when there is any error, after appending every error found
    to `errors` (a zlistx_t of char* the caller owns, with a destructor set)
    as "file:line:column: message". With `trust` non-NULL, every agency the
-   policy names must have a certificate there.
+   policy names must have an unrevoked certificate there that is valid now.
    Each string added is malloc'd and handed over to the list (so the list
    must have a destructor such as free and no duplicator); `errors` may be
    NULL. Errors come in file, line and column order; "file" is `dir`/name

@@ -1254,23 +1254,31 @@ typedef struct {
     sbi_keys_t root;
 } trust_fixture_t;
 
-static void s_issue(trust_fixture_t *f, const char *agency)
+/* A certificate for `agency`, valid from `from_ms` to `until_ms`, saved as
+   NAME.cert. */
+static void s_issue_valid(trust_fixture_t *f, const char *agency, const char *name,
+                          uint64_t serial, uint64_t from_ms, uint64_t until_ms)
 {
     sbi_keys_t keys;
     sbi_keys_generate(&keys, SBI_CERT_AGENCY);
     snprintf(keys.cert.agency, sizeof keys.cert.agency, "%s", agency);
     snprintf(keys.cert.name, sizeof keys.cert.name, "%s", agency);
-    keys.cert.serial = 1 + (uint64_t)agency[0];
-    keys.cert.not_before_ms = 0;
-    keys.cert.not_after_ms = 4102444800000ull;
+    keys.cert.serial = serial;
+    keys.cert.not_before_ms = from_ms;
+    keys.cert.not_after_ms = until_ms;
     sbi_cert_sign(&keys.cert, f->root.sign_secret);
     char path[256];
-    snprintf(path, sizeof path, "%s/%s.cert", f->tmp.path, agency);
+    snprintf(path, sizeof path, "%s/%s.cert", f->tmp.path, name);
     CHECK_EQ(sbi_cert_save(&keys.cert, path), SB_OK);
     sbi_keys_wipe(&keys);
 }
 
-static sbi_trust_t *s_trust(trust_fixture_t *f)
+static void s_issue(trust_fixture_t *f, const char *agency)
+{
+    s_issue_valid(f, agency, agency, 1 + (uint64_t)agency[0], 0, 4102444800000ull);
+}
+
+static void s_root(trust_fixture_t *f)
 {
     s_tmp(&f->tmp);
     sbi_keys_generate(&f->root, SBI_CERT_ROOT);
@@ -1278,9 +1286,15 @@ static sbi_trust_t *s_trust(trust_fixture_t *f)
     strcpy(f->root.cert.name, "root");
     f->root.cert.not_after_ms = 4102444800000ull;
     sbi_cert_sign(&f->root.cert, f->root.sign_secret);
-    char path[256], err[256];
+    char path[256];
     snprintf(path, sizeof path, "%s/root.cert", f->tmp.path);
     CHECK_EQ(sbi_cert_save(&f->root.cert, path), SB_OK);
+}
+
+static sbi_trust_t *s_trust(trust_fixture_t *f)
+{
+    char err[256];
+    s_root(f);
     s_issue(f, "nhis");
     s_issue(f, "koroad");
     sbi_trust_t *trust = sbi_trust_new(f->tmp.path, err, sizeof err);
@@ -1312,6 +1326,40 @@ TEST(test_agency_without_certificate_is_reported_when_a_trust_store_is_given)
                                     "      - {agency: nts, fields: [a]}\n",
                           NULL);
     CHECK(policy);
+    sbi_policy_destroy(&policy);
+    sbi_trust_destroy(&trust);
+    s_rmtmp(&f.tmp);
+}
+
+TEST(test_agency_whose_certificates_are_not_valid_now_is_reported)
+{
+    /* koroad's only certificate has expired, mois's is not valid yet; nts
+       has a valid one besides a newer one that is not valid yet (a key
+       rotation prepared ahead), which is enough. */
+    trust_fixture_t f;
+    s_root(&f);
+    uint64_t now = sbi_now_ms() / 1000 * 1000, day = 86400000ull; /* saved in seconds */
+    s_issue(&f, "nhis");
+    s_issue_valid(&f, "koroad", "koroad", 10, now - 30 * day, now - day);
+    s_issue_valid(&f, "mois", "mois", 11, now + day, now + 30 * day);
+    s_issue_valid(&f, "nts", "nts", 12, now - day, now + 30 * day);
+    s_issue_valid(&f, "nts", "nts-next", 13, now + day, now + 60 * day);
+    char err[256];
+    sbi_trust_t *trust = sbi_trust_new(f.tmp.path, err, sizeof err);
+    sbi_keys_wipe(&f.root);
+    CHECK(trust);
+    if (!trust)
+        return;
+    sbi_policy_t *policy =
+        s_load_files(trust, "p.yaml",
+                     S_DATASET S_RULE "topics:\n  t:\n    publisher: mois\n    subscribers:\n"
+                                      "      - {agency: nts, fields: [a]}\n",
+                     NULL);
+    CHECK(!policy);
+    CHECK_STR(s_out, "p.yaml:9:15: agency 'koroad' has no certificate valid now in the trust "
+                     "store (each has expired, or is not valid yet)\n"
+                     "p.yaml:18:16: agency 'mois' has no certificate valid now in the trust "
+                     "store (each has expired, or is not valid yet)\n");
     sbi_policy_destroy(&policy);
     sbi_trust_destroy(&trust);
     s_rmtmp(&f.tmp);

@@ -315,6 +315,23 @@ const char *pol_name(pol_ctx_t *c, struct fy_node *node, const char *what, const
     return text;
 }
 
+/* True when `agency` has an unrevoked certificate in `trust` that is valid
+   now. The store finds its newest unrevoked one, which may have expired or
+   not be valid yet (a rotation prepared ahead): then look at the others. */
+static bool s_certified_now(sbi_trust_t *trust, const char *agency)
+{
+    uint64_t now = sbi_now_ms();
+    const sbi_cert_t *cert = sbi_trust_find(trust, agency);
+    if (cert && sbi_trust_check(trust, cert, now) == SB_OK)
+        return true;
+    for (size_t i = 0; i < sbi_trust_count(trust); i++) {
+        cert = sbi_trust_at(trust, i);
+        if (strcmp(cert->agency, agency) == 0 && sbi_trust_check(trust, cert, now) == SB_OK)
+            return true;
+    }
+    return false;
+}
+
 const char *pol_agency(pol_ctx_t *c, struct fy_node *node, const char *what, pol_mark_t at)
 {
     const char *text = pol_scalar(c, node, what, at);
@@ -325,6 +342,11 @@ const char *pol_agency(pol_ctx_t *c, struct fy_node *node, const char *what, pol
     }
     if (text && c->ld->trust && !sbi_trust_find(c->ld->trust, text))
         pol_err(c, pol_mark(node, at), "agency '%s' has no certificate in the trust store", text);
+    else if (text && c->ld->trust && !s_certified_now(c->ld->trust, text))
+        pol_err(c, pol_mark(node, at),
+                "agency '%s' has no certificate valid now in the trust store (each has expired, "
+                "or is not valid yet)",
+                text);
     return text;
 }
 

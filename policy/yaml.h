@@ -66,8 +66,9 @@ const char *pol_scalar(pol_ctx_t *c, struct fy_node *node, const char *what, pol
 const char *pol_name(pol_ctx_t *c, struct fy_node *node, const char *what, const char *noun,
                      pol_mark_t at);
 
-/* A scalar that passes sbi_agency_valid and, with a trust store, has a
-   certificate (a missing certificate is reported but the id returned). */
+/* A scalar that passes sbi_agency_valid and, with a trust store, has an
+   unrevoked certificate valid now (a missing one is reported but the id
+   returned). */
 const char *pol_agency(pol_ctx_t *c, struct fy_node *node, const char *what, pol_mark_t at);
 
 typedef struct {
