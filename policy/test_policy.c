@@ -550,6 +550,52 @@ TEST(test_overlapping_rules_are_reported)
              "windows\n");
 }
 
+TEST(test_an_overlap_names_the_first_rule_and_the_first_shared_purpose)
+{
+    /* 'third' overlaps 'first' on x and 'second' on y: the message names
+       the earliest rule, and of its purposes the first that rule lists. */
+    s_expect("version: 1\ndatasets:\n  d: {provider: nhis, subject: none, fields: [a]}\n"
+             "rules:\n"
+             "  - {id: first, consumer: koroad, dataset: d, purposes: [w, x], fields: [a], "
+             "consent: none}\n"
+             "  - {id: second, consumer: koroad, dataset: d, purposes: [y], fields: [a], "
+             "consent: none}\n"
+             "  - {id: other, consumer: nts, dataset: d, purposes: [x, y], fields: [a], "
+             "consent: none}\n"
+             "  - {id: third, consumer: koroad, dataset: d, purposes: [y, z, x], fields: [a], "
+             "consent: none, valid: 2020-01-01..}\n",
+             "p.yaml:8:6: rule 'third' overlaps rule 'first' (p.yaml:5:6): both let koroad obtain "
+             "d for purpose 'x' in overlapping validity windows\n");
+}
+
+TEST(test_overlap_check_of_many_rules_with_many_purposes_is_quick)
+{
+    /* 1,000 rules of one consumer and dataset, with 64 purposes each: the
+       check compared every purpose of every pair, some 10^10 steps. */
+    size_t size = 1000 * 64 * 8 + 1000 * 128 + 256, used = 0;
+    char *text = malloc(size);
+    CHECK(text);
+    if (!text)
+        return;
+    used += (size_t)snprintf(text + used, size - used,
+                             "version: 1\ndatasets:\n  d: {provider: nhis, subject: none, "
+                             "fields: [a]}\nrules:\n");
+    for (int r = 0; r < 1000; r++) {
+        used += (size_t)snprintf(text + used, size - used,
+                                 "  - {id: r%d, consumer: koroad, dataset: d, purposes: [", r);
+        for (int p = 0; p < 64; p++)
+            used += (size_t)snprintf(text + used, size - used, "%sp%d", p ? "," : "", r * 64 + p);
+        used += (size_t)snprintf(text + used, size - used, "], fields: [a], consent: none}\n");
+    }
+    CHECK(used < size);
+    uint64_t start = sbi_now_ms();
+    sbi_policy_t *policy = s_load_files(NULL, "p.yaml", text, NULL);
+    CHECK(sbi_now_ms() - start < 5000); /* not a speed claim: 15 s and more was the bug */
+    CHECK(policy && sbi_policy_rule_count(policy) == 1000);
+    sbi_policy_destroy(&policy);
+    free(text);
+}
+
 TEST(test_rules_with_other_purposes_windows_or_consumers_do_not_overlap)
 {
     sbi_policy_t *policy = s_load_files(NULL, "p.yaml",
