@@ -314,6 +314,22 @@ static json_object *s_policy_json(const args_t *args, sbi_policy_t *policy)
     return obj;
 }
 
+/* A description, every line of it after `indent` ("    | "; a block scalar
+   has several lines), so that none reads as a line of show's own. */
+static void s_print_text(const char *indent, const char *text)
+{
+    size_t len = strlen(text);
+    while (len && text[len - 1] == '\n')
+        len--;
+    for (size_t at = 0; at < len;) {
+        size_t line = strcspn(text + at, "\n");
+        line = line < len - at ? line : len - at;
+        printf("%.*s%.*s\n", (int)(strlen(indent) - (line ? 0 : 1)), indent, (int)line,
+               text + at);
+        at += line + 1;
+    }
+}
+
 static void s_show_rule(const args_t *args, const sbi_rule_t *rule)
 {
     char buf[4300];
@@ -342,7 +358,7 @@ static void s_show(const args_t *args, sbi_policy_t *policy)
                d->about_resident ? "resident" : "none");
         s_print_list("    fields: ", d->fields, d->n_fields);
         if (d->description)
-            printf("    %s\n", d->description);
+            s_print_text("    | ", d->description);
     }
     printf("\nrules (%zu)\n", sbi_policy_rule_count(policy));
     for (size_t i = 0; i < sbi_policy_rule_count(policy); i++)
@@ -359,7 +375,7 @@ static void s_show(const args_t *args, sbi_policy_t *policy)
             s_print_list("", t->subscribers[s].fields, t->subscribers[s].n_fields);
         }
         if (t->description)
-            printf("    %s\n", t->description);
+            s_print_text("    | ", t->description);
     }
 }
 

@@ -169,6 +169,30 @@ expect 0 "show --json" -- "$tool" show "$examples" --json
   || fail "json files"
 expect 1 "show of a broken policy" -- "$tool" show "$tmp/bad"
 
+# A description of several lines: each after '|', none at the margin where
+# it would read as show's own ("rules (0)" below is the description's).
+mkdir "$tmp/described"
+cat >"$tmp/described/p.yaml" <<'END'
+version: 1
+datasets:
+  d:
+    provider: nhis
+    subject: none
+    description: |
+      Line one
+
+      rules (0)
+    fields: [a]
+rules:
+  - {id: r, consumer: koroad, dataset: d, purposes: [p], fields: [a], consent: none}
+END
+expect 0 "show of a description of several lines" -- "$tool" show "$tmp/described"
+contains "$tmp/out" "    | Line one"
+contains "$tmp/out" "    |"
+contains "$tmp/out" "    | rules (0)"
+contains "$tmp/out" "rules (1)"
+grep -qx "rules (0)" "$tmp/out" && fail "show: a description's line at the margin"
+
 if [ "$failures" -ne 0 ]; then
   echo "$failures failure(s)"
   exit 1
