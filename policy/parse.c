@@ -377,7 +377,7 @@ static void s_rule_limits(pol_ctx_t *c, pol_rule_t *r, pol_key_t *rate, pol_key_
     const char *text = rate->seen ? pol_scalar(c, rate->value, "'rate'", rate->at) : NULL;
     if (text && !s_rate(text, &r->pub.rate_count, &r->pub.rate_period_ms))
         pol_err(c, pol_mark(rate->value, rate->at),
-                "rate '%s' is not N/s or N/min with N at least 1", text);
+                "rate '%s' is not N/s or N/min with N from 1 to 4294967295", text);
     text = valid->seen ? pol_scalar(c, valid->value, "'valid'", valid->at) : NULL;
     pol_mark_t at = pol_mark(valid->value, valid->at);
     if (text && !s_window(text, &r->pub.valid_from_ms, &r->pub.valid_until_ms))

@@ -421,17 +421,20 @@ static void s_expect_rule_line(const char *line, const char *expected)
 
 TEST(test_bad_rate_is_reported)
 {
-    s_expect_rule_line("    consent: none\n    rate: 0/s",
-                       "p.yaml:14:11: rate '0/s' is not N/s or N/min with N at least 1\n");
-    s_expect_rule_line("    consent: none\n    rate: 5/hour",
-                       "p.yaml:14:11: rate '5/hour' is not N/s or N/min with N at least 1\n");
+    s_expect_rule_line(
+        "    consent: none\n    rate: 0/s",
+        "p.yaml:14:11: rate '0/s' is not N/s or N/min with N from 1 to 4294967295\n");
+    s_expect_rule_line(
+        "    consent: none\n    rate: 5/hour",
+        "p.yaml:14:11: rate '5/hour' is not N/s or N/min with N from 1 to 4294967295\n");
     s_expect_rule_line("    consent: none\n    rate: 50",
-                       "p.yaml:14:11: rate '50' is not N/s or N/min with N at least 1\n");
-    s_expect_rule_line("    consent: none\n    rate: -5/s",
-                       "p.yaml:14:11: rate '-5/s' is not N/s or N/min with N at least 1\n");
+                       "p.yaml:14:11: rate '50' is not N/s or N/min with N from 1 to 4294967295\n");
+    s_expect_rule_line(
+        "    consent: none\n    rate: -5/s",
+        "p.yaml:14:11: rate '-5/s' is not N/s or N/min with N from 1 to 4294967295\n");
     s_expect_rule_line("    consent: none\n    rate: 99999999999/s",
-                       "p.yaml:14:11: rate '99999999999/s' is not N/s or N/min with N at least "
-                       "1\n");
+                       "p.yaml:14:11: rate '99999999999/s' is not N/s or N/min with N from 1 to "
+                       "4294967295\n");
 }
 
 TEST(test_rates_per_second_and_per_minute_are_read)
