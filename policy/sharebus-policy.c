@@ -324,8 +324,7 @@ static void s_print_text(const char *indent, const char *text)
     for (size_t at = 0; at < len;) {
         size_t line = strcspn(text + at, "\n");
         line = line < len - at ? line : len - at;
-        printf("%.*s%.*s\n", (int)(strlen(indent) - (line ? 0 : 1)), indent, (int)line,
-               text + at);
+        printf("%.*s%.*s\n", (int)(strlen(indent) - (line ? 0 : 1)), indent, (int)line, text + at);
         at += line + 1;
     }
 }

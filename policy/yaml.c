@@ -60,9 +60,9 @@ static bool s_document_empty(struct fy_document *doc)
 {
     struct fy_node *root = fy_document_root(doc);
     size_t len = 0;
-    return !root || (fy_node_is_scalar(root) && !fy_node_is_alias(root) &&
-                     !fy_node_get_scalar_token(root) && !fy_node_get_tag(root, &len) &&
-                     !fy_node_get_anchor(root));
+    return !root ||
+           (fy_node_is_scalar(root) && !fy_node_is_alias(root) && !fy_node_get_scalar_token(root) &&
+            !fy_node_get_tag(root, &len) && !fy_node_get_anchor(root));
 }
 
 /* A second document with content is refused, wherever it is after empty
@@ -76,8 +76,8 @@ static bool s_single_document(pol_ctx_t *c, pol_yaml_t *self)
             /* At its first value, or else (an empty "{}") at its "---". */
             const struct fy_mark *start =
                 fy_document_state_start_mark(fy_document_get_document_state(extra));
-            pol_mark_t at = start ? (pol_mark_t){start->line + 1, start->column + 1}
-                                  : (pol_mark_t){1, 1};
+            pol_mark_t at =
+                start ? (pol_mark_t){start->line + 1, start->column + 1} : (pol_mark_t){1, 1};
             pol_err(c, pol_mark(fy_document_root(extra), at),
                     "a second YAML document: a policy file holds one");
         }
