@@ -32,10 +32,7 @@ static bool s_windows_overlap(const sbi_rule_t *a, const sbi_rule_t *b)
     return a->valid_from_ms <= b_until && b->valid_from_ms <= a_until;
 }
 
-/* The earlier rules of each consumer x dataset x purpose, in load order:
-   "consumer dataset purpose" -> pol_vec_t of pol_rule_t. Comparing each
-   rule's purposes with every earlier rule's of its group took seconds for
-   a policy of a thousand rules with many purposes. */
+/* Frees a list of the overlap index (see pol_index_rules). */
 static void s_vec_free(void **item)
 {
     pol_vec_t *vec = *item;
@@ -110,6 +107,10 @@ void pol_index_rules(pol_loader_t *ld)
         group->rules = pol_alloc(&policy->arena, group->count * sizeof *group->rules + 1);
         group->count = 0;
     }
+    /* The overlap index: "consumer dataset purpose" -> pol_vec_t of the
+       rules so far, in load order. Comparing each rule's purposes with
+       every earlier rule's of its group took seconds for a thousand rules
+       with many purposes. */
     zhashx_t *by_purpose = zhashx_new();
     if (!by_purpose) {
         pol_error(ld, POL_NO_FILE, (pol_mark_t){0}, "out of memory");
