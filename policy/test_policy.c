@@ -571,10 +571,12 @@ TEST(test_an_overlap_names_the_first_rule_and_the_first_shared_purpose)
              "d for purpose 'x' in overlapping validity windows\n");
 }
 
-TEST(test_overlap_check_of_many_rules_with_many_purposes_is_quick)
+TEST(test_many_rules_of_one_consumer_and_dataset_with_other_purposes_load)
 {
-    /* 1,000 rules of one consumer and dataset, with 64 purposes each: the
-       check compared every purpose of every pair, some 10^10 steps. */
+    /* 1,000 rules of one consumer and dataset, 64 purposes each, none
+       shared: no overlap. (The check once compared every purpose of every
+       pair, some 10^10 steps, 15 s here; how long it takes is not asserted:
+       speed is measured in bench/, never in a test.) */
     size_t size = 1000 * 64 * 8 + 1000 * 128 + 256, used = 0;
     char *text = malloc(size);
     CHECK(text);
@@ -591,9 +593,7 @@ TEST(test_overlap_check_of_many_rules_with_many_purposes_is_quick)
         used += (size_t)snprintf(text + used, size - used, "], fields: [a], consent: none}\n");
     }
     CHECK(used < size);
-    uint64_t start = sbi_now_ms();
     sbi_policy_t *policy = s_load_files(NULL, "p.yaml", text, NULL);
-    CHECK(sbi_now_ms() - start < 5000); /* not a speed claim: 15 s and more was the bug */
     CHECK(policy && sbi_policy_rule_count(policy) == 1000);
     sbi_policy_destroy(&policy);
     free(text);
