@@ -397,6 +397,14 @@ static void s_rule_consent(pol_ctx_t *c, pol_rule_t *r, pol_key_t *consent, pol_
         pol_err(c, pol_mark(consent->value, consent->at),
                 "consent must be 'required' or 'none', not '%s'", text);
     r->pub.consent_required = text && strcmp(text, "required") == 0;
+    /* A consent is a person's: a dataset about no one has nobody to give it,
+       and every request under the rule would be refused for the want of one. */
+    pol_dataset_t *d =
+        r->pub.dataset ? zhashx_lookup(c->ld->policy->dataset_index, r->pub.dataset) : NULL;
+    if (r->pub.consent_required && d && !d->pub.about_resident)
+        pol_err(c, pol_mark(consent->value, consent->at),
+                "consent: required needs a dataset about a person; dataset '%s' is subject: none",
+                d->pub.id);
     pol_list_t list;
     if (!by->seen || !pol_list(c, by->value, "consent_by", &s_consent_by_spec, by->at, &list))
         return;

@@ -482,6 +482,25 @@ TEST(test_version_must_be_1)
     s_expect("version: [1]\n", "p.yaml:1:11: 'version' must be a single value, not a list\n");
 }
 
+TEST(test_consent_is_required_only_of_a_dataset_about_a_person)
+{
+    s_expect("version: 1\n"
+             "datasets:\n"
+             "  stats.visits:\n"
+             "    provider: nhis\n"
+             "    subject: none\n"
+             "    fields: [count]\n"
+             "rules:\n"
+             "  - id: research\n"
+             "    consumer: koroad\n"
+             "    dataset: stats.visits\n"
+             "    purposes: [research]\n"
+             "    fields: [count]\n"
+             "    consent: required\n",
+             "p.yaml:13:14: consent: required needs a dataset about a person; dataset "
+             "'stats.visits' is subject: none\n");
+}
+
 TEST(test_consent_must_be_required_or_none)
 {
     s_expect_rule_line("    consent: sometimes",
