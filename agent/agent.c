@@ -222,9 +222,15 @@ void agent_destroy(agent_t **self_p)
         return;
     if (self->bus && self->front)
         agent_front_stop(self);
+    /* The events of the last batches are acknowledged once those are
+       written: their EVENT_ACKs go with the rest, or the broker would
+       send them all again after a restart. */
+    agent_log_drain(self);
     if (self->bus)
         agent_flush(self);      /* nothing is sealed without a bus to send on */
-    agent_log_stop(self);
+    agent_log_stop(self);       /* the records of what was just sent */
+    for (size_t i = 0; i < self->n_outgoing; i++)
+        sbi_sealed_destroy(&self->outgoing[i]);   /* acknowledgements of that last batch */
     free(self->outgoing);
     agent_keys_close(self);
     /* A publication still waiting for the broker is answered now. */

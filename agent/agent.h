@@ -122,6 +122,9 @@ void agent_log_commit(agent_t *self);
 /* The batches the log thread has handed back, without waiting (but for
    all of them in agent_log_stop). */
 void agent_log_settle(agent_t *self);
+/* Every batch, the open one too, written and settled: the acknowledgements
+   their events owe the broker are sealed, for agent_flush to send. */
+void agent_log_drain(agent_t *self);
 /* The last batch, written and settled; then the thread stops. */
 void agent_log_stop(agent_t *self);
 /* Room for one operation of `kind` ('R' a packed AuditRecord, 'C' a packed

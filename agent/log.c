@@ -209,16 +209,20 @@ void agent_log_commit(agent_t *self)
     zsock_send(self->logger, "sp", "BATCH", b);
 }
 
-void agent_log_stop(agent_t *self)
+void agent_log_drain(agent_t *self)
 {
-    if (!self->logger) {
-        s_batch_destroy(&self->batch);
+    if (!self->logger)
         return;
-    }
     agent_log_commit(self);
-    /* What is at the log thread comes back before it stops: waiting. */
+    /* What is at the log thread comes back: waiting. */
     zsock_set_rcvtimeo(zactor_sock(self->logger), -1);
     agent_log_settle(self);
+    zsock_set_rcvtimeo(zactor_sock(self->logger), 0);
+}
+
+void agent_log_stop(agent_t *self)
+{
+    agent_log_drain(self);
     zactor_destroy(&self->logger);
     s_batch_destroy(&self->batch);
 }

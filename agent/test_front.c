@@ -18,18 +18,37 @@ typedef struct {
     zframe_t *client;
 } s_fixture_t;
 
-/* An agent of mois under the example events policy, its broker nowhere:
-   what it sends waits in its socket. */
-static void s_setup(s_fixture_t *f)
+/* Starts the fixture's agent as `agency` (again, after agent_destroy: a
+   restart on the same store). */
+static void s_start(s_fixture_t *f, const char *agency)
+{
+    char certs[128], policy[128], data[128], listen[128];
+    snprintf(certs, sizeof certs, "%s/certs", f->dir);
+    snprintf(policy, sizeof policy, "%s/policy", f->dir);
+    snprintf(data, sizeof data, "%s/agent", f->dir);
+    snprintf(listen, sizeof listen, "ipc://%s/%s.sock", f->dir, agency);
+    agent_config_t config = {.agency = agency, .certs = certs, .broker = "tcp://127.0.0.1:9",
+                             .listen = listen, .data = data};
+    f->agent = agent_new(&config);
+    CHECK(f->agent != NULL);
+    if (!f->agent)
+        abort();
+    zlistx_t *errors = zlistx_new();
+    f->agent->policy = sbi_policy_load(policy, NULL, errors);
+    CHECK(f->agent->policy != NULL);
+    zlistx_destroy(&errors);
+}
+
+/* An agent of `agency` under the example events policy, its broker
+   nowhere: what it sends waits in its socket. */
+static void s_setup_as(s_fixture_t *f, const char *agency)
 {
     strcpy(f->dir, "/tmp/sharebus-test-front.XXXXXX");
     if (!mkdtemp(f->dir))
         abort();
-    char certs[128], policy[128], data[128], listen[128], path[192], err[256];
+    char certs[128], policy[128], path[192], err[256];
     snprintf(certs, sizeof certs, "%s/certs", f->dir);
     snprintf(policy, sizeof policy, "%s/policy", f->dir);
-    snprintf(data, sizeof data, "%s/agent", f->dir);
-    snprintf(listen, sizeof listen, "ipc://%s/mois.sock", f->dir);
     CHECK_EQ(sbi_ca_init(certs, err, sizeof err), SB_OK);
     CHECK_EQ(sbi_ca_issue(certs, SBI_CERT_BROKER, "broker", "broker", 30, false, NULL, err,
                           sizeof err), SB_OK);
@@ -45,15 +64,13 @@ static void s_setup(s_fixture_t *f)
                            &size), SB_OK);
     CHECK_EQ(sbi_file_write(path, text, size, 0600, false), SB_OK);
     free(text);
-    agent_config_t config = {.agency = "mois", .certs = certs, .broker = "tcp://127.0.0.1:9",
-                             .listen = listen, .data = data};
-    f->agent = agent_new(&config);
-    CHECK(f->agent != NULL);
-    zlistx_t *errors = zlistx_new();
-    f->agent->policy = sbi_policy_load(policy, NULL, errors);
-    CHECK(f->agent->policy != NULL);
-    zlistx_destroy(&errors);
+    s_start(f, agency);
     f->client = zframe_new("back-end", 8);
+}
+
+static void s_setup(s_fixture_t *f)
+{
+    s_setup_as(f, "mois");
 }
 
 static void s_teardown(s_fixture_t *f)
@@ -138,6 +155,77 @@ TEST(test_a_consent_result_does_not_answer_a_request)
     s_from_client(&f, &m);
     s_consent_result_to_pending(&f);    /* used to answer it SB_OK, empty */
     CHECK_EQ(zhashx_size(f.agent->pending), 1);
+    s_teardown(&f);
+}
+
+/* EVENT `id` of mois on resident.address-changed, for the fixture's agent
+   (nts), as its loop hands it on once verified and opened. */
+static void s_event_from_broker(s_fixture_t *f, const uint8_t id[SBI_ID_SIZE],
+                                const char *address)
+{
+    Sharebus__Field field = SHAREBUS__FIELD__INIT;
+    field.name = "new_address";
+    field.value_case = SHAREBUS__FIELD__VALUE_TEXT;
+    field.text = (char *) address;
+    Sharebus__Field *fields[] = {&field};
+    Sharebus__Record record = SHAREBUS__RECORD__INIT;
+    record.n_fields = 1;
+    record.fields = fields;
+    Sharebus__Payload sealed = SHAREBUS__PAYLOAD__INIT;
+    sealed.subject_id = "900101-1234567";
+    sealed.body_case = SHAREBUS__PAYLOAD__BODY_RECORD;
+    sealed.record = &record;
+    uint8_t bytes[512];
+    size_t size = sharebus__payload__pack(&sealed, bytes);
+    Sharebus__Payload *payload = sharebus__payload__unpack(NULL, size, bytes);
+    CHECK(payload != NULL);
+    uint8_t ref[SBI_HASH_SIZE];
+    CHECK_EQ(sbi_subject_ref(f->agent->subject_key, sealed.subject_id, ref), SB_OK);
+    char *names[] = {"new_address"};
+    Sharebus__Header h = SHAREBUS__HEADER__INIT;
+    h.kind = SHAREBUS__KIND__KIND_EVENT;
+    h.message_id = (ProtobufCBinaryData){SBI_ID_SIZE, (uint8_t *) id};
+    h.from = "mois";
+    h.to = "nts";
+    h.dataset = "resident.address-changed";
+    h.subject_ref = (ProtobufCBinaryData){SBI_HASH_SIZE, ref};
+    h.fields = names;
+    h.n_fields = 1;
+    h.created_ms = sbi_now_ms();
+    sbi_envelope_t env;
+    memset(&env, 0, sizeof env);
+    env.header = &h;
+    agent_event_receive(f->agent, &env, &payload);
+    if (payload)
+        sharebus__payload__free_unpacked(payload, NULL);
+}
+
+/* The back-end's acknowledgement of the event handed out as `token`. */
+static void s_ack_from_client(s_fixture_t *f, uint64_t token)
+{
+    Sharebus__ClientAck ack = SHAREBUS__CLIENT_ACK__INIT;
+    ack.token = token;
+    Sharebus__ClientMessage m = SHAREBUS__CLIENT_MESSAGE__INIT;
+    m.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_ACK;
+    m.ack = &ack;
+    s_from_client(f, &m);
+}
+
+/* An agent that stops right after its back-end acknowledged an event
+   writes that down and tells the broker (an EVENT_ACK, on its log), rather
+   than leave the broker to send the event again. */
+TEST(test_a_stopping_agent_acknowledges_its_last_events)
+{
+    s_fixture_t f;
+    s_setup_as(&f, "nts");
+    uint8_t id[SBI_ID_SIZE], hash[SBI_HASH_SIZE];
+    sbi_id_new(id);
+    s_event_from_broker(&f, id, "1 Sejong-daero");
+    uint64_t before = sbi_audit_head(f.agent->audit, hash);
+    s_ack_from_client(&f, f.agent->next_token);
+    agent_destroy(&f.agent);
+    s_start(&f, "nts");
+    CHECK_EQ(sbi_audit_head(f.agent->audit, hash), before + 1);   /* the EVENT_ACK sent */
     s_teardown(&f);
 }
 
