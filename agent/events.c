@@ -363,9 +363,24 @@ void agent_subscribe(agent_t *self, zframe_t *client, uint64_t id, const Sharebu
         }
 }
 
+/* The back-end has handled an event. By its id when the acknowledgement
+   carries one (tokens start again at every run of the agent: a token the
+   back-end got before a restart names another event now, one it may not
+   have seen); an event of an earlier run the broker has not sent again
+   yet is marked seen all the same, and dropped when it comes. By token
+   otherwise (a library without message_id). */
 void agent_event_acked(agent_t *self, const Sharebus__ClientAck *ack)
 {
-    s_event_t *e = s_find(self, NULL, ack->token);
+    char hex[2 * SBI_ID_SIZE + 1];
+    s_event_t *e;
+    if (ack->message_id.len == SBI_ID_SIZE) {
+        sbi_hex(ack->message_id.data, SBI_ID_SIZE, hex);
+        e = s_find(self, hex, 0);
+        if (!e && !s_seen(self, ack->message_id.data, hex))
+            s_mark_and_ack(self, ack->message_id.data, hex);
+    }
+    else
+        e = ack->message_id.len == 0 ? s_find(self, NULL, ack->token) : NULL;
     if (!e)
         return;
     s_mark_and_ack(self, e->id, e->hex);

@@ -200,11 +200,12 @@ static void s_event_from_broker(s_fixture_t *f, const uint8_t id[SBI_ID_SIZE],
         sharebus__payload__free_unpacked(payload, NULL);
 }
 
-/* The back-end's acknowledgement of the event handed out as `token`. */
-static void s_ack_from_client(s_fixture_t *f, uint64_t token)
+/* The back-end's acknowledgement, as the library sends it. */
+static void s_ack_from_client(s_fixture_t *f, uint64_t token, const uint8_t id[SBI_ID_SIZE])
 {
     Sharebus__ClientAck ack = SHAREBUS__CLIENT_ACK__INIT;
     ack.token = token;
+    ack.message_id = (ProtobufCBinaryData){SBI_ID_SIZE, (uint8_t *) id};
     Sharebus__ClientMessage m = SHAREBUS__CLIENT_MESSAGE__INIT;
     m.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_ACK;
     m.ack = &ack;
@@ -222,11 +223,132 @@ TEST(test_a_stopping_agent_acknowledges_its_last_events)
     sbi_id_new(id);
     s_event_from_broker(&f, id, "1 Sejong-daero");
     uint64_t before = sbi_audit_head(f.agent->audit, hash);
-    s_ack_from_client(&f, f.agent->next_token);
+    s_ack_from_client(&f, f.agent->next_token, id);
     agent_destroy(&f.agent);
     s_start(&f, "nts");
     CHECK_EQ(sbi_audit_head(f.agent->audit, hash), before + 1);   /* the EVENT_ACK sent */
     s_teardown(&f);
+}
+
+/* A back-end still holding an event of the agent's previous run
+   acknowledges it after the agent restarted: the acknowledgement must not
+   take a new event the back-end has never seen off the agent's hands (it
+   would be marked seen and acknowledged to the broker: lost), and the old
+   event, sent again by the broker, does not reach the back-end again. */
+TEST(test_an_ack_from_before_a_restart_takes_no_other_event)
+{
+    s_fixture_t f;
+    s_setup_as(&f, "nts");
+    uint8_t old[SBI_ID_SIZE], new[SBI_ID_SIZE];
+    sbi_id_new(old);
+    sbi_id_new(new);
+    s_event_from_broker(&f, old, "1 Sejong-daero");
+    CHECK_EQ(zlistx_size(f.agent->inbox), 1);
+    uint64_t held = f.agent->next_token;    /* the token the back-end holds */
+    agent_destroy(&f.agent);
+    s_start(&f, "nts");
+    s_event_from_broker(&f, new, "2 Sejong-daero");   /* the back-end has not had it */
+    CHECK_EQ(zlistx_size(f.agent->inbox), 1);
+    s_ack_from_client(&f, held, old);
+    CHECK_EQ(zlistx_size(f.agent->inbox), 1);
+    s_event_from_broker(&f, old, "1 Sejong-daero");   /* the broker sends it again */
+    CHECK_EQ(zlistx_size(f.agent->inbox), 1);
+    s_event_from_broker(&f, new, "2 Sejong-daero");
+    CHECK_EQ(zlistx_size(f.agent->inbox), 1);
+    s_teardown(&f);
+}
+
+/* A stand-in agent for the library: answers a subscription, sends one
+   event (id in `arg`) and hands the ClientAck that comes back to the
+   test through its pipe. */
+static void s_event_agent(zsock_t *pipe, void *arg)
+{
+    const uint8_t *id = arg;
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "ipc:///tmp/sharebus-test-ack-%d.sock", getpid());
+    zsock_t *agent = zsock_new(ZMQ_ROUTER);
+    bool bound = agent && zsock_bind(agent, "%s", endpoint) == 0;
+    zsock_set_rcvtimeo(agent, 5000);
+    zsock_signal(pipe, bound ? 0 : 1);
+    Sharebus__ClientMessage *ack = NULL;
+    for (int i = 0; bound && i < 10 && !ack; i++) {
+        zmsg_t *msg = zmsg_recv(agent);
+        if (!msg || zmsg_size(msg) != 2) {
+            zmsg_destroy(&msg);
+            break;
+        }
+        zframe_t *routing = zmsg_pop(msg), *frame = zmsg_pop(msg);
+        Sharebus__ClientMessage *m = sbi_client_message_decode(zframe_data(frame),
+                                                               zframe_size(frame));
+        Sharebus__ClientMessage answer = SHAREBUS__CLIENT_MESSAGE__INIT;
+        Sharebus__ClientResult result = SHAREBUS__CLIENT_RESULT__INIT;
+        Sharebus__ClientEvent event = SHAREBUS__CLIENT_EVENT__INIT;
+        if (m && m->body_case == SHAREBUS__CLIENT_MESSAGE__BODY_SUBSCRIBE && m->id) {
+            answer.id = m->id;      /* subscribed; and here is an event */
+            answer.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_RESULT;
+            answer.result = &result;
+            zframe_t *out = zframe_new(NULL, sharebus__client_message__get_packed_size(&answer));
+            sharebus__client_message__pack(&answer, zframe_data(out));
+            zframe_t *again = zframe_dup(routing);
+            zframe_send(&again, agent, ZFRAME_MORE);
+            zframe_send(&out, agent, 0);
+            event.token = 1;
+            event.topic = "resident.address-changed";
+            event.publisher = "mois";
+            event.subject_id = "900101-1234567";
+            event.message_id = (ProtobufCBinaryData){SBI_ID_SIZE, (uint8_t *) id};
+            answer = (Sharebus__ClientMessage) SHAREBUS__CLIENT_MESSAGE__INIT;
+            answer.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_EVENT;
+            answer.event = &event;
+            out = zframe_new(NULL, sharebus__client_message__get_packed_size(&answer));
+            sharebus__client_message__pack(&answer, zframe_data(out));
+            zframe_send(&routing, agent, ZFRAME_MORE);
+            zframe_send(&out, agent, 0);
+        }
+        else if (m && m->body_case == SHAREBUS__CLIENT_MESSAGE__BODY_ACK) {
+            ack = m;
+            m = NULL;
+        }
+        if (m)
+            sharebus__client_message__free_unpacked(m, NULL);
+        zframe_destroy(&routing);
+        zframe_destroy(&frame);
+        zmsg_destroy(&msg);
+    }
+    zsock_send(pipe, "p", ack);
+    zsock_destroy(&agent);
+    char *term = zstr_recv(pipe);   /* $TERM */
+    zstr_free(&term);
+}
+
+/* The library's side: sb_event_ack names the event by its id, which the
+   agent knows again after a restart, besides its token, which it does
+   not. */
+TEST(test_an_event_is_acknowledged_by_its_id)
+{
+    uint8_t id[SBI_ID_SIZE];
+    sbi_id_new(id);
+    zactor_t *agent = zactor_new(s_event_agent, id);
+    CHECK(agent != NULL);
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "ipc:///tmp/sharebus-test-ack-%d.sock", getpid());
+    sb_client_t *client = sb_client_new(endpoint);
+    CHECK_EQ(sb_subscribe(client, "resident.address-changed"), SB_OK);
+    sb_event_t *event = NULL;
+    CHECK_EQ(sb_event_recv(client, &event, 5000), SB_OK);
+    if (event)
+        CHECK_EQ(sb_event_ack(client, &event), SB_OK);
+    Sharebus__ClientMessage *ack = NULL;
+    zsock_recv(agent, "p", &ack);
+    CHECK(ack != NULL);
+    if (ack) {
+        CHECK_EQ(ack->ack->token, 1);
+        CHECK(ack->ack->message_id.len == SBI_ID_SIZE
+              && memcmp(ack->ack->message_id.data, id, SBI_ID_SIZE) == 0);
+        sharebus__client_message__free_unpacked(ack, NULL);
+    }
+    sb_client_destroy(&client);
+    zactor_destroy(&agent);
 }
 
 /* The library's side: a call that gave up (SB_ETIMEOUT) forgets its

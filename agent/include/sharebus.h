@@ -359,8 +359,9 @@ SB_EXPORT const char *sb_event_id(const sb_event_t *self);   /* 32 hex digits */
 SB_EXPORT uint64_t sb_event_time(const sb_event_t *self);    /* Unix ms, when published */
 SB_EXPORT const sb_record_t *sb_event_record(const sb_event_t *self);
 
-/* Acknowledges the event (the agent records it and never hands it to a
-   back-end again) and frees it; *event_p becomes NULL. */
+/* Acknowledges the event by its id (the agent records it and never hands
+   it to a back-end again, also when the agent restarted since it handed
+   it out) and frees it; *event_p becomes NULL. */
 SB_EXPORT int sb_event_ack(sb_client_t *self, sb_event_t **event_p);
 
 /* Frees an event without acknowledging it: the agent keeps it and hands it

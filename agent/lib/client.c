@@ -869,6 +869,7 @@ int sb_event_ack(sb_client_t *self, sb_event_t **event_p)
 {
     Sharebus__ClientAck body = SHAREBUS__CLIENT_ACK__INIT;
     body.token = (*event_p)->message->event->token;
+    body.message_id = (*event_p)->message->event->message_id;
     Sharebus__ClientMessage message = SHAREBUS__CLIENT_MESSAGE__INIT;
     message.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_ACK;
     message.ack = &body;
