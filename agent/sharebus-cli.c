@@ -408,10 +408,21 @@ static int cmd_subscribe(args_t *a)
         json_object_object_add(line, "id", json_object_new_string(sb_event_id(event)));
         json_object_object_add(line, "published_ms", json_object_new_uint64(sb_event_time(event)));
         json_object_object_add(line, "record", json_tokener_parse(record));
-        printf("%s\n", json_object_to_json_string_ext(line, JSON_C_TO_STRING_PLAIN));
-        fflush(stdout);
+        /* Acknowledged only once written out: an event that could not be
+           (to a full disk, say) stays queued for the next run. */
+        bool written = printf("%s\n", json_object_to_json_string_ext(line, JSON_C_TO_STRING_PLAIN))
+                           >= 0
+                       && fflush(stdout) == 0;
+        int write_errno = errno;
         json_object_put(line);
         free(record);
+        if (!written) {
+            fprintf(stderr, "error: cannot write event %s to standard output (%s): not "
+                            "acknowledged\n", sb_event_id(event), strerror(write_errno));
+            sb_event_destroy(&event);
+            sb_client_destroy(&client);
+            return 1;
+        }
         rc = sb_event_ack(client, &event);     /* printed and flushed: handled */
         seen++;
     }

@@ -128,7 +128,18 @@ got=$(count "$WORK/nts.events")
 [ "$got" -ge "$acked" ] || fail "nts got $got events, mois saw $acked acknowledged"
 pass "kill -9 of the broker: $acked acknowledged publications, nts got $got, none twice"
 
-# nhis's queue holds every event (nobody acknowledges them) up to the bound,
+# A subscriber that cannot write an event out (its output is a full disk)
+# stops with an error and does not acknowledge it: the next one gets it.
+out=$("$BUILD/agent/sharebus" subscribe --agent "$(agent_ep nhis)" --topic $TOPIC --count 1 \
+  2>&1 >/dev/full) && fail "subscribe to a full disk succeeded: $out"
+grep -q "^error: .*No space left on device" <<<"$out" || fail "no write error told: $out"
+first=$("$BUILD/agent/sharebus" subscribe --agent "$(agent_ep nhis)" --topic $TOPIC --count 1) \
+  || fail "subscribe nhis"
+grep -q '"new_address":"1 Sejong-daero"' <<<"$first" \
+  || fail "the event that could not be written was acknowledged: nhis got $first"
+pass "an event that cannot be written out is not acknowledged"
+
+# nhis's queue holds every event (nobody acknowledges them now) up to the bound,
 # then publishing reports the full queue instead of dropping silently.
 for i in $(seq 26 60); do publish $i >/dev/null 2>&1 || break; done
 expect_error full publish 99
@@ -142,3 +153,4 @@ n=$(audit query --data "$WORK/broker" --kind event-delivered --agency nts --json
 out=$(audit query --data "$WORK/broker" --kind event-published --json)
 grep -q '"from":"mois"' <<<"$out" || fail "publications not audited"
 pass "full queue reported in log and audit; publications and deliveries audited"
+
