@@ -299,8 +299,19 @@ void agent_event_receive(agent_t *self, sbi_envelope_t *env, Sharebus__Payload *
             allowed = strcmp(sub->fields[j], payload->record->fields[i]->name) == 0;
         ok = allowed;
     }
-    const char *why = ok ? NULL : "not allowed by this agent's policy";
-    if (ok && !agent_subject_matches(self, h, payload->subject_id))
+    /* The broker checked and audits the fields the header names; it
+       cannot read the record. One that carries more would be shared off
+       the record. */
+    bool named = true;
+    for (size_t i = 0; ok && named && i < payload->record->n_fields; i++) {
+        named = false;
+        for (size_t j = 0; j < h->n_fields && !named; j++)
+            named = strcmp(h->fields[j], payload->record->fields[i]->name) == 0;
+    }
+    const char *why = !ok ? "not allowed by this agent's policy"
+                      : !named ? "the record carries a field its header does not name"
+                               : NULL;
+    if (!why && !agent_subject_matches(self, h, payload->subject_id))
         why = "the sealed subject is not the one the header's subject reference names";
     if (why) {
         /* Not for us: dropped (acknowledged, so it does not block the

@@ -159,17 +159,22 @@ TEST(test_a_consent_result_does_not_answer_a_request)
 }
 
 /* EVENT `id` of mois on resident.address-changed, for the fixture's agent
-   (nts), as its loop hands it on once verified and opened. */
-static void s_event_from_broker(s_fixture_t *f, const uint8_t id[SBI_ID_SIZE],
-                                const char *address)
+   (nts), as its loop hands it on once verified and opened: its header
+   names new_address, its record carries new_address and, when
+   `moved_on` is not NULL, moved_on too. */
+static void s_event_carrying(s_fixture_t *f, const uint8_t id[SBI_ID_SIZE], const char *address,
+                             const char *moved_on)
 {
-    Sharebus__Field field = SHAREBUS__FIELD__INIT;
+    Sharebus__Field field = SHAREBUS__FIELD__INIT, moved = SHAREBUS__FIELD__INIT;
     field.name = "new_address";
     field.value_case = SHAREBUS__FIELD__VALUE_TEXT;
     field.text = (char *) address;
-    Sharebus__Field *fields[] = {&field};
+    moved.name = "moved_on";
+    moved.value_case = SHAREBUS__FIELD__VALUE_TEXT;
+    moved.text = (char *) moved_on;
+    Sharebus__Field *fields[] = {&field, &moved};
     Sharebus__Record record = SHAREBUS__RECORD__INIT;
-    record.n_fields = 1;
+    record.n_fields = moved_on ? 2 : 1;
     record.fields = fields;
     Sharebus__Payload sealed = SHAREBUS__PAYLOAD__INIT;
     sealed.subject_id = "900101-1234567";
@@ -198,6 +203,12 @@ static void s_event_from_broker(s_fixture_t *f, const uint8_t id[SBI_ID_SIZE],
     agent_event_receive(f->agent, &env, &payload);
     if (payload)
         sharebus__payload__free_unpacked(payload, NULL);
+}
+
+static void s_event_from_broker(s_fixture_t *f, const uint8_t id[SBI_ID_SIZE],
+                                const char *address)
+{
+    s_event_carrying(f, id, address, NULL);
 }
 
 /* The back-end's acknowledgement, as the library sends it. */
@@ -319,6 +330,25 @@ static void s_event_agent(zsock_t *pipe, void *arg)
     zsock_destroy(&agent);
     char *term = zstr_recv(pipe);   /* $TERM */
     zstr_free(&term);
+}
+
+/* The broker audits an event's delivery with the fields its header
+   names (it cannot read the record): a record carrying a field its header
+   does not name is refused, even one the policy lets the subscriber see,
+   or the audit log would not say that field was shared. */
+TEST(test_an_event_carrying_a_field_its_header_does_not_name_is_refused)
+{
+    s_fixture_t f;
+    s_setup_as(&f, "nts");
+    uint8_t id[SBI_ID_SIZE];
+    sbi_id_new(id);
+    s_event_carrying(&f, id, "1 Sejong-daero", "2026-11-20");  /* nts may see moved_on */
+    CHECK_EQ(zlistx_size(f.agent->inbox), 0);
+    CHECK_EQ(zhashx_size(f.agent->marked), 1);     /* dropped, and acknowledged */
+    sbi_id_new(id);
+    s_event_carrying(&f, id, "1 Sejong-daero", NULL);
+    CHECK_EQ(zlistx_size(f.agent->inbox), 1);
+    s_teardown(&f);
 }
 
 /* The library's side: sb_event_ack names the event by its id, which the
