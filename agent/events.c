@@ -311,13 +311,19 @@ void agent_event_receive(agent_t *self, sbi_envelope_t *env, Sharebus__Payload *
     const char *why = !ok ? "not allowed by this agent's policy"
                       : !named ? "the record carries a field its header does not name"
                                : NULL;
-    if (!why && !agent_subject_matches(self, h, payload->subject_id))
+    int code = !ok ? SB_EDENIED : SB_EFIELDS;
+    if (!why && !agent_subject_matches(self, h, payload->subject_id)) {
         why = "the sealed subject is not the one the header's subject reference names";
+        code = SB_EMALFORMED;
+    }
     if (why) {
         /* Not for us: dropped (acknowledged, so it does not block the
-           queue), and on the agent's record. */
+           queue), and on the agent's record with the reason. */
         sbi_warning("event %s from %s on %s dropped: %s", hex, h->from, h->dataset, why);
-        agent_log(self, SHAREBUS__AUDIT_KIND__AUDIT_EVENT_REFUSED, h, env->envelope);
+        Sharebus__Header logged = *h;
+        logged.error = sbi_error_kind(code);
+        logged.reason = (char *) why;
+        agent_log(self, SHAREBUS__AUDIT_KIND__AUDIT_EVENT_REFUSED, &logged, env->envelope);
         s_mark_and_ack(self, h->message_id.data, hex);
         return;
     }

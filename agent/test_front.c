@@ -332,6 +332,23 @@ static void s_event_agent(zsock_t *pipe, void *arg)
     zstr_free(&term);
 }
 
+static int s_keep_reason(const Sharebus__AuditRecord *record, void *arg)
+{
+    char **reason_p = arg;
+    free(*reason_p);
+    *reason_p = strdup(record->reason ? record->reason : "");
+    return 0;
+}
+
+/* The reason of the last record of `kind` on the agent's log, or NULL. */
+static char *s_last_reason(s_fixture_t *f, Sharebus__AuditKind kind)
+{
+    char *reason = NULL;
+    sbi_audit_filter_t filter = {.kind = kind};
+    CHECK_EQ(sbi_audit_query(f->agent->audit, &filter, s_keep_reason, &reason), SB_OK);
+    return reason;
+}
+
 /* The broker audits an event's delivery with the fields its header
    names (it cannot read the record): a record carrying a field its header
    does not name is refused, even one the policy lets the subscriber see,
@@ -345,6 +362,10 @@ TEST(test_an_event_carrying_a_field_its_header_does_not_name_is_refused)
     s_event_carrying(&f, id, "1 Sejong-daero", "2026-11-20");  /* nts may see moved_on */
     CHECK_EQ(zlistx_size(f.agent->inbox), 0);
     CHECK_EQ(zhashx_size(f.agent->marked), 1);     /* dropped, and acknowledged */
+    agent_log_drain(f.agent);
+    char *reason = s_last_reason(&f, SHAREBUS__AUDIT_KIND__AUDIT_EVENT_REFUSED);
+    CHECK_STR(reason, "the record carries a field its header does not name");
+    free(reason);
     sbi_id_new(id);
     s_event_carrying(&f, id, "1 Sejong-daero", NULL);
     CHECK_EQ(zlistx_size(f.agent->inbox), 1);
