@@ -209,6 +209,13 @@ agent_t *agent_new(const agent_config_t *config)
     zhashx_set_destructor(self->providers, s_frame_free);
     self->outgoing = calloc(S_SIGN_MAX, sizeof *self->outgoing);
     assert(self->outgoing);
+    /* Tokens name what a back-end is handed (a request to serve, an event)
+       and come back with its answer or acknowledgement. Each run starts
+       them at a random point below 2^52, so that one handed out before a
+       restart names nothing now instead of another citizen's request or
+       an event the back-end has not seen. */
+    randombytes_buf(&self->next_token, sizeof self->next_token);
+    self->next_token >>= 12;
     if (s_load_identity(self) != 0 || s_open_store(self) != 0 || agent_log_start(self) != 0
         || s_open_sockets(self) != 0 || agent_keys_open(self) != 0)
         agent_destroy(&self);

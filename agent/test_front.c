@@ -223,6 +223,33 @@ static void s_ack_from_client(s_fixture_t *f, uint64_t token, const uint8_t id[S
     s_from_client(f, &m);
 }
 
+/* The same with a library that acknowledges by token alone (before
+   ClientAck had message_id): a token of the agent's previous run names
+   nothing in this one, so it takes no event the back-end has not seen
+   (nor, for a serving back-end, answers another request). */
+TEST(test_a_token_from_before_a_restart_names_nothing)
+{
+    s_fixture_t f;
+    s_setup_as(&f, "nts");
+    uint8_t old[SBI_ID_SIZE], new[SBI_ID_SIZE];
+    sbi_id_new(old);
+    sbi_id_new(new);
+    s_event_from_broker(&f, old, "1 Sejong-daero");
+    uint64_t held = f.agent->next_token;
+    agent_destroy(&f.agent);
+    s_start(&f, "nts");
+    s_event_from_broker(&f, new, "2 Sejong-daero");
+    Sharebus__ClientAck ack = SHAREBUS__CLIENT_ACK__INIT;
+    ack.token = held;
+    Sharebus__ClientMessage m = SHAREBUS__CLIENT_MESSAGE__INIT;
+    m.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_ACK;
+    m.ack = &ack;
+    s_from_client(&f, &m);
+    CHECK_EQ(zlistx_size(f.agent->inbox), 1);
+    CHECK_EQ(zhashx_size(f.agent->marked), 0);
+    s_teardown(&f);
+}
+
 /* An agent that stops right after its back-end acknowledged an event
    writes that down and tells the broker (an EVENT_ACK, on its log), rather
    than leave the broker to send the event again. */
