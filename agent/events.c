@@ -381,10 +381,10 @@ void agent_subscribe(agent_t *self, zframe_t *client, uint64_t id, const Sharebu
 }
 
 /* The back-end has handled an event. By its id when the acknowledgement
-   carries one (tokens start again at every run of the agent: a token the
-   back-end got before a restart names another event now, one it may not
-   have seen); an event of an earlier run the broker has not sent again
-   yet is marked seen all the same, and dropped when it comes. By token
+   carries one (a token is this run's own: one the back-end got before
+   the agent restarted names nothing now, and the event would reach it
+   again); an event of an earlier run the broker has not sent again yet
+   is marked seen all the same, and dropped when it comes. By token
    otherwise (a library without message_id). */
 void agent_event_acked(agent_t *self, const Sharebus__ClientAck *ack)
 {
