@@ -180,9 +180,11 @@ void agent_publish(agent_t *self, zframe_t *client, uint64_t id, const Sharebus_
         payload.record = &view;
         rc = cert ? agent_send(self, cert, &h.header, &payload) : SB_EUNKNOWN;
         if (rc != SB_OK) {
-            pub->code = rc;
-            snprintf(pub->reason, sizeof pub->reason, "cannot send the event to %s: %s",
-                     sub->agency, sb_strerror(rc));
+            if (pub->code == SB_OK) {   /* the back-end hears of the first failure */
+                pub->code = rc;
+                snprintf(pub->reason, sizeof pub->reason, "cannot send the event to %s: %s",
+                         sub->agency, sb_strerror(rc));
+            }
             continue;
         }
         agent_pending_t *p = calloc(1, sizeof *p);

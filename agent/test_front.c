@@ -139,6 +139,53 @@ TEST(test_a_consent_result_does_not_answer_an_event)
     s_teardown(&f);
 }
 
+/* A publication that fails for several subscribers is answered with the
+   first failure (the views go out in the policy's order: nts, koroad,
+   nhis; only nts has a certificate here). */
+TEST(test_a_publication_is_answered_with_its_first_failure)
+{
+    s_fixture_t f;
+    s_setup(&f);
+    char endpoint[128];
+    snprintf(endpoint, sizeof endpoint, "ipc://%s/mois.sock", f.dir);
+    zsock_t *backend = zsock_new(ZMQ_DEALER);
+    zsock_set_identity(backend, "back-end");
+    zsock_set_rcvtimeo(backend, 5000);
+    CHECK_EQ(zsock_connect(backend, "%s", endpoint), 0);
+    zclock_sleep(200);      /* connected, so that the agent's answer reaches it */
+    Sharebus__Field field = SHAREBUS__FIELD__INIT;
+    field.name = "new_address";
+    field.value_case = SHAREBUS__FIELD__VALUE_TEXT;
+    field.text = "1 Sejong-daero";
+    Sharebus__Field *fields[] = {&field};
+    Sharebus__Record record = SHAREBUS__RECORD__INIT;
+    record.n_fields = 1;
+    record.fields = fields;
+    Sharebus__ClientPublish publish = SHAREBUS__CLIENT_PUBLISH__INIT;
+    publish.topic = "resident.address-changed";
+    publish.subject_id = "900101-1234567";
+    publish.record = &record;
+    Sharebus__ClientMessage m = SHAREBUS__CLIENT_MESSAGE__INIT;
+    m.id = 9;
+    m.body_case = SHAREBUS__CLIENT_MESSAGE__BODY_PUBLISH;
+    m.publish = &publish;
+    s_from_client(&f, &m);
+    agent_destroy(&f.agent);    /* nts's view is settled: the back-end hears */
+    zframe_t *frame = zframe_recv(backend);
+    Sharebus__ClientMessage *answer
+        = frame ? sbi_client_message_decode(zframe_data(frame), zframe_size(frame)) : NULL;
+    CHECK(answer && answer->body_case == SHAREBUS__CLIENT_MESSAGE__BODY_RESULT);
+    if (answer && answer->body_case == SHAREBUS__CLIENT_MESSAGE__BODY_RESULT) {
+        CHECK_EQ(answer->id, 9);
+        CHECK_STR(answer->result->reason, "cannot send the event to koroad: unknown agency");
+    }
+    if (answer)
+        sharebus__client_message__free_unpacked(answer, NULL);
+    zframe_destroy(&frame);
+    zsock_destroy(&backend);
+    s_teardown(&f);
+}
+
 TEST(test_a_consent_result_does_not_answer_a_request)
 {
     s_fixture_t f;
