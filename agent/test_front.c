@@ -152,7 +152,13 @@ TEST(test_a_publication_is_answered_with_its_first_failure)
     zsock_set_identity(backend, "back-end");
     zsock_set_rcvtimeo(backend, 5000);
     CHECK_EQ(zsock_connect(backend, "%s", endpoint), 0);
-    zclock_sleep(200);      /* connected, so that the agent's answer reaches it */
+    /* Connected (the agent has heard from it), so that its answer reaches it. */
+    zstr_send(backend, "");
+    zpoller_t *poller = zpoller_new(f.agent->front, NULL);
+    CHECK(zpoller_wait(poller, 5000) == f.agent->front);
+    zpoller_destroy(&poller);
+    zmsg_t *hello = zmsg_recv(f.agent->front);
+    zmsg_destroy(&hello);
     Sharebus__Field field = SHAREBUS__FIELD__INIT;
     field.name = "new_address";
     field.value_case = SHAREBUS__FIELD__VALUE_TEXT;
