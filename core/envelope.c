@@ -6,6 +6,8 @@
 
 #define S_SHARED_CACHE_MAX 4096
 #define S_MAC_CONTEXT "sbenvmac"   /* crypto_kdf context: the MAC key is not the box key */
+#define S_MAC_LONE 1               /* its subkey for an envelope signed alone */
+#define S_MAC_BATCHED 2            /* and for one signed in a batch */
 
 struct sbi_crypto_t {
     sbi_keys_t keys;
@@ -15,7 +17,8 @@ struct sbi_crypto_t {
 /* What one peer's X25519 key gives us, computed once. */
 typedef struct {
     uint8_t box[crypto_box_BEFORENMBYTES];  /* crypto_box_beforenm */
-    uint8_t mac[crypto_kdf_KEYBYTES];       /* derived from it for envelope MACs */
+    uint8_t mac[crypto_kdf_KEYBYTES];       /* derived from it: MACs of lone envelopes */
+    uint8_t batch_mac[crypto_kdf_KEYBYTES]; /* and of envelopes signed in a batch */
 } s_shared_t;
 
 static void s_shared_free(void **item_p)
@@ -90,19 +93,44 @@ static const s_shared_t *s_shared_key(sbi_crypto_t *self, const uint8_t peer[32]
         free(key);
         return NULL;    /* a low-order point: not a key anyone holds */
     }
-    crypto_kdf_derive_from_key(key->mac, sizeof key->mac, 1, S_MAC_CONTEXT, key->box);
+    crypto_kdf_derive_from_key(key->mac, sizeof key->mac, S_MAC_LONE, S_MAC_CONTEXT, key->box);
+    crypto_kdf_derive_from_key(key->batch_mac, sizeof key->batch_mac, S_MAC_BATCHED,
+                               S_MAC_CONTEXT, key->box);
     zhashx_insert(self->shared, z85, key);
     return key;
 }
 
+static void s_be32(uint32_t value, uint8_t out[4])
+{
+    out[0] = (uint8_t) (value >> 24);
+    out[1] = (uint8_t) (value >> 16);
+    out[2] = (uint8_t) (value >> 8);
+    out[3] = (uint8_t) value;
+}
+
+/* A lone envelope: header || signature, the signature 64 bytes, so the
+   bytes split one way only. A batched one, under a key of its own: the
+   header's length first, then header, signature, index and path, so that
+   no byte can move from one to another and the index is covered: what
+   the recipient takes and logs is what the sender signed. */
 static void s_mac(const s_shared_t *key, const Sharebus__Envelope *e, uint8_t mac[SBI_MAC_SIZE])
 {
     crypto_generichash_state state;
-    crypto_generichash_init(&state, key->mac, sizeof key->mac, SBI_MAC_SIZE);
+    bool batched = e->batch_path.len > 0;
+    crypto_generichash_init(&state, batched ? key->batch_mac : key->mac, sizeof key->mac,
+                            SBI_MAC_SIZE);
+    uint8_t length[4], index[4];
+    if (batched) {
+        s_be32((uint32_t) e->header.len, length);
+        crypto_generichash_update(&state, length, sizeof length);
+    }
     crypto_generichash_update(&state, e->header.data, e->header.len);
     crypto_generichash_update(&state, e->signature.data, e->signature.len);
-    if (e->batch_path.len > 0)
+    if (batched) {
+        s_be32(e->batch_index, index);
+        crypto_generichash_update(&state, index, sizeof index);
         crypto_generichash_update(&state, e->batch_path.data, e->batch_path.len);
+    }
     crypto_generichash_final(&state, mac, SBI_MAC_SIZE);
     sodium_memzero(&state, sizeof state);
 }
@@ -150,7 +178,8 @@ struct sbi_sealed_t {
     uint8_t *payload;                 /* sealed, or NULL */
     size_t payload_size;
     bool with_mac;
-    uint8_t mac_key[crypto_kdf_KEYBYTES];
+    uint8_t mac_key[crypto_kdf_KEYBYTES];       /* s_shared_t's, for either kind */
+    uint8_t batch_mac_key[crypto_kdf_KEYBYTES];
 };
 
 void sbi_sealed_destroy(sbi_sealed_t **self_p)
@@ -159,6 +188,7 @@ void sbi_sealed_destroy(sbi_sealed_t **self_p)
     if (!self)
         return;
     sodium_memzero(self->mac_key, sizeof self->mac_key);
+    sodium_memzero(self->batch_mac_key, sizeof self->batch_mac_key);
     free(self->header);
     free(self->payload);
     free(self);
@@ -212,8 +242,10 @@ int sbi_envelope_seal_later(sbi_crypto_t *me, const sbi_cert_t *to, Sharebus__He
         return SB_ETOOBIG;
     }
     self->with_mac = with_mac;
-    if (with_mac)
+    if (with_mac) {
         memcpy(self->mac_key, key->mac, sizeof self->mac_key);
+        memcpy(self->batch_mac_key, key->batch_mac, sizeof self->batch_mac_key);
+    }
     *sealed_p = self;
     return SB_OK;
 }
@@ -289,6 +321,7 @@ static zframe_t *s_frame(const sbi_sealed_t *sealed, const uint8_t signature[cry
     if (sealed->with_mac) {
         s_shared_t key;
         memcpy(key.mac, sealed->mac_key, sizeof key.mac);
+        memcpy(key.batch_mac, sealed->batch_mac_key, sizeof key.batch_mac);
         s_mac(&key, &envelope, mac);
         sodium_memzero(&key, sizeof key);
         envelope.mac = (ProtobufCBinaryData){sizeof mac, mac};

@@ -137,11 +137,14 @@ int sbi_envelope_verify(sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert
 int sbi_envelope_verify_like(sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert_t *cert,
                              const sbi_envelope_t *like, uint64_t now_ms) SBI_UNUSED_RESULT;
 
-/* The MAC of the envelope's header and signature (and batch path, when it
-   has one) between `me` and `peer`:
-   keyed BLAKE2b-256 under a key derived (crypto_kdf, context "sbenvmac")
-   from their precomputed X25519 shared key, the one that seals payloads
-   between them. The key is the same in both directions; header.from and
+/* The MAC of the envelope's header and signature between `me` and `peer`:
+   keyed BLAKE2b-256 under a key derived (crypto_kdf, context "sbenvmac",
+   subkey 1) from their precomputed X25519 shared key, the one that seals
+   payloads between them. An envelope signed in a batch is MACed under
+   subkey 2 over the header's length (4 bytes, big-endian), the header,
+   the signature, batch_index (4 bytes, big-endian) and batch_path: so
+   everything that proves its sender is covered, and no byte can move
+   from one field to another. The key is the same in both directions; header.from and
    header.to, inside the MAC, say which way. SB_OK, or SB_EBADCERT when
    `peer`'s X25519 key is unusable. */
 int sbi_envelope_mac(sbi_crypto_t *me, const sbi_cert_t *peer,

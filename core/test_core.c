@@ -839,6 +839,76 @@ TEST(test_every_flipped_bit_of_a_batched_envelope_is_rejected)
     s_cleanup(&f);
 }
 
+/* A dishonest broker cannot make the MAC, so it must not be able to hand
+   the recipient a batched envelope whose MAC holds while its signature
+   does not: the recipient would act on it and log a proof that fails
+   (the sender could deny it). Its index, and where header, signature and
+   path begin and end, are under the MAC. */
+TEST(test_what_the_recipient_takes_of_a_batch_proves_its_sender)
+{
+    fixture_t f;
+    s_fixture(&f);
+    sbi_trust_t *trust = s_trust(&f);
+    zframe_t *frames[3];
+    s_batch(&f, 3, frames);
+    size_t size = zframe_size(frames[1]);
+    uint8_t *copy = malloc(size);
+    int unproven = 0;
+    for (size_t bit = 0; bit < size * 8; bit++) {
+        memcpy(copy, zframe_data(frames[1]), size);
+        copy[bit / 8] ^= (uint8_t) (1u << (bit % 8));
+        if (s_receive(trust, &f.a, copy, size) != SB_OK)
+            continue;
+        sbi_envelope_t env;
+        CHECK_EQ(sbi_envelope_decode(&env, copy, size), SB_OK);
+        if (sbi_envelope_verify(&env, trust, NULL, sbi_now_ms()) != SB_OK)
+            unproven++;
+        sbi_envelope_clear(&env);
+    }
+    CHECK_EQ(unproven, 0);
+    free(copy);
+
+    /* Another index that fits the path: leaf 0 instead of 1. */
+    sbi_envelope_t env;
+    CHECK_EQ(sbi_envelope_decode(&env, zframe_data(frames[1]), zframe_size(frames[1])), SB_OK);
+    CHECK_EQ(env.envelope->batch_index, 1);
+    CHECK_EQ(env.envelope->batch_path.len, 2 * SBI_HASH_SIZE);
+    env.envelope->batch_index = 0;
+    zframe_t *changed = s_repacked(&env);
+    env.envelope->batch_index = 1;
+    CHECK_EQ(s_receive(trust, &f.a, zframe_data(changed), zframe_size(changed)), SB_EBADSIG);
+    zframe_destroy(&changed);
+
+    /* The same bytes cut elsewhere: the signature's first half moved into
+       the header, the path's first hash into the signature. */
+    const Sharebus__Envelope *e = env.envelope;
+    size_t header_len = e->header.len;
+    uint8_t *header = malloc(header_len + 32), signature[64];
+    memcpy(header, e->header.data, header_len);
+    memcpy(header + header_len, e->signature.data, 32);
+    memcpy(signature, e->signature.data + 32, 32);
+    memcpy(signature + 32, e->batch_path.data, 32);
+    Sharebus__Envelope shifted = *e;
+    shifted.header = (ProtobufCBinaryData){header_len + 32, header};
+    shifted.signature = (ProtobufCBinaryData){64, signature};
+    shifted.batch_path = (ProtobufCBinaryData){32, e->batch_path.data + 32};
+    shifted.batch_index = 0;
+    sbi_crypto_t *nhis = sbi_crypto_new(&f.a);
+    const sbi_cert_t *koroad = sbi_trust_find(trust, "koroad");
+    uint8_t mac[SBI_MAC_SIZE], mac_shifted[SBI_MAC_SIZE];
+    CHECK_EQ(sbi_envelope_mac(nhis, koroad, e, mac), SB_OK);
+    CHECK(memcmp(mac, e->mac.data, sizeof mac) == 0);
+    CHECK_EQ(sbi_envelope_mac(nhis, koroad, &shifted, mac_shifted), SB_OK);
+    CHECK(memcmp(mac, mac_shifted, sizeof mac) != 0);
+    sbi_crypto_destroy(&nhis);
+    free(header);
+    sbi_envelope_clear(&env);
+    for (size_t i = 0; i < 3; i++)
+        zframe_destroy(&frames[i]);
+    sbi_trust_destroy(&trust);
+    s_cleanup(&f);
+}
+
 TEST(test_truncated_and_garbage_buffers_are_rejected)
 {
     fixture_t f;
