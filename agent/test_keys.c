@@ -1,0 +1,140 @@
+/*  test_keys.c - which of its key pairs an agent takes another agency's
+    MAC under: its own, a retired one while it is still valid (a sender
+    may not have seen the switch yet), never one whose certificate is
+    revoked (its secret may be in other hands). */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "ca.h"
+#include "testing.h"
+
+typedef struct {
+    char dir[64];
+    char certs[128];
+    uint64_t old_serial;      /* mois's first certificate, retired */
+    agent_t *agent;           /* mois's agent, on its second certificate */
+} s_fixture_t;
+
+/* mois rotated once (its first key pair kept as mois.SERIAL.key), nts
+   sends; the agent's broker is nowhere. */
+static void s_setup(s_fixture_t *f)
+{
+    strcpy(f->dir, "/tmp/sharebus-test-keys.XXXXXX");
+    if (!mkdtemp(f->dir))
+        abort();
+    char data[128], listen[128], err[256];
+    snprintf(f->certs, sizeof f->certs, "%s/certs", f->dir);
+    snprintf(data, sizeof data, "%s/agent", f->dir);
+    snprintf(listen, sizeof listen, "ipc://%s/mois.sock", f->dir);
+    CHECK_EQ(sbi_ca_init(f->certs, err, sizeof err), SB_OK);
+    CHECK_EQ(sbi_ca_issue(f->certs, SBI_CERT_BROKER, "broker", "broker", 30, false, NULL, err,
+                          sizeof err), SB_OK);
+    CHECK_EQ(sbi_ca_issue(f->certs, SBI_CERT_AGENCY, "nts", "nts", 30, false, NULL, err,
+                          sizeof err), SB_OK);
+    CHECK_EQ(sbi_ca_issue(f->certs, SBI_CERT_AGENCY, "mois", "mois", 30, false, &f->old_serial,
+                          err, sizeof err), SB_OK);
+    CHECK_EQ(sbi_ca_issue(f->certs, SBI_CERT_AGENCY, "mois", "mois", 30, true, NULL, err,
+                          sizeof err), SB_OK);
+    agent_config_t config = {.agency = "mois", .certs = f->certs,
+                             .broker = "tcp://127.0.0.1:9", .listen = listen, .data = data};
+    f->agent = agent_new(&config);
+    CHECK(f->agent != NULL);
+}
+
+static void s_teardown(s_fixture_t *f)
+{
+    agent_destroy(&f->agent);
+    char command[128];
+    snprintf(command, sizeof command, "rm -rf %s", f->dir);
+    if (system(command) != 0)
+        fprintf(stderr, "cannot remove %s\n", f->dir);
+}
+
+/* A request from nts to mois made for mois's first certificate, whose MAC
+   is made with that certificate's secret: as nts makes it before it has
+   seen mois switch, and as anyone holding that secret could make it for
+   nts, with any signature (the recipient does not check it). What
+   agent_keys_verify says of it. */
+static int s_made_for_the_old_key(s_fixture_t *f)
+{
+    char err[256], path[256];
+    sbi_trust_t *trust = sbi_trust_new(f->certs, err, sizeof err);
+    CHECK(trust != NULL);
+    if (!trust)
+        return SB_EINTERNAL;
+    const sbi_cert_t *old = NULL, *nts = sbi_trust_find(trust, "nts");
+    for (size_t i = 0; i < sbi_trust_count(trust); i++)
+        if (sbi_trust_at(trust, i)->serial == f->old_serial)
+            old = sbi_trust_at(trust, i);
+    CHECK(old && nts);
+    sbi_crypto_t *sender = NULL, *holder = NULL;
+    snprintf(path, sizeof path, "%s/nts.key", f->certs);
+    CHECK_EQ(sbi_crypto_load(path, nts, &sender, err, sizeof err), SB_OK);
+    snprintf(path, sizeof path, "%s/mois.%llu.key", f->certs, (unsigned long long) f->old_serial);
+    CHECK_EQ(sbi_crypto_load(path, old, &holder, err, sizeof err), SB_OK);
+    int rc = SB_EINTERNAL;
+    if (sender && holder) {
+        sbi_header_t h;
+        sbi_header_init(&h, SHAREBUS__KIND__KIND_REQUEST, "nts", "mois");
+        h.header.dataset = "resident.address";
+        h.header.purpose = "tax-notice";
+        zframe_t *frame = NULL;
+        CHECK_EQ(sbi_envelope_seal(sender, old, &h.header, NULL, &frame), SB_OK);
+        sbi_envelope_t env;
+        CHECK_EQ(sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame)), SB_OK);
+        env.envelope->signature.data[0] ^= 1;     /* not nts's any more */
+        CHECK_EQ(sbi_envelope_mac(holder, nts, env.envelope, env.envelope->mac.data), SB_OK);
+        rc = agent_keys_verify(f->agent, &env);
+        sbi_envelope_clear(&env);
+        zframe_destroy(&frame);
+    }
+    sbi_crypto_destroy(&sender);
+    sbi_crypto_destroy(&holder);
+    sbi_trust_destroy(&trust);
+    return rc;
+}
+
+TEST(test_a_mac_for_a_retired_key_is_taken_until_it_is_revoked)
+{
+    s_fixture_t f;
+    s_setup(&f);
+    CHECK(f.agent && f.agent->me->serial != f.old_serial);
+    if (f.agent) {
+        CHECK_EQ(s_made_for_the_old_key(&f), SB_OK);        /* retired, still valid */
+        char err[256];
+        CHECK_EQ(sbi_ca_revoke(f.certs, "mois", f.old_serial, err, sizeof err), SB_OK);
+        agent_keys_reload(f.agent, false);
+        CHECK_EQ(s_made_for_the_old_key(&f), SB_EBADSIG);
+    }
+    s_teardown(&f);
+}
+
+/* Revoked before the agent starts: its key file is still loaded (to open
+   what was sealed for it), never to take a MAC. */
+TEST(test_a_mac_for_a_key_revoked_before_start_is_refused)
+{
+    s_fixture_t f;
+    s_setup(&f);
+    char err[256];
+    CHECK_EQ(sbi_ca_revoke(f.certs, "mois", f.old_serial, err, sizeof err), SB_OK);
+    agent_destroy(&f.agent);
+    char data[128], listen[128];
+    snprintf(data, sizeof data, "%s/agent", f.dir);
+    snprintf(listen, sizeof listen, "ipc://%s/mois.sock", f.dir);
+    agent_config_t config = {.agency = "mois", .certs = f.certs,
+                             .broker = "tcp://127.0.0.1:9", .listen = listen, .data = data};
+    f.agent = agent_new(&config);
+    CHECK(f.agent != NULL);
+    if (f.agent)
+        CHECK_EQ(s_made_for_the_old_key(&f), SB_EBADSIG);
+    s_teardown(&f);
+}
+
+int main(int argc, char **argv)
+{
+    sbi_init();
+    return RUN_TESTS();
+}
