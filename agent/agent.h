@@ -194,9 +194,9 @@ void agent_keys_tick(agent_t *self);
 /* A frame from the connection that drains after a switch, or NULL. */
 zframe_t *agent_keys_recv(agent_t *self);
 /* The broker's envelopes by sbi_envelope_verify, another agency's by
-   sbi_envelope_verify_mac under each key pair we hold whose certificate
-   is not revoked (one without a MAC, or with a MAC only a revoked key pair
-   of ours takes, is SB_EBADSIG); reloading the directory once when the sender's key is not
+   sbi_envelope_verify_mac under each key pair we hold (one without a MAC
+   is refused), and by its signature as well when the key pair the MAC
+   holds for has a revoked certificate (SB_EBADSIG if not); reloading the directory once when the sender's key is not
    known, and remembering which certificate the sender used. */
 int agent_keys_verify(agent_t *self, sbi_envelope_t *env);
 /* sbi_envelope_open with our keys, or with any key pair we held before. */

@@ -22,9 +22,9 @@
     (replies to requests signed with the old key, queued events), and the
     retired key files ID.SERIAL.key found in the directory at start are
     loaded for the same reason. Once a certificate of ours is revoked, its
-    key pair still opens but no longer proves anything: a MAC made for it
-    is refused, since whoever holds its secret can make one in any
-    agency's name. If the broker never admits the new key
+    key pair still opens, but a MAC made for it no longer proves anything
+    (whoever holds its secret can make one in any agency's name): such an
+    envelope is taken only when its sender's signature holds too. If the broker never admits the new key
     (it was not reloaded with the new certificate), the agent stays on the
     old one and says so every S_NAG_MS.
 */
@@ -374,21 +374,24 @@ zframe_t *agent_keys_recv(agent_t *self)
     return old ? zframe_recv(old) : NULL;     /* its receive timeout is 0 */
 }
 
-/* The MAC of `env` for key pair `c`, or SB_EBADSIG when the certificate
-   of `c` is revoked: its secret may be in other hands, and whoever holds
-   it can make a MAC for us in any agency's name (the broker passing it). */
+/* The MAC of `env` for key pair `c`. When the certificate of `c` is
+   revoked its secret may be in other hands, and whoever holds it can make
+   a MAC for us in any agency's name (the broker passing it): then the
+   sender's signature must hold too (what was sealed for that key before
+   it was revoked, queued events say, still comes in). */
 static int s_verify_mac(agent_t *self, sbi_envelope_t *env, sbi_crypto_t *c, uint64_t now)
 {
-    if (sbi_crl_revoked(sbi_trust_crl(self->trust), sbi_crypto_keys(c)->cert.serial))
-        return SB_EBADSIG;
-    return sbi_envelope_verify_mac(env, self->trust, c, now);
+    int rc = sbi_envelope_verify_mac(env, self->trust, c, now);
+    if (rc == SB_OK && sbi_crl_revoked(sbi_trust_crl(self->trust), sbi_crypto_keys(c)->cert.serial))
+        rc = sbi_envelope_verify(env, self->trust, NULL, now);
+    return rc;
 }
 
 /* The broker's envelopes: its Ed25519 signature. Another agency's must
-   carry a MAC for us, checked under each key pair we hold whose
-   certificate is not revoked (it was made for the one the sender sealed
-   to); one without (stripped, or a flipped tag), or made for a revoked
-   certificate of ours, is refused like a bad signature. */
+   carry a MAC for us, checked under each key pair we hold (it was made for
+   the one the sender sealed to), with the signature as well for a key
+   pair whose certificate is revoked; one without (stripped, or a flipped
+   tag) is refused like a bad signature. */
 static int s_verify(agent_t *self, sbi_envelope_t *env)
 {
     agent_keys_t *k = self->keys;

@@ -1,7 +1,7 @@
 /*  test_keys.c - which of its key pairs an agent takes another agency's
     MAC under: its own, a retired one while it is still valid (a sender
-    may not have seen the switch yet), never one whose certificate is
-    revoked (its secret may be in other hands). */
+    may not have seen the switch yet); one whose certificate is revoked
+    only with the sender's signature (its secret may be in other hands). */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -53,12 +53,12 @@ static void s_teardown(s_fixture_t *f)
         fprintf(stderr, "cannot remove %s\n", f->dir);
 }
 
-/* A request from nts to mois made for mois's first certificate, whose MAC
-   is made with that certificate's secret: as nts makes it before it has
-   seen mois switch, and as anyone holding that secret could make it for
-   nts, with any signature (the recipient does not check it). What
-   agent_keys_verify says of it. */
-static int s_made_for_the_old_key(s_fixture_t *f)
+/* A request from nts to mois sealed and MACed for mois's first
+   certificate, as nts makes it before it has seen mois switch; `forged`:
+   its signature spoilt and its MAC made again with that certificate's
+   secret, as whoever holds the secret could make it in nts's name. What
+   agent_keys_verify says of it; one it takes must open too. */
+static int s_made_for_the_old_key(s_fixture_t *f, bool forged)
 {
     char err[256], path[256];
     sbi_trust_t *trust = sbi_trust_new(f->certs, err, sizeof err);
@@ -81,13 +81,24 @@ static int s_made_for_the_old_key(s_fixture_t *f)
         sbi_header_init(&h, SHAREBUS__KIND__KIND_REQUEST, "nts", "mois");
         h.header.dataset = "resident.address";
         h.header.purpose = "tax-notice";
+        Sharebus__Payload payload = SHAREBUS__PAYLOAD__INIT;
+        payload.subject_id = "900101-1234567";
         zframe_t *frame = NULL;
-        CHECK_EQ(sbi_envelope_seal(sender, old, &h.header, NULL, &frame), SB_OK);
+        CHECK_EQ(sbi_envelope_seal(sender, old, &h.header, &payload, &frame), SB_OK);
         sbi_envelope_t env;
         CHECK_EQ(sbi_envelope_decode(&env, zframe_data(frame), zframe_size(frame)), SB_OK);
-        env.envelope->signature.data[0] ^= 1;     /* not nts's any more */
-        CHECK_EQ(sbi_envelope_mac(holder, nts, env.envelope, env.envelope->mac.data), SB_OK);
+        if (forged) {
+            env.envelope->signature.data[0] ^= 1;     /* not nts's any more */
+            CHECK_EQ(sbi_envelope_mac(holder, nts, env.envelope, env.envelope->mac.data), SB_OK);
+        }
         rc = agent_keys_verify(f->agent, &env);
+        Sharebus__Payload *opened = NULL;
+        if (rc == SB_OK) {
+            CHECK_EQ(agent_keys_open_payload(f->agent, &env, &opened), SB_OK);
+            CHECK(opened && strcmp(opened->subject_id, "900101-1234567") == 0);
+        }
+        if (opened)
+            sharebus__payload__free_unpacked(opened, NULL);
         sbi_envelope_clear(&env);
         zframe_destroy(&frame);
     }
@@ -97,24 +108,28 @@ static int s_made_for_the_old_key(s_fixture_t *f)
     return rc;
 }
 
-TEST(test_a_mac_for_a_retired_key_is_taken_until_it_is_revoked)
+TEST(test_a_mac_for_a_retired_key_is_taken_alone_until_it_is_revoked)
 {
     s_fixture_t f;
     s_setup(&f);
     CHECK(f.agent && f.agent->me->serial != f.old_serial);
     if (f.agent) {
-        CHECK_EQ(s_made_for_the_old_key(&f), SB_OK);        /* retired, still valid */
+        /* Retired, still valid: the MAC is enough. */
+        CHECK_EQ(s_made_for_the_old_key(&f, false), SB_OK);
+        CHECK_EQ(s_made_for_the_old_key(&f, true), SB_OK);
         char err[256];
         CHECK_EQ(sbi_ca_revoke(f.certs, "mois", f.old_serial, err, sizeof err), SB_OK);
         agent_keys_reload(f.agent, false);
-        CHECK_EQ(s_made_for_the_old_key(&f), SB_EBADSIG);
+        /* Revoked: the signature must hold too. */
+        CHECK_EQ(s_made_for_the_old_key(&f, false), SB_OK);
+        CHECK_EQ(s_made_for_the_old_key(&f, true), SB_EBADSIG);
     }
     s_teardown(&f);
 }
 
-/* Revoked before the agent starts: its key file is still loaded (to open
-   what was sealed for it), never to take a MAC. */
-TEST(test_a_mac_for_a_key_revoked_before_start_is_refused)
+/* Revoked before the agent starts: its key file is still loaded, to open
+   what was sealed for it, but its MAC alone proves nothing. */
+TEST(test_a_mac_for_a_key_revoked_before_start_needs_the_signature)
 {
     s_fixture_t f;
     s_setup(&f);
@@ -128,8 +143,10 @@ TEST(test_a_mac_for_a_key_revoked_before_start_is_refused)
                              .broker = "tcp://127.0.0.1:9", .listen = listen, .data = data};
     f.agent = agent_new(&config);
     CHECK(f.agent != NULL);
-    if (f.agent)
-        CHECK_EQ(s_made_for_the_old_key(&f), SB_EBADSIG);
+    if (f.agent) {
+        CHECK_EQ(s_made_for_the_old_key(&f, false), SB_OK);
+        CHECK_EQ(s_made_for_the_old_key(&f, true), SB_EBADSIG);
+    }
     s_teardown(&f);
 }
 
