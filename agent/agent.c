@@ -184,11 +184,17 @@ static int s_open_sockets(agent_t *self)
     zsock_set_rcvhwm(self->front, 100000);
     zsock_set_rcvtimeo(self->front, 0);
     zsock_set_maxmsgsize(self->front, SBI_FRAME_MAX);
-    if (zsock_bind(self->front, "%s", c->listen) < 0) {
+    /* Back-ends of this agency only: owner and group. The socket file is
+       made under a umask that leaves others out, so that it is never open
+       to them, not even until the chmod below (which takes the group's
+       execute bit away too). */
+    mode_t umask_was = umask(0007);
+    int bound = zsock_bind(self->front, "%s", c->listen);
+    umask(umask_was);
+    if (bound < 0) {
         sbi_error("cannot listen on %s: %s", c->listen, zmq_strerror(zmq_errno()));
         return -1;
     }
-    /* Back-ends of this agency only: owner and group. */
     if (strncmp(c->listen, "ipc://", 6) == 0 && chmod(c->listen + 6, 0660) != 0) {
         sbi_error("%s: %s", c->listen + 6, strerror(errno));
         return -1;

@@ -1,7 +1,8 @@
 /*  test_front.c - what the agent does with answers that do not fit what it
     waits for: a broker's consent result correlated to a request or to an
     event's view (not a consent operation) is dropped, and the request or
-    the view keeps waiting for its own answer. */
+    the view keeps waiting for its own answer. And the back-ends' socket is
+    never open to others, not even between its bind and its chmod. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -525,6 +526,38 @@ TEST(test_a_late_answer_to_an_abandoned_call_is_dropped)
     sb_record_destroy(&late.record);
     sb_client_destroy(&client);
     zsock_destroy(&agent);
+}
+
+/* The mode the back-ends' socket had when the agent set its own: this
+   test is linked with -Wl,--wrap=chmod (meson.build). */
+static mode_t s_mode_at_chmod;
+static bool s_chmod_seen;
+
+int __real_chmod(const char *path, mode_t mode);
+int __wrap_chmod(const char *path, mode_t mode);
+int __wrap_chmod(const char *path, mode_t mode)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        s_mode_at_chmod = st.st_mode & 07777;
+        s_chmod_seen = true;
+    }
+    return __real_chmod(path, mode);
+}
+
+TEST(test_the_back_end_socket_is_never_open_to_others)
+{
+    mode_t umask_was = umask(0);    /* as a daemon started with umask 0 */
+    s_fixture_t f;
+    s_setup(&f);
+    umask(umask_was);
+    CHECK(s_chmod_seen);
+    CHECK_EQ(s_mode_at_chmod & 007, 0);
+    char path[128];
+    snprintf(path, sizeof path, "%s/mois.sock", f.dir);
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0660);
+    s_teardown(&f);
 }
 
 int main(int argc, char **argv)
