@@ -196,8 +196,9 @@ zframe_t *agent_keys_recv(agent_t *self);
 /* The broker's envelopes by sbi_envelope_verify, another agency's by
    sbi_envelope_verify_mac under each key pair we hold (one without a MAC
    is refused), and by its signature as well when the key pair the MAC
-   holds for has a revoked certificate (SB_EBADSIG if not); reloading the directory once when the sender's key is not
-   known, and remembering which certificate the sender used. */
+   holds for has a revoked certificate (SB_EBADSIG if not); reloading the
+   directory once when the sender's key is not known, and remembering
+   which certificate the sender used. */
 int agent_keys_verify(agent_t *self, sbi_envelope_t *env);
 /* sbi_envelope_open with our keys, or with any key pair we held before. */
 int agent_keys_open_payload(agent_t *self, sbi_envelope_t *env, Sharebus__Payload **payload_p);

@@ -24,9 +24,10 @@
     loaded for the same reason. Once a certificate of ours is revoked, its
     key pair still opens, but a MAC made for it no longer proves anything
     (whoever holds its secret can make one in any agency's name): such an
-    envelope is taken only when its sender's signature holds too. If the broker never admits the new key
-    (it was not reloaded with the new certificate), the agent stays on the
-    old one and says so every S_NAG_MS.
+    envelope is taken only when its sender's signature holds too. If the
+    broker never admits the new key (it was not reloaded with the new
+    certificate), the agent stays on the old one and says so every
+    S_NAG_MS.
 */
 #include <dirent.h>
 #include <errno.h>
@@ -382,7 +383,8 @@ zframe_t *agent_keys_recv(agent_t *self)
 static int s_verify_mac(agent_t *self, sbi_envelope_t *env, sbi_crypto_t *c, uint64_t now)
 {
     int rc = sbi_envelope_verify_mac(env, self->trust, c, now);
-    if (rc == SB_OK && sbi_crl_revoked(sbi_trust_crl(self->trust), sbi_crypto_keys(c)->cert.serial))
+    const sbi_crl_t *crl = sbi_trust_crl(self->trust);
+    if (rc == SB_OK && sbi_crl_revoked(crl, sbi_crypto_keys(c)->cert.serial))
         rc = sbi_envelope_verify(env, self->trust, NULL, now);
     return rc;
 }
