@@ -27,7 +27,9 @@
     envelope is taken only when its sender's signature holds too. If the
     broker never admits the new key (it was not reloaded with the new
     certificate), the agent stays on the old one and says so every
-    S_NAG_MS.
+    S_NAG_MS; if the new certificate is gone from the directory (or no
+    longer valid) when its connection comes up, the agent stays on the old
+    one too.
 */
 #include <dirent.h>
 #include <errno.h>
@@ -293,19 +295,31 @@ void agent_keys_reload(agent_t *self, bool rotate)
                    (unsigned long long) newest->serial);
 }
 
-/* The new connection is up: sign and send with the new keys from now on. */
+/* The new connection is up: sign and send with the new keys from now on,
+   if their certificate is still one of ours, valid, in the directory (it
+   may have been taken out, or revoked, since the switch began: then the
+   new connection is dropped and we stay as we are). */
 static void s_switch(agent_t *self)
 {
     agent_keys_t *k = self->keys;
     uint64_t from = self->me->serial;
+    const sbi_keys_t *next = sbi_crypto_keys(k->next);
+    const sbi_cert_t *me = sbi_trust_by_curve(self->trust, next->cert.curve_public);
+    int rc = !me || strcmp(me->agency, self->config.agency) != 0
+                 ? SB_ENOTFOUND : sbi_trust_check(self->trust, me, sbi_now_ms());
+    if (rc != SB_OK) {
+        sbi_error("not switching to certificate serial %llu (%s): staying on serial %llu",
+                  (unsigned long long) next->cert.serial,
+                  rc == SB_ENOTFOUND ? "gone from the directory" : sb_strerror(rc),
+                  (unsigned long long) from);
+        s_drop_next(k);
+        return;
+    }
     agent_flush(self);          /* sealed with the old keys: signed and sent with them */
     s_drop_socket(k, &k->old_bus, false);        /* a drain still running */
     zlistx_add_end(k->retired, self->crypto);
     self->crypto = k->next;
     k->next = NULL;
-    const sbi_cert_t *me = sbi_trust_by_curve(self->trust,
-                                              sbi_crypto_keys(self->crypto)->cert.curve_public);
-    assert(me);
     self->me = me;
     const sbi_cert_t *broker = sbi_trust_by_curve(self->trust, k->next_server);
     if (broker && broker->kind == SBI_CERT_BROKER) {

@@ -1,7 +1,8 @@
 /*  test_keys.c - which of its key pairs an agent takes another agency's
     MAC under: its own, a retired one while it is still valid (a sender
     may not have seen the switch yet); one whose certificate is revoked
-    only with the sender's signature (its secret may be in other hands). */
+    only with the sender's signature (its secret may be in other hands).
+    And the switch to a new certificate of ours. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -148,6 +149,90 @@ TEST(test_a_mac_for_a_key_revoked_before_start_needs_the_signature)
         CHECK_EQ(s_made_for_the_old_key(&f, true), SB_EBADSIG);
     }
     s_teardown(&f);
+}
+
+/* A CURVE server with the broker's key (and no ZAP handler: it admits any
+   client), for the agent's connections to complete their handshakes. */
+static zsock_t *s_fake_broker(const char *certs, char *endpoint, size_t size)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/broker.key", certs);
+    sbi_keys_t keys;
+    CHECK_EQ(sbi_keys_load(path, &keys), SB_OK);
+    zsock_t *server = zsock_new(ZMQ_ROUTER);
+    zsock_set_curve_server(server, 1);
+    zsock_set_curve_publickey_bin(server, keys.cert.curve_public);
+    zsock_set_curve_secretkey_bin(server, keys.curve_secret);
+    sbi_keys_wipe(&keys);
+    int port = zsock_bind(server, "tcp://127.0.0.1:*");
+    CHECK(port > 0);
+    snprintf(endpoint, size, "tcp://127.0.0.1:%d", port);
+    return server;
+}
+
+/* mois's agent, connected to a fake broker, is told to rotate to a second
+   certificate (as by SIGHUP); `remove` takes that certificate out of the
+   directory (rolling the rotation back) before its connection is up. The
+   serial the agent is on once the new connection has had time to come up. */
+static uint64_t s_rotate(bool remove, uint64_t *old_serial)
+{
+    char dir[] = "/tmp/sharebus-test-keys.XXXXXX", certs[128], data[128], listen[128];
+    char endpoint[64], err[256], path[192];
+    if (!mkdtemp(dir))
+        abort();
+    snprintf(certs, sizeof certs, "%s/certs", dir);
+    snprintf(data, sizeof data, "%s/agent", dir);
+    snprintf(listen, sizeof listen, "ipc://%s/mois.sock", dir);
+    CHECK_EQ(sbi_ca_init(certs, err, sizeof err), SB_OK);
+    CHECK_EQ(sbi_ca_issue(certs, SBI_CERT_BROKER, "broker", "broker", 30, false, NULL, err,
+                          sizeof err), SB_OK);
+    CHECK_EQ(sbi_ca_issue(certs, SBI_CERT_AGENCY, "mois", "mois", 30, false, old_serial, err,
+                          sizeof err), SB_OK);
+    zsock_t *broker = s_fake_broker(certs, endpoint, sizeof endpoint);
+    agent_config_t config = {.agency = "mois", .certs = certs, .broker = endpoint,
+                             .listen = listen, .data = data};
+    agent_t *agent = agent_new(&config);
+    CHECK(agent != NULL);
+    uint64_t serial = 0;
+    if (agent) {
+        CHECK_EQ(sbi_ca_issue(certs, SBI_CERT_AGENCY, "mois", "mois", 30, true, NULL, err,
+                              sizeof err), SB_OK);
+        agent_keys_reload(agent, true);
+        if (remove) {
+            snprintf(path, sizeof path, "%s/mois.cert", certs);
+            CHECK_EQ(unlink(path), 0);
+            agent_keys_reload(agent, false);
+        }
+        for (int64_t end = zclock_mono() + 2000;
+             zclock_mono() < end && agent->me->serial == *old_serial;)
+        {
+            agent_keys_tick(agent);
+            zclock_sleep(10);
+        }
+        serial = agent->me->serial;
+        agent_destroy(&agent);
+    }
+    zsock_destroy(&broker);
+    char command[128];
+    snprintf(command, sizeof command, "rm -rf %s", dir);
+    if (system(command) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
+    return serial;
+}
+
+TEST(test_rotation_switches_once_the_new_connection_is_up)
+{
+    uint64_t old = 0;
+    uint64_t now = s_rotate(false, &old);
+    CHECK(old != 0 && now != 0 && now != old);
+}
+
+/* The new certificate gone from the directory when its connection comes
+   up: the agent stays on the one it has, instead of aborting. */
+TEST(test_rotation_to_a_certificate_gone_meanwhile_stays_on_the_old_one)
+{
+    uint64_t old = 0;
+    CHECK_EQ(s_rotate(true, &old), old);
 }
 
 int main(int argc, char **argv)
