@@ -92,20 +92,23 @@ bool sbi_name_valid(const char *name)
 int sbi_subject_ref(const uint8_t key[32], const char *national_id,
                     uint8_t ref[SBI_HASH_SIZE])
 {
-    char norm[128];
+    char norm[128];         /* a national id: wiped on every path */
     size_t n = 0;
-    for (const char *c = national_id; c && *c; c++) {
+    int rc = SB_OK;
+    for (const char *c = national_id; c && *c && rc == SB_OK; c++) {
         if (*c == ' ' || *c == '-' || *c == '\t')
             continue;
         if (n + 1 >= sizeof norm)
-            return SB_EINVAL;
-        norm[n++] = (char) toupper((unsigned char) *c);
+            rc = SB_EINVAL;
+        else
+            norm[n++] = (char) toupper((unsigned char) *c);
     }
-    if (n == 0)
-        return SB_EINVAL;
-    crypto_generichash(ref, SBI_HASH_SIZE, (const unsigned char *) norm, n, key, 32);
+    if (rc == SB_OK && n == 0)
+        rc = SB_EINVAL;
+    if (rc == SB_OK)
+        crypto_generichash(ref, SBI_HASH_SIZE, (const unsigned char *) norm, n, key, 32);
     sodium_memzero(norm, sizeof norm);
-    return SB_OK;
+    return rc;
 }
 
 int sbi_file_read(const char *path, size_t max, char **data_p, size_t *size_p)
