@@ -267,6 +267,24 @@ static void s_ack_from_client(s_fixture_t *f, uint64_t token, const uint8_t id[S
     s_from_client(f, &m);
 }
 
+/* nts's agent hands event `old` to the back-end, restarts and receives
+   `new`, which the back-end has not had: the token the back-end holds. */
+static uint64_t s_restart_between_events(s_fixture_t *f, uint8_t old[SBI_ID_SIZE],
+                                         uint8_t new[SBI_ID_SIZE])
+{
+    s_setup_as(f, "nts");
+    sbi_id_new(old);
+    sbi_id_new(new);
+    s_event_from_broker(f, old, "1 Sejong-daero");
+    CHECK_EQ(zlistx_size(f->agent->inbox), 1);
+    uint64_t held = f->agent->next_token;
+    agent_destroy(&f->agent);
+    s_start(f, "nts");
+    s_event_from_broker(f, new, "2 Sejong-daero");
+    CHECK_EQ(zlistx_size(f->agent->inbox), 1);
+    return held;
+}
+
 /* The same with a library that acknowledges by token alone (before
    ClientAck had message_id): a token of the agent's previous run names
    nothing in this one, so it takes no event the back-end has not seen
@@ -274,15 +292,8 @@ static void s_ack_from_client(s_fixture_t *f, uint64_t token, const uint8_t id[S
 TEST(test_a_token_from_before_a_restart_names_nothing)
 {
     s_fixture_t f;
-    s_setup_as(&f, "nts");
     uint8_t old[SBI_ID_SIZE], new[SBI_ID_SIZE];
-    sbi_id_new(old);
-    sbi_id_new(new);
-    s_event_from_broker(&f, old, "1 Sejong-daero");
-    uint64_t held = f.agent->next_token;
-    agent_destroy(&f.agent);
-    s_start(&f, "nts");
-    s_event_from_broker(&f, new, "2 Sejong-daero");
+    uint64_t held = s_restart_between_events(&f, old, new);
     Sharebus__ClientAck ack = SHAREBUS__CLIENT_ACK__INIT;
     ack.token = held;
     Sharebus__ClientMessage m = SHAREBUS__CLIENT_MESSAGE__INIT;
@@ -320,17 +331,8 @@ TEST(test_a_stopping_agent_acknowledges_its_last_events)
 TEST(test_an_ack_from_before_a_restart_takes_no_other_event)
 {
     s_fixture_t f;
-    s_setup_as(&f, "nts");
     uint8_t old[SBI_ID_SIZE], new[SBI_ID_SIZE];
-    sbi_id_new(old);
-    sbi_id_new(new);
-    s_event_from_broker(&f, old, "1 Sejong-daero");
-    CHECK_EQ(zlistx_size(f.agent->inbox), 1);
-    uint64_t held = f.agent->next_token;    /* the token the back-end holds */
-    agent_destroy(&f.agent);
-    s_start(&f, "nts");
-    s_event_from_broker(&f, new, "2 Sejong-daero");   /* the back-end has not had it */
-    CHECK_EQ(zlistx_size(f.agent->inbox), 1);
+    uint64_t held = s_restart_between_events(&f, old, new);
     s_ack_from_client(&f, held, old);
     CHECK_EQ(zlistx_size(f.agent->inbox), 1);
     s_event_from_broker(&f, old, "1 Sejong-daero");   /* the broker sends it again */
