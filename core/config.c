@@ -209,14 +209,18 @@ sbi_config_t *sbi_config_parse(const char *path, const char *data, size_t size, 
     else {
         doc = fy_parse_load_document(parser);
         /* Only after a clean first document: libfyaml does not survive
-           parsing on past some errors. */
+           parsing on past some errors. Empty ones (a trailing "---") are
+           skipped. */
+        size_t extra_line = 0, extra_column = 0;
         struct fy_document *extra =
-            doc && !fy_diag_got_error(diag) ? fy_parse_load_document(parser) : NULL;
+            doc && !fy_diag_got_error(diag)
+                ? sbi_yaml_next_document(parser, diag, &extra_line, &extra_column)
+                : NULL;
         if (s_diag_error(diag, path, err, err_size))
             ;
-        else if (extra && fy_document_root(extra))
+        else if (extra)
             snprintf(err, err_size, "%s:%zu: a second YAML document: a configuration file "
-                     "holds one", path, s_line(fy_document_root(extra)));
+                     "holds one", path, extra_line);
         else if (sbi_yaml_misread_quotes(doc, data, size, &line, &column))
             snprintf(err, err_size, "%s:%zu: two '' in a row in a single-quoted value, which "
                      "this system's YAML library misreads: write the value in double quotes",

@@ -93,6 +93,21 @@ TEST(test_empty_file_has_no_settings)
     sbi_config_destroy(&c);
 }
 
+/* Documents of nothing after the one (a trailing "---", comments) are not
+   a second document. */
+TEST(test_trailing_empty_documents_are_not_a_second_one)
+{
+    char err[512] = "";
+    sbi_config_t *c = s_load("certs: /x\n---\n", err, sizeof err);
+    CHECK(c && sbi_config_size(c) == 1);
+    if (!c)
+        fprintf(stderr, "  %s\n", err);
+    sbi_config_destroy(&c);
+    c = s_load("certs: /x\n---\n# the end\n---\n", err, sizeof err);
+    CHECK(c && sbi_config_size(c) == 1);
+    sbi_config_destroy(&c);
+}
+
 TEST(test_unknown_setting_is_named_with_its_line)
 {
     char err[512];
@@ -144,6 +159,8 @@ TEST(test_malformed_files_are_refused_at_their_line)
         {"certs: /x\n  skew: 1\n", 1},             /* a multi-line key, from line 1 */
         {"- certs\n", 1},                          /* not a mapping */
         {"certs: /x\n---\nskew: 1\n", 3},          /* two documents */
+        {"certs: /x\n---\n---\n# x\n---\nskew: 1\n", 6}, /* the second after empty ones */
+        {"certs: /x\n---\n--- {}\n", 3},          /* an empty mapping is something */
         {"certs: \"/x\n", 1},                      /* unterminated quote */
         {"certs: /x\n%\x8c\n", 2},                  /* not UTF-8 (libfyaml would loop) */
         {"certs: /x\nskew: \x01\n", 2},              /* a control character */

@@ -45,3 +45,46 @@ bool sbi_yaml_misread_quotes(struct fy_document *doc, const char *data, size_t s
 {
     return doc && s_misread(fy_document_root(doc), data, size, line, column);
 }
+
+static bool s_document_empty(struct fy_document *doc)
+{
+    struct fy_node *root = fy_document_root(doc);
+    size_t len = 0;
+    return !root || (fy_node_is_scalar(root) && !fy_node_is_alias(root)
+                     && !fy_node_get_scalar_token(root) && !fy_node_get_tag(root, &len)
+                     && !fy_node_get_anchor(root));
+}
+
+/* Where `node` begins: its own token, or its first key or item's. */
+static const struct fy_mark *s_node_mark(struct fy_node *node)
+{
+    struct fy_token *token = node ? fy_node_get_scalar_token(node) : NULL;
+    if (token)
+        return fy_token_start_mark(token);
+    void *iter = NULL;
+    if (node && fy_node_is_mapping(node)) {
+        struct fy_node_pair *pair = fy_node_mapping_iterate(node, &iter);
+        return pair ? s_node_mark(fy_node_pair_key(pair)) : NULL;
+    }
+    if (node && fy_node_is_sequence(node))
+        return s_node_mark(fy_node_sequence_iterate(node, &iter));
+    return NULL;
+}
+
+struct fy_document *sbi_yaml_next_document(struct fy_parser *parser, struct fy_diag *diag,
+                                           size_t *line, size_t *column)
+{
+    struct fy_document *doc;
+    while (!fy_diag_got_error(diag) && (doc = fy_parse_load_document(parser))) {
+        if (!s_document_empty(doc)) {
+            const struct fy_mark *at = s_node_mark(fy_document_root(doc));
+            if (!at)
+                at = fy_document_state_start_mark(fy_document_get_document_state(doc));
+            *line = at && at->line >= 0 ? (size_t) at->line + 1 : 1;
+            *column = at && at->column >= 0 ? (size_t) at->column + 1 : 1;
+            return doc;
+        }
+        fy_parse_document_destroy(parser, doc);
+    }
+    return NULL;
+}

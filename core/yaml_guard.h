@@ -16,4 +16,13 @@
 bool sbi_yaml_misread_quotes(struct fy_document *doc, const char *data, size_t size,
                              size_t *line, size_t *column);
 
+/* The next document of `parser` that holds something, skipping documents
+   of nothing (a trailing "---", or one followed by comments only, which
+   libfyaml gives an empty root no token wrote); NULL when none comes or
+   `diag` has an error. The caller destroys it (fy_parse_document_destroy)
+   and refuses the file: it holds one document. Sets `line` (1-based) to
+   where it shows, its first value, or else its "---". */
+struct fy_document *sbi_yaml_next_document(struct fy_parser *parser, struct fy_diag *diag,
+                                           size_t *line, size_t *column);
+
 #endif

@@ -53,39 +53,18 @@ static struct fy_diag *s_diag_new(void)
     return diag;
 }
 
-/* True when `doc` holds nothing: libfyaml gives a document of nothing
-   (a trailing "---", or one followed by comments only) an empty root that
-   no token wrote, without a tag or an anchor. */
-static bool s_document_empty(struct fy_document *doc)
-{
-    struct fy_node *root = fy_document_root(doc);
-    size_t len = 0;
-    return !root ||
-           (fy_node_is_scalar(root) && !fy_node_is_alias(root) && !fy_node_get_scalar_token(root) &&
-            !fy_node_get_tag(root, &len) && !fy_node_get_anchor(root));
-}
-
 /* A second document with content is refused, wherever it is after empty
    ones; empty ones (a trailing "---") are not. */
 static bool s_single_document(pol_ctx_t *c, pol_yaml_t *self)
 {
-    struct fy_document *extra;
-    while (!fy_diag_got_error(self->diag) && (extra = fy_parse_load_document(self->parser))) {
-        bool empty = s_document_empty(extra);
-        if (!empty) {
-            /* At its first value, or else (an empty "{}") at its "---". */
-            const struct fy_mark *start =
-                fy_document_state_start_mark(fy_document_get_document_state(extra));
-            pol_mark_t at =
-                start ? (pol_mark_t){start->line + 1, start->column + 1} : (pol_mark_t){1, 1};
-            pol_err(c, pol_mark(fy_document_root(extra), at),
-                    "a second YAML document: a policy file holds one");
-        }
-        fy_parse_document_destroy(self->parser, extra);
-        if (!empty)
-            return false;
-    }
-    return true;
+    size_t line, column;
+    struct fy_document *extra = sbi_yaml_next_document(self->parser, self->diag, &line, &column);
+    if (!extra)
+        return true;
+    pol_mark_t at = {(int) line, (int) column};
+    pol_err(c, at, "a second YAML document: a policy file holds one");
+    fy_parse_document_destroy(self->parser, extra);
+    return false;
 }
 
 pol_yaml_t *pol_yaml_parse(pol_ctx_t *c, const pol_file_t *file)
