@@ -160,7 +160,11 @@ int sbi_envelope_mac(sbi_crypto_t *me, const sbi_cert_t *peer,
    has no MAC, or when it was made for another of the recipient's key
    pairs (an agent holding several tries each). The signature is not
    checked: the MAC covers it, so it is the sender's own bytes, and the
-   broker refuses envelopes whose signature does not hold. */
+   broker refuses envelopes whose signature does not hold; but for an
+   envelope signed in a batch whose MAC is the earlier kind (header ||
+   signature || batch_path under subkey 1, from an agent before the
+   change: an event queued before an upgrade), the signature must hold
+   too. */
 int sbi_envelope_verify_mac(sbi_envelope_t *self, sbi_trust_t *trust, sbi_crypto_t *me,
                             uint64_t now_ms) SBI_UNUSED_RESULT;
 
