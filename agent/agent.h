@@ -191,6 +191,8 @@ void agent_keys_reload(agent_t *self, bool rotate);
 /* Each turn of the loop: a pending SIGHUP (blocked in every thread by
    main.c), the switch, the drain, directory changes. */
 void agent_keys_tick(agent_t *self);
+/* True while a switch to a newer certificate waits for its connection. */
+bool agent_keys_switching(const agent_t *self);
 /* A frame from the connection that drains after a switch, or NULL. */
 zframe_t *agent_keys_recv(agent_t *self);
 /* The broker's envelopes by sbi_envelope_verify, another agency's by

@@ -65,6 +65,11 @@ struct agent_keys_t {
     int64_t unknown_check;    /* when a message from an unknown key last made us look */
 };
 
+bool agent_keys_switching(const agent_t *self)
+{
+    return self->keys && self->keys->next;
+}
+
 static void s_crypto_free(void **item_p)
 {
     sbi_crypto_destroy((sbi_crypto_t **) item_p);

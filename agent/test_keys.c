@@ -203,8 +203,10 @@ static uint64_t s_rotate(bool remove, uint64_t *old_serial)
             CHECK_EQ(unlink(path), 0);
             agent_keys_reload(agent, false);
         }
-        for (int64_t end = zclock_mono() + 2000;
-             zclock_mono() < end && agent->me->serial == *old_serial;)
+        /* Until the switch is over, one way or the other (its connection
+           up); the bound only keeps a broken build from hanging. */
+        for (int64_t end = zclock_mono() + 30000;
+             zclock_mono() < end && agent_keys_switching(agent);)
         {
             agent_keys_tick(agent);
             zclock_sleep(10);
