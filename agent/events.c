@@ -133,7 +133,7 @@ void agent_publish(agent_t *self, zframe_t *client, uint64_t id, const Sharebus_
         snprintf(reason, sizeof reason, "%s is not the publisher of %s", self->config.agency,
                  c->topic);
     }
-    else if (!sbi_record_pb_valid(record) || strlen(c->subject_id) > 64
+    else if (!sbi_record_pb_valid(record) || strlen(c->subject_id) > SBI_SUBJECT_MAX
              || sbi_subject_ref(self->subject_key, c->subject_id, ref) != SB_OK) {
         rc = SB_EINVAL;
         snprintf(reason, sizeof reason,

@@ -10,7 +10,6 @@
 
 #define S_GRACE_MS 250   /* the broker times out first; this covers a dead broker */
 #define S_TIMEOUT_MAX_MS 60000  /* the broker's longest wait for an answer */
-#define S_SUBJECT_MAX 64
 
 bool agent_front_send(agent_t *self, zframe_t *client, Sharebus__ClientMessage *message)
 {
@@ -69,7 +68,7 @@ static void s_request(agent_t *self, zframe_t *client, uint64_t id,
         return;
     }
     if (!sbi_agency_valid(req->provider, false) || !sbi_name_valid(req->dataset)
-        || !sbi_name_valid(req->purpose) || strlen(req->subject_id) > S_SUBJECT_MAX) {
+        || !sbi_name_valid(req->purpose) || strlen(req->subject_id) > SBI_SUBJECT_MAX) {
         agent_front_result(self, client, id, SB_EINVAL, "malformed request", NULL);
         return;
     }
@@ -282,7 +281,7 @@ static void s_to_broker(agent_t *self, zframe_t *client, uint64_t id, Sharebus__
 static bool s_subject(agent_t *self, zframe_t *client, uint64_t id, const char *subject,
                       uint8_t ref[SBI_HASH_SIZE])
 {
-    if (strlen(subject) <= S_SUBJECT_MAX && sbi_subject_ref(self->subject_key, subject, ref) == SB_OK)
+    if (strlen(subject) <= SBI_SUBJECT_MAX && sbi_subject_ref(self->subject_key, subject, ref) == SB_OK)
         return true;
     agent_front_result(self, client, id, SB_EINVAL, "missing or malformed subject id", NULL);
     return false;

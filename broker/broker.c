@@ -11,7 +11,6 @@
 
 #define S_BATCH_MAX 512
 #define S_WAL_SIZE (16u << 20)    /* the journal ring */
-#define S_PENDING_KEEP_MS 61000     /* a request waits 60 s at most */
 #define S_SEEN_KEEP_MS(self) (2 * (int64_t) (self)->config.skew_ms + 1000)
 
 static void s_peer_free(void **item_p)
@@ -119,36 +118,6 @@ static int s_remember_seen(const Sharebus__AuditRecord *record, void *arg)
     return 0;
 }
 
-static int s_recover_pending(const Sharebus__AuditRecord *record, void *arg)
-{
-    broker_pending_recover(arg, record);
-    return 0;
-}
-
-/* The requests in flight when the broker last stopped without closing them
-   (kill -9): those routed within the longest deadline before its last
-   record, and not ended by it. */
-static int s_last_time(const Sharebus__AuditRecord *record, void *arg)
-{
-    *(uint64_t *) arg = record->time_ms;
-    return 0;
-}
-
-static void s_recover_pending_all(broker_t *self)
-{
-    uint8_t head[SBI_HASH_SIZE];
-    uint64_t seq = sbi_audit_head(self->audit, head), last = 0;
-    sbi_audit_filter_t tail = {.after_seq = seq ? seq - 1 : 0};
-    if (seq == 0 || sbi_audit_query(self->audit, &tail, s_last_time, &last) != SB_OK || !last)
-        return;
-    sbi_audit_filter_t recent = {.since_ms = last > S_PENDING_KEEP_MS ? last - S_PENDING_KEEP_MS : 1};
-    if (sbi_audit_query(self->audit, &recent, s_recover_pending, self) != SB_OK)
-        sbi_warning("cannot read the requests in flight from the audit log");
-    else if (zhashx_size(self->pending))
-        sbi_notice("%zu request(s) in flight when the broker stopped: waiting for their answers",
-                   zhashx_size(self->pending));
-}
-
 static int s_open_sockets(broker_t *self)
 {
     /* The ZAP handler first, before any bind, and alive until the sockets
@@ -233,7 +202,7 @@ broker_t *broker_new(const broker_config_t *config)
     sbi_audit_filter_t recent = {.since_ms = sbi_now_ms() - (uint64_t) S_SEEN_KEEP_MS(self)};
     if (sbi_audit_query(self->audit, &recent, s_remember_seen, self) != SB_OK)
         sbi_warning("cannot read recent message ids from the audit log");
-    s_recover_pending_all(self);
+    broker_pending_recover(self);
     uint8_t head[SBI_HASH_SIZE];
     self->audit_seq = sbi_audit_head(self->audit, head);
     self->in = calloc(S_BATCH_MAX, sizeof *self->in);

@@ -291,9 +291,9 @@ void broker_sweep(broker_t *self);
 /* Forgets `agency`'s route; the requests waiting on it as their provider
    are answered unavailable at the next sweep, not left to their deadlines. */
 void broker_peer_forget(broker_t *self, const char *agency);
-/* At start, with each audit record of the minute before the last one, in
-   order: takes back the requests routed and not ended (a kill -9). */
-void broker_pending_recover(broker_t *self, const Sharebus__AuditRecord *record);
+/* At start: takes back from the audit log the requests routed and not
+   ended when the broker last stopped without closing them (a kill -9). */
+void broker_pending_recover(broker_t *self);
 /* Answers every request in flight unavailable, and records it: the broker stops. */
 void broker_pending_stop(broker_t *self);
 void broker_pending_free(void **item_p);

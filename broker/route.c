@@ -162,13 +162,12 @@ static int s_rate(broker_t *b, const sbi_rule_t *rule, const char *consumer)
     return broker_bucket_take(b->buckets, key, rule->rate_count, rule->rate_period_ms);
 }
 
-/* Waits for the answer to the request `routed` records (its request-routed
+/* Waits for the answer to the request `r` records (its request-routed
    record), until `expires_ms` (0: the longest the broker waits) and at most
    S_MAX_TIMEOUT_MS after it was routed; `key` gets its key in b->pending. */
-static void s_pending_add(broker_t *b, const Sharebus__AuditRecord *routed,
-                          uint64_t expires_ms, char key[33])
+static void s_pending_add(broker_t *b, const Sharebus__AuditRecord *r, uint64_t expires_ms,
+                          char key[33])
 {
-    const Sharebus__AuditRecord *r = routed;
     broker_pending_t *p = calloc(1, sizeof *p);
     assert(p);
     memcpy(p->id, r->message_id.data, SBI_ID_SIZE);
@@ -562,26 +561,27 @@ static void s_sweep_peers(broker_t *self, int64_t now)
     zlistx_destroy(&agencies);
 }
 
-/* At start, each record of the last minute before the broker stopped, in
-   order: a request routed and not ended by a reply, an error or a timeout
-   was in flight when the broker died (kill -9). It waits again for its
+/* Each record of the last minute before the broker stopped, in order: a
+   request routed and not ended by a reply, an error or a timeout was in
+   flight when the broker died (kill -9). It waits again for its
    provider's answer until its own deadline, so that an answer after the
    restart is forwarded and audited, and one that never comes is recorded
    as a timeout: no request-routed is left without its outcome. */
-void broker_pending_recover(broker_t *self, const Sharebus__AuditRecord *r)
+static int s_recover_one(const Sharebus__AuditRecord *r, void *arg)
 {
+    broker_t *self = arg;
     char key[33];
     bool routed = r->kind == SHAREBUS__AUDIT_KIND__AUDIT_REQUEST_ROUTED;
     const ProtobufCBinaryData *id = routed ? &r->message_id : &r->correlation_id;
     if (id->len != SBI_ID_SIZE)
-        return;
+        return 0;
     if (!routed) {
         sbi_hex(id->data, SBI_ID_SIZE, key);
         if (r->kind == SHAREBUS__AUDIT_KIND__AUDIT_REPLY_FORWARDED
             || r->kind == SHAREBUS__AUDIT_KIND__AUDIT_REPLY_REFUSED
             || r->kind == SHAREBUS__AUDIT_KIND__AUDIT_TIMEOUT)
             zhashx_delete(self->pending, key);
-        return;
+        return 0;
     }
     sbi_unpack_t budget;
     Sharebus__Header *h = sharebus__header__unpack(sbi_unpack_init(&budget, r->header.len),
@@ -589,6 +589,30 @@ void broker_pending_recover(broker_t *self, const Sharebus__AuditRecord *r)
     s_pending_add(self, r, h ? h->expires_ms : 0, key);
     if (h)
         sharebus__header__free_unpacked(h, NULL);
+    return 0;
+}
+
+static int s_last_time(const Sharebus__AuditRecord *record, void *arg)
+{
+    *(uint64_t *) arg = record->time_ms;
+    return 0;
+}
+
+void broker_pending_recover(broker_t *self)
+{
+    uint8_t head[SBI_HASH_SIZE];
+    uint64_t seq = sbi_audit_head(self->audit, head), last = 0;
+    sbi_audit_filter_t tail = {.after_seq = seq ? seq - 1 : 0};
+    if (seq == 0 || sbi_audit_query(self->audit, &tail, s_last_time, &last) != SB_OK || !last)
+        return;
+    /* A request waits S_MAX_TIMEOUT_MS at most: those routed earlier ended. */
+    uint64_t keep = S_MAX_TIMEOUT_MS + 1000;
+    sbi_audit_filter_t recent = {.since_ms = last > keep ? last - keep : 1};
+    if (sbi_audit_query(self->audit, &recent, s_recover_one, self) != SB_OK)
+        sbi_warning("cannot read the requests in flight from the audit log");
+    else if (zhashx_size(self->pending))
+        sbi_notice("%zu request(s) in flight when the broker stopped: waiting for their answers",
+                   zhashx_size(self->pending));
 }
 
 /* The broker stops: every request in flight is answered unavailable and

@@ -109,43 +109,32 @@ static void s_be32(uint32_t value, uint8_t out[4])
 }
 
 /* A lone envelope: header || signature, the signature 64 bytes, so the
-   bytes split one way only. A batched one, under a key of its own: the
-   header's length first, then header, signature, index and path, so that
-   no byte can move from one to another and the index is covered: what
-   the recipient takes and logs is what the sender signed. */
-static void s_mac(const s_shared_t *key, const Sharebus__Envelope *e, uint8_t mac[SBI_MAC_SIZE])
+   bytes split one way only. A batched one, `framed`, under a key of its
+   own: the header's length first, then header, signature, index and path,
+   so that no byte can move from one to another and the index is covered:
+   what the recipient takes and logs is what the sender signed. Agents
+   before that MACed a batched one unframed, as header || signature ||
+   batch_path under the lone key: taken only with the sender's signature
+   (s_made_by). */
+static void s_mac(const s_shared_t *key, const Sharebus__Envelope *e, bool framed,
+                  uint8_t mac[SBI_MAC_SIZE])
 {
     crypto_generichash_state state;
-    bool batched = e->batch_path.len > 0;
-    crypto_generichash_init(&state, batched ? key->batch_mac : key->mac, sizeof key->mac,
+    crypto_generichash_init(&state, framed ? key->batch_mac : key->mac, sizeof key->mac,
                             SBI_MAC_SIZE);
     uint8_t length[4], index[4];
-    if (batched) {
+    if (framed) {
         s_be32((uint32_t) e->header.len, length);
         crypto_generichash_update(&state, length, sizeof length);
     }
     crypto_generichash_update(&state, e->header.data, e->header.len);
     crypto_generichash_update(&state, e->signature.data, e->signature.len);
-    if (batched) {
+    if (framed) {
         s_be32(e->batch_index, index);
         crypto_generichash_update(&state, index, sizeof index);
-        crypto_generichash_update(&state, e->batch_path.data, e->batch_path.len);
     }
-    crypto_generichash_final(&state, mac, SBI_MAC_SIZE);
-    sodium_memzero(&state, sizeof state);
-}
-
-/* The MAC agents before the batched one's own key gave an envelope
-   signed in a batch: header || signature || batch_path under subkey 1.
-   Taken only with the sender's signature (s_made_by). */
-static void s_mac_previous(const s_shared_t *key, const Sharebus__Envelope *e,
-                           uint8_t mac[SBI_MAC_SIZE])
-{
-    crypto_generichash_state state;
-    crypto_generichash_init(&state, key->mac, sizeof key->mac, SBI_MAC_SIZE);
-    crypto_generichash_update(&state, e->header.data, e->header.len);
-    crypto_generichash_update(&state, e->signature.data, e->signature.len);
-    crypto_generichash_update(&state, e->batch_path.data, e->batch_path.len);
+    if (e->batch_path.len > 0)
+        crypto_generichash_update(&state, e->batch_path.data, e->batch_path.len);
     crypto_generichash_final(&state, mac, SBI_MAC_SIZE);
     sodium_memzero(&state, sizeof state);
 }
@@ -156,7 +145,7 @@ int sbi_envelope_mac(sbi_crypto_t *me, const sbi_cert_t *peer,
     const s_shared_t *key = s_shared_key(me, peer->box_public);
     if (!key)
         return SB_EBADCERT;
-    s_mac(key, envelope, mac);
+    s_mac(key, envelope, envelope->batch_path.len > 0, mac);
     return SB_OK;
 }
 
@@ -337,7 +326,7 @@ static zframe_t *s_frame(const sbi_sealed_t *sealed, const uint8_t signature[cry
         s_shared_t key;
         memcpy(key.mac, sealed->mac_key, sizeof key.mac);
         memcpy(key.batch_mac, sealed->batch_mac_key, sizeof key.batch_mac);
-        s_mac(&key, &envelope, mac);
+        s_mac(&key, &envelope, envelope.batch_path.len > 0, mac);
         sodium_memzero(&key, sizeof key);
         envelope.mac = (ProtobufCBinaryData){sizeof mac, mac};
     }
@@ -524,7 +513,7 @@ static int s_made_by(sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert_t 
         const s_shared_t *key = s_shared_key(me, cert->box_public);
         if (e->mac.len != SBI_MAC_SIZE || !key)
             return SB_EBADSIG;
-        s_mac(key, e, mac);
+        s_mac(key, e, self->batched, mac);
         if (sodium_memcmp(mac, e->mac.data, sizeof mac) == 0)
             return SB_OK;
         if (!self->batched)
@@ -532,7 +521,7 @@ static int s_made_by(sbi_envelope_t *self, sbi_trust_t *trust, const sbi_cert_t 
         /* MACed by an agent of the previous version (an event queued at
            the broker before the upgrade, say): that MAC leaves the index
            out and the fields unframed, so the signature must hold too. */
-        s_mac_previous(key, e, mac);
+        s_mac(key, e, false, mac);
         if (sodium_memcmp(mac, e->mac.data, sizeof mac) != 0)
             return SB_EBADSIG;
         return s_signed_by(self, cert, NULL);

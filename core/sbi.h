@@ -21,6 +21,7 @@
 
 #define SBI_AGENCY_MAX 32         /* agency id length */
 #define SBI_NAME_MAX 128          /* display names, dataset, purpose, topic */
+#define SBI_SUBJECT_MAX 64        /* a national id, as a back-end gives it */
 #define SBI_ID_SIZE 16            /* message id bytes */
 #define SBI_HASH_SIZE 32          /* BLAKE2b-256 */
 #define SBI_FRAME_MAX (1 << 20)   /* one envelope frame on the wire */

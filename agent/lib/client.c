@@ -18,7 +18,6 @@
 #define S_GRACE_MS 2000     /* the agent answers timeouts itself; this is a backstop */
 #define S_REFRESH_MS 2000   /* registrations are said again this often */
 #define S_ABANDONED_MS 120000   /* a given-up call's late answer is dropped this long */
-#define S_SUBJECT_MAX 64    /* a national id, as the agent takes it */
 
 struct sb_client_t {
     zsock_t *socket;
@@ -311,7 +310,7 @@ static bool s_request_valid(const sb_request_t *r)
 {
     if (!r || !sbi_agency_valid(r->provider, false) || !sbi_name_valid(r->dataset)
         || !sbi_name_valid(r->purpose)
-        || (r->subject && (!*r->subject || strlen(r->subject) > S_SUBJECT_MAX))
+        || (r->subject && (!*r->subject || strlen(r->subject) > SBI_SUBJECT_MAX))
         || r->n_fields > SBI_FIELDS_MAX || r->timeout_ms < 0 || r->timeout_ms > S_TIMEOUT_MAX_MS
         || (r->n_fields && !r->fields))
         return false;
@@ -760,7 +759,7 @@ struct sb_event_t {
 int sb_publish(sb_client_t *self, const char *topic, const char *subject,
                const sb_record_t *record)
 {
-    if (!sbi_name_valid(topic) || !subject || !*subject || strlen(subject) > S_SUBJECT_MAX
+    if (!sbi_name_valid(topic) || !subject || !*subject || strlen(subject) > SBI_SUBJECT_MAX
         || !record)
         return s_fail(self, SB_EINVAL, "a topic, a subject of 1-64 characters and a record are "
                                        "required");
